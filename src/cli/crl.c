@@ -1,0 +1,146 @@
+/*
+ * crl.c - `coffer crl show`: what a revocation list says, and whether
+ * a given root signed it.
+ */
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "pki.h"
+
+static void crl_usage(FILE *out)
+{
+	fprintf(out,
+		"usage: coffer crl show FILE [--root ROOT] [--json]\n"
+		"\n"
+		"Prints the issuer, number, this and next update, and the revoked\n"
+		"serial numbers of a CRL.  With --root, also checks the CRL was\n"
+		"signed by that root (exit code 16 if not).\n");
+}
+
+static void iso(const ASN1_TIME *t, char *buf, size_t size)
+{
+	time_t secs = (time_t)cf_asn1_time_unix(t);
+	struct tm tm;
+
+	if (t == NULL) {
+		snprintf(buf, size, "-");
+		return;
+	}
+	gmtime_r(&secs, &tm);
+	strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static char *int_hex(const ASN1_INTEGER *i)
+{
+	BIGNUM *bn = i ? ASN1_INTEGER_to_BN(i, NULL) : NULL;
+	char *hex = bn ? BN_bn2hex(bn) : NULL;
+
+	BN_free(bn);
+	return hex;
+}
+
+static int crl_show(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "root", required_argument, NULL, 'r' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *root_path = NULL;
+	X509_CRL *crl = NULL;
+	X509 *root = NULL;
+	ASN1_INTEGER *number = NULL;
+	STACK_OF(X509_REVOKED) *entries;
+	char *issuer = NULL, *num = NULL, last[32], next[32];
+	json_t *obj = NULL, *list = NULL;
+	cf_error err = { 0 };
+	cf_status rc;
+	int c, as_json = 0;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'j': as_json = 1; break;
+		case 'r': root_path = optarg; break;
+		case 'h': crl_usage(stdout); return 0;
+		default: return cli_bad_option("crl show");
+		}
+	}
+	if (optind + 1 != argc)
+		return cli_usage("crl show", "give exactly one CRL FILE");
+	rc = cli_load_crl(argv[optind], &crl, &err);
+	if (rc == CF_OK && root_path != NULL)
+		rc = cli_load_cert(root_path, &root, NULL, &err);
+	if (rc == CF_OK && root != NULL)
+		rc = cf_crl_check_signer(crl, root, &err);
+	if (rc != CF_OK)
+		goto out;
+	issuer = cf_name_text(X509_CRL_get_issuer(crl));
+	number = X509_CRL_get_ext_d2i(crl, NID_crl_number, NULL, NULL);
+	num = int_hex(number);
+	iso(X509_CRL_get0_lastUpdate(crl), last, sizeof(last));
+	iso(X509_CRL_get0_nextUpdate(crl), next, sizeof(next));
+	entries = X509_CRL_get_REVOKED(crl);
+	list = json_array();
+	for (int i = 0; i < sk_X509_REVOKED_num(entries); i++) {
+		X509_REVOKED *e = sk_X509_REVOKED_value(entries, i);
+		char *serial = int_hex(X509_REVOKED_get0_serialNumber(e));
+		char when[32];
+
+		iso(X509_REVOKED_get0_revocationDate(e), when, sizeof(when));
+		json_array_append_new(list, json_pack("{s:s, s:s}",
+			"serial", serial ? serial : "", "revoked", when));
+		OPENSSL_free(serial);
+	}
+	if (as_json) {
+		obj = json_pack("{s:s, s:s?, s:s, s:s, s:b, s:O}",
+			"issuer", issuer ? issuer : "", "number", num,
+			"this_update", last, "next_update", next,
+			"signature_checked", root != NULL, "revoked", list);
+		if (obj == NULL) {
+			rc = cf_error_set(&err, CF_ERR_NOMEM, "could not build JSON");
+			goto out;
+		}
+		json_dumpf(obj, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		putchar('\n');
+	} else {
+		printf("issuer:      %s\n", issuer ? issuer : "");
+		printf("number:      %s\n", num ? num : "-");
+		printf("this update: %s\n", last);
+		printf("next update: %s\n", next);
+		printf("entries:     %d%s\n", sk_X509_REVOKED_num(entries),
+		       root ? " (signature checked against the root)" : "");
+		for (size_t i = 0; i < json_array_size(list); i++) {
+			json_t *e = json_array_get(list, i);
+
+			printf("revoked:     %s at %s\n",
+			       json_string_value(json_object_get(e, "serial")),
+			       json_string_value(json_object_get(e, "revoked")));
+		}
+	}
+out:
+	json_decref(obj);
+	json_decref(list);
+	ASN1_INTEGER_free(number);
+	OPENSSL_free(issuer);
+	OPENSSL_free(num);
+	X509_free(root);
+	X509_CRL_free(crl);
+	return rc == CF_OK ? 0 : cli_fail(&err);
+}
+
+int cmd_crl(int argc, char **argv)
+{
+	if (argc >= 2 && strcmp(argv[1], "show") == 0)
+		return crl_show(argc - 1, argv + 1);
+	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+		crl_usage(stdout);
+		return 0;
+	}
+	crl_usage(stderr);
+	return 2;
+}

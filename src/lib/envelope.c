@@ -1,0 +1,378 @@
+/*
+ * envelope.c - signing records and opening envelopes.
+ *
+ * Opening is where a hostile server or sender gets its say, so every
+ * step is a separate check with its own refusal (docs/FORMAT.md):
+ * size and DER shape, our recipient info, key agreement, AES-GCM
+ * authentication, the inner SignedData's shape, the signature, the
+ * signer's chain and revocation, its permission, the record's tenant,
+ * name and version.  Decryption and verification are OpenSSL's standard
+ * CMS code, so what `openssl cms` makes, we open, and vice versa.
+ *
+ * Plaintext held here: the decrypted SignedData and the verified record
+ * (secure memory); OpenSSL's own copy of the eContent inside a parsed
+ * SignedData is wiped before it is freed (wipe_econtent).
+ */
+#include "envelope.h"
+
+#include <openssl/cms.h>
+#include <openssl/err.h>
+#include <string.h>
+
+#include "pki.h"
+#include "policy.h"
+
+/* OpenSSL keeps the signed content in an OCTET STRING of the ordinary heap. */
+static void wipe_econtent(CMS_ContentInfo *cms)
+{
+	ASN1_OCTET_STRING **pos;
+
+	if (cms == NULL)
+		return;
+	pos = CMS_get0_content(cms);
+	if (pos != NULL && *pos != NULL && ASN1_STRING_length(*pos) > 0)
+		OPENSSL_cleanse((void *)ASN1_STRING_get0_data(*pos),
+				(size_t)ASN1_STRING_length(*pos));
+}
+
+static void cms_free_wiped(CMS_ContentInfo *cms)
+{
+	wipe_econtent(cms);
+	CMS_ContentInfo_free(cms);
+}
+
+static cf_status bio_to_secret(BIO *bio, cf_secret **out, cf_error *err)
+{
+	BUF_MEM *mem = NULL;
+
+	BIO_get_mem_ptr(bio, &mem);
+	*out = cf_secret_from(mem->data, mem->length);
+	if (*out == NULL)
+		return cf_error_set(err, CF_ERR_NOMEM, "out of secure memory");
+	return CF_OK;
+}
+
+cf_status cf_envelope_sign(const cf_secret *record_json, X509 *signer_cert,
+			   EVP_PKEY *signer_key, STACK_OF(X509) *extra,
+			   cf_secret **signed_der, cf_error *err)
+{
+	const unsigned int flags = CMS_BINARY | CMS_PARTIAL | CMS_NOSMIMECAP;
+	CMS_ContentInfo *cms = NULL;
+	BIO *in = NULL;
+	cf_secret *out = NULL;
+	unsigned char *p;
+	int len;
+	cf_status rc;
+
+	*signed_der = NULL;
+	rc = cf_pki_init(err);
+	if (rc != CF_OK)
+		return rc;
+	if (X509_check_private_key(signer_cert, signer_key) != 1)
+		return cf_error_set_ssl(err, CF_ERR_USAGE,
+			"the signer key does not belong to the signer certificate");
+	/* A read-only BIO over the secure buffer: no copy of the record. */
+	in = BIO_new_mem_buf(cf_secret_cdata(record_json),
+			     (int)cf_secret_len(record_json));
+	cms = CMS_sign(NULL, NULL, NULL, NULL, flags);
+	if (in == NULL || cms == NULL ||
+	    !CMS_set1_eContentType(cms, OBJ_nid2obj(cf_nid_record())) ||
+	    CMS_add1_signer(cms, signer_cert, signer_key, EVP_sha256(),
+			    flags) == NULL)
+		goto ssl_fail;
+	for (int i = 0; i < sk_X509_num(extra); i++)
+		if (!CMS_add1_cert(cms, sk_X509_value(extra, i)))
+			goto ssl_fail;
+	if (!CMS_final(cms, in, NULL, flags))
+		goto ssl_fail;
+	len = i2d_CMS_ContentInfo(cms, NULL);
+	if (len <= 0 || (out = cf_secret_new((size_t)len)) == NULL)
+		goto ssl_fail;
+	p = cf_secret_data(out);
+	if (i2d_CMS_ContentInfo(cms, &p) != len)
+		goto ssl_fail;
+	cf_secret_set_len(out, (size_t)len, NULL);
+	*signed_der = out;
+	out = NULL;
+	goto out;
+ssl_fail:
+	rc = cf_error_set_ssl(err, CF_ERR_CRYPTO, "could not sign the record");
+out:
+	cf_secret_free(out);
+	cms_free_wiped(cms);
+	BIO_free(in);
+	return rc;
+}
+
+/* Truncated (the DER says more than we have) or otherwise malformed? */
+static cf_status classify_bad_der(const unsigned char *der, size_t len,
+				  cf_error *err)
+{
+	const unsigned char *p = der;
+	long body = 0;
+	int tag, cls, r;
+
+	if (len == 0)
+		return cf_error_set(err, CF_ERR_TRUNCATED, "the envelope is empty");
+	r = ASN1_get_object(&p, &body, &tag, &cls, (long)len);
+	ERR_clear_error();
+	if ((r & 0x80) && p > der && body > (long)(len - (size_t)(p - der)))
+		return cf_error_set(err, CF_ERR_TRUNCATED,
+			"the envelope is truncated: its DER announces %ld bytes "
+			"but only %zu follow; fetch it again",
+			body, len - (size_t)(p - der));
+	if (len < 2)
+		return cf_error_set(err, CF_ERR_TRUNCATED,
+			"the envelope is truncated (%zu bytes)", len);
+	return cf_error_set(err, CF_ERR_MALFORMED,
+		"the envelope is not a DER-encoded CMS message");
+}
+
+static int ri_matches(CMS_RecipientInfo *ri, X509 *cert)
+{
+	switch (CMS_RecipientInfo_type(ri)) {
+	case CMS_RECIPINFO_AGREE: {
+		STACK_OF(CMS_RecipientEncryptedKey) *reks =
+			CMS_RecipientInfo_kari_get0_reks(ri);
+
+		for (int i = 0; i < sk_CMS_RecipientEncryptedKey_num(reks); i++)
+			if (CMS_RecipientEncryptedKey_cert_cmp(
+				    sk_CMS_RecipientEncryptedKey_value(reks, i),
+				    cert) == 0)
+				return 1;
+		return 0;
+	}
+	case CMS_RECIPINFO_TRANS:
+		return CMS_RecipientInfo_ktri_cert_cmp(ri, cert) == 0;
+	default:
+		return 0;
+	}
+}
+
+cf_status cf_envelope_decrypt(const unsigned char *der, size_t der_len,
+			      X509 *cert, EVP_PKEY *key, cf_secret **content,
+			      cf_error *err)
+{
+	CMS_ContentInfo *cms = NULL;
+	STACK_OF(CMS_RecipientInfo) *ris;
+	const unsigned char *p = der;
+	BIO *out = NULL;
+	int found = 0, n;
+	cf_status rc = CF_OK;
+
+	*content = NULL;
+	if (der_len > CF_ENVELOPE_MAX_BYTES)
+		return cf_error_set(err, CF_ERR_TOO_LARGE,
+			"the envelope is %zu bytes, above the limit of %u",
+			der_len, (unsigned)CF_ENVELOPE_MAX_BYTES);
+	if (X509_check_private_key(cert, key) != 1)
+		return cf_error_set_ssl(err, CF_ERR_USAGE,
+			"the key does not belong to the certificate given to open "
+			"with; pass the matching --cert and --key");
+	cms = d2i_CMS_ContentInfo(NULL, &p, (long)der_len);
+	if (cms == NULL) {
+		ERR_clear_error();
+		return classify_bad_der(der, der_len, err);
+	}
+	if (p != der + der_len) {
+		rc = cf_error_set(err, CF_ERR_MALFORMED,
+			"the envelope has %zu stray bytes after its end",
+			(size_t)(der + der_len - p));
+		goto out;
+	}
+	if (OBJ_obj2nid(CMS_get0_type(cms)) != NID_id_smime_ct_authEnvelopedData) {
+		rc = cf_error_set(err, CF_ERR_MALFORMED,
+			"the envelope is a CMS %s, not an AuthEnvelopedData "
+			"(AES-GCM); coffer accepts only authenticated encryption",
+			OBJ_nid2ln(OBJ_obj2nid(CMS_get0_type(cms))));
+		goto out;
+	}
+	ris = CMS_get0_RecipientInfos(cms);
+	n = sk_CMS_RecipientInfo_num(ris);
+	for (int i = 0; i < n && !found; i++)
+		found = ri_matches(sk_CMS_RecipientInfo_value(ris, i), cert);
+	if (!found) {
+		char cn[CF_CN_MAX_BYTES + 1];
+
+		cf_cert_cn(cert, cn, sizeof(cn));
+		rc = cf_error_set(err, CF_ERR_NOT_RECIPIENT,
+			"the envelope is not addressed to \"%s\": none of its %d "
+			"recipient(s) is this certificate", cn, n);
+		goto out;
+	}
+	if (!CMS_decrypt_set1_pkey_and_peer(cms, key, cert, NULL)) {
+		rc = cf_error_set_ssl(err, CF_ERR_UNDECRYPTABLE,
+			"the envelope names this certificate but its key could "
+			"not be unwrapped: the recipient info was altered or "
+			"made for another key");
+		goto out;
+	}
+	/* The decrypted bytes are the signed record: keep them in secure memory. */
+	out = BIO_new(BIO_s_secmem());
+	if (out == NULL) {
+		rc = cf_error_set_ssl(err, CF_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	if (!CMS_decrypt(cms, NULL, NULL, NULL, out, CMS_BINARY)) {
+		rc = cf_error_set_ssl(err, CF_ERR_TAMPERED,
+			"the envelope's content fails AES-GCM authentication: it "
+			"was altered after sealing");
+		goto out;
+	}
+	rc = bio_to_secret(out, content, err);
+out:
+	BIO_free(out);
+	CMS_ContentInfo_free(cms);
+	return rc;
+}
+
+static cf_status check_signer_rights(X509 *signer, const cf_record *rec,
+				     cf_error *err)
+{
+	struct cf_perms *perms = NULL;
+	char cn[CF_CN_MAX_BYTES + 1];
+	cf_kind kind = cf_cert_kind(signer);
+	cf_status rc;
+
+	cf_cert_cn(signer, cn, sizeof(cn));
+	if (kind != CF_KIND_OPERATOR && kind != CF_KIND_ENROLLER)
+		return cf_error_set(err, CF_ERR_PERMISSION,
+			"signer \"%s\" is a %s certificate; only operators may "
+			"write secrets", cn, cf_kind_name(kind));
+	rc = cf_cert_perms(signer, &perms, err);
+	if (rc != CF_OK)
+		return cf_error_set(err, CF_ERR_PERMISSION,
+			"signer \"%s\" has unreadable permissions", cn);
+	if (!cf_perms_allows(perms, "secret.write", rec->name))
+		rc = cf_error_set(err, CF_ERR_PERMISSION,
+			"signer \"%s\" does not hold secret.write on \"%s\"",
+			cn, rec->name);
+	cf_perms_free(perms);
+	return rc;
+}
+
+cf_status cf_envelope_verify(const cf_secret *signed_der,
+			     const cf_trust *trust, const char *name,
+			     uint64_t min_version, cf_record **out,
+			     X509 **signer_out, cf_error *err)
+{
+	const unsigned char *p = cf_secret_cdata(signed_der);
+	size_t len = cf_secret_len(signed_der);
+	CMS_ContentInfo *cms = NULL;
+	STACK_OF(X509) *signers = NULL, *certs = NULL;
+	X509 *signer;
+	BIO *content = NULL;
+	cf_secret *json = NULL;
+	cf_record *rec = NULL;
+	cf_status rc = CF_OK;
+
+	*out = NULL;
+	if (signer_out != NULL)
+		*signer_out = NULL;
+	rc = cf_pki_init(err);
+	if (rc != CF_OK)
+		return rc;
+	cms = d2i_CMS_ContentInfo(NULL, &p, (long)len);
+	if (cms == NULL || p != cf_secret_cdata(signed_der) + len ||
+	    OBJ_obj2nid(CMS_get0_type(cms)) != NID_pkcs7_signed) {
+		rc = cf_error_set_ssl(err, CF_ERR_MALFORMED,
+			"the envelope's content is not a CMS SignedData");
+		goto out;
+	}
+	if (OBJ_obj2nid(CMS_get0_eContentType(cms)) != cf_nid_record()) {
+		rc = cf_error_set(err, CF_ERR_MALFORMED,
+			"the signed content is not a coffer record (eContentType "
+			"must be %s)", CF_OID_RECORD);
+		goto out;
+	}
+	if (sk_CMS_SignerInfo_num(CMS_get0_SignerInfos(cms)) != 1) {
+		rc = cf_error_set(err, CF_ERR_MALFORMED,
+			"the record must have exactly one signer, it has %d",
+			sk_CMS_SignerInfo_num(CMS_get0_SignerInfos(cms)));
+		goto out;
+	}
+	content = BIO_new(BIO_s_secmem());
+	if (content == NULL) {
+		rc = cf_error_set_ssl(err, CF_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	/* Signature only here; the chain is ours to check, against one root. */
+	if (!CMS_verify(cms, NULL, NULL, NULL, content,
+			CMS_BINARY | CMS_NO_SIGNER_CERT_VERIFY)) {
+		rc = cf_error_set_ssl(err, CF_ERR_SIGNATURE,
+			"the record's signature does not verify");
+		goto out;
+	}
+	signers = CMS_get0_signers(cms);
+	signer = sk_X509_value(signers, 0);
+	certs = CMS_get1_certs(cms);
+	if (signer == NULL) {
+		rc = cf_error_set(err, CF_ERR_SIGNATURE,
+			"the record does not include its signer's certificate");
+		goto out;
+	}
+	rc = cf_trust_verify(trust, signer, certs, "the record's signer", err);
+	if (rc != CF_OK)
+		goto out;
+	rc = bio_to_secret(content, &json, err);
+	if (rc != CF_OK)
+		goto out;
+	rc = cf_record_parse(cf_secret_cdata(json), cf_secret_len(json), &rec, err);
+	if (rc != CF_OK)
+		goto out;
+	rc = check_signer_rights(signer, rec, err);
+	if (rc != CF_OK)
+		goto out;
+	if (strcmp(rec->tenant, cf_trust_tenant(trust)) != 0) {
+		rc = cf_error_set(err, CF_ERR_RECORD,
+			"the record belongs to another organisation (tenant "
+			"%.16s..., expected %.16s...)", rec->tenant,
+			cf_trust_tenant(trust));
+		goto out;
+	}
+	if (name != NULL && strcmp(rec->name, name) != 0) {
+		rc = cf_error_set(err, CF_ERR_NAME,
+			"the envelope holds secret \"%s\", not \"%s\": it was "
+			"swapped", rec->name, name);
+		goto out;
+	}
+	if (rec->version < min_version) {
+		rc = cf_error_set(err, CF_ERR_ROLLBACK,
+			"the envelope holds version %llu of \"%s\", below the "
+			"minimum %llu: refusing a rollback",
+			(unsigned long long)rec->version, rec->name,
+			(unsigned long long)min_version);
+		goto out;
+	}
+	if (signer_out != NULL) {
+		X509_up_ref(signer);
+		*signer_out = signer;
+	}
+	*out = rec;
+	rec = NULL;
+out:
+	cf_record_free(rec);
+	cf_secret_free(json);
+	BIO_free(content);
+	sk_X509_free(signers);
+	sk_X509_pop_free(certs, X509_free);
+	cms_free_wiped(cms);
+	return rc;
+}
+
+cf_status cf_envelope_open(const unsigned char *der, size_t der_len,
+			   X509 *cert, EVP_PKEY *key, const cf_trust *trust,
+			   const char *name, uint64_t min_version,
+			   cf_record **out, X509 **signer, cf_error *err)
+{
+	cf_secret *signed_der = NULL;
+	cf_status rc;
+
+	*out = NULL;
+	rc = cf_envelope_decrypt(der, der_len, cert, key, &signed_der, err);
+	if (rc == CF_OK)
+		rc = cf_envelope_verify(signed_der, trust, name, min_version,
+					out, signer, err);
+	cf_secret_free(signed_der);
+	return rc;
+}

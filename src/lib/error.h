@@ -1,0 +1,70 @@
+/*
+ * error.h - the one error convention of coffer.
+ *
+ * Every library function that can fail returns a cf_status (CF_OK == 0,
+ * named negative values otherwise) and takes a cf_error * as its last
+ * argument.  On failure the cf_error receives one human sentence: what
+ * failed, on what, why, and what to do.  A NULL cf_error is allowed and
+ * simply receives nothing.
+ *
+ * The status values are part of the contract with the programs: src/cli
+ * maps each one to a documented exit code (docs/EXIT-CODES.md).
+ */
+#ifndef CF_ERROR_H
+#define CF_ERROR_H
+
+#include <stddef.h>
+
+typedef enum cf_status {
+	CF_OK = 0,
+	CF_ERR_USAGE = -1,        /* a caller passed something invalid */
+	CF_ERR_IO = -2,           /* a file or descriptor could not be used */
+	CF_ERR_NOMEM = -3,        /* allocation failed (secure heap included) */
+	CF_ERR_CRYPTO = -4,       /* an OpenSSL operation failed unexpectedly */
+	CF_ERR_PARSE = -5,        /* malformed PEM, DER, JSON or rule text */
+	CF_ERR_TOO_LARGE = -6,    /* input above a documented limit */
+	CF_ERR_PASSPHRASE = -7,   /* passphrase missing or wrong */
+	CF_ERR_POLICY = -8,       /* an issuer may not issue what was asked */
+	CF_ERR_EXISTS = -9,       /* refusing to overwrite something */
+
+	/* Refusals of an envelope, one per rule of docs/FORMAT.md. */
+	CF_ERR_TRUNCATED = -20,   /* envelope shorter than its DER says */
+	CF_ERR_MALFORMED = -21,   /* not a CMS AuthEnvelopedData we accept */
+	CF_ERR_NOT_RECIPIENT = -22, /* no recipient info for this certificate */
+	CF_ERR_UNDECRYPTABLE = -23, /* key agreement / unwrap failed */
+	CF_ERR_TAMPERED = -24,    /* AES-GCM authentication failed */
+	CF_ERR_SIGNATURE = -25,   /* the record's signature does not verify */
+	CF_ERR_UNTRUSTED = -26,   /* signer does not chain to this root */
+	CF_ERR_REVOKED = -27,     /* signer (or its issuer) is on the CRL */
+	CF_ERR_PERMISSION = -28,  /* signer lacks secret.write on the name */
+	CF_ERR_NAME = -29,        /* record is for another secret name */
+	CF_ERR_ROLLBACK = -30,    /* version below the minimum accepted */
+	CF_ERR_RECORD = -31,      /* record JSON malformed or other tenant */
+} cf_status;
+
+#define CF_ERROR_MAX 768
+
+typedef struct cf_error {
+	cf_status code;
+	char msg[CF_ERROR_MAX];
+} cf_error;
+
+/* Sets err (if not NULL) to code and the formatted sentence; returns code. */
+cf_status cf_error_set(cf_error *err, cf_status code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/*
+ * As cf_error_set, then appends ": " and the reason string of the oldest
+ * error on OpenSSL's thread-local queue (if any), and clears the queue.
+ * Users never see a raw OpenSSL stack, only our sentence and one reason.
+ */
+cf_status cf_error_set_ssl(cf_error *err, cf_status code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Resets err to CF_OK with an empty message. */
+void cf_error_clear(cf_error *err);
+
+/* A short stable name for a status ("CF_ERR_TAMPERED"), for logs and JSON. */
+const char *cf_status_name(cf_status code);
+
+#endif

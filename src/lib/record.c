@@ -1,0 +1,281 @@
+/*
+ * record.c - encoding and strict parsing of secret records.
+ *
+ * Parsing is for outside input (a record comes out of an envelope that
+ * anybody could have made): the size is bounded before jansson sees it,
+ * duplicate keys and unknown keys are refused, every field is checked
+ * for type and range.  Plaintext: the base64 value and the decoded value
+ * are only ever held in secure memory (jansson's allocator included, see
+ * cf_secmem_init).
+ */
+#include "record.h"
+
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <string.h>
+
+static const char *const type_names[] = {
+	[CF_TYPE_TEXT] = "text", [CF_TYPE_BINARY] = "binary",
+	[CF_TYPE_FILE] = "file", [CF_TYPE_TEMPLATE] = "template",
+};
+
+const char *cf_record_type_name(cf_record_type type)
+{
+	if ((size_t)type >= sizeof(type_names) / sizeof(type_names[0]))
+		return "unknown";
+	return type_names[type];
+}
+
+int cf_record_type_from_name(const char *name, cf_record_type *out)
+{
+	for (size_t i = 0; i < sizeof(type_names) / sizeof(type_names[0]); i++) {
+		if (strcmp(type_names[i], name) == 0) {
+			*out = (cf_record_type)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+cf_record *cf_record_new(void)
+{
+	return OPENSSL_zalloc(sizeof(cf_record));
+}
+
+void cf_record_free(cf_record *rec)
+{
+	if (rec == NULL)
+		return;
+	cf_secret_free(rec->value);
+	OPENSSL_free(rec);
+}
+
+static int is_tenant(const char *s)
+{
+	if (strlen(s) != 64)
+		return 0;
+	for (size_t i = 0; i < 64; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return 0;
+	return 1;
+}
+
+/* jansson integers are long long; records keep versions within 2^53. */
+#define MAX_JSON_INT ((int64_t)1 << 53)
+
+cf_status cf_record_encode(const cf_record *rec, cf_secret **json,
+			   cf_error *err)
+{
+	size_t vlen = rec->value ? cf_secret_len(rec->value) : 0;
+	cf_secret *b64 = NULL, *out = NULL;
+	json_t *obj = NULL;
+	cf_status rc = CF_OK;
+	size_t need;
+
+	*json = NULL;
+	if (!is_tenant(rec->tenant))
+		return cf_error_set(err, CF_ERR_USAGE,
+			"record tenant must be 64 lowercase hex characters");
+	rc = cf_name_check("secret name", rec->name, err);
+	if (rc != CF_OK)
+		return rc;
+	if (rec->version < 1 || rec->version >= (uint64_t)MAX_JSON_INT)
+		return cf_error_set(err, CF_ERR_USAGE,
+			"version must be between 1 and 2^53-1");
+	if (rec->created < 0 || rec->created >= MAX_JSON_INT)
+		return cf_error_set(err, CF_ERR_USAGE, "bad creation time");
+	if (vlen > CF_SECRET_MAX_BYTES)
+		return cf_error_set(err, CF_ERR_TOO_LARGE,
+			"secret value is %zu bytes, above the limit of %u bytes",
+			vlen, CF_SECRET_MAX_BYTES);
+	if ((size_t)rec->type >= sizeof(type_names) / sizeof(type_names[0]))
+		return cf_error_set(err, CF_ERR_USAGE, "unknown record type");
+
+	b64 = cf_secret_new(((vlen + 2) / 3) * 4);
+	if (b64 == NULL)
+		return cf_error_set(err, CF_ERR_NOMEM, "out of secure memory");
+	if (vlen > 0)
+		EVP_EncodeBlock(cf_secret_data(b64), cf_secret_cdata(rec->value),
+				(int)vlen);
+	cf_secret_set_len(b64, ((vlen + 2) / 3) * 4, NULL);
+
+	obj = json_pack("{s:i, s:s, s:s, s:I, s:I, s:s, s:s%}",
+		"v", 1, "tenant", rec->tenant, "name", rec->name,
+		"version", (json_int_t)rec->version,
+		"created", (json_int_t)rec->created,
+		"type", type_names[rec->type],
+		"value", (const char *)cf_secret_cdata(b64), cf_secret_len(b64));
+	if (obj == NULL) {
+		rc = cf_error_set(err, CF_ERR_NOMEM, "could not build the record");
+		goto out;
+	}
+	need = json_dumpb(obj, NULL, 0, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	out = cf_secret_new(need);
+	if (need == 0 || out == NULL) {
+		rc = cf_error_set(err, CF_ERR_NOMEM, "could not encode the record");
+		goto out;
+	}
+	json_dumpb(obj, (char *)cf_secret_data(out), need,
+		   JSON_COMPACT | JSON_PRESERVE_ORDER);
+	cf_secret_set_len(out, need, NULL);
+	*json = out;
+	out = NULL;
+out:
+	json_decref(obj);
+	cf_secret_free(b64);
+	cf_secret_free(out);
+	return rc;
+}
+
+static const char *const known_keys[] = {
+	"v", "tenant", "name", "version", "created", "type", "value",
+};
+
+static cf_status check_keys(json_t *obj, cf_error *err)
+{
+	const char *key;
+	json_t *val;
+
+	json_object_foreach(obj, key, val) {
+		size_t i;
+
+		(void)val;
+		for (i = 0; i < sizeof(known_keys) / sizeof(known_keys[0]); i++)
+			if (strcmp(known_keys[i], key) == 0)
+				break;
+		if (i == sizeof(known_keys) / sizeof(known_keys[0]))
+			return cf_error_set(err, CF_ERR_RECORD,
+				"record has an unknown field \"%.40s\"", key);
+	}
+	return CF_OK;
+}
+
+static cf_status decode_value(const char *b64, size_t len, cf_secret **out,
+			      cf_error *err)
+{
+	size_t pad = 0, max = (len / 4) * 3;
+	cf_secret *value;
+	int got;
+
+	*out = NULL;
+	if (len % 4 != 0)
+		return cf_error_set(err, CF_ERR_RECORD,
+			"record value is not base64 (length %zu is not a "
+			"multiple of 4)", len);
+	if (len > 0 && b64[len - 1] == '=')
+		pad++;
+	if (len > 1 && b64[len - 2] == '=')
+		pad++;
+	if (max - pad > CF_SECRET_MAX_BYTES)
+		return cf_error_set(err, CF_ERR_TOO_LARGE,
+			"record value is above the limit of %u bytes",
+			CF_SECRET_MAX_BYTES);
+	for (size_t i = 0; i < len; i++)
+		if (b64[i] == ' ' || b64[i] == '\n' || b64[i] == '\r' || b64[i] == '\t')
+			return cf_error_set(err, CF_ERR_RECORD,
+				"record value is not base64 (white space)");
+	value = cf_secret_new(max);
+	if (value == NULL)
+		return cf_error_set(err, CF_ERR_NOMEM, "out of secure memory");
+	got = len ? EVP_DecodeBlock(cf_secret_data(value),
+				    (const unsigned char *)b64, (int)len) : 0;
+	if (got < 0 || (size_t)got != max) {
+		cf_secret_free(value);
+		return cf_error_set(err, CF_ERR_RECORD, "record value is not base64");
+	}
+	cf_secret_set_len(value, max - pad, NULL);
+	*out = value;
+	return CF_OK;
+}
+
+cf_status cf_record_parse(const unsigned char *json, size_t len,
+			  cf_record **out, cf_error *err)
+{
+	json_error_t jerr;
+	json_t *obj = NULL, *v, *tenant, *name, *version, *created, *type, *value;
+	cf_record *rec = NULL;
+	cf_status rc = CF_OK;
+
+	*out = NULL;
+	if (len > CF_RECORD_MAX_BYTES)
+		return cf_error_set(err, CF_ERR_TOO_LARGE,
+			"record is %zu bytes, above the limit of %u", len,
+			(unsigned)CF_RECORD_MAX_BYTES);
+	obj = json_loadb((const char *)json, len,
+			 JSON_REJECT_DUPLICATES, &jerr);
+	if (obj == NULL)
+		return cf_error_set(err, CF_ERR_RECORD,
+			"record is not valid JSON: %s at byte %d", jerr.text,
+			jerr.position);
+	if (!json_is_object(obj)) {
+		rc = cf_error_set(err, CF_ERR_RECORD, "record is not a JSON object");
+		goto out;
+	}
+	rc = check_keys(obj, err);
+	if (rc != CF_OK)
+		goto out;
+	v = json_object_get(obj, "v");
+	tenant = json_object_get(obj, "tenant");
+	name = json_object_get(obj, "name");
+	version = json_object_get(obj, "version");
+	created = json_object_get(obj, "created");
+	type = json_object_get(obj, "type");
+	value = json_object_get(obj, "value");
+	if (!json_is_integer(v) || json_integer_value(v) != 1) {
+		rc = cf_error_set(err, CF_ERR_RECORD,
+			"record format version is not 1; this coffer reads v1 records");
+		goto out;
+	}
+	if (!json_is_string(tenant) || !is_tenant(json_string_value(tenant))) {
+		rc = cf_error_set(err, CF_ERR_RECORD,
+			"record tenant is not a 64-character hex fingerprint");
+		goto out;
+	}
+	if (!json_is_string(name) ||
+	    strlen(json_string_value(name)) != json_string_length(name) ||
+	    cf_name_check("record name", json_string_value(name), NULL) != CF_OK) {
+		rc = cf_error_set(err, CF_ERR_RECORD, "record name is missing or invalid");
+		goto out;
+	}
+	if (!json_is_integer(version) || json_integer_value(version) < 1 ||
+	    json_integer_value(version) >= MAX_JSON_INT) {
+		rc = cf_error_set(err, CF_ERR_RECORD,
+			"record version is missing or not a positive integer");
+		goto out;
+	}
+	if (!json_is_integer(created) || json_integer_value(created) < 0 ||
+	    json_integer_value(created) >= MAX_JSON_INT) {
+		rc = cf_error_set(err, CF_ERR_RECORD,
+			"record creation time is missing or invalid");
+		goto out;
+	}
+	rec = cf_record_new();
+	if (rec == NULL) {
+		rc = cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	if (!json_is_string(type) ||
+	    cf_record_type_from_name(json_string_value(type), &rec->type) != 0) {
+		rc = cf_error_set(err, CF_ERR_RECORD,
+			"record type is missing or not one of text, binary, file, template");
+		goto out;
+	}
+	if (!json_is_string(value)) {
+		rc = cf_error_set(err, CF_ERR_RECORD, "record value is missing");
+		goto out;
+	}
+	rc = decode_value(json_string_value(value), json_string_length(value),
+			  &rec->value, err);
+	if (rc != CF_OK)
+		goto out;
+	memcpy(rec->tenant, json_string_value(tenant), 65);
+	snprintf(rec->name, sizeof(rec->name), "%s", json_string_value(name));
+	rec->version = (uint64_t)json_integer_value(version);
+	rec->created = (int64_t)json_integer_value(created);
+	*out = rec;
+	rec = NULL;
+out:
+	cf_record_free(rec);
+	json_decref(obj);
+	return rc;
+}
