@@ -298,24 +298,31 @@ fail:
 	return NULL;
 }
 
-void cf_cert_cn(X509 *cert, char *buf, size_t size)
+/* One entry (CN, O, ...) of a name as UTF-8 into buf, empty when absent. */
+static void name_entry(const X509_NAME *name, int nid, char *buf, size_t size)
 {
-	X509_NAME *name = X509_get_subject_name(cert);
-	int idx = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+	int idx = X509_NAME_get_index_by_NID(name, nid, -1);
 	unsigned char *utf8 = NULL;
-	int len;
+	int len = -1;
 
 	if (size == 0)
 		return;
-	buf[0] = '\0';
-	if (idx < 0)
-		return;
-	len = ASN1_STRING_to_UTF8(&utf8,
-		X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx)));
-	if (len < 0)
-		return;
-	snprintf(buf, size, "%.*s", len, (const char *)utf8);
+	if (idx >= 0)
+		len = ASN1_STRING_to_UTF8(&utf8,
+			X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx)));
+	/* Longer than buf: truncated, which check_cn then refuses. */
+	snprintf(buf, size, "%.*s", len > 0 ? len : 0, len > 0 ? (char *)utf8 : "");
 	OPENSSL_free(utf8);
+}
+
+void cf_cert_cn_of_name(const X509_NAME *name, char *buf, size_t size)
+{
+	name_entry(name, NID_commonName, buf, size);
+}
+
+void cf_cert_cn(X509 *cert, char *buf, size_t size)
+{
+	cf_cert_cn_of_name(X509_get_subject_name(cert), buf, size);
 }
 
 char *cf_name_text(const X509_NAME *name)
@@ -878,7 +885,9 @@ cf_status cf_cert_issue(X509 *issuer, EVP_PKEY *issuer_key, X509_REQ *csr,
 			const cf_cert_spec *spec, X509 **out, cf_error *err)
 {
 	X509 *cert = NULL;
+	X509_NAME *subject = NULL;
 	char *perms = NULL, *groups = NULL;
+	char cn[CF_CN_MAX_BYTES + 2], org[CF_CN_MAX_BYTES + 1]; /* +2: overlong is refused */
 	X509V3_CTX ctx;
 	const char *bc, *ku;
 	cf_status rc;
@@ -915,10 +924,24 @@ cf_status cf_cert_issue(X509 *issuer, EVP_PKEY *issuer_key, X509_REQ *csr,
 	if (rc != CF_OK)
 		goto out;
 
+	/*
+	 * The subject is rebuilt, not copied: the request's CN (checked) under
+	 * the issuer's organisation, so a request cannot smuggle attributes.
+	 */
+	cf_cert_cn_of_name(X509_REQ_get_subject_name(csr), cn, sizeof(cn));
+	if (check_cn(cn, NULL) != CF_OK) {
+		rc = cf_error_set(err, CF_ERR_PARSE, "the request's common name is "
+			"missing, longer than %d bytes or has control characters; "
+			"make it with coffer csr new --name", CF_CN_MAX_BYTES);
+		goto out;
+	}
+	name_entry(X509_get_subject_name(issuer), NID_organizationName, org,
+		   sizeof(org));
+	subject = name_cn(org[0] ? org : NULL, cn);
 	cert = X509_new();
-	if (cert == NULL || !X509_set_version(cert, 2) ||
+	if (cert == NULL || subject == NULL || !X509_set_version(cert, 2) ||
 	    !set_random_serial(cert) ||
-	    !X509_set_subject_name(cert, X509_REQ_get_subject_name(csr)) ||
+	    !X509_set_subject_name(cert, subject) ||
 	    !X509_set_issuer_name(cert, X509_get_subject_name(issuer)) ||
 	    !X509_set_pubkey(cert, X509_REQ_get0_pubkey(csr))) {
 		rc = cf_error_set_ssl(err, CF_ERR_CRYPTO,
@@ -954,6 +977,7 @@ cf_status cf_cert_issue(X509 *issuer, EVP_PKEY *issuer_key, X509_REQ *csr,
 	*out = cert;
 	cert = NULL;
 out:
+	X509_NAME_free(subject);
 	OPENSSL_free(perms);
 	OPENSSL_free(groups);
 	X509_free(cert);

@@ -159,6 +159,7 @@ cf_status cf_cert_perms(X509 *cert, struct cf_perms **out, cf_error *err);
 
 /* The subject's CN as UTF-8 into buf (empty when absent). */
 void cf_cert_cn(X509 *cert, char *buf, size_t size);
+void cf_cert_cn_of_name(const X509_NAME *name, char *buf, size_t size);
 
 /* One-line subject/issuer as RFC 2253 text, OPENSSL_free'd by caller. */
 char *cf_name_text(const X509_NAME *name);

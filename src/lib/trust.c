@@ -38,9 +38,19 @@ cf_status cf_trust_new(X509 *root, X509_CRL *crl, cf_trust **out,
 			"the root certificate is not a self-signed CA; give the "
 			"organisation's root.crt");
 	if (crl != NULL) {
+		const ASN1_TIME *next = X509_CRL_get0_nextUpdate(crl);
+
 		rc = cf_crl_check_signer(crl, root, err);
 		if (rc != CF_OK)
 			return rc;
+		/*
+		 * A stale list may be hiding newer revocations (a replay by
+		 * whoever handed it to us), so it is refused, not trusted.
+		 */
+		if (next != NULL && X509_cmp_current_time(next) < 0)
+			return cf_error_set(err, CF_ERR_UNTRUSTED,
+				"the CRL's next update time has passed; re-sign it "
+				"with 'coffer ca revoke --ca DIR' and use the new one");
 	}
 	t = OPENSSL_zalloc(sizeof(*t));
 	if (t == NULL)
