@@ -104,6 +104,9 @@ int cmd_open(int argc, char **argv)
 	if (name == NULL || cert_path == NULL || key_path == NULL || root_path == NULL)
 		return cli_usage("open", "--name, --cert, --key and --root are required");
 
+	if (strcmp(in, "-") == 0 && isatty(STDIN_FILENO))
+		return cli_usage("open", "the envelope is read from standard input, "
+				 "which is a terminal; give --in FILE or pipe it in");
 	rc = cli_load_cert(cert_path, &cert, NULL, &err);
 	if (rc == CF_OK)
 		rc = cli_load_cert(root_path, &root, NULL, &err);
