@@ -92,6 +92,22 @@ static cf_status check_signer(X509 *signer, const char *name, cf_error *err)
 	return rc;
 }
 
+/* Progress on a terminal for bulk work; silent otherwise. */
+static void progress(const char *what, size_t done, size_t total)
+{
+	static int tty = -1;
+
+	if (tty < 0)
+		tty = isatty(STDERR_FILENO);
+	if (!tty || total < 100)
+		return;
+	if (done % 100 != 0 && done != total)
+		return;
+	fprintf(stderr, "\r%s %zu/%zu", what, done, total);
+	if (done == total)
+		fputc('\n', stderr);
+}
+
 static int is_hex64(const char *s)
 {
 	if (strlen(s) != 64)
@@ -249,6 +265,7 @@ int cmd_seal(int argc, char **argv)
 					     what, &err);
 		if (rc == CF_OK)
 			rc = cf_cert_fingerprint(rcpt[i].cert, rcpt[i].fp, &err);
+		progress(trust ? "verified" : "loaded", i + 1, n_to);
 	}
 	if (rc == CF_OK)
 		rc = cli_load_key(key_path, &pass, &key, &err);
@@ -303,6 +320,7 @@ int cmd_seal(int argc, char **argv)
 			json_array_append_new(written, json_pack("{s:s, s:s, s:s, s:I}",
 				"recipient", rcpt[i].path, "fingerprint", rcpt[i].fp,
 				"file", path, "bytes", (json_int_t)len));
+			progress("sealed", i + 1, n_to);
 		}
 	}
 	cf_cert_cn(signer, signer_cn, sizeof(signer_cn));
