@@ -184,7 +184,9 @@ static int ca_revoke(int argc, char **argv)
 			       cn, cert_path, crl_path,
 			       sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl)));
 		} else {
-			printf("re-signed %s, valid %llu days\n", crl_path, days);
+			printf("%s %s (%d entries), valid %llu days\n",
+			       old ? "re-signed" : "created", crl_path,
+			       sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl)), days);
 		}
 	}
 	OPENSSL_free(pem);

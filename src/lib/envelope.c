@@ -237,7 +237,7 @@ static cf_status check_signer_rights(X509 *signer, const cf_record *rec,
 	cf_cert_cn(signer, cn, sizeof(cn));
 	if (kind != CF_KIND_OPERATOR && kind != CF_KIND_ENROLLER)
 		return cf_error_set(err, CF_ERR_PERMISSION,
-			"signer \"%s\" is a %s certificate; only operators may "
+			"signer \"%s\" is of kind %s; only operators may "
 			"write secrets", cn, cf_kind_name(kind));
 	rc = cf_cert_perms(signer, &perms, err);
 	if (rc != CF_OK)
@@ -290,6 +290,21 @@ cf_status cf_envelope_verify(const cf_secret *signed_der,
 			"the record must have exactly one signer, it has %d",
 			sk_CMS_SignerInfo_num(CMS_get0_SignerInfos(cms)));
 		goto out;
+	}
+	{
+		X509_ALGOR *dig = NULL;
+		int md;
+
+		CMS_SignerInfo_get0_algs(sk_CMS_SignerInfo_value(
+			CMS_get0_SignerInfos(cms), 0), NULL, NULL, &dig, NULL);
+		md = dig ? OBJ_obj2nid(dig->algorithm) : NID_undef;
+		if (md != NID_sha256 && md != NID_sha384 && md != NID_sha512) {
+			rc = cf_error_set(err, CF_ERR_SIGNATURE,
+				"the record is signed with digest %s; coffer "
+				"accepts SHA-256, SHA-384 or SHA-512 only",
+				md == NID_undef ? "(none)" : OBJ_nid2sn(md));
+			goto out;
+		}
 	}
 	content = BIO_new(BIO_s_secmem());
 	if (content == NULL) {

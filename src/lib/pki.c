@@ -682,6 +682,11 @@ cf_status cf_ca_create(EVP_PKEY *key, const char *org, int days, X509 **out,
 	rc = check_cn(org, err);
 	if (rc != CF_OK)
 		return rc;
+	/* The root's CN is "<org> root CA", itself at most 64 bytes. */
+	if (strlen(org) > CF_CN_MAX_BYTES - strlen(" root CA"))
+		return cf_error_set(err, CF_ERR_USAGE,
+			"organisation name must be at most %zu bytes",
+			CF_CN_MAX_BYTES - strlen(" root CA"));
 	if (days <= 0)
 		days = CF_DEFAULT_CA_DAYS;
 	snprintf(cn, sizeof(cn), "%s root CA", org);
@@ -758,7 +763,7 @@ static cf_status check_issuer_scope(X509 *issuer, const cf_cert_spec *spec,
 		return CF_OK;
 	if (ikind != CF_KIND_ENROLLER)
 		return cf_error_set(err, CF_ERR_POLICY,
-			"issuer \"%s\" is a %s certificate and may not issue "
+			"issuer \"%s\" is of kind %s and may not issue "
 			"certificates; use the root CA or an enroller",
 			cn, cf_kind_name(ikind));
 	if (spec->kind != CF_KIND_AGENT && spec->kind != CF_KIND_CLUSTER)
@@ -860,9 +865,18 @@ static cf_status check_spec(const cf_cert_spec *spec, cf_error *err)
 		return cf_error_set(err, CF_ERR_USAGE,
 			"--kind must be operator, enroller, agent or cluster");
 	}
-	if (spec->kind == CF_KIND_ENROLLER && !has_perms)
-		return cf_error_set(err, CF_ERR_USAGE,
-			"an enroller needs at least one --perm agent.enroll:SCOPE");
+	if (spec->kind == CF_KIND_ENROLLER) {
+		size_t i;
+
+		for (i = 0; i < spec->n_perms; i++)
+			if (strncmp(spec->perms[i], "agent.enroll:", 13) == 0 ||
+			    strncmp(spec->perms[i], "admin:", 6) == 0)
+				break;
+		if (i == spec->n_perms)
+			return cf_error_set(err, CF_ERR_USAGE,
+				"an enroller needs at least one --perm "
+				"agent.enroll:SCOPE naming what it may admit");
+	}
 	if (spec->n_groups > CF_GROUPS_MAX)
 		return cf_error_set(err, CF_ERR_USAGE,
 			"at most %d groups per certificate", CF_GROUPS_MAX);
@@ -871,10 +885,12 @@ static cf_status check_spec(const cf_cert_spec *spec, cf_error *err)
 			"at most %d permission rules per certificate",
 			CF_PERM_MAX_RULES);
 	for (size_t i = 0; i < spec->n_perms; i++) {
-		cf_status rc = cf_perm_rule_check(spec->perms[i], err);
-
-		if (rc != CF_OK)
-			return rc;
+		if (cf_perm_rule_check(spec->perms[i], err) != CF_OK) {
+			/* A rule typed on a command line is a usage error. */
+			if (err != NULL)
+				err->code = CF_ERR_USAGE;
+			return CF_ERR_USAGE;
+		}
 	}
 	if (spec->cluster != NULL)
 		return cf_name_check("cluster name", spec->cluster, err);

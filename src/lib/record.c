@@ -11,6 +11,7 @@
 #include "record.h"
 
 #include <jansson.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <string.h>
 
@@ -150,11 +151,18 @@ static cf_status check_keys(json_t *obj, cf_error *err)
 	return CF_OK;
 }
 
+/*
+ * Decodes standard base64 with padding, strictly: the input must be the
+ * canonical encoding of what it decodes to (checked by encoding back), so
+ * stray '=', non-zero padding bits or white space cannot make two readers
+ * see different secrets in one signed record.
+ */
 static cf_status decode_value(const char *b64, size_t len, cf_secret **out,
 			      cf_error *err)
 {
 	size_t pad = 0, max = (len / 4) * 3;
-	cf_secret *value;
+	cf_secret *value = NULL, *again = NULL;
+	cf_status rc = CF_OK;
 	int got;
 
 	*out = NULL;
@@ -170,22 +178,34 @@ static cf_status decode_value(const char *b64, size_t len, cf_secret **out,
 		return cf_error_set(err, CF_ERR_TOO_LARGE,
 			"record value is above the limit of %u bytes",
 			CF_SECRET_MAX_BYTES);
-	for (size_t i = 0; i < len; i++)
-		if (b64[i] == ' ' || b64[i] == '\n' || b64[i] == '\r' || b64[i] == '\t')
-			return cf_error_set(err, CF_ERR_RECORD,
-				"record value is not base64 (white space)");
 	value = cf_secret_new(max);
-	if (value == NULL)
-		return cf_error_set(err, CF_ERR_NOMEM, "out of secure memory");
+	again = cf_secret_new(len);
+	if (value == NULL || again == NULL) {
+		rc = cf_error_set(err, CF_ERR_NOMEM, "out of secure memory");
+		goto out;
+	}
 	got = len ? EVP_DecodeBlock(cf_secret_data(value),
 				    (const unsigned char *)b64, (int)len) : 0;
 	if (got < 0 || (size_t)got != max) {
-		cf_secret_free(value);
-		return cf_error_set(err, CF_ERR_RECORD, "record value is not base64");
+		rc = cf_error_set(err, CF_ERR_RECORD, "record value is not base64");
+		goto out;
 	}
 	cf_secret_set_len(value, max - pad, NULL);
+	if (max - pad > 0)
+		EVP_EncodeBlock(cf_secret_data(again), cf_secret_cdata(value),
+				(int)(max - pad));
+	if (CRYPTO_memcmp(cf_secret_cdata(again), b64, len) != 0) {
+		rc = cf_error_set(err, CF_ERR_RECORD,
+			"record value is not canonical base64 (stray '=', "
+			"white space or non-zero padding bits)");
+		goto out;
+	}
 	*out = value;
-	return CF_OK;
+	value = NULL;
+out:
+	cf_secret_free(value);
+	cf_secret_free(again);
+	return rc;
 }
 
 cf_status cf_record_parse(const unsigned char *json, size_t len,

@@ -3,9 +3,10 @@
  *
  * Invariants: the X509_STORE holds the root and nothing else, so no chain
  * can end anywhere else; revocation is checked by serial against the
- * root's CRL for every certificate of the chain (serials are 159 random
- * bits, unique within a tenant; docs/PKI.md explains why the root's CRL
- * also lists certificates that an enroller issued).  The store is only
+ * root's CRL for every certificate of the chain (serials are 159-bit
+ * integers with 158 random bits, unique within a tenant; docs/PKI.md
+ * explains why the root's CRL also lists certificates that an enroller
+ * issued).  The store is only
  * read after creation, so verification is safe from many threads.
  */
 #include "trust.h"

@@ -31,8 +31,9 @@ X509 *cf_trust_root(const cf_trust *trust);
  * Verifies cert (with optional untrusted intermediates) chains to the
  * root, is valid now, is not revoked, and was issued within the rights of
  * its issuer.  what names the certificate in messages ("recipient
- * agents/web-1.crt").  Thread-safe.  Returns CF_ERR_UNTRUSTED,
- * CF_ERR_REVOKED or CF_ERR_POLICY with a sentence.
+ * agents/web-1.crt").  Thread-safe.  Returns CF_ERR_UNTRUSTED (also
+ * for an enroller that issued beyond its scope) or CF_ERR_REVOKED, with a
+ * sentence.
  */
 cf_status cf_trust_verify(const cf_trust *trust, X509 *cert,
 			  STACK_OF(X509) *untrusted, const char *what,
