@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <string.h>
 
+/* The attribute lets clang's -Wformat-nonliteral see fmt is checked upstream. */
+__attribute__((format(printf, 3, 0)))
 static void vformat(cf_error *err, cf_status code, const char *fmt, va_list ap)
 {
 	err->code = code;

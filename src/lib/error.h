@@ -54,8 +54,9 @@ cf_status cf_error_set(cf_error *err, cf_status code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 /*
- * As cf_error_set, then appends ": " and the reason string of the oldest
- * error on OpenSSL's thread-local queue (if any), and clears the queue.
+ * As cf_error_set, then appends " (REASON)", the reason string of the
+ * oldest error on OpenSSL's thread-local queue (if any), and clears the
+ * queue (docs/EXIT-CODES.md: "the reason in parentheses").
  * Users never see a raw OpenSSL stack, only our sentence and one reason.
  */
 cf_status cf_error_set_ssl(cf_error *err, cf_status code, const char *fmt, ...)

@@ -247,9 +247,15 @@ cf_status cf_key_from_pem(const unsigned char *pem, size_t len,
 	*out = PEM_read_bio_PrivateKey(bio, NULL, pass_cb, &arg);
 	BIO_free(bio);
 	if (*out == NULL) {
-		if (encrypted)
+		if (encrypted) {
+			/*
+			 * Our sentence says it all; a "bad decrypt" left on the
+			 * queue would be appended to the next, unrelated error.
+			 */
+			ERR_clear_error();
 			return cf_error_set(err, CF_ERR_PASSPHRASE,
 				"cannot decrypt %s: wrong passphrase", what);
+		}
 		return cf_error_set_ssl(err, CF_ERR_PARSE,
 			"%s holds no PEM private key", what);
 	}

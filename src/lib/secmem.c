@@ -1,10 +1,12 @@
 /*
  * secmem.c - the secure buffers behind cf_secret.
  *
- * Invariants: a cf_secret's bytes live in CRYPTO_secure_malloc memory when
- * the secure heap has room (else in ordinary memory that is still wiped on
- * free, with CRYPTO_secure_clear_free); nothing here copies them elsewhere;
- * every growth wipes the old buffer.
+ * Invariants: once cf_secmem_init has run, a cf_secret's bytes live only in
+ * the secure heap, and a full heap makes allocation fail (CF_ERR_NOMEM)
+ * rather than fall back to ordinary memory; before it (unit tests,
+ * libraries that never call it) OpenSSL hands out ordinary memory, still
+ * wiped on free by CRYPTO_secure_clear_free.  Nothing here copies secret
+ * bytes elsewhere, and every growth wipes the old buffer.
  */
 #include "secmem.h"
 
