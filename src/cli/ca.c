@@ -200,14 +200,11 @@ static int ca_revoke(int argc, char **argv)
 
 int cmd_ca(int argc, char **argv)
 {
-	if (argc >= 2 && strcmp(argv[1], "init") == 0)
-		return ca_init(argc - 1, argv + 1);
-	if (argc >= 2 && strcmp(argv[1], "revoke") == 0)
-		return ca_revoke(argc - 1, argv + 1);
-	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-		ca_usage(stdout);
-		return 0;
-	}
-	ca_usage(stderr);
-	return 2;
+	static const cli_sub subs[] = {
+		{ "init", ca_init },
+		{ "revoke", ca_revoke },
+	};
+
+	return cli_dispatch(argc, argv, subs, sizeof(subs) / sizeof(subs[0]),
+			    ca_usage);
 }

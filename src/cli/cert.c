@@ -174,15 +174,6 @@ static int cert_issue(int argc, char **argv)
 	return rc == CF_OK ? 0 : cli_fail(&err);
 }
 
-static void iso_time(const ASN1_TIME *t, char *buf, size_t size)
-{
-	time_t secs = (time_t)cf_asn1_time_unix(t);
-	struct tm tm;
-
-	gmtime_r(&secs, &tm);
-	strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 static json_t *split_list(const char *text, const char *seps)
 {
 	json_t *arr = json_array();
@@ -196,15 +187,6 @@ static json_t *split_list(const char *text, const char *seps)
 		json_array_append_new(arr, json_string(t));
 	OPENSSL_free(copy);
 	return arr;
-}
-
-static char *serial_hex(X509 *cert)
-{
-	BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
-	char *hex = bn ? BN_bn2hex(bn) : NULL;
-
-	BN_free(bn);
-	return hex;
 }
 
 static int cert_show(int argc, char **argv)
@@ -245,10 +227,10 @@ static int cert_show(int argc, char **argv)
 		goto out;
 	subject = cf_name_text(X509_get_subject_name(cert));
 	issuer = cf_name_text(X509_get_issuer_name(cert));
-	serial = serial_hex(cert);
+	serial = cli_int_hex(X509_get0_serialNumber(cert));
 	cf_cert_cn(cert, cn, sizeof(cn));
-	iso_time(X509_get0_notBefore(cert), nb, sizeof(nb));
-	iso_time(X509_get0_notAfter(cert), na, sizeof(na));
+	cli_iso_time(X509_get0_notBefore(cert), nb, sizeof(nb));
+	cli_iso_time(X509_get0_notAfter(cert), na, sizeof(na));
 	if (as_json) {
 		obj = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, "
 				"s:o, s:o, s:o, s:b}",
@@ -302,14 +284,11 @@ out:
 
 int cmd_cert(int argc, char **argv)
 {
-	if (argc >= 2 && strcmp(argv[1], "issue") == 0)
-		return cert_issue(argc - 1, argv + 1);
-	if (argc >= 2 && strcmp(argv[1], "show") == 0)
-		return cert_show(argc - 1, argv + 1);
-	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-		cert_usage(stdout);
-		return 0;
-	}
-	cert_usage(stderr);
-	return 2;
+	static const cli_sub subs[] = {
+		{ "issue", cert_issue },
+		{ "show", cert_show },
+	};
+
+	return cli_dispatch(argc, argv, subs, sizeof(subs) / sizeof(subs[0]),
+			    cert_usage);
 }

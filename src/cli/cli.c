@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pki.h"
@@ -91,6 +92,47 @@ int cli_parse_uint(const char *cmd, const char *opt, const char *text,
 				 "not \"%s\"", opt, max, text);
 	*out = v;
 	return 0;
+}
+
+int cli_dispatch(int argc, char **argv, const cli_sub *subs, size_t n_subs,
+		 void (*usage)(FILE *out))
+{
+	if (argc >= 2) {
+		for (size_t i = 0; i < n_subs; i++)
+			if (strcmp(argv[1], subs[i].name) == 0)
+				return subs[i].fn(argc - 1, argv + 1);
+		if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+			usage(stdout);
+			return 0;
+		}
+		fprintf(stderr, "coffer %s: unknown subcommand \"%s\"\n",
+			argv[0], argv[1]);
+	}
+	usage(stderr);
+	return 2;
+}
+
+void cli_iso_time(const ASN1_TIME *t, char *buf, size_t size)
+{
+	time_t secs;
+	struct tm tm;
+
+	if (t == NULL) {
+		snprintf(buf, size, "-");
+		return;
+	}
+	secs = (time_t)cf_asn1_time_unix(t);
+	gmtime_r(&secs, &tm);
+	strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+char *cli_int_hex(const ASN1_INTEGER *i)
+{
+	BIGNUM *bn = i ? ASN1_INTEGER_to_BN(i, NULL) : NULL;
+	char *hex = bn ? BN_bn2hex(bn) : NULL;
+
+	BN_free(bn);
+	return hex;
 }
 
 const char *cli_basename(const char *path)

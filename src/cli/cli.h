@@ -21,6 +21,25 @@ int cmd_crl(int argc, char **argv);
 int cmd_seal(int argc, char **argv);
 int cmd_open(int argc, char **argv);
 
+/* A subcommand of a group ("ca init"), and the group's dispatcher. */
+typedef struct cli_sub {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+} cli_sub;
+
+/*
+ * Runs the subcommand named by argv[1] with argv shifted by one; prints
+ * usage to stdout for --help (exit 0), to stderr otherwise (exit 2).
+ */
+int cli_dispatch(int argc, char **argv, const cli_sub *subs, size_t n_subs,
+		 void (*usage)(FILE *out));
+
+/* ISO 8601 UTC ("2026-01-31T12:00:00Z") of an ASN1_TIME; "-" if NULL. */
+void cli_iso_time(const ASN1_TIME *t, char *buf, size_t size);
+
+/* Hex of an ASN.1 INTEGER (serial, CRL number); OPENSSL_free'd; NULL if t is. */
+char *cli_int_hex(const ASN1_INTEGER *i);
+
 /* Exit code of a status (docs/EXIT-CODES.md). */
 int cli_exit_code(cf_status rc);
 

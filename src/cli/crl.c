@@ -21,28 +21,6 @@ static void crl_usage(FILE *out)
 		"signed by that root (exit code 16 if not).\n");
 }
 
-static void iso(const ASN1_TIME *t, char *buf, size_t size)
-{
-	time_t secs = (time_t)cf_asn1_time_unix(t);
-	struct tm tm;
-
-	if (t == NULL) {
-		snprintf(buf, size, "-");
-		return;
-	}
-	gmtime_r(&secs, &tm);
-	strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
-static char *int_hex(const ASN1_INTEGER *i)
-{
-	BIGNUM *bn = i ? ASN1_INTEGER_to_BN(i, NULL) : NULL;
-	char *hex = bn ? BN_bn2hex(bn) : NULL;
-
-	BN_free(bn);
-	return hex;
-}
-
 static int crl_show(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -81,17 +59,17 @@ static int crl_show(int argc, char **argv)
 		goto out;
 	issuer = cf_name_text(X509_CRL_get_issuer(crl));
 	number = X509_CRL_get_ext_d2i(crl, NID_crl_number, NULL, NULL);
-	num = int_hex(number);
-	iso(X509_CRL_get0_lastUpdate(crl), last, sizeof(last));
-	iso(X509_CRL_get0_nextUpdate(crl), next, sizeof(next));
+	num = cli_int_hex(number);
+	cli_iso_time(X509_CRL_get0_lastUpdate(crl), last, sizeof(last));
+	cli_iso_time(X509_CRL_get0_nextUpdate(crl), next, sizeof(next));
 	entries = X509_CRL_get_REVOKED(crl);
 	list = json_array();
 	for (int i = 0; i < sk_X509_REVOKED_num(entries); i++) {
 		X509_REVOKED *e = sk_X509_REVOKED_value(entries, i);
-		char *serial = int_hex(X509_REVOKED_get0_serialNumber(e));
+		char *serial = cli_int_hex(X509_REVOKED_get0_serialNumber(e));
 		char when[32];
 
-		iso(X509_REVOKED_get0_revocationDate(e), when, sizeof(when));
+		cli_iso_time(X509_REVOKED_get0_revocationDate(e), when, sizeof(when));
 		json_array_append_new(list, json_pack("{s:s, s:s}",
 			"serial", serial ? serial : "", "revoked", when));
 		OPENSSL_free(serial);
@@ -135,12 +113,10 @@ out:
 
 int cmd_crl(int argc, char **argv)
 {
-	if (argc >= 2 && strcmp(argv[1], "show") == 0)
-		return crl_show(argc - 1, argv + 1);
-	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-		crl_usage(stdout);
-		return 0;
-	}
-	crl_usage(stderr);
-	return 2;
+	static const cli_sub subs[] = {
+		{ "show", crl_show },
+	};
+
+	return cli_dispatch(argc, argv, subs, sizeof(subs) / sizeof(subs[0]),
+			    crl_usage);
 }

@@ -75,12 +75,10 @@ static int csr_new(int argc, char **argv)
 
 int cmd_csr(int argc, char **argv)
 {
-	if (argc >= 2 && strcmp(argv[1], "new") == 0)
-		return csr_new(argc - 1, argv + 1);
-	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-		csr_usage(stdout);
-		return 0;
-	}
-	csr_usage(stderr);
-	return 2;
+	static const cli_sub subs[] = {
+		{ "new", csr_new },
+	};
+
+	return cli_dispatch(argc, argv, subs, sizeof(subs) / sizeof(subs[0]),
+			    csr_usage);
 }

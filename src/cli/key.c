@@ -68,12 +68,10 @@ static int key_new(int argc, char **argv)
 
 int cmd_key(int argc, char **argv)
 {
-	if (argc >= 2 && strcmp(argv[1], "new") == 0)
-		return key_new(argc - 1, argv + 1);
-	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-		key_usage(stdout);
-		return 0;
-	}
-	key_usage(stderr);
-	return 2;
+	static const cli_sub subs[] = {
+		{ "new", key_new },
+	};
+
+	return cli_dispatch(argc, argv, subs, sizeof(subs) / sizeof(subs[0]),
+			    key_usage);
 }

@@ -41,17 +41,6 @@ static void cms_free_wiped(CMS_ContentInfo *cms)
 	CMS_ContentInfo_free(cms);
 }
 
-static cf_status bio_to_secret(BIO *bio, cf_secret **out, cf_error *err)
-{
-	BUF_MEM *mem = NULL;
-
-	BIO_get_mem_ptr(bio, &mem);
-	*out = cf_secret_from(mem->data, mem->length);
-	if (*out == NULL)
-		return cf_error_set(err, CF_ERR_NOMEM, "out of secure memory");
-	return CF_OK;
-}
-
 cf_status cf_envelope_sign(const cf_secret *record_json, X509 *signer_cert,
 			   EVP_PKEY *signer_key, STACK_OF(X509) *extra,
 			   cf_secret **signed_der, cf_error *err)
@@ -219,7 +208,7 @@ cf_status cf_envelope_decrypt(const unsigned char *der, size_t der_len,
 			"was altered after sealing");
 		goto out;
 	}
-	rc = bio_to_secret(out, content, err);
+	rc = cf_secret_from_bio(out, content, err);
 out:
 	BIO_free(out);
 	CMS_ContentInfo_free(cms);
@@ -329,7 +318,7 @@ cf_status cf_envelope_verify(const cf_secret *signed_der,
 	rc = cf_trust_verify(trust, signer, certs, "the record's signer", err);
 	if (rc != CF_OK)
 		goto out;
-	rc = bio_to_secret(content, &json, err);
+	rc = cf_secret_from_bio(content, &json, err);
 	if (rc != CF_OK)
 		goto out;
 	rc = cf_record_parse(cf_secret_cdata(json), cf_secret_len(json), &rec, err);

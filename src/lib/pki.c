@@ -112,18 +112,6 @@ cf_status cf_key_generate(EVP_PKEY **out, cf_error *err)
 	return CF_OK;
 }
 
-/* Copies a memory BIO's contents into a new secret and wipes the BIO. */
-static cf_status bio_to_secret(BIO *bio, cf_secret **out, cf_error *err)
-{
-	BUF_MEM *mem = NULL;
-
-	BIO_get_mem_ptr(bio, &mem);
-	*out = cf_secret_from(mem->data, mem->length);
-	if (*out == NULL)
-		return cf_error_set(err, CF_ERR_NOMEM, "out of secure memory");
-	return CF_OK;
-}
-
 static cf_status bio_to_buf(BIO *bio, unsigned char **buf, size_t *len,
 			    cf_error *err)
 {
@@ -182,7 +170,7 @@ cf_status cf_key_to_pem(EVP_PKEY *key, const cf_secret *pass, cf_secret **pem,
 			"could not PEM-encode the private key");
 		goto out;
 	}
-	rc = bio_to_secret(bio, pem, err);
+	rc = cf_secret_from_bio(bio, pem, err);
 out:
 	X509_ALGOR_free(pbe);
 	X509_SIG_free(p8);
@@ -392,6 +380,38 @@ static int looks_like_pem(const unsigned char *buf, size_t len)
 	return 0;
 }
 
+/*
+ * The first PEM block called pem_name in buf, or else all of buf as DER,
+ * decoded as it; NULL unless the DER is exactly one object.
+ */
+static ASN1_VALUE *decode_pem_or_der(const unsigned char *buf, size_t len,
+				     const char *pem_name, const ASN1_ITEM *it)
+{
+	const unsigned char *der = buf, *p;
+	unsigned char *block = NULL;
+	long der_len = (long)len;
+	ASN1_VALUE *v;
+
+	if (looks_like_pem(buf, len)) {
+		BIO *bio = BIO_new_mem_buf(buf, (int)len);
+		int ok = bio != NULL && PEM_bytes_read_bio(&block, &der_len, NULL,
+							   pem_name, bio, NULL, NULL);
+
+		BIO_free(bio);
+		if (!ok)
+			return NULL;
+		der = block;
+	}
+	p = der;
+	v = ASN1_item_d2i(NULL, &p, der_len, it);
+	if (v != NULL && p != der + der_len) {
+		ASN1_item_free(v, it);
+		v = NULL;
+	}
+	OPENSSL_free(block);
+	return v;
+}
+
 cf_status cf_csr_parse(const unsigned char *buf, size_t len, const char *what,
 		       X509_REQ **out, cf_error *err)
 {
@@ -402,21 +422,8 @@ cf_status cf_csr_parse(const unsigned char *buf, size_t len, const char *what,
 	if (len > CF_PEM_MAX_BYTES)
 		return cf_error_set(err, CF_ERR_TOO_LARGE,
 			"%s is larger than %u bytes", what, CF_PEM_MAX_BYTES);
-	if (looks_like_pem(buf, len)) {
-		BIO *bio = BIO_new_mem_buf(buf, (int)len);
-
-		if (bio != NULL)
-			req = PEM_read_bio_X509_REQ(bio, NULL, NULL, NULL);
-		BIO_free(bio);
-	} else {
-		const unsigned char *p = buf;
-
-		req = d2i_X509_REQ(NULL, &p, (long)len);
-		if (req != NULL && p != buf + len) {
-			X509_REQ_free(req);
-			req = NULL;
-		}
-	}
+	req = (X509_REQ *)decode_pem_or_der(buf, len, PEM_STRING_X509_REQ,
+					    ASN1_ITEM_rptr(X509_REQ));
 	if (req == NULL)
 		return cf_error_set_ssl(err, CF_ERR_PARSE,
 			"%s is not a certificate request (PEM or DER)", what);
@@ -485,13 +492,8 @@ cf_status cf_cert_parse(const unsigned char *buf, size_t len, const char *what,
 		BIO_free(bio);
 		ERR_clear_error(); /* the loop ends on "no start line" */
 	} else {
-		const unsigned char *p = buf;
-
-		cert = d2i_X509(NULL, &p, (long)len);
-		if (cert != NULL && p != buf + len) {
-			X509_free(cert);
-			cert = NULL;
-		}
+		cert = (X509 *)decode_pem_or_der(buf, len, PEM_STRING_X509,
+						 ASN1_ITEM_rptr(X509));
 	}
 	if (rc != CF_OK) {
 		X509_free(cert);
@@ -1017,21 +1019,8 @@ cf_status cf_crl_parse(const unsigned char *buf, size_t len, const char *what,
 	if (len > CF_CRL_MAX_BYTES)
 		return cf_error_set(err, CF_ERR_TOO_LARGE,
 			"%s is larger than %u bytes", what, CF_CRL_MAX_BYTES);
-	if (looks_like_pem(buf, len)) {
-		BIO *bio = BIO_new_mem_buf(buf, (int)len);
-
-		if (bio != NULL)
-			crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL);
-		BIO_free(bio);
-	} else {
-		const unsigned char *p = buf;
-
-		crl = d2i_X509_CRL(NULL, &p, (long)len);
-		if (crl != NULL && p != buf + len) {
-			X509_CRL_free(crl);
-			crl = NULL;
-		}
-	}
+	crl = (X509_CRL *)decode_pem_or_der(buf, len, PEM_STRING_X509_CRL,
+					    ASN1_ITEM_rptr(X509_CRL));
 	if (crl == NULL)
 		return cf_error_set_ssl(err, CF_ERR_PARSE,
 			"%s is not a certificate revocation list (PEM or DER)", what);

@@ -12,6 +12,8 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <openssl/bio.h>
+#include <openssl/buffer.h>
 #include <openssl/crypto.h>
 #include <string.h>
 #include <unistd.h>
@@ -222,6 +224,19 @@ cf_status cf_secret_read_fd(int fd, size_t max_bytes, const char *what,
 out:
 	cf_secret_free(s);
 	return rc;
+}
+
+cf_status cf_secret_from_bio(BIO *bio, cf_secret **out, cf_error *err)
+{
+	BUF_MEM *mem = NULL;
+
+	*out = NULL;
+	if (BIO_get_mem_ptr(bio, &mem) <= 0 || mem == NULL)
+		return cf_error_set(err, CF_ERR_USAGE, "not a memory BIO");
+	*out = cf_secret_from(mem->data, mem->length);
+	if (*out == NULL)
+		return cf_error_set(err, CF_ERR_NOMEM, "out of secure memory");
+	return CF_OK;
 }
 
 int cf_secret_equal(const cf_secret *a, const cf_secret *b)

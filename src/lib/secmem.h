@@ -10,6 +10,7 @@
 #ifndef CF_SECMEM_H
 #define CF_SECMEM_H
 
+#include <openssl/types.h>
 #include <stddef.h>
 
 #include "error.h"
@@ -56,6 +57,12 @@ cf_status cf_secret_append(cf_secret *s, const void *data, size_t len,
  */
 cf_status cf_secret_read_fd(int fd, size_t max_bytes, const char *what,
 			    cf_secret **out, cf_error *err);
+
+/*
+ * Copies the contents of a memory BIO (BIO_s_mem or, for plaintext,
+ * BIO_s_secmem) into a new secret.
+ */
+cf_status cf_secret_from_bio(BIO *bio, cf_secret **out, cf_error *err);
 
 /* Constant-time comparison of two secrets (lengths compared openly). */
 int cf_secret_equal(const cf_secret *a, const cf_secret *b);
