@@ -191,9 +191,10 @@ int cmd_seal(int argc, char **argv)
 		}
 	}
 	if (optind != argc) {
-		code = cli_usage("seal", "unexpected argument \"%s\" (the secret "
-				 "is read from standard input, never from arguments)",
-				 argv[optind]);
+		/* Not echoed: a stray argument may well be the secret itself. */
+		code = cli_usage("seal", "unexpected argument; the secret is read "
+				 "from standard input or --in FILE, never from the "
+				 "command line");
 		goto done;
 	}
 	if (name == NULL || version == 0 || signer_path == NULL || key_path == NULL) {

@@ -99,17 +99,23 @@ static cf_status classify_bad_der(const unsigned char *der, size_t len,
 {
 	const unsigned char *p = der;
 	long body = 0;
-	int tag, cls, r;
+	int tag, cls, r, reason;
 
 	if (len == 0)
 		return cf_error_set(err, CF_ERR_TRUNCATED, "the envelope is empty");
 	r = ASN1_get_object(&p, &body, &tag, &cls, (long)len);
+	reason = ERR_GET_REASON(ERR_peek_last_error());
 	ERR_clear_error();
 	if ((r & 0x80) && p > der && body > (long)(len - (size_t)(p - der)))
 		return cf_error_set(err, CF_ERR_TRUNCATED,
 			"the envelope is truncated: its DER announces %ld bytes "
 			"but only %zu follow; fetch it again",
 			body, len - (size_t)(p - der));
+	/* OpenSSL could not even finish the first header: cut inside it. */
+	if (r == 0x80 && p == der && reason == ASN1_R_HEADER_TOO_LONG)
+		return cf_error_set(err, CF_ERR_TRUNCATED,
+			"the envelope is truncated inside its first DER header "
+			"(%zu bytes); fetch it again", len);
 	if (len < 2)
 		return cf_error_set(err, CF_ERR_TRUNCATED,
 			"the envelope is truncated (%zu bytes)", len);
