@@ -15,6 +15,7 @@
  */
 #include "envelope.h"
 
+#include <openssl/asn1t.h>
 #include <openssl/cms.h>
 #include <openssl/err.h>
 #include <string.h>
@@ -123,6 +124,113 @@ static cf_status classify_bad_der(const unsigned char *der, size_t len,
 		"the envelope is not a DER-encoded CMS message");
 }
 
+/*
+ * Just enough of AuthEnvelopedData (RFC 5083) to check what OpenSSL's CMS
+ * code leaves open: the content cipher, the nonce and the tag length (it
+ * would take a 1-byte mac as a 1-byte tag).  Recipient infos and
+ * attributes are taken as they come; OpenSSL checks those.
+ */
+typedef struct {
+	ASN1_OCTET_STRING *nonce;
+	ASN1_INTEGER *icvLen;                  /* DEFAULT 12: absent = 12 */
+} PROFILE_GCM;
+
+ASN1_SEQUENCE(PROFILE_GCM) = {
+	ASN1_SIMPLE(PROFILE_GCM, nonce, ASN1_OCTET_STRING),
+	ASN1_OPT(PROFILE_GCM, icvLen, ASN1_INTEGER)
+} static_ASN1_SEQUENCE_END(PROFILE_GCM)
+
+typedef struct {
+	ASN1_OBJECT *contentType;
+	X509_ALGOR *contentEncryptionAlgorithm;
+	ASN1_OCTET_STRING *encryptedContent;
+} PROFILE_ECI;
+
+ASN1_SEQUENCE(PROFILE_ECI) = {
+	ASN1_SIMPLE(PROFILE_ECI, contentType, ASN1_OBJECT),
+	ASN1_SIMPLE(PROFILE_ECI, contentEncryptionAlgorithm, X509_ALGOR),
+	ASN1_IMP_OPT(PROFILE_ECI, encryptedContent, ASN1_OCTET_STRING, 0)
+} static_ASN1_SEQUENCE_END(PROFILE_ECI)
+
+typedef struct {
+	ASN1_INTEGER *version;
+	STACK_OF(ASN1_TYPE) *originatorInfo;
+	STACK_OF(ASN1_TYPE) *recipientInfos;
+	PROFILE_ECI *eci;
+	STACK_OF(ASN1_TYPE) *authAttrs;
+	ASN1_OCTET_STRING *mac;
+	STACK_OF(ASN1_TYPE) *unauthAttrs;
+} PROFILE_ENV;
+
+ASN1_SEQUENCE(PROFILE_ENV) = {
+	ASN1_SIMPLE(PROFILE_ENV, version, ASN1_INTEGER),
+	ASN1_IMP_SEQUENCE_OF_OPT(PROFILE_ENV, originatorInfo, ASN1_ANY, 0),
+	ASN1_SET_OF(PROFILE_ENV, recipientInfos, ASN1_ANY),
+	ASN1_SIMPLE(PROFILE_ENV, eci, PROFILE_ECI),
+	ASN1_IMP_SET_OF_OPT(PROFILE_ENV, authAttrs, ASN1_ANY, 1),
+	ASN1_SIMPLE(PROFILE_ENV, mac, ASN1_OCTET_STRING),
+	ASN1_IMP_SET_OF_OPT(PROFILE_ENV, unauthAttrs, ASN1_ANY, 2)
+} static_ASN1_SEQUENCE_END(PROFILE_ENV)
+
+typedef struct {
+	ASN1_OBJECT *contentType;
+	PROFILE_ENV *content;
+} PROFILE_CI;
+
+ASN1_SEQUENCE(PROFILE_CI) = {
+	ASN1_SIMPLE(PROFILE_CI, contentType, ASN1_OBJECT),
+	ASN1_EXP(PROFILE_CI, content, PROFILE_ENV, 0)
+} static_ASN1_SEQUENCE_END(PROFILE_CI)
+
+#define CF_GCM_NONCE_BYTES 12
+#define CF_GCM_TAG_BYTES 16
+
+/* AES-256-GCM, a 12-byte nonce, a 16-byte tag: nothing weaker opens. */
+static cf_status check_profile(const unsigned char *der, size_t len,
+			       cf_error *err)
+{
+	const unsigned char *p = der;
+	PROFILE_CI *ci = (PROFILE_CI *)ASN1_item_d2i(NULL, &p, (long)len,
+						     ASN1_ITEM_rptr(PROFILE_CI));
+	PROFILE_GCM *gcm = NULL;
+	const X509_ALGOR *alg;
+	long icv = 12;
+	cf_status rc = CF_OK;
+
+	if (ci == NULL) {
+		rc = cf_error_set_ssl(err, CF_ERR_MALFORMED,
+			"the envelope is not a well-formed AuthEnvelopedData");
+		goto out;
+	}
+	alg = ci->content->eci->contentEncryptionAlgorithm;
+	if (OBJ_obj2nid(alg->algorithm) != NID_aes_256_gcm) {
+		rc = cf_error_set(err, CF_ERR_MALFORMED,
+			"the envelope's content is encrypted with %s; coffer "
+			"accepts AES-256-GCM only",
+			OBJ_nid2ln(OBJ_obj2nid(alg->algorithm)));
+		goto out;
+	}
+	if (alg->parameter != NULL && alg->parameter->type == V_ASN1_SEQUENCE)
+		gcm = ASN1_TYPE_unpack_sequence(ASN1_ITEM_rptr(PROFILE_GCM),
+						alg->parameter);
+	if (gcm != NULL && gcm->icvLen != NULL)
+		icv = ASN1_INTEGER_get(gcm->icvLen);
+	if (gcm == NULL || ASN1_STRING_length(gcm->nonce) != CF_GCM_NONCE_BYTES ||
+	    icv != CF_GCM_TAG_BYTES ||
+	    ASN1_STRING_length(ci->content->mac) != CF_GCM_TAG_BYTES) {
+		rc = cf_error_set(err, CF_ERR_MALFORMED,
+			"the envelope's AES-GCM parameters are not a %d-byte "
+			"nonce and a %d-byte tag", CF_GCM_NONCE_BYTES,
+			CF_GCM_TAG_BYTES);
+		goto out;
+	}
+out:
+	ERR_clear_error();
+	ASN1_item_free((ASN1_VALUE *)gcm, ASN1_ITEM_rptr(PROFILE_GCM));
+	ASN1_item_free((ASN1_VALUE *)ci, ASN1_ITEM_rptr(PROFILE_CI));
+	return rc;
+}
+
 static int ri_matches(CMS_RecipientInfo *ri, X509 *cert)
 {
 	switch (CMS_RecipientInfo_type(ri)) {
@@ -182,6 +290,9 @@ cf_status cf_envelope_decrypt(const unsigned char *der, size_t der_len,
 			OBJ_nid2ln(OBJ_obj2nid(CMS_get0_type(cms))));
 		goto out;
 	}
+	rc = check_profile(der, der_len, err);
+	if (rc != CF_OK)
+		goto out;
 	ris = CMS_get0_RecipientInfos(cms);
 	n = sk_CMS_RecipientInfo_num(ris);
 	for (int i = 0; i < n && !found; i++)

@@ -93,6 +93,53 @@ ossl_encrypt "$W/good.sd" "$W/a1.crt" "$W/gcm.cms"
 expect_ok open_a1 --name app/db --in "$W/gcm.cms"
 same_file "$OUT" "$W/secret.txt"
 
+step "malformed (11): weaker AES-GCM than coffer's profile"
+# OpenSSL's CMS code would open these; coffer insists on AES-256-GCM with
+# a 16-byte tag (a 1-byte tag once opened).
+ossl_encrypt "$W/good.sd" "$W/a1.crt" "$W/g128.cms" aes-128-gcm
+expect_refusal 11 open_a1 --name app/db --in "$W/g128.cms"
+stderr_has 'AES-256-GCM only'
+# Cut the mac (the AuthEnvelopedData's last element) to one byte, with
+# the DER lengths around it re-encoded.
+timeout 30 python3 - "$W/good.cms" "$W/shorttag.cms" <<'PY'
+import sys
+
+def header(b, i):
+    tag, n = b[i], b[i + 1]
+    i += 2
+    if n & 0x80:
+        k = n & 0x7f
+        n = int.from_bytes(b[i:i + k], "big")
+        i += k
+    return tag, i, n
+
+def children(b):
+    out, i = [], 0
+    while i < len(b):
+        tag, j, n = header(b, i)
+        out.append((tag, b[j:j + n]))
+        i = j + n
+    return out
+
+def tlv(tag, body):
+    n = len(body)
+    ln = bytes([n]) if n < 128 else bytes([0x80 | ((n.bit_length() + 7) // 8)]) + \
+        n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([tag]) + ln + body
+
+data = open(sys.argv[1], "rb").read()
+_, j, n = header(data, 0)
+oid, explicit = children(data[j:j + n])
+_, k, m = header(explicit[1], 0)
+aed = children(explicit[1][k:k + m])
+assert aed[-1][0] == 0x04 and len(aed[-1][1]) == 16, "last element is not the tag"
+aed[-1] = (0x04, aed[-1][1][:1])
+body = b"".join(tlv(t, c) for t, c in aed)
+open(sys.argv[2], "wb").write(tlv(0x30, tlv(*oid) + tlv(0xa0, tlv(0x30, body))))
+PY
+expect_refusal 11 open_a1 --name app/db --in "$W/shorttag.cms"
+stderr_has '16-byte tag'
+
 step "malformed (11): the encrypted content is not a coffer SignedData"
 ossl_encrypt "$W/secret.txt" "$W/a1.crt" "$W/raw.cms"        # no signature at all
 expect_refusal 11 open_a1 --name app/db --in "$W/raw.cms"
