@@ -90,7 +90,7 @@ cf_kind cf_kind_from_name(const char *name)
 
 /* ---------------------------------------------------------------- keys */
 
-static int key_is_p256(EVP_PKEY *key)
+int cf_key_is_p256(EVP_PKEY *key)
 {
 	char group[32];
 	size_t len = 0;
@@ -248,7 +248,7 @@ cf_status cf_key_from_pem(const unsigned char *pem, size_t len,
 			"%s holds no PEM private key", what);
 	}
 	ERR_clear_error();
-	if (!key_is_p256(*out)) {
+	if (!cf_key_is_p256(*out)) {
 		EVP_PKEY_free(*out);
 		*out = NULL;
 		return cf_error_set(err, CF_ERR_PARSE,
@@ -348,7 +348,7 @@ cf_status cf_csr_new(EVP_PKEY *key, const char *cn, X509_REQ **out,
 	rc = check_cn(cn, err);
 	if (rc != CF_OK)
 		return rc;
-	if (!key_is_p256(key))
+	if (!cf_key_is_p256(key))
 		return cf_error_set(err, CF_ERR_USAGE,
 			"the key is not P-256; make one with coffer key new");
 	req = X509_REQ_new();
@@ -428,7 +428,7 @@ cf_status cf_csr_parse(const unsigned char *buf, size_t len, const char *what,
 		return cf_error_set_ssl(err, CF_ERR_PARSE,
 			"%s is not a certificate request (PEM or DER)", what);
 	pub = X509_REQ_get0_pubkey(req);
-	if (pub == NULL || !key_is_p256(pub)) {
+	if (pub == NULL || !cf_key_is_p256(pub)) {
 		X509_REQ_free(req);
 		return cf_error_set(err, CF_ERR_PARSE,
 			"%s does not hold a P-256 public key", what);

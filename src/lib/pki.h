@@ -69,6 +69,9 @@ cf_kind cf_kind_from_name(const char *name);
 
 /* --- keys --- */
 
+/* True if key is an EC key on P-256 (by group name, not just size). */
+int cf_key_is_p256(EVP_PKEY *key);
+
 /* A new P-256 key pair. */
 cf_status cf_key_generate(EVP_PKEY **out, cf_error *err);
 

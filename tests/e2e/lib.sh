@@ -61,17 +61,7 @@ ERR=$W/.err  # its stderr
 
 # ---- bounded commands ---------------------------------------------------
 
-coffer()
-{
-	# The sanitizer build's known leak in seal needs full malloc stacks to
-	# be suppressed (tests/e2e/CMakeLists.txt); only seal pays for them.
-	if [ "${1:-}" = seal ] && [ -n "${E2E_SEAL_ASAN_OPTIONS:-}" ]; then
-		ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}$E2E_SEAL_ASAN_OPTIONS \
-			timeout -k 5 "$E2E_CMD_TIMEOUT" "$COFFER" "$@"
-	else
-		timeout -k 5 "$E2E_CMD_TIMEOUT" "$COFFER" "$@"
-	fi
-}
+coffer()   { timeout -k 5 "$E2E_CMD_TIMEOUT" "$COFFER" "$@"; }
 openssl()  { timeout -k 5 "$E2E_CMD_TIMEOUT" openssl "$@"; }
 certtool() { timeout -k 5 "$E2E_CMD_TIMEOUT" certtool "$@"; }
 python3()  { timeout -k 5 "$E2E_CMD_TIMEOUT" python3 -I -S "$@"; }

@@ -377,6 +377,34 @@ static void multi_recipient_opened_by_each(void **state)
 	cf_secret_free(signed_der);
 }
 
+/* secp256k1 is 256 bits too, but not P-256: refused before any ECDH. */
+static void recipient_on_other_256_bit_curve(void **state)
+{
+	cf_secret *signed_der = signed_record(NAME, 3, alice, alice_key);
+	EVP_PKEY *k1 = EVP_EC_gen("secp256k1");
+	cf_sealer *sealer = NULL;
+	unsigned char *der = NULL;
+	size_t len = 0;
+	X509 *cert;
+	cf_error err = { 0 };
+
+	(void)state;
+	assert_non_null(k1);
+	/* A bare certificate is enough: the sealer looks only at its key. */
+	cert = X509_new();
+	assert_non_null(cert);
+	assert_int_equal(X509_set_pubkey(cert, k1), 1);
+	assert_int_equal(X509_set_issuer_name(cert, X509_get_subject_name(web1)), 1);
+	assert_status(CF_OK, cf_sealer_new(signed_der, &sealer, &err), &err);
+	assert_status(CF_ERR_USAGE, cf_sealer_seal(sealer, cert, &der, &len, &err),
+		      &err);
+	assert_null(der);
+	cf_sealer_free(sealer);
+	X509_free(cert);
+	EVP_PKEY_free(k1);
+	cf_secret_free(signed_der);
+}
+
 static void sealer_dup_output_opens(void **state)
 {
 	cf_secret *signed_der = signed_record(NAME, 3, alice, alice_key);
@@ -927,6 +955,7 @@ int main(void)
 		cmocka_unit_test(non_operator_signer),
 		cmocka_unit_test(record_of_another_tenant),
 		cmocka_unit_test(name_mismatch),
+		cmocka_unit_test(recipient_on_other_256_bit_curve),
 		cmocka_unit_test(version_below_minimum),
 	};
 

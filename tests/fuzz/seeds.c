@@ -1,0 +1,656 @@
+/*
+ * seeds.c - make_seeds OUTDIR: the seed corpora of the fuzz targets.
+ *
+ * Writes OUTDIR/envelope, OUTDIR/cert, OUTDIR/record and OUTDIR/perms, one
+ * file per seed, generated in every run (run.sh calls it; nothing here is
+ * checked in).  The envelope seeds are made with the fixed fixture of
+ * fixture.h, so they open with the key fuzz_envelope holds: one seed per
+ * refusal of docs/FORMAT.md and one that passes every check, each both as
+ * a sealed AuthEnvelopedData and as the bare SignedData inside it (the
+ * target tries every input both ways).  Other seeds cover each branch of
+ * the certificate, record and permission parsers.
+ */
+#include <errno.h>
+#include <openssl/cms.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/rsa.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "envelope.h"
+#include "fixture.h"
+#include "pki.h"
+#include "record.h"
+
+static const char *out_dir;
+static const struct fuzz_fixture *fx;
+static int n_written;
+
+static void fail(const char *what, const cf_error *err)
+{
+	fprintf(stderr, "make_seeds: %s%s%s\n", what,
+		err != NULL ? ": " : "", err != NULL ? err->msg : "");
+	ERR_print_errors_fp(stderr);
+	exit(1);
+}
+
+static void make_dir(const char *sub)
+{
+	char path[4096];
+
+	snprintf(path, sizeof(path), "%s%s%s", out_dir, sub ? "/" : "",
+		 sub ? sub : "");
+	if (mkdir(path, 0755) != 0 && errno != EEXIST)
+		fail(path, NULL);
+}
+
+static void put(const char *target, const char *name, const void *data,
+		size_t len)
+{
+	char path[4096];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s/%s", out_dir, target, name);
+	f = fopen(path, "wb");
+	if (f == NULL || (len > 0 && fwrite(data, 1, len, f) != len) ||
+	    fclose(f) != 0)
+		fail(path, NULL);
+	n_written++;
+}
+
+static void put_str(const char *target, const char *name, const char *text)
+{
+	put(target, name, text, strlen(text));
+}
+
+/* ----------------------------------------------------------- envelope */
+
+static cf_secret *record(const char *tenant, const char *name,
+			 uint64_t version, cf_record_type type,
+			 const char *value)
+{
+	cf_record rec = { .version = version, .created = 1700000000, .type = type };
+	cf_secret *json = NULL;
+	cf_error err;
+
+	snprintf(rec.tenant, sizeof(rec.tenant), "%s", tenant);
+	snprintf(rec.name, sizeof(rec.name), "%s", name);
+	rec.value = cf_secret_from(value, strlen(value));
+	if (rec.value == NULL || cf_record_encode(&rec, &json, &err) != CF_OK)
+		fail("encoding a record", &err);
+	cf_secret_free(rec.value);
+	return json;
+}
+
+static void seal_to(const char *name, const cf_secret *content,
+		    X509 *const *recipients, size_t n)
+{
+	cf_sealer *sealer = NULL;
+	unsigned char *der = NULL;
+	size_t len = 0;
+	cf_error err;
+
+	if (cf_sealer_new(content, &sealer, &err) != CF_OK ||
+	    cf_sealer_seal_many(sealer, recipients, n, &der, &len, &err) != CF_OK)
+		fail(name, &err);
+	put("envelope", name, der, len);
+	OPENSSL_free(der);
+	cf_sealer_free(sealer);
+}
+
+/* One signed record, as bare SignedData and sealed to the fixture agent. */
+static void signed_case(const char *name, const struct fuzz_identity *signer,
+			X509 *extra_cert, const cf_secret *json)
+{
+	STACK_OF(X509) *extra = sk_X509_new_null();
+	cf_secret *signed_der = NULL;
+	X509 *agent = fx->agent.cert;
+	char file[256];
+	cf_error err;
+
+	if (extra == NULL || (extra_cert != NULL && !sk_X509_push(extra, extra_cert)))
+		fail(name, NULL);
+	if (cf_envelope_sign(json, signer->cert, signer->key, extra,
+			     &signed_der, &err) != CF_OK)
+		fail(name, &err);
+	snprintf(file, sizeof(file), "signed-%s", name);
+	put("envelope", file, cf_secret_cdata(signed_der), cf_secret_len(signed_der));
+	snprintf(file, sizeof(file), "sealed-%s", name);
+	seal_to(file, signed_der, &agent, 1);
+	cf_secret_free(signed_der);
+	sk_X509_free(extra);
+}
+
+static cf_secret *cms_der(CMS_ContentInfo *cms, const char *what)
+{
+	unsigned char *der = NULL;
+	int len = 0;
+	cf_secret *out;
+
+	if (cms == NULL || (len = i2d_CMS_ContentInfo(cms, &der)) <= 0)
+		fail(what, NULL);
+	out = cf_secret_from(der, (size_t)len);
+	OPENSSL_free(der);
+	CMS_ContentInfo_free(cms);
+	if (out == NULL)
+		fail(what, NULL);
+	return out;
+}
+
+/* SignedData that OpenSSL makes but coffer must refuse. */
+static void odd_signed(const cf_secret *json)
+{
+	const unsigned int flags = CMS_BINARY | CMS_PARTIAL;
+	BIO *in = BIO_new_mem_buf(cf_secret_cdata(json), (int)cf_secret_len(json));
+	X509 *agent = fx->agent.cert;
+	CMS_ContentInfo *cms;
+	cf_secret *der;
+
+	/* eContentType id-data instead of coffer's record type */
+	cms = CMS_sign(fx->writer.cert, fx->writer.key, NULL, in, CMS_BINARY);
+	der = cms_der(cms, "id-data SignedData");
+	put("envelope", "signed-data-type", cf_secret_cdata(der), cf_secret_len(der));
+	seal_to("sealed-data-type", der, &agent, 1);
+	cf_secret_free(der);
+
+	/* two signers */
+	cms = CMS_sign(NULL, NULL, NULL, NULL, flags);
+	if (cms == NULL || BIO_reset(in) != 1 ||
+	    !CMS_set1_eContentType(cms, OBJ_nid2obj(cf_nid_record())) ||
+	    !CMS_add1_signer(cms, fx->writer.cert, fx->writer.key, EVP_sha256(), flags) ||
+	    !CMS_add1_signer(cms, fx->admin.cert, fx->admin.key, EVP_sha256(), flags) ||
+	    !CMS_final(cms, in, NULL, flags))
+		fail("two-signer SignedData", NULL);
+	der = cms_der(cms, "two-signer SignedData");
+	put("envelope", "signed-two-signers", cf_secret_cdata(der), cf_secret_len(der));
+	seal_to("sealed-two-signers", der, &agent, 1);
+	cf_secret_free(der);
+
+	/* digests: SHA-1 is refused, SHA-512 accepted */
+	for (int i = 0; i < 2; i++) {
+		cms = CMS_sign(NULL, NULL, NULL, NULL, flags);
+		if (cms == NULL || BIO_reset(in) != 1 ||
+		    !CMS_set1_eContentType(cms, OBJ_nid2obj(cf_nid_record())) ||
+		    !CMS_add1_signer(cms, fx->writer.cert, fx->writer.key,
+				     i == 0 ? EVP_sha1() : EVP_sha512(), flags) ||
+		    !CMS_final(cms, in, NULL, flags))
+			fail("SignedData with another digest", NULL);
+		der = cms_der(cms, "SignedData with another digest");
+		put("envelope", i == 0 ? "signed-sha1" : "signed-sha512",
+		    cf_secret_cdata(der), cf_secret_len(der));
+		seal_to(i == 0 ? "sealed-sha1" : "sealed-sha512", der, &agent, 1);
+		cf_secret_free(der);
+	}
+
+	/* no certificates: the signer cannot be found */
+	cms = CMS_sign(NULL, NULL, NULL, NULL, flags);
+	if (cms == NULL || BIO_reset(in) != 1 ||
+	    !CMS_set1_eContentType(cms, OBJ_nid2obj(cf_nid_record())) ||
+	    !CMS_add1_signer(cms, fx->writer.cert, fx->writer.key, EVP_sha256(),
+			     flags | CMS_NOCERTS) ||
+	    !CMS_final(cms, in, NULL, flags))
+		fail("certificate-less SignedData", NULL);
+	der = cms_der(cms, "certificate-less SignedData");
+	put("envelope", "signed-no-certs", cf_secret_cdata(der), cf_secret_len(der));
+	cf_secret_free(der);
+
+	/* detached content */
+	if (BIO_reset(in) != 1)
+		fail("detached SignedData", NULL);
+	cms = CMS_sign(fx->writer.cert, fx->writer.key, NULL, in,
+		       CMS_BINARY | CMS_DETACHED);
+	der = cms_der(cms, "detached SignedData");
+	put("envelope", "signed-detached", cf_secret_cdata(der), cf_secret_len(der));
+	cf_secret_free(der);
+	BIO_free(in);
+}
+
+/* A throwaway self-signed RSA certificate: a key-transport recipient. */
+static X509 *rsa_cert(EVP_PKEY **key_out)
+{
+	EVP_PKEY *key = EVP_RSA_gen(2048);
+	X509 *cert = X509_new();
+	X509_NAME *name = X509_NAME_new();
+
+	if (key == NULL || cert == NULL || name == NULL ||
+	    !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
+					(const unsigned char *)"rsa recipient", -1, -1, 0) ||
+	    !X509_set_version(cert, 2) ||
+	    !ASN1_INTEGER_set(X509_get_serialNumber(cert), 7) ||
+	    !X509_set_subject_name(cert, name) || !X509_set_issuer_name(cert, name) ||
+	    !X509_gmtime_adj(X509_getm_notBefore(cert), 0) ||
+	    !X509_gmtime_adj(X509_getm_notAfter(cert), 86400) ||
+	    !X509_set_pubkey(cert, key) || !X509_sign(cert, key, EVP_sha256()))
+		fail("an RSA certificate", NULL);
+	X509_NAME_free(name);
+	*key_out = key;
+	return cert;
+}
+
+/* Envelopes made by OpenSSL's CMS_encrypt (as `openssl cms -encrypt`). */
+static void openssl_envelopes(const cf_secret *content)
+{
+	static const struct {
+		const char *name;
+		const char *cipher;
+		int keyid, rsa;
+	} cases[] = {
+		{ "openssl-gcm", "AES-256-GCM", 0, 0 },
+		{ "openssl-gcm-keyid", "AES-256-GCM", 1, 0 },
+		{ "openssl-gcm-rsa-and-agent", "AES-256-GCM", 0, 1 },
+		{ "openssl-gcm128", "AES-128-GCM", 0, 0 },  /* below the profile */
+		{ "openssl-cbc", "AES-256-CBC", 0, 0 },     /* not authenticated */
+	};
+	EVP_PKEY *rsa_key = NULL;
+	X509 *rsa = rsa_cert(&rsa_key);
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		STACK_OF(X509) *to = sk_X509_new_null();
+		unsigned int flags = CMS_BINARY | (cases[i].keyid ? CMS_USE_KEYID : 0);
+		BIO *in = BIO_new_mem_buf(cf_secret_cdata(content),
+					  (int)cf_secret_len(content));
+		CMS_ContentInfo *cms;
+		cf_secret *der;
+
+		if (to == NULL || in == NULL ||
+		    (cases[i].rsa && !sk_X509_push(to, rsa)) ||
+		    !sk_X509_push(to, fx->agent.cert))
+			fail(cases[i].name, NULL);
+		cms = CMS_encrypt(to, in, EVP_get_cipherbyname(cases[i].cipher),
+				  flags);
+		der = cms_der(cms, cases[i].name);
+		put("envelope", cases[i].name, cf_secret_cdata(der), cf_secret_len(der));
+		cf_secret_free(der);
+		BIO_free(in);
+		sk_X509_free(to);
+	}
+	X509_free(rsa);
+	EVP_PKEY_free(rsa_key);
+}
+
+static void envelope_seeds(void)
+{
+	const char *tenant = cf_trust_tenant(fx->trust);
+	char foreign_tenant[65];
+	cf_secret *good = record(tenant, FUZZ_SECRET_NAME, 3, CF_TYPE_TEXT, "hunter2");
+	cf_secret *json;
+	cf_secret *signed_der = NULL;
+	X509 *both[2] = { fx->other.cert, fx->agent.cert };
+	unsigned char *der = NULL;
+	size_t len = 0;
+	cf_error err;
+
+	if (cf_cert_fingerprint(fx->foreign_root.cert, foreign_tenant, &err) != CF_OK)
+		fail("fingerprint", &err);
+
+	signed_case("ok", &fx->writer, NULL, good);
+	signed_case("ok-admin", &fx->admin, NULL, good);
+	signed_case("ok-enroller", &fx->enroller, NULL, good);
+	signed_case("reader-no-write", &fx->reader, NULL, good);
+	signed_case("revoked", &fx->revoked, NULL, good);
+	signed_case("expired", &fx->expired, NULL, good);
+	signed_case("foreign-root", &fx->foreign_writer, fx->foreign_root.cert, good);
+	signed_case("agent-signer", &fx->enrolled, fx->enroller.cert, good);
+	signed_case("beyond-enroller-scope", &fx->rogue, fx->enroller.cert, good);
+	signed_case("revoked-issuer", &fx->orphan, fx->enroller2.cert, good);
+	signed_case("missing-intermediate", &fx->enrolled, NULL, good);
+
+	json = record(tenant, FUZZ_SECRET_NAME, 1, CF_TYPE_TEXT, "old");
+	signed_case("rollback", &fx->writer, NULL, json);
+	cf_secret_free(json);
+	json = record(tenant, "fuzz/db/other", 5, CF_TYPE_BINARY, "swapped");
+	signed_case("swapped-name", &fx->writer, NULL, json);
+	cf_secret_free(json);
+	json = record(foreign_tenant, FUZZ_SECRET_NAME, 5, CF_TYPE_FILE, "x");
+	signed_case("other-tenant", &fx->writer, NULL, json);
+	cf_secret_free(json);
+	json = record(tenant, "prod/db/password", 5, CF_TYPE_TEMPLATE, "{{x}}");
+	signed_case("no-permission-on-name", &fx->writer, NULL, json);
+	cf_secret_free(json);
+	json = cf_secret_from("{\"v\":1,\"tenant\":\"\"}", 19);
+	signed_case("bad-record", &fx->writer, NULL, json);
+	cf_secret_free(json);
+
+	odd_signed(good);
+
+	/* the record sealed without a signature */
+	{
+		X509 *agent = fx->agent.cert;
+
+		seal_to("sealed-unsigned", good, &agent, 1);
+		seal_to("sealed-not-for-us", good, &fx->other.cert, 1);
+	}
+	if (cf_envelope_sign(good, fx->writer.cert, fx->writer.key, NULL,
+			     &signed_der, &err) != CF_OK)
+		fail("signing", &err);
+	seal_to("sealed-two-recipients", signed_der, both, 2);
+	openssl_envelopes(signed_der);
+
+	/* damaged copies of the good envelope */
+	{
+		cf_sealer *sealer = NULL;
+
+		if (cf_sealer_new(signed_der, &sealer, &err) != CF_OK ||
+		    cf_sealer_seal(sealer, fx->agent.cert, &der, &len, &err) != CF_OK)
+			fail("sealing", &err);
+		cf_sealer_free(sealer);
+	}
+	put("envelope", "damaged-truncated", der, len / 2);
+	put("envelope", "damaged-short-header", der, 3);
+	put("envelope", "damaged-empty", der, 0);
+	{
+		unsigned char *copy = OPENSSL_malloc(len + 1);
+
+		if (copy == NULL)
+			fail("copy", NULL);
+		memcpy(copy, der, len);
+		copy[len] = 0;
+		put("envelope", "damaged-trailing-byte", copy, len + 1);
+		copy[len - 1] ^= 0x01; /* the GCM tag */
+		put("envelope", "damaged-tag", copy, len);
+		copy[len - 1] ^= 0x01;
+		copy[len / 3] ^= 0x40;
+		put("envelope", "damaged-middle", copy, len);
+		OPENSSL_free(copy);
+	}
+	OPENSSL_free(der);
+	cf_secret_free(signed_der);
+	cf_secret_free(good);
+}
+
+/* --------------------------------------------------------------- cert */
+
+static void put_cert(const char *name, X509 *cert)
+{
+	char file[256];
+	unsigned char *buf = NULL;
+	size_t len = 0;
+	int der_len;
+	cf_error err;
+
+	if (cf_cert_to_pem(cert, &buf, &len, &err) != CF_OK)
+		fail(name, &err);
+	snprintf(file, sizeof(file), "%s.pem", name);
+	put("cert", file, buf, len);
+	OPENSSL_free(buf);
+	buf = NULL;
+	der_len = i2d_X509(cert, &buf);
+	if (der_len <= 0)
+		fail(name, NULL);
+	snprintf(file, sizeof(file), "%s.der", name);
+	put("cert", file, buf, (size_t)der_len);
+	OPENSSL_free(buf);
+}
+
+/* A copy of the writer's certificate with one extension added raw. */
+static void odd_extension(const char *name, int nid, const unsigned char *der,
+			  int der_len)
+{
+	X509 *cert = X509_dup(fx->writer.cert);
+	ASN1_OCTET_STRING *data = ASN1_OCTET_STRING_new();
+	X509_EXTENSION *ext = NULL;
+
+	if (cert == NULL || data == NULL ||
+	    !ASN1_OCTET_STRING_set(data, der, der_len) ||
+	    (ext = X509_EXTENSION_create_by_NID(NULL, nid, 0, data)) == NULL ||
+	    !X509_add_ext(cert, ext, -1) ||
+	    !X509_sign(cert, fx->root.key, EVP_sha256()))
+		fail(name, NULL);
+	put_cert(name, cert);
+	X509_EXTENSION_free(ext);
+	ASN1_OCTET_STRING_free(data);
+	X509_free(cert);
+}
+
+static void cert_seeds(void)
+{
+	static const unsigned char kind_root[] = { 0x0c, 4, 'r', 'o', 'o', 't' };
+	static const unsigned char ia5_perms[] = {
+		0x16, 13, 's', 'e', 'c', 'r', 'e', 't', '.', 'r', 'e', 'a', 'd',
+		':', '*',
+	};
+	static const unsigned char nul_perms[] = {
+		0x0c, 6, 'a', 'd', 'm', 'i', 'n', 0,
+	};
+	static const unsigned char bad_perms[] = {
+		0x0c, 11, 's', 'u', 'd', 'o', ':', 'e', 'v', 'e', 'r', 'y', '!',
+	};
+	static const unsigned char trailing[] = { 0x0c, 1, 'x', 0x00 };
+	const struct { const char *name; const struct fuzz_identity *id; } ids[] = {
+		{ "root", &fx->root }, { "agent", &fx->agent },
+		{ "writer", &fx->writer }, { "admin", &fx->admin },
+		{ "expired", &fx->expired }, { "enroller", &fx->enroller },
+		{ "enrolled", &fx->enrolled }, { "rogue", &fx->rogue },
+		{ "orphan", &fx->orphan }, { "foreign-root", &fx->foreign_root },
+	};
+	unsigned char *buf = NULL, *a = NULL, *b = NULL, *c = NULL;
+	size_t len = 0, la = 0, lb = 0, lc = 0;
+	X509_REQ *csr = NULL;
+	cf_error err;
+	int der_len;
+
+	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
+		put_cert(ids[i].name, ids[i].id->cert);
+
+	/* chains: leaf, intermediate, root in one PEM file */
+	if (cf_cert_to_pem(fx->enrolled.cert, &a, &la, &err) != CF_OK ||
+	    cf_cert_to_pem(fx->enroller.cert, &b, &lb, &err) != CF_OK ||
+	    cf_cert_to_pem(fx->root.cert, &c, &lc, &err) != CF_OK)
+		fail("chain", &err);
+	buf = OPENSSL_malloc(la + lb + lc + 64);
+	if (buf == NULL)
+		fail("chain", NULL);
+	memcpy(buf, a, la);
+	memcpy(buf + la, b, lb);
+	memcpy(buf + la + lb, c, lc);
+	put("cert", "chain-enrolled.pem", buf, la + lb + lc);
+	memcpy(buf, "junk before\n", 12);
+	memcpy(buf + 12, a, la);
+	memcpy(buf + 12 + la, "-----BEGIN CERTIFICATE-----\nAAAA\n", 33);
+	put("cert", "junk-around.pem", buf, 12 + la + 33);
+	OPENSSL_free(buf);
+	OPENSSL_free(a);
+	OPENSSL_free(b);
+	OPENSSL_free(c);
+
+	odd_extension("kind-twice", cf_nid_kind(), kind_root, sizeof(kind_root));
+	odd_extension("perms-ia5string", cf_nid_perms(), ia5_perms, sizeof(ia5_perms));
+	odd_extension("perms-nul", cf_nid_perms(), nul_perms, sizeof(nul_perms));
+	odd_extension("perms-bad-rule", cf_nid_perms(), bad_perms, sizeof(bad_perms));
+	odd_extension("groups-trailing", cf_nid_groups(), trailing, sizeof(trailing));
+	odd_extension("cluster", cf_nid_cluster(), trailing, 3);
+
+	if (cf_crl_to_pem(fx->crl, &buf, &len, &err) != CF_OK)
+		fail("crl", &err);
+	put("cert", "crl.pem", buf, len);
+	OPENSSL_free(buf);
+	buf = NULL;
+	der_len = i2d_X509_CRL(fx->crl, &buf);
+	if (der_len <= 0)
+		fail("crl", NULL);
+	put("cert", "crl.der", buf, (size_t)der_len);
+	OPENSSL_free(buf);
+
+	if (cf_csr_new(fx->agent.key, "web-1.example", &csr, &err) != CF_OK ||
+	    cf_csr_to_pem(csr, &buf, &len, &err) != CF_OK)
+		fail("csr", &err);
+	put("cert", "csr.pem", buf, len);
+	OPENSSL_free(buf);
+	buf = NULL;
+	der_len = i2d_X509_REQ(csr, &buf);
+	if (der_len <= 0)
+		fail("csr", NULL);
+	put("cert", "csr.der", buf, (size_t)der_len);
+	OPENSSL_free(buf);
+	X509_REQ_free(csr);
+}
+
+/* ------------------------------------------------------------- record */
+
+static void record_seeds(void)
+{
+	static const char *const raw[] = {
+		"{}",
+		"[]",
+		"null",
+		"{\"v\":1}",
+		"{\"v\":1,\"v\":1}",
+		("{\"v\":2,\"tenant\":\"00\",\"name\":\"a\",\"version\":1,"
+		 "\"created\":0,\"type\":\"text\",\"value\":\"\"}"),
+		"{\"v\":1,\"extra\":true}",
+		"{\"v\":1e400}",
+		"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
+		"{\"v\":1,\"name\":\"a\\u0000b\"}",
+		"\xef\xbb\xbf{\"v\":1}",
+		"{\"value\":\"\xff\xfe\"}",
+	};
+	static const char *const tenant =
+		"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+	static const struct {
+		const char *file, *name, *value;
+		uint64_t version;
+		cf_record_type type;
+	} good[] = {
+		{ "text", "prod/db/password", "hunter2", 1, CF_TYPE_TEXT },
+		{ "binary", "a", "\x01\x02\x03\xff", 9007199254740991ull, CF_TYPE_BINARY },
+		{ "file", "etc/app.conf", "key = value\n", 7, CF_TYPE_FILE },
+		{ "template", "t/x.tmpl", "{{ .db }}", 2, CF_TYPE_TEMPLATE },
+		{ "empty", "e", "", 1, CF_TYPE_TEXT },
+	};
+	char name[CF_NAME_MAX_BYTES + 1];
+	char file[64];
+
+	for (size_t i = 0; i < sizeof(raw) / sizeof(raw[0]); i++) {
+		snprintf(file, sizeof(file), "raw-%02zu", i);
+		put_str("record", file, raw[i]);
+	}
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		cf_secret *json = record(tenant, good[i].name, good[i].version,
+					 good[i].type, good[i].value);
+
+		snprintf(file, sizeof(file), "good-%s", good[i].file);
+		put("record", file, cf_secret_cdata(json), cf_secret_len(json));
+		cf_secret_free(json);
+	}
+	memset(name, 'n', CF_NAME_MAX_BYTES);
+	name[CF_NAME_MAX_BYTES] = '\0';
+	{
+		cf_secret *json = record(tenant, name, 1, CF_TYPE_TEXT, "v");
+
+		put("record", "good-longest-name", cf_secret_cdata(json),
+		    cf_secret_len(json));
+		cf_secret_free(json);
+	}
+	/* each field wrong in turn, the rest valid */
+#define R(v, t, n, ver, c, ty, val) \
+	"{\"v\":" v ",\"tenant\":\"" t "\",\"name\":\"" n "\",\"version\":" ver \
+	",\"created\":" c ",\"type\":\"" ty "\",\"value\":\"" val "\"}"
+#define T "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	put_str("record", "bad-tenant-case", R("1", "0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef", "a", "1", "0", "text", "aGk="));
+	put_str("record", "bad-tenant-short", R("1", "0123", "a", "1", "0", "text", "aGk="));
+	put_str("record", "bad-name-dotdot", R("1", T, "a/../b", "1", "0", "text", "aGk="));
+	put_str("record", "bad-name-nul", R("1", T, "a\\u0000b", "1", "0", "text", "aGk="));
+	put_str("record", "bad-version-zero", R("1", T, "a", "0", "0", "text", "aGk="));
+	put_str("record", "bad-version-2^53", R("1", T, "a", "9007199254740992", "0", "text", "aGk="));
+	put_str("record", "bad-version-float", R("1", T, "a", "1.0", "0", "text", "aGk="));
+	put_str("record", "bad-created-negative", R("1", T, "a", "1", "-1", "text", "aGk="));
+	put_str("record", "bad-type", R("1", T, "a", "1", "0", "blob", "aGk="));
+	put_str("record", "bad-value-length", R("1", T, "a", "1", "0", "text", "aGk"));
+	put_str("record", "bad-value-space", R("1", T, "a", "1", "0", "text", "aG k"));
+	put_str("record", "bad-value-chars", R("1", T, "a", "1", "0", "text", "a*k="));
+	put_str("record", "odd-value-padding", R("1", T, "a", "1", "0", "text", "===="));
+	put_str("record", "odd-value-inner-pad", R("1", T, "a", "1", "0", "text", "aG=k"));
+	put_str("record", "odd-value-nul", R("1", T, "a", "1", "0", "text", "aGk\\u0000"));
+#undef R
+#undef T
+}
+
+/* -------------------------------------------------------------- perms */
+
+/* Rule text, then NUL-separated names and patterns (see fuzz_perms.c). */
+static void perms_seed(const char *file, const char *text,
+		       const char *const *names, size_t n)
+{
+	char buf[8192];
+	size_t len = strlen(text);
+
+	if (len >= sizeof(buf))
+		fail(file, NULL);
+	memcpy(buf, text, len);
+	for (size_t i = 0; i < n; i++) {
+		size_t nlen = strlen(names[i]);
+
+		if (len + 1 + nlen >= sizeof(buf))
+			fail(file, NULL);
+		buf[len++] = '\0';
+		memcpy(buf + len, names[i], nlen);
+		len += nlen;
+	}
+	put("perms", file, buf, len);
+}
+
+static void perms_seeds(void)
+{
+	static const char *const names[] = {
+		"prod/db/password", "prod/*", "prod/**", "web", "ops/ax",
+		"a?c", "**", "x", "prod/db/", "",
+	};
+	static const char *const globs[] = {
+		"*a*a*a*a*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+		"**/x/**", "a/b/c/x/d", "***", "?/?", "a/b",
+	};
+	char many[4096];
+	size_t pos = 0;
+
+	perms_seed("typical",
+		   "secret.read:prod/*\nsecret.write:prod/db/**\n"
+		   "agent.enroll:web\nadmin:ops/?x\n", names,
+		   sizeof(names) / sizeof(names[0]));
+	perms_seed("crlf", "secret.read:a\r\n\r\n\nsecret.write:b*\r\n", names, 4);
+	perms_seed("every-verb",
+		   "secret.read:a\nsecret.write:b\nagent.enroll:c\n"
+		   "agent.manage:d\ntoken.create:e\naudit.read:f\nadmin:g",
+		   names, 3);
+	perms_seed("star-star", "agent.enroll:**", names, 7);
+	perms_seed("globs", "secret.read:**/x/**\nsecret.write:*a*a*a*a*a*a*b",
+		   globs, sizeof(globs) / sizeof(globs[0]));
+	perms_seed("bad-verb", "secret.delete:x", names, 1);
+	perms_seed("no-colon", "admin", names, 1);
+	perms_seed("empty-scope", "admin:", names, 1);
+	perms_seed("bad-scope-char", "admin:a b", names, 1);
+	perms_seed("empty", "", names, 2);
+	while (pos + 8 < sizeof(many) && pos < 257 * 8) {
+		memcpy(many + pos, "admin:a\n", 8);
+		pos += 8;
+	}
+	many[pos] = '\0';
+	perms_seed("too-many-rules", many, names, 1);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 2) {
+		fprintf(stderr, "usage: make_seeds OUTDIR\n");
+		return 2;
+	}
+	out_dir = argv[1];
+	fuzz_secmem_init();
+	fx = fuzz_fixture();
+	make_dir(NULL);
+	make_dir("envelope");
+	make_dir("cert");
+	make_dir("record");
+	make_dir("perms");
+	envelope_seeds();
+	cert_seeds();
+	record_seeds();
+	perms_seeds();
+	printf("make_seeds: %d seeds in %s (tenant %s)\n", n_written, out_dir,
+	       cf_trust_tenant(fx->trust));
+	return 0;
+}
