@@ -10,8 +10,13 @@
  *   - the content is encrypted once with AES-256-GCM (cf_sealer_new);
  *   - algorithms are fetched once and contexts reused across recipients;
  *   - per recipient only the ephemeral key, the ECDH derive, the X9.63 KDF
- *     and the AES key wrap are computed, and the recipient info is encoded
- *     with OpenSSL's own DER encoder from the ASN.1 templates below.
+ *     and the AES key wrap are computed;
+ *   - the DER common to all recipients is encoded once from the ASN.1
+ *     templates below; per recipient only the recipient info's variable
+ *     parts are encoded and the headers around them written with
+ *     ASN1_put_object.  The first envelope of every sealer is also encoded
+ *     whole by the template encoder and compared byte for byte, so the
+ *     fast path can never drift from the templates unnoticed.
  *
  * Plaintext held here: the content-encryption key (secure memory) and,
  * briefly, the ECDH secret and key-encryption key (stack, wiped).
