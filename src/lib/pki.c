@@ -304,7 +304,13 @@ static void name_entry(const X509_NAME *name, int nid, char *buf, size_t size)
 	if (idx >= 0)
 		len = ASN1_STRING_to_UTF8(&utf8,
 			X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx)));
-	/* Longer than buf: truncated, which check_cn then refuses. */
+	/*
+	 * An embedded NUL (possible in a BMPString) would cut the name short
+	 * and so misname the holder: treat such a name as absent.  Longer
+	 * than buf: truncated, which check_cn then refuses.
+	 */
+	if (len > 0 && memchr(utf8, '\0', (size_t)len) != NULL)
+		len = 0;
 	snprintf(buf, size, "%.*s", len > 0 ? len : 0, len > 0 ? (char *)utf8 : "");
 	OPENSSL_free(utf8);
 }

@@ -939,6 +939,32 @@ static void asn1_time_unix(void **state)
 	ASN1_TIME_free(t);
 }
 
+/* A BMPString CN "a\0b" would be issued as "a": it is refused instead. */
+static void csr_cn_with_nul_refused(void **state)
+{
+	static const unsigned char bmp[] = { 0, 'a', 0, 0, 0, 'b' };
+	EVP_PKEY *key = fx_key();
+	X509_REQ *req = X509_REQ_new();
+	X509_NAME *name = X509_NAME_new();
+	cf_cert_spec spec = { .kind = CF_KIND_AGENT };
+	X509 *cert = NULL;
+	cf_error err = { 0 };
+
+	(void)state;
+	assert_non_null(req);
+	assert_int_equal(X509_NAME_add_entry_by_NID(name, NID_commonName,
+		V_ASN1_BMPSTRING, bmp, sizeof(bmp), -1, 0), 1);
+	assert_int_equal(X509_REQ_set_subject_name(req, name), 1);
+	assert_int_equal(X509_REQ_set_pubkey(req, key), 1);
+	assert_true(X509_REQ_sign(req, key, EVP_sha256()) > 0);
+	assert_status(CF_ERR_PARSE, cf_cert_issue(root, root_key, req, &spec,
+						  &cert, &err), &err);
+	assert_null(cert);
+	X509_NAME_free(name);
+	X509_REQ_free(req);
+	EVP_PKEY_free(key);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -964,6 +990,7 @@ int main(void)
 		cmocka_unit_test(crl_pem_der_round_trip),
 		cmocka_unit_test(crl_check_signer),
 		cmocka_unit_test(asn1_time_unix),
+		cmocka_unit_test(csr_cn_with_nul_refused),
 	};
 
 	return cmocka_run_group_tests_name("pki", tests, group_setup, group_teardown);
