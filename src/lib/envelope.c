@@ -13,9 +13,9 @@
  * (secure memory); OpenSSL's own copy of the eContent inside a parsed
  * SignedData is wiped before it is freed (wipe_econtent).
  */
+#include "cms_asn1.h"
 #include "envelope.h"
 
-#include <openssl/asn1t.h>
 #include <openssl/cms.h>
 #include <openssl/err.h>
 #include <string.h>
@@ -131,32 +131,10 @@ static cf_status classify_bad_der(const unsigned char *der, size_t len,
  * attributes are taken as they come; OpenSSL checks those.
  */
 typedef struct {
-	ASN1_OCTET_STRING *nonce;
-	ASN1_INTEGER *icvLen;                  /* DEFAULT 12: absent = 12 */
-} PROFILE_GCM;
-
-ASN1_SEQUENCE(PROFILE_GCM) = {
-	ASN1_SIMPLE(PROFILE_GCM, nonce, ASN1_OCTET_STRING),
-	ASN1_OPT(PROFILE_GCM, icvLen, ASN1_INTEGER)
-} static_ASN1_SEQUENCE_END(PROFILE_GCM)
-
-typedef struct {
-	ASN1_OBJECT *contentType;
-	X509_ALGOR *contentEncryptionAlgorithm;
-	ASN1_OCTET_STRING *encryptedContent;
-} PROFILE_ECI;
-
-ASN1_SEQUENCE(PROFILE_ECI) = {
-	ASN1_SIMPLE(PROFILE_ECI, contentType, ASN1_OBJECT),
-	ASN1_SIMPLE(PROFILE_ECI, contentEncryptionAlgorithm, X509_ALGOR),
-	ASN1_IMP_OPT(PROFILE_ECI, encryptedContent, ASN1_OCTET_STRING, 0)
-} static_ASN1_SEQUENCE_END(PROFILE_ECI)
-
-typedef struct {
 	ASN1_INTEGER *version;
 	STACK_OF(ASN1_TYPE) *originatorInfo;
 	STACK_OF(ASN1_TYPE) *recipientInfos;
-	PROFILE_ECI *eci;
+	CF_ECI *eci;
 	STACK_OF(ASN1_TYPE) *authAttrs;
 	ASN1_OCTET_STRING *mac;
 	STACK_OF(ASN1_TYPE) *unauthAttrs;
@@ -166,7 +144,7 @@ ASN1_SEQUENCE(PROFILE_ENV) = {
 	ASN1_SIMPLE(PROFILE_ENV, version, ASN1_INTEGER),
 	ASN1_IMP_SEQUENCE_OF_OPT(PROFILE_ENV, originatorInfo, ASN1_ANY, 0),
 	ASN1_SET_OF(PROFILE_ENV, recipientInfos, ASN1_ANY),
-	ASN1_SIMPLE(PROFILE_ENV, eci, PROFILE_ECI),
+	ASN1_SIMPLE(PROFILE_ENV, eci, CF_ECI),
 	ASN1_IMP_SET_OF_OPT(PROFILE_ENV, authAttrs, ASN1_ANY, 1),
 	ASN1_SIMPLE(PROFILE_ENV, mac, ASN1_OCTET_STRING),
 	ASN1_IMP_SET_OF_OPT(PROFILE_ENV, unauthAttrs, ASN1_ANY, 2)
@@ -192,7 +170,7 @@ static cf_status check_profile(const unsigned char *der, size_t len,
 	const unsigned char *p = der;
 	PROFILE_CI *ci = (PROFILE_CI *)ASN1_item_d2i(NULL, &p, (long)len,
 						     ASN1_ITEM_rptr(PROFILE_CI));
-	PROFILE_GCM *gcm = NULL;
+	CF_GCM_PARAMS *gcm = NULL;
 	const X509_ALGOR *alg;
 	long icv = 12;
 	cf_status rc = CF_OK;
@@ -211,7 +189,7 @@ static cf_status check_profile(const unsigned char *der, size_t len,
 		goto out;
 	}
 	if (alg->parameter != NULL && alg->parameter->type == V_ASN1_SEQUENCE)
-		gcm = ASN1_TYPE_unpack_sequence(ASN1_ITEM_rptr(PROFILE_GCM),
+		gcm = ASN1_TYPE_unpack_sequence(ASN1_ITEM_rptr(CF_GCM_PARAMS),
 						alg->parameter);
 	if (gcm != NULL && gcm->icvLen != NULL)
 		icv = ASN1_INTEGER_get(gcm->icvLen);
@@ -226,7 +204,7 @@ static cf_status check_profile(const unsigned char *der, size_t len,
 	}
 out:
 	ERR_clear_error();
-	ASN1_item_free((ASN1_VALUE *)gcm, ASN1_ITEM_rptr(PROFILE_GCM));
+	ASN1_item_free((ASN1_VALUE *)gcm, ASN1_ITEM_rptr(CF_GCM_PARAMS));
 	ASN1_item_free((ASN1_VALUE *)ci, ASN1_ITEM_rptr(PROFILE_CI));
 	return rc;
 }

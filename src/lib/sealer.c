@@ -21,6 +21,7 @@
  * Plaintext held here: the content-encryption key (secure memory) and,
  * briefly, the ECDH secret and key-encryption key (stack, wiped).
  */
+#include "cms_asn1.h"
 #include "envelope.h"
 #include "pki.h"
 
@@ -110,18 +111,6 @@ ASN1_CHOICE(CF_RI) = {
 DEFINE_STACK_OF(CF_RI)
 
 typedef struct {
-	ASN1_OBJECT *contentType;
-	X509_ALGOR *contentEncryptionAlgorithm;
-	ASN1_OCTET_STRING *encryptedContent;   /* [0] IMPLICIT */
-} CF_ECI;
-
-ASN1_SEQUENCE(CF_ECI) = {
-	ASN1_SIMPLE(CF_ECI, contentType, ASN1_OBJECT),
-	ASN1_SIMPLE(CF_ECI, contentEncryptionAlgorithm, X509_ALGOR),
-	ASN1_IMP_OPT(CF_ECI, encryptedContent, ASN1_OCTET_STRING, 0)
-} static_ASN1_SEQUENCE_END(CF_ECI)
-
-typedef struct {
 	ASN1_INTEGER *version;                 /* 0 */
 	STACK_OF(CF_RI) *recipientInfos;
 	CF_ECI *authEncryptedContentInfo;
@@ -144,17 +133,6 @@ ASN1_SEQUENCE(CF_CI) = {
 	ASN1_SIMPLE(CF_CI, contentType, ASN1_OBJECT),
 	ASN1_EXP(CF_CI, content, CF_AED, 0)
 } static_ASN1_SEQUENCE_END(CF_CI)
-
-/* GCMParameters (RFC 5084). */
-typedef struct {
-	ASN1_OCTET_STRING *nonce;
-	ASN1_INTEGER *icvLen;
-} CF_GCM_PARAMS;
-
-ASN1_SEQUENCE(CF_GCM_PARAMS) = {
-	ASN1_SIMPLE(CF_GCM_PARAMS, nonce, ASN1_OCTET_STRING),
-	ASN1_SIMPLE(CF_GCM_PARAMS, icvLen, ASN1_INTEGER)
-} static_ASN1_SEQUENCE_END(CF_GCM_PARAMS)
 
 /* Typed allocation of the template types above. */
 #define ASN1_NEW(T) ((T *)ASN1_item_new(ASN1_ITEM_rptr(T)))
@@ -471,7 +449,10 @@ static cf_status sealer_prepare(cf_sealer *s, cf_error *err)
 		goto ssl_fail;
 	aed->authEncryptedContentInfo->contentType = OBJ_nid2obj(NID_pkcs7_data);
 	gcm = ASN1_NEW(CF_GCM_PARAMS);
-	if (gcm == NULL || !ASN1_OCTET_STRING_set(gcm->nonce, s->iv, IV_LEN) ||
+	if (gcm != NULL)
+		gcm->icvLen = ASN1_INTEGER_new(); /* written although OPTIONAL */
+	if (gcm == NULL || gcm->icvLen == NULL ||
+	    !ASN1_OCTET_STRING_set(gcm->nonce, s->iv, IV_LEN) ||
 	    !ASN1_INTEGER_set(gcm->icvLen, TAG_LEN) ||
 	    ASN1_item_pack(gcm, ASN1_ITEM_rptr(CF_GCM_PARAMS), &gcm_der) == NULL)
 		goto ssl_fail;
