@@ -224,8 +224,12 @@ cf_status cf_record_parse(const unsigned char *json, size_t len,
 	obj = json_loadb((const char *)json, len,
 			 JSON_REJECT_DUPLICATES, &jerr);
 	if (obj == NULL)
+		/*
+		 * Not jerr.text: jansson quotes the input near the error, which
+		 * may be the secret's base64.  The position is enough.
+		 */
 		return cf_error_set(err, CF_ERR_RECORD,
-			"record is not valid JSON: %s at byte %d", jerr.text,
+			"record is not valid JSON (error at byte %d)",
 			jerr.position);
 	if (!json_is_object(obj)) {
 		rc = cf_error_set(err, CF_ERR_RECORD, "record is not a JSON object");

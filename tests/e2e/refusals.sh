@@ -293,6 +293,10 @@ bad_record "$(record 1 ',"value":"d!=="')"                   # not base64
 bad_record "$(record 1 '')"                                  # no value
 bad_record "$(record 1 ',"value":"dg==","name":"app/db"')"   # duplicate key
 bad_record "not json at all"
+# Broken JSON inside the value: the refusal must not quote the secret's
+# base64 (jansson's own message does, "near '...'").
+bad_record "$(record 1 ',"value":"U0VDUkVUU0VDUkVU'"$(printf '\001')"'U0VDUkVU"')"
+grep -q 'U0VDUkVU' "$ERR" && fail "the refusal quotes the secret's base64"
 # Control: the same path with a valid record opens.
 record 1 ',"value":"dg=="' >"$W/fine.json"
 ossl_sign "$W/fine.json" alice "$W/fine.sd"
