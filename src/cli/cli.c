@@ -47,6 +47,17 @@ int cli_exit_code(cf_status rc)
 	case CF_ERR_NAME: return 19;
 	case CF_ERR_ROLLBACK: return 20;
 	case CF_ERR_RECORD: return 21;
+	case CF_ERR_NOT_FOUND: return 9;
+	case CF_ERR_CONFLICT: return 22;
+	case CF_ERR_DENIED: return 23;
+	case CF_ERR_NETWORK: return 24;
+	case CF_ERR_SERVER: return 25;
+	case CF_ERR_TOKEN: return 26;
+	case CF_ERR_TIMEOUT: return 27;
+	case CF_ERR_REJECTED: return 28;
+	case CF_ERR_STORE: return 29;
+	case CF_ERR_LIMIT: return 30;
+	case CF_ERR_AUDIT: return 31;
 	}
 	return 1;
 }

@@ -20,6 +20,15 @@ int cmd_cert(int argc, char **argv);
 int cmd_crl(int argc, char **argv);
 int cmd_seal(int argc, char **argv);
 int cmd_open(int argc, char **argv);
+int cmd_server(int argc, char **argv);   /* server.c: init, tenant, run */
+int cmd_token(int argc, char **argv);    /* token.c: create, ls, revoke */
+int cmd_agent(int argc, char **argv);    /* agent.c: join, approve, reject, ls */
+int cmd_put(int argc, char **argv);      /* secrets.c */
+int cmd_get(int argc, char **argv);      /* secrets.c */
+int cmd_ls(int argc, char **argv);       /* secrets.c */
+int cmd_history(int argc, char **argv);  /* secrets.c */
+int cmd_rm(int argc, char **argv);       /* secrets.c */
+int cmd_audit(int argc, char **argv);    /* audit.c: (read), verify */
 
 /* A subcommand of a group ("ca init"), and the group's dispatcher. */
 typedef struct cli_sub {

@@ -89,6 +89,17 @@ const char *cf_status_name(cf_status code)
 	case CF_ERR_NAME: return "CF_ERR_NAME";
 	case CF_ERR_ROLLBACK: return "CF_ERR_ROLLBACK";
 	case CF_ERR_RECORD: return "CF_ERR_RECORD";
+	case CF_ERR_NOT_FOUND: return "CF_ERR_NOT_FOUND";
+	case CF_ERR_CONFLICT: return "CF_ERR_CONFLICT";
+	case CF_ERR_DENIED: return "CF_ERR_DENIED";
+	case CF_ERR_NETWORK: return "CF_ERR_NETWORK";
+	case CF_ERR_SERVER: return "CF_ERR_SERVER";
+	case CF_ERR_TOKEN: return "CF_ERR_TOKEN";
+	case CF_ERR_TIMEOUT: return "CF_ERR_TIMEOUT";
+	case CF_ERR_REJECTED: return "CF_ERR_REJECTED";
+	case CF_ERR_STORE: return "CF_ERR_STORE";
+	case CF_ERR_LIMIT: return "CF_ERR_LIMIT";
+	case CF_ERR_AUDIT: return "CF_ERR_AUDIT";
 	}
 	return "CF_ERR_UNKNOWN";
 }

@@ -27,6 +27,19 @@ typedef enum cf_status {
 	CF_ERR_POLICY = -8,       /* an issuer may not issue what was asked */
 	CF_ERR_EXISTS = -9,       /* refusing to overwrite something */
 
+	/* The server, its store and its clients. */
+	CF_ERR_NOT_FOUND = -10,   /* no such tenant, secret, token, enrollment */
+	CF_ERR_CONFLICT = -11,    /* stale version, request already decided */
+	CF_ERR_DENIED = -12,      /* server refused the caller (401 / 403) */
+	CF_ERR_NETWORK = -13,     /* server unreachable, TLS handshake failed */
+	CF_ERR_SERVER = -14,      /* server failed (5xx) or answered nonsense */
+	CF_ERR_TOKEN = -15,       /* join token unknown, expired, used, revoked */
+	CF_ERR_TIMEOUT = -16,     /* waited as long as asked; not done yet */
+	CF_ERR_REJECTED = -17,    /* an enroller rejected the enrollment */
+	CF_ERR_STORE = -18,       /* the database failed or is from the future */
+	CF_ERR_LIMIT = -19,       /* a rate, size or connection limit was hit */
+	CF_ERR_AUDIT = -32,       /* the audit hash chain is broken */
+
 	/* Refusals of an envelope, one per rule of docs/FORMAT.md. */
 	CF_ERR_TRUNCATED = -20,   /* envelope shorter than its DER says */
 	CF_ERR_MALFORMED = -21,   /* not a CMS AuthEnvelopedData we accept */

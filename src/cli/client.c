@@ -1,0 +1,2 @@
+/* PLACEHOLDER (client helper replaces this file) */
+typedef int placeholder_unused;

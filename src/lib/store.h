@@ -1,0 +1,326 @@
+/*
+ * store.h - the server's only way to its database.
+ *
+ * One cf_store is one connection; it is used by one thread at a time (the
+ * server opens one per worker thread).  Every function that changes state
+ * does it in one transaction together with its audit entry, so a change
+ * is never committed without its log line and never logged without being
+ * committed.  Audit entries are chained per tenant (audit.h): the store
+ * assigns seq, prev and hash inside that transaction.
+ *
+ * Backends: "sqlite:PATH" or a plain PATH (the embedded default; WAL, one
+ * file), later "postgresql://..." (store_pg.c).  Callers never see SQL.
+ *
+ * What is stored is what the server may see: certificates, CRLs, token
+ * hashes and constraints, token secrets only as envelopes to their
+ * enroller, enrollment requests (CSR + HMAC), envelopes (ciphertext) and
+ * the metadata around them.  Never a private key, never a plaintext
+ * secret.
+ *
+ * Ownership: strings and buffers in the row structs returned by the store
+ * are heap copies owned by the caller and released with the matching
+ * *_free function; fixed-size char arrays are NUL-terminated.  Inputs are
+ * only read.
+ *
+ * Errors: CF_ERR_NOT_FOUND (no such row), CF_ERR_EXISTS (already there),
+ * CF_ERR_CONFLICT (stale version, already decided), CF_ERR_TOKEN (token
+ * refused, with the reason), CF_ERR_STORE (the database failed, is busy
+ * beyond the timeout, or has a schema newer than this program),
+ * CF_ERR_NOMEM.
+ */
+#ifndef CF_STORE_H
+#define CF_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "audit.h"
+#include "error.h"
+
+typedef struct cf_store cf_store;
+
+#define CF_STORE_CREATE 0x1  /* create the database if it does not exist */
+#define CF_STORE_SYNC_FULL 0x2 /* fsync every commit (power-loss safe) */
+
+/*
+ * Opens (and with CF_STORE_CREATE creates) the database at url and brings
+ * its schema up to date with versioned migrations.  Without
+ * CF_STORE_CREATE a missing database is CF_ERR_NOT_FOUND.  A committed
+ * transaction survives a kill -9 of the process in any mode; with
+ * CF_STORE_SYNC_FULL it also survives a power loss.
+ */
+cf_status cf_store_open(const char *url, unsigned flags, cf_store **out,
+			cf_error *err);
+void cf_store_free(cf_store *st);
+
+/* The schema version the database is at (for `server init`, /metrics). */
+int cf_store_schema_version(cf_store *st);
+
+/* ---- tenants -------------------------------------------------------- */
+
+typedef struct cf_tenant {
+	char id[65];       /* SHA-256 of the root certificate's DER, hex */
+	char *root_pem;
+	char *crl_pem;     /* NULL until a CRL was pushed */
+	int64_t crl_number; /* the pushed CRL's cRLNumber, -1 if none */
+	int64_t created;
+} cf_tenant;
+
+cf_status cf_store_tenant_add(cf_store *st, const char *id,
+			      const char *root_pem,
+			      const cf_audit_entry *audit, cf_error *err);
+cf_status cf_store_tenant_get(cf_store *st, const char *id, cf_tenant *out,
+			      cf_error *err);
+cf_status cf_store_tenant_list(cf_store *st, cf_tenant **out, size_t *n,
+			       cf_error *err);
+/* Replaces the CRL; CF_ERR_CONFLICT if crl_number is not above the stored. */
+cf_status cf_store_tenant_set_crl(cf_store *st, const char *id,
+				  const char *crl_pem, int64_t crl_number,
+				  const cf_audit_entry *audit, cf_error *err);
+void cf_tenant_clear(cf_tenant *t);
+void cf_tenants_free(cf_tenant *t, size_t n);
+
+/* ---- certificate directory ------------------------------------------ */
+
+typedef struct cf_cert_row {
+	char tenant[65];
+	char fp[65];          /* SHA-256 of the certificate's DER, hex */
+	char kind[16];        /* "operator", "enroller", "agent", "cluster" */
+	char name[256];       /* the certificate's CN */
+	char *groups;         /* comma-separated agent groups, "" if none */
+	char cluster[256];    /* cluster name, "" if none */
+	char issuer_fp[65];   /* fingerprint of the issuer (root or enroller) */
+	char serial[80];      /* serial number, hex */
+	int64_t not_after;    /* unix seconds */
+	char *pem;            /* the certificate */
+	int64_t created;      /* first seen */
+} cf_cert_row;
+
+typedef struct cf_cert_filter {
+	const char *kind;     /* NULL: any */
+	const char *group;    /* NULL: any; else certificates in this group */
+	const char *name;     /* NULL: any; else this CN exactly */
+	const char *fp;       /* NULL: any */
+	size_t limit;         /* 0: no limit */
+	const char *after_fp; /* NULL: from the start; paging by fp order */
+} cf_cert_filter;
+
+/*
+ * Adds the certificate, or does nothing if (tenant, fp) is there already.
+ * audit may be NULL for the server's own registration of a caller's
+ * certificate on first contact (it is logged by the request it served).
+ */
+cf_status cf_store_cert_put(cf_store *st, const cf_cert_row *row,
+			    const cf_audit_entry *audit, cf_error *err);
+cf_status cf_store_cert_get(cf_store *st, const char *tenant, const char *fp,
+			    cf_cert_row *out, cf_error *err);
+cf_status cf_store_cert_list(cf_store *st, const char *tenant,
+			     const cf_cert_filter *filter, cf_cert_row **out,
+			     size_t *n, cf_error *err);
+void cf_cert_row_clear(cf_cert_row *row);
+void cf_cert_rows_free(cf_cert_row *rows, size_t n);
+
+/* ---- join tokens ----------------------------------------------------- */
+
+typedef struct cf_token_row {
+	char tenant[65];
+	char id[33];          /* 32 hex characters, unique across tenants */
+	char hash[65];        /* SHA-256 of the token secret, hex */
+	char group[256];      /* the group enrolled agents will be in */
+	int64_t uses;         /* how many enrollments it admits */
+	int64_t used;
+	int64_t expires;      /* unix seconds */
+	int64_t created;
+	char creator[65];     /* fingerprint of the creating enroller */
+	int revoked;
+	unsigned char *envelope; /* the token secret, sealed to the creator */
+	size_t envelope_len;
+} cf_token_row;
+
+/*
+ * Adds n tokens in one transaction, with one audit entry per token: a
+ * copy of audit_template whose object is the token's id.
+ */
+cf_status cf_store_token_add(cf_store *st, const cf_token_row *rows, size_t n,
+			     const cf_audit_entry *audit_template,
+			     cf_error *err);
+/* By id alone (enrollment does not know the tenant yet). */
+cf_status cf_store_token_get(cf_store *st, const char *id, cf_token_row *out,
+			     cf_error *err);
+/* The tenant's tokens, newest first, without their envelopes. */
+cf_status cf_store_token_list(cf_store *st, const char *tenant,
+			      cf_token_row **out, size_t *n, cf_error *err);
+cf_status cf_store_token_revoke(cf_store *st, const char *tenant,
+				const char *id, const cf_audit_entry *audit,
+				cf_error *err);
+void cf_token_row_clear(cf_token_row *row);
+void cf_token_rows_free(cf_token_row *rows, size_t n);
+
+/* ---- enrollment requests --------------------------------------------- */
+
+typedef struct cf_enroll_row {
+	char id[33];          /* 32 hex characters, random: the poll handle */
+	char tenant[65];
+	char token_id[33];
+	char group[256];      /* the token's group */
+	char name[256];       /* the agent's requested name (= CSR CN) */
+	char *csr_pem;
+	char hmac[65];        /* HMAC-SHA256(token secret, CSR DER), hex */
+	char source[64];
+	char status[16];      /* "pending", "approved", "rejected" */
+	char *cert_pem;       /* approved: the agent's certificate */
+	char *chain_pem;      /* approved: its issuer chain (PEM, may be "") */
+	char reason[256];     /* rejected: why */
+	char decided_by[65];
+	int64_t created;
+	int64_t decided;
+} cf_enroll_row;
+
+/*
+ * Queues a request if the token admits it, in one transaction: the token
+ * exists, token_hash matches, it is not revoked, not expired at now, and
+ * has uses left; one use is consumed.  Otherwise CF_ERR_TOKEN with the
+ * reason (never saying whether an unknown id or a wrong hash).  row->id,
+ * tenant and group are filled in by the store from the token.
+ */
+cf_status cf_store_enroll_add(cf_store *st, cf_enroll_row *row,
+			      const char *token_hash, int64_t now,
+			      const cf_audit_entry *audit_template,
+			      cf_error *err);
+cf_status cf_store_enroll_get(cf_store *st, const char *id,
+			      cf_enroll_row *out, cf_error *err);
+/* The tenant's requests with this status (NULL: all), oldest first. */
+cf_status cf_store_enroll_list(cf_store *st, const char *tenant,
+			       const char *status, cf_enroll_row **out,
+			       size_t *n, cf_error *err);
+/*
+ * Approves (cert_pem and chain_pem given, and the certificate row added to
+ * the directory in the same transaction) or rejects (reason given) a
+ * pending request; CF_ERR_CONFLICT if it is not pending.
+ */
+cf_status cf_store_enroll_decide(cf_store *st, const char *tenant,
+				 const char *id, int approve,
+				 const cf_cert_row *cert, const char *chain_pem,
+				 const char *reason, const char *decided_by,
+				 int64_t now, const cf_audit_entry *audit,
+				 cf_error *err);
+void cf_enroll_row_clear(cf_enroll_row *row);
+void cf_enroll_rows_free(cf_enroll_row *rows, size_t n);
+
+/* ---- secrets and envelopes ------------------------------------------- */
+
+typedef struct cf_envelope_in {
+	char recipient[65];   /* recipient certificate's fingerprint */
+	const unsigned char *der;
+	size_t len;
+} cf_envelope_in;
+
+typedef struct cf_secret_row {
+	char name[256];
+	int64_t version;
+	int64_t created;
+	char writer[65];      /* fingerprint of the uploading operator */
+	int64_t recipients;
+	int64_t bytes;        /* total envelope bytes of this version */
+	int deleted;          /* the name was deleted at this version */
+} cf_secret_row;
+
+/*
+ * Stores version `version` of tenant/name as n envelopes, in one
+ * transaction: CF_ERR_CONFLICT if version is not above the latest stored
+ * (deleted names included, so versions never repeat).  Each envelope gets
+ * a new feed sequence number.  *seq_out (may be NULL) receives the
+ * highest sequence number assigned.
+ */
+cf_status cf_store_secret_put(cf_store *st, const char *tenant,
+			      const char *name, int64_t version,
+			      const char *writer, int64_t now,
+			      const cf_envelope_in *envs, size_t n,
+			      const cf_audit_entry *audit, int64_t *seq_out,
+			      cf_error *err);
+/*
+ * Deletes a name: its envelopes are removed, a tombstone version
+ * (latest + 1, deleted = 1) is recorded, and each recipient of the latest
+ * version gets a feed entry saying so.  *recipients_out (may be NULL)
+ * receives a malloc'ed array of the recipients' fingerprints, for waking
+ * their long-polls.
+ */
+cf_status cf_store_secret_delete(cf_store *st, const char *tenant,
+				 const char *name, const char *writer,
+				 int64_t now, const cf_audit_entry *audit,
+				 char (**recipients_out)[65], size_t *n_out,
+				 cf_error *err);
+/* Latest version of each name under prefix ("" for all), not deleted. */
+cf_status cf_store_secret_list(cf_store *st, const char *tenant,
+			       const char *prefix, cf_secret_row **out,
+			       size_t *n, cf_error *err);
+/* Every version of name, newest first. */
+cf_status cf_store_secret_history(cf_store *st, const char *tenant,
+				  const char *name, cf_secret_row **out,
+				  size_t *n, cf_error *err);
+
+typedef struct cf_feed_item {
+	int64_t seq;          /* the feed cursor of this entry */
+	char name[256];
+	int64_t version;
+	int deleted;          /* the name was deleted; der is NULL */
+	char writer[65];
+	int64_t created;
+	unsigned char *der;   /* the envelope addressed to the recipient */
+	size_t len;
+} cf_feed_item;
+
+/*
+ * The envelope of tenant/name addressed to recipient, of version (0: the
+ * latest).  CF_ERR_NOT_FOUND if there is none (no such name, deleted, or
+ * not addressed to this recipient).
+ */
+cf_status cf_store_envelope_get(cf_store *st, const char *tenant,
+				const char *name, int64_t version,
+				const char *recipient, cf_feed_item *out,
+				cf_error *err);
+/*
+ * What changed for recipient after cursor since: for each name, the
+ * newest entry with seq > since (an envelope, or a deletion), ordered by
+ * seq, at most limit of them.  *cursor_out is the seq of the last item
+ * returned, or since if none.  The cost depends on the recipient's own
+ * entries only, not on how many recipients the tenant has.
+ */
+cf_status cf_store_feed(cf_store *st, const char *tenant,
+			const char *recipient, int64_t since, size_t limit,
+			cf_feed_item **out, size_t *n, int64_t *cursor_out,
+			cf_error *err);
+void cf_feed_item_clear(cf_feed_item *item);
+void cf_feed_items_free(cf_feed_item *items, size_t n);
+
+/* ---- audit ------------------------------------------------------------ */
+
+/* Appends an entry that goes with no state change (an envelope read). */
+cf_status cf_store_audit_append(cf_store *st, const cf_audit_entry *entry,
+				cf_error *err);
+
+typedef struct cf_audit_filter {
+	int64_t after_seq;    /* entries with seq > after_seq */
+	int64_t since;        /* time >= since (0: any) */
+	int64_t until;        /* time < until (0: any) */
+	const char *actor;    /* NULL: any */
+	const char *action;   /* NULL: any; "secret." matches a prefix */
+	size_t limit;         /* 0: 1000 */
+} cf_audit_filter;
+
+/* The tenant's entries in seq order. */
+cf_status cf_store_audit_list(cf_store *st, const char *tenant,
+			      const cf_audit_filter *filter,
+			      cf_audit_entry **out, size_t *n, cf_error *err);
+
+/* ---- numbers for /metrics --------------------------------------------- */
+
+typedef struct cf_store_stats {
+	int64_t tenants, certs, agents, tokens, enrollments_pending;
+	int64_t secrets, envelopes, envelope_bytes, audit_entries;
+	int64_t feed_seq;     /* highest feed sequence number */
+} cf_store_stats;
+
+cf_status cf_store_stats_get(cf_store *st, cf_store_stats *out, cf_error *err);
+
+#endif

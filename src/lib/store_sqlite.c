@@ -1,0 +1,2 @@
+/* PLACEHOLDER (store helper replaces this file) */
+typedef int placeholder_unused;

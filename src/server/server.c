@@ -1,0 +1,2 @@
+/* PLACEHOLDER (server runtime helper replaces this file) */
+typedef int placeholder_unused;

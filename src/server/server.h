@@ -1,0 +1,139 @@
+/*
+ * server.h - what the server's parts share: the request a handler sees,
+ * the identity the TLS layer proved, replies, audit and wake-ups.
+ *
+ * The runtime (server.c, tls.c, http.c, auth.c, limits.c, ...) accepts
+ * connections on one event loop per thread, completes the TLS handshake
+ * with a client certificate request, authenticates the caller against
+ * the tenants' roots and CRLs before any database work, applies limits,
+ * and calls the route's handler.  Handlers (api_*.c, one file per API
+ * area) check permissions, talk to the store, log to the audit and reply;
+ * they never touch libevent or OpenSSL's TLS directly.
+ *
+ * Threading: a handler runs on its connection's thread with that thread's
+ * own cf_store connection; it may keep nothing between requests.
+ */
+#ifndef CF_SERVER_H
+#define CF_SERVER_H
+
+#include <jansson.h>
+#include <openssl/x509.h>
+#include <stdint.h>
+
+#include "audit.h"
+#include "error.h"
+#include "pki.h"
+#include "policy.h"
+#include "store.h"
+#include "trust.h"
+
+typedef struct srv_req srv_req;
+
+/* Who the caller is, as proved by its certificate chain. */
+typedef struct srv_identity {
+	char tenant[65];            /* fingerprint of the chain's root */
+	char fp[65];                /* fingerprint of the caller's certificate */
+	cf_kind kind;               /* operator, enroller, agent, cluster */
+	char name[65];              /* CN */
+	char subject[CF_AUDIT_SUBJECT_MAX]; /* "CN=web-1,O=Acme" */
+	char *groups;               /* agent groups, comma-separated, "" if none */
+	cf_perms *perms;            /* operator / enroller rules; NULL for agents */
+	X509 *cert;                 /* the caller's certificate */
+	STACK_OF(X509) *chain;      /* what it sent besides (enroller), may be empty */
+	const cf_trust *trust;      /* the tenant's root and CRL */
+} srv_identity;
+
+/* NULL on public routes (health, enrollment); never NULL on others. */
+const srv_identity *srv_req_identity(const srv_req *r);
+
+/* This thread's store connection. */
+cf_store *srv_req_store(srv_req *r);
+
+/* The peer's address, "127.0.0.1:50312" or "[::1]:50312". */
+const char *srv_req_source(const srv_req *r);
+
+/* A decoded query parameter, NULL if absent. */
+const char *srv_req_param(const srv_req *r, const char *key);
+
+/* The path after the route's prefix ("ID" of /v1/tokens/ID), "" if none. */
+const char *srv_req_path_rest(const srv_req *r);
+
+/*
+ * Parses the request body as a JSON object (at most the configured body
+ * size).  On failure the request has been answered (400/413) and the
+ * handler must return without replying.
+ */
+json_t *srv_req_json(srv_req *r);
+
+/* Replies with status and the JSON body, which it takes over. */
+void srv_reply_json(srv_req *r, int status, json_t *body);
+
+/*
+ * Replies {"error":{"code":CODE,"message":MESSAGE}} with an HTTP status:
+ * 400 bad_request, 401 unauthenticated, 403 forbidden, 404 not_found,
+ * 409 conflict, 410 gone, 413 too_large, 429 rate_limited,
+ * 500 internal, 503 unavailable.
+ */
+void srv_reply_error(srv_req *r, int status, const char *code,
+		     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Replies with the HTTP status and code that fit err->code (docs/API.md). */
+void srv_reply_status(srv_req *r, const cf_error *err);
+
+/*
+ * Fills an audit entry for this request: time now, tenant, actor and
+ * subject of the caller (empty on public routes), source, action, object,
+ * bytes.  The store completes seq, prev and hash.
+ */
+void srv_audit_init(const srv_req *r, cf_audit_entry *e, const char *action,
+		    const char *object, int64_t bytes);
+
+/* Unix seconds now. */
+int64_t srv_now(void);
+
+/*
+ * Long-poll: instead of replying, park the request until the feed of
+ * (tenant, recipient) may have changed or timeout_ms passes, then call
+ * retry(r) again on the same thread (the handler then replies, or parks
+ * again).  A client that goes away frees the request; retry is then not
+ * called.
+ */
+void srv_req_park(srv_req *r, const char *tenant, const char *recipient,
+		  int timeout_ms, void (*retry)(srv_req *r));
+
+/* Milliseconds this request has been parked so far (0 before any park). */
+int64_t srv_req_parked_ms(const srv_req *r);
+
+/*
+ * Wakes the parked requests of these recipients of tenant, on every
+ * thread (and, with a shared database, on every node).  Called after a
+ * commit that changed their feeds.
+ */
+void srv_wake(const char *tenant, const char (*recipients)[65], size_t n);
+
+/* Called after a tenant's CRL changed: re-read it, re-check connections. */
+void srv_tenants_changed(void);
+
+/* Counter for /metrics: requests answered per route and status class. */
+
+/* A route: method ("GET"), path ("/v1/tokens"), prefix match or exact. */
+typedef struct srv_route {
+	const char *method;
+	const char *path;
+	int prefix;                 /* path is a prefix: rest in srv_req_path_rest */
+	int public;                 /* no client certificate needed */
+	void (*fn)(srv_req *r);
+} srv_route;
+
+/* Each API file exports its routes, ended by an entry with fn NULL. */
+extern const srv_route srv_routes_certs[];    /* api_certs.c: /v1/certs, /v1/whoami, /v1/crl */
+extern const srv_route srv_routes_tokens[];   /* api_tokens.c */
+extern const srv_route srv_routes_enroll[];   /* api_enroll.c: /v1/enroll, /v1/enrollments */
+extern const srv_route srv_routes_secrets[];  /* api_secrets.c: /v1/secrets, /v1/agent/secrets */
+extern const srv_route srv_routes_audit[];    /* api_audit.c */
+
+/* Permission helpers shared by the handlers (api_common.c). */
+int srv_allows(const srv_identity *id, const char *verb, const char *name);
+int srv_is_operator(const srv_identity *id);   /* operator or enroller */
+
+#endif
