@@ -41,6 +41,8 @@ typedef struct srv_identity {
 	X509 *cert;                 /* the caller's certificate */
 	STACK_OF(X509) *chain;      /* what it sent besides (enroller), may be empty */
 	const cf_trust *trust;      /* the tenant's root and CRL */
+	X509 *root;                 /* the tenant's root certificate */
+	int64_t crl_number;         /* the tenant's CRL number, -1 if none */
 } srv_identity;
 
 /* NULL on public routes (health, enrollment); never NULL on others. */
