@@ -19,8 +19,20 @@
  *
  * Ownership: strings and buffers in the row structs returned by the store
  * are heap copies owned by the caller and released with the matching
- * *_free function; fixed-size char arrays are NUL-terminated.  Inputs are
- * only read.
+ * *_free function; fixed-size char arrays are NUL-terminated.  Arrays of
+ * structs without heap members (cf_secret_row, cf_audit_entry, the
+ * recipients of cf_store_secret_delete) are released with free().  Inputs
+ * are only read.
+ *
+ * Audit entries passed in: the store sets their seq, prev and hash, their
+ * tenant to the tenant of the change (for enrollment: the token's), time
+ * 0 to now, and an empty object to what changed (tenant id, certificate
+ * fingerprint, token id, enrollment id, secret name).  A change that
+ * does nothing (cf_store_cert_put of a known certificate) logs nothing.
+ *
+ * Limits (refused with CF_ERR_TOO_LARGE before any database work): names,
+ * CNs and groups 255 bytes, PEMs 256 KiB, one envelope 1,664,344 bytes,
+ * 100,000 envelopes per version, 10,000 tokens per add.
  *
  * Errors: CF_ERR_NOT_FOUND (no such row), CF_ERR_EXISTS (already there),
  * CF_ERR_CONFLICT (stale version, already decided), CF_ERR_TOKEN (token
@@ -87,7 +99,8 @@ typedef struct cf_cert_row {
 	char fp[65];          /* SHA-256 of the certificate's DER, hex */
 	char kind[16];        /* "operator", "enroller", "agent", "cluster" */
 	char name[256];       /* the certificate's CN */
-	char *groups;         /* comma-separated agent groups, "" if none */
+	char *groups;         /* comma-separated agent groups, "" if none
+	                       * (NULL accepted on input as "") */
 	char cluster[256];    /* cluster name, "" if none */
 	char issuer_fp[65];   /* fingerprint of the issuer (root or enroller) */
 	char serial[80];      /* serial number, hex */
@@ -250,11 +263,19 @@ cf_status cf_store_secret_delete(cf_store *st, const char *tenant,
 				 int64_t now, const cf_audit_entry *audit,
 				 char (**recipients_out)[65], size_t *n_out,
 				 cf_error *err);
+/*
+ * The latest version row of name, a deletion tombstone included (for the
+ * 409 answer's "latest" and the DELETE answer's tombstone version).
+ * CF_ERR_NOT_FOUND if the name never had a version.
+ */
+cf_status cf_store_secret_latest(cf_store *st, const char *tenant,
+				 const char *name, cf_secret_row *out,
+				 cf_error *err);
 /* Latest version of each name under prefix ("" for all), not deleted. */
 cf_status cf_store_secret_list(cf_store *st, const char *tenant,
 			       const char *prefix, cf_secret_row **out,
 			       size_t *n, cf_error *err);
-/* Every version of name, newest first. */
+/* Every version of name, newest first; CF_ERR_NOT_FOUND if none. */
 cf_status cf_store_secret_history(cf_store *st, const char *tenant,
 				  const char *name, cf_secret_row **out,
 				  size_t *n, cf_error *err);
@@ -273,12 +294,19 @@ typedef struct cf_feed_item {
 /*
  * The envelope of tenant/name addressed to recipient, of version (0: the
  * latest).  CF_ERR_NOT_FOUND if there is none (no such name, deleted, or
- * not addressed to this recipient).
+ * not addressed to this recipient).  With 0, a recipient left out of the
+ * latest version gets CF_ERR_NOT_FOUND even if an older version was
+ * addressed to it (its feed keeps showing that older version).
  */
 cf_status cf_store_envelope_get(cf_store *st, const char *tenant,
 				const char *name, int64_t version,
 				const char *recipient, cf_feed_item *out,
 				cf_error *err);
+/* limit 0 of cf_store_feed means this many items. */
+#define CF_STORE_FEED_MAX 1000
+/* Larger limits are clipped to this. */
+#define CF_STORE_FEED_LIMIT_MAX 100000
+
 /*
  * What changed for recipient after cursor since: for each name, the
  * newest entry with seq > since (an envelope, or a deletion), ordered by
@@ -290,6 +318,20 @@ cf_status cf_store_feed(cf_store *st, const char *tenant,
 			const char *recipient, int64_t since, size_t limit,
 			cf_feed_item **out, size_t *n, int64_t *cursor_out,
 			cf_error *err);
+/*
+ * As cf_store_feed, but also stops before an item whose envelope would
+ * take the items' total envelope bytes above max_bytes (0: no byte
+ * bound), though it always returns at least one item.  *more_out (may be
+ * NULL) is 1 if items after the last returned were left for the next
+ * call, by limit or by bytes, else 0.  Memory used is bounded by
+ * max_bytes plus one envelope, not by limit times the envelope limit.
+ */
+cf_status cf_store_feed_bounded(cf_store *st, const char *tenant,
+				const char *recipient, int64_t since,
+				size_t limit, size_t max_bytes,
+				cf_feed_item **out, size_t *n,
+				int64_t *cursor_out, int *more_out,
+				cf_error *err);
 void cf_feed_item_clear(cf_feed_item *item);
 void cf_feed_items_free(cf_feed_item *items, size_t n);
 
@@ -305,7 +347,7 @@ typedef struct cf_audit_filter {
 	int64_t until;        /* time < until (0: any) */
 	const char *actor;    /* NULL: any */
 	const char *action;   /* NULL: any; "secret." matches a prefix */
-	size_t limit;         /* 0: 1000 */
+	size_t limit;         /* 0: 1000; at most 10,000 (page by after_seq) */
 } cf_audit_filter;
 
 /* The tenant's entries in seq order. */

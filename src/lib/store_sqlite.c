@@ -1,2 +1,2209 @@
-/* PLACEHOLDER (store helper replaces this file) */
-typedef int placeholder_unused;
+/*
+ * store_sqlite.c - the embedded SQLite backend of store.h.
+ *
+ * One cf_store is one sqlite3 connection (SQLITE_OPEN_NOMUTEX: the server
+ * gives each worker thread its own).  Settings on every connection: WAL
+ * journal (readers never block the writer), busy_timeout 5 s, foreign
+ * keys on, synchronous=NORMAL (a commit is in the WAL before COMMIT
+ * returns, so it survives a kill -9 of the process; FULL with
+ * CF_STORE_SYNC_FULL also survives a power loss), defensive mode.
+ *
+ * Invariants:
+ * - Every change runs in BEGIN IMMEDIATE ... COMMIT together with its
+ *   audit entry; the write lock is taken up front, so two writers never
+ *   deadlock upgrading a read lock, and the audit chain's (seq, prev) read
+ *   and the insert that extends it are serialised across connections and
+ *   processes.
+ * - SQL text is constant (the STMTS table); every value is bound.
+ *   Statements are prepared once per connection and reset after each use.
+ * - Schema: PRAGMA user_version is the number of migration steps applied;
+ *   each step runs in its own transaction and bumps it.  A database whose
+ *   version is above what this program knows is refused, never touched.
+ * - Versions of a name never repeat: a deletion leaves a tombstone row.
+ *
+ * The agent feed.  `feed` holds, per (tenant, recipient, name), exactly
+ * one row: the newest change of that name for that recipient, keyed by a
+ * global feed sequence (INTEGER PRIMARY KEY AUTOINCREMENT, so numbers only
+ * grow and are never reused).  A put or delete replaces the row (DELETE +
+ * INSERT, taking a new seq).  "The newest entry per name after cursor" is
+ * then just the recipient's rows with seq > cursor, read in seq order from
+ * the index feed_by_recipient (tenant, recipient, seq): the cost depends on
+ * that recipient's changed names only, never on how many recipients the
+ * tenant has or on old versions.  test_store.c checks with EXPLAIN QUERY
+ * PLAN that the query uses that index.  (The alternative, a history table
+ * with a correlated MAX per name, reads every old entry of the recipient.)
+ *
+ * Stats are COUNT(*) queries: cheap enough for a scrape every few seconds
+ * up to millions of rows; keep counters if that ever shows in a profile.
+ */
+#include "store_backend.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BUSY_TIMEOUT_MS 5000
+#define BEGIN_ATTEMPTS 3
+#define AUDIT_LIST_DEFAULT 1000
+#define AUDIT_LIST_MAX 10000
+
+/* ---- schema ---------------------------------------------------------- */
+
+/* Step i brings the schema from version i to i + 1.  Never edit a step
+ * that has shipped; append a new one. */
+static const char *const migrations[] = {
+	/* 1: everything of issue 4 */
+	"CREATE TABLE tenants ("
+	" id TEXT PRIMARY KEY NOT NULL,"
+	" root_pem TEXT NOT NULL,"
+	" crl_pem TEXT,"
+	" crl_number INTEGER NOT NULL DEFAULT -1,"
+	" created INTEGER NOT NULL);"
+	"CREATE TABLE certs ("
+	" tenant TEXT NOT NULL REFERENCES tenants(id),"
+	" fp TEXT NOT NULL,"
+	" kind TEXT NOT NULL,"
+	" name TEXT NOT NULL,"
+	" groups TEXT NOT NULL,"
+	" cluster TEXT NOT NULL,"
+	" issuer_fp TEXT NOT NULL,"
+	" serial TEXT NOT NULL,"
+	" not_after INTEGER NOT NULL,"
+	" pem TEXT NOT NULL,"
+	" created INTEGER NOT NULL,"
+	" PRIMARY KEY (tenant, fp));"
+	"CREATE INDEX certs_by_name ON certs(tenant, name);"
+	"CREATE INDEX certs_by_kind ON certs(tenant, kind, fp);"
+	/* One row per (certificate, group) so that "agents of group G" is
+	 * an index range, not a scan of comma-separated lists. */
+	"CREATE TABLE cert_groups ("
+	" tenant TEXT NOT NULL,"
+	" grp TEXT NOT NULL,"
+	" fp TEXT NOT NULL,"
+	" PRIMARY KEY (tenant, grp, fp),"
+	" FOREIGN KEY (tenant, fp) REFERENCES certs(tenant, fp))"
+	" WITHOUT ROWID;"
+	"CREATE TABLE tokens ("
+	" id TEXT PRIMARY KEY NOT NULL,"
+	" tenant TEXT NOT NULL REFERENCES tenants(id),"
+	" hash TEXT NOT NULL,"
+	" grp TEXT NOT NULL,"
+	" uses INTEGER NOT NULL,"
+	" used INTEGER NOT NULL DEFAULT 0,"
+	" expires INTEGER NOT NULL,"
+	" created INTEGER NOT NULL,"
+	" creator TEXT NOT NULL,"
+	" revoked INTEGER NOT NULL DEFAULT 0,"
+	" envelope BLOB);"
+	"CREATE INDEX tokens_by_tenant ON tokens(tenant, created);"
+	"CREATE TABLE enrollments ("
+	" id TEXT PRIMARY KEY NOT NULL,"
+	" tenant TEXT NOT NULL REFERENCES tenants(id),"
+	" token_id TEXT NOT NULL,"
+	" grp TEXT NOT NULL,"
+	" name TEXT NOT NULL,"
+	" csr_pem TEXT NOT NULL,"
+	" hmac TEXT NOT NULL,"
+	" source TEXT NOT NULL,"
+	" status TEXT NOT NULL,"
+	" cert_pem TEXT,"
+	" chain_pem TEXT,"
+	" reason TEXT NOT NULL DEFAULT '',"
+	" decided_by TEXT NOT NULL DEFAULT '',"
+	" created INTEGER NOT NULL,"
+	" decided INTEGER NOT NULL DEFAULT 0);"
+	"CREATE INDEX enrollments_by_status ON enrollments(tenant, status,"
+	" created);"
+	"CREATE TABLE versions ("
+	" tenant TEXT NOT NULL REFERENCES tenants(id),"
+	" name TEXT NOT NULL,"
+	" version INTEGER NOT NULL,"
+	" created INTEGER NOT NULL,"
+	" writer TEXT NOT NULL,"
+	" recipients INTEGER NOT NULL,"
+	" bytes INTEGER NOT NULL,"
+	" deleted INTEGER NOT NULL,"
+	" PRIMARY KEY (tenant, name, version)) WITHOUT ROWID;"
+	"CREATE TABLE envelopes ("
+	" tenant TEXT NOT NULL,"
+	" name TEXT NOT NULL,"
+	" version INTEGER NOT NULL,"
+	" recipient TEXT NOT NULL,"
+	" seq INTEGER NOT NULL,"
+	" der BLOB NOT NULL,"
+	" UNIQUE (tenant, name, recipient, version),"
+	" FOREIGN KEY (tenant, name, version)"
+	"  REFERENCES versions(tenant, name, version));"
+	"CREATE TABLE feed ("
+	" seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" tenant TEXT NOT NULL,"
+	" recipient TEXT NOT NULL,"
+	" name TEXT NOT NULL,"
+	" version INTEGER NOT NULL,"
+	" deleted INTEGER NOT NULL,"
+	" writer TEXT NOT NULL,"
+	" created INTEGER NOT NULL,"
+	" UNIQUE (tenant, recipient, name));"
+	"CREATE INDEX feed_by_recipient ON feed(tenant, recipient, seq);"
+	"CREATE INDEX feed_by_name ON feed(tenant, name);"
+	"CREATE TABLE audit ("
+	" tenant TEXT NOT NULL,"
+	" seq INTEGER NOT NULL,"
+	" time INTEGER NOT NULL,"
+	" actor TEXT NOT NULL,"
+	" subject TEXT NOT NULL,"
+	" source TEXT NOT NULL,"
+	" action TEXT NOT NULL,"
+	" object TEXT NOT NULL,"
+	" bytes INTEGER NOT NULL,"
+	" prev TEXT NOT NULL,"
+	" hash TEXT NOT NULL,"
+	" PRIMARY KEY (tenant, seq)) WITHOUT ROWID;",
+};
+
+#define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+/* ---- statements ------------------------------------------------------ */
+
+#define CERT_COLS "c.tenant, c.fp, c.kind, c.name, c.groups, c.cluster, " \
+	"c.issuer_fp, c.serial, c.not_after, c.pem, c.created"
+#define TOKEN_COLS "tenant, id, hash, grp, uses, used, expires, created, " \
+	"creator, revoked"
+#define ENROLL_COLS "id, tenant, token_id, grp, name, csr_pem, hmac, " \
+	"source, status, cert_pem, chain_pem, reason, decided_by, created, " \
+	"decided"
+#define VERSION_COLS "name, version, created, writer, recipients, bytes, " \
+	"deleted"
+#define AUDIT_COLS "seq, time, tenant, actor, subject, source, action, " \
+	"object, bytes, prev, hash"
+
+#define STMTS(X) \
+	X(S_BEGIN, "BEGIN IMMEDIATE") \
+	X(S_COMMIT, "COMMIT") \
+	X(S_ROLLBACK, "ROLLBACK") \
+	X(S_AUDIT_LAST, "SELECT seq, hash FROM audit WHERE tenant = ?1 " \
+	  "ORDER BY seq DESC LIMIT 1") \
+	X(S_AUDIT_INS, "INSERT INTO audit (tenant, seq, time, actor, " \
+	  "subject, source, action, object, bytes, prev, hash) " \
+	  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)") \
+	X(S_AUDIT_LIST, "SELECT " AUDIT_COLS " FROM audit " \
+	  "WHERE tenant = ?1 AND seq > ?2 AND (?3 = 0 OR time >= ?3) " \
+	  "AND (?4 = 0 OR time < ?4) AND (?5 IS NULL OR actor = ?5) " \
+	  "AND (?6 IS NULL OR action = ?6 OR (substr(?6, -1) = '.' " \
+	  "AND substr(action, 1, length(?6)) = ?6)) " \
+	  "ORDER BY seq LIMIT ?7") \
+	X(S_TENANT_INS, "INSERT INTO tenants (id, root_pem, crl_pem, " \
+	  "crl_number, created) VALUES (?1, ?2, NULL, -1, ?3)") \
+	X(S_TENANT_GET, "SELECT id, root_pem, crl_pem, crl_number, created " \
+	  "FROM tenants WHERE id = ?1") \
+	X(S_TENANT_LIST, "SELECT id, root_pem, crl_pem, crl_number, created " \
+	  "FROM tenants ORDER BY created, id") \
+	X(S_TENANT_CRL_NUMBER, "SELECT crl_number FROM tenants WHERE id = ?1") \
+	X(S_TENANT_SET_CRL, "UPDATE tenants SET crl_pem = ?2, " \
+	  "crl_number = ?3 WHERE id = ?1") \
+	X(S_CERT_INS, "INSERT OR IGNORE INTO certs (tenant, fp, kind, name, " \
+	  "groups, cluster, issuer_fp, serial, not_after, pem, created) " \
+	  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)") \
+	X(S_CERT_GROUP_INS, "INSERT OR IGNORE INTO cert_groups (tenant, grp, " \
+	  "fp) VALUES (?1, ?2, ?3)") \
+	X(S_CERT_GET, "SELECT " CERT_COLS " FROM certs c " \
+	  "WHERE c.tenant = ?1 AND c.fp = ?2") \
+	X(S_CERT_LIST, "SELECT " CERT_COLS " FROM certs c " \
+	  "WHERE c.tenant = ?1 AND (?2 IS NULL OR c.kind = ?2) " \
+	  "AND (?3 IS NULL OR c.name = ?3) AND (?4 IS NULL OR c.fp = ?4) " \
+	  "AND c.fp > ?5 ORDER BY c.fp LIMIT ?6") \
+	X(S_CERT_LIST_GROUP, "SELECT " CERT_COLS " FROM cert_groups g " \
+	  "JOIN certs c ON c.tenant = g.tenant AND c.fp = g.fp " \
+	  "WHERE g.tenant = ?1 AND g.grp = ?7 AND (?2 IS NULL OR c.kind = ?2) " \
+	  "AND (?3 IS NULL OR c.name = ?3) AND (?4 IS NULL OR c.fp = ?4) " \
+	  "AND g.fp > ?5 ORDER BY g.fp LIMIT ?6") \
+	X(S_TOKEN_INS, "INSERT INTO tokens (tenant, id, hash, grp, uses, " \
+	  "used, expires, created, creator, revoked, envelope) " \
+	  "VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, 0, ?9)") \
+	X(S_TOKEN_GET, "SELECT " TOKEN_COLS ", envelope FROM tokens " \
+	  "WHERE id = ?1") \
+	X(S_TOKEN_LIST, "SELECT " TOKEN_COLS ", NULL FROM tokens " \
+	  "WHERE tenant = ?1 ORDER BY created DESC, id") \
+	X(S_TOKEN_REVOKE, "UPDATE tokens SET revoked = 1 " \
+	  "WHERE tenant = ?1 AND id = ?2") \
+	X(S_TOKEN_USE, "UPDATE tokens SET used = used + 1 WHERE id = ?1") \
+	X(S_ENROLL_INS, "INSERT INTO enrollments (id, tenant, token_id, grp, " \
+	  "name, csr_pem, hmac, source, status, created) " \
+	  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9)") \
+	X(S_ENROLL_GET, "SELECT " ENROLL_COLS " FROM enrollments " \
+	  "WHERE id = ?1") \
+	X(S_ENROLL_LIST, "SELECT " ENROLL_COLS " FROM enrollments " \
+	  "WHERE tenant = ?1 AND (?2 IS NULL OR status = ?2) " \
+	  "ORDER BY created, rowid") \
+	X(S_ENROLL_STATUS, "SELECT status FROM enrollments " \
+	  "WHERE tenant = ?1 AND id = ?2") \
+	X(S_ENROLL_DECIDE, "UPDATE enrollments SET status = ?3, " \
+	  "cert_pem = ?4, chain_pem = ?5, reason = ?6, decided_by = ?7, " \
+	  "decided = ?8 WHERE tenant = ?1 AND id = ?2 AND status = 'pending'") \
+	X(S_VERSION_LATEST, "SELECT " VERSION_COLS " FROM versions " \
+	  "WHERE tenant = ?1 AND name = ?2 ORDER BY version DESC LIMIT 1") \
+	X(S_VERSION_INS, "INSERT INTO versions (tenant, name, version, " \
+	  "created, writer, recipients, bytes, deleted) " \
+	  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)") \
+	X(S_VERSION_HISTORY, "SELECT " VERSION_COLS " FROM versions " \
+	  "WHERE tenant = ?1 AND name = ?2 ORDER BY version DESC") \
+	/* SQLite returns the other columns of the MAX(version) row. */ \
+	X(S_SECRET_LIST, "SELECT " VERSION_COLS " FROM (SELECT name, " \
+	  "MAX(version) AS version, created, writer, recipients, bytes, " \
+	  "deleted FROM versions WHERE tenant = ?1 AND name >= ?2 " \
+	  "AND substr(name, 1, length(?2)) = ?2 GROUP BY name) " \
+	  "WHERE deleted = 0 ORDER BY name") \
+	X(S_ENVELOPE_INS, "INSERT INTO envelopes (tenant, name, version, " \
+	  "recipient, seq, der) VALUES (?1, ?2, ?3, ?4, ?5, ?6)") \
+	X(S_ENVELOPE_DEL_NAME, "DELETE FROM envelopes " \
+	  "WHERE tenant = ?1 AND name = ?2") \
+	X(S_ENVELOPE_GET, "SELECT e.seq, e.version, v.writer, v.created, " \
+	  "e.der FROM envelopes e JOIN versions v ON v.tenant = e.tenant " \
+	  "AND v.name = e.name AND v.version = e.version " \
+	  "WHERE e.tenant = ?1 AND e.name = ?2 AND e.recipient = ?3 " \
+	  "AND e.version = (CASE WHEN ?4 > 0 THEN ?4 ELSE (SELECT " \
+	  "MAX(version) FROM versions WHERE tenant = ?1 AND name = ?2) END)") \
+	X(S_FEED_DEL, "DELETE FROM feed " \
+	  "WHERE tenant = ?1 AND recipient = ?2 AND name = ?3") \
+	X(S_FEED_INS, "INSERT INTO feed (tenant, recipient, name, version, " \
+	  "deleted, writer, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)") \
+	X(S_FEED_NAME_RECIPIENTS, "SELECT recipient FROM feed " \
+	  "WHERE tenant = ?1 AND name = ?2 AND deleted = 0 " \
+	  "ORDER BY recipient") \
+	X(S_FEED, "SELECT f.seq, f.name, f.version, f.deleted, f.writer, " \
+	  "f.created, e.der FROM feed f INDEXED BY feed_by_recipient " \
+	  "LEFT JOIN envelopes e ON e.tenant = f.tenant AND e.name = f.name " \
+	  "AND e.recipient = f.recipient AND e.version = f.version " \
+	  "WHERE f.tenant = ?1 AND f.recipient = ?2 AND f.seq > ?3 " \
+	  "ORDER BY f.seq LIMIT ?4") \
+	X(S_STATS, "SELECT (SELECT COUNT(*) FROM tenants), " \
+	  "(SELECT COUNT(*) FROM certs), " \
+	  "(SELECT COUNT(*) FROM certs WHERE kind = 'agent'), " \
+	  "(SELECT COUNT(*) FROM tokens), " \
+	  "(SELECT COUNT(*) FROM enrollments WHERE status = 'pending'), " \
+	  "(SELECT COUNT(*) FROM (SELECT MAX(version), deleted FROM versions " \
+	  "GROUP BY tenant, name) WHERE deleted = 0), " \
+	  "(SELECT COUNT(*) FROM envelopes), " \
+	  "(SELECT COALESCE(SUM(length(der)), 0) FROM envelopes), " \
+	  "(SELECT COUNT(*) FROM audit), " \
+	  "(SELECT COALESCE(MAX(seq), 0) FROM feed)")
+
+#define STMT_ENUM(id, sql) id,
+#define STMT_SQL(id, sql) sql,
+enum stmt_id { STMTS(STMT_ENUM) S_COUNT };
+static const char *const stmt_sql[S_COUNT] = { STMTS(STMT_SQL) };
+
+typedef struct sq_store {
+	cf_store base;          /* first: cf_store * <-> sq_store * */
+	sqlite3 *db;
+	char *path;
+	int schema;
+	sqlite3_stmt *stmt[S_COUNT];
+} sq_store;
+
+static sq_store *sq(cf_store *st)
+{
+	return (sq_store *)st;
+}
+
+/* ---- errors ---------------------------------------------------------- */
+
+/* Maps an SQLite failure while doing `what` to a status and sentence. */
+static cf_status db_fail(sq_store *s, int code, const char *what,
+			 cf_error *err)
+{
+	int primary = code & 0xff;
+
+	switch (primary) {
+	case SQLITE_NOMEM:
+		return cf_error_set(err, CF_ERR_NOMEM,
+				    "database %s: out of memory while %s",
+				    s->path, what);
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return cf_error_set(err, CF_ERR_STORE,
+				    "database %s is busy: another writer held "
+				    "it for more than %d s while %s; retry",
+				    s->path, BUSY_TIMEOUT_MS / 1000, what);
+	case SQLITE_FULL:
+		return cf_error_set(err, CF_ERR_STORE,
+				    "database %s: the disk is full while %s; "
+				    "free some space", s->path, what);
+	case SQLITE_READONLY:
+	case SQLITE_CANTOPEN:
+	case SQLITE_PERM:
+		return cf_error_set(err, CF_ERR_STORE,
+				    "database %s cannot be written while %s "
+				    "(%s); check the file's and its "
+				    "directory's permissions", s->path, what,
+				    sqlite3_errmsg(s->db));
+	case SQLITE_NOTADB:
+	case SQLITE_CORRUPT:
+		return cf_error_set(err, CF_ERR_STORE,
+				    "database %s is not a coffer database or "
+				    "is damaged (%s)", s->path,
+				    sqlite3_errmsg(s->db));
+	default:
+		return cf_error_set(err, CF_ERR_STORE,
+				    "database %s: %s failed: %s", s->path,
+				    what, sqlite3_errmsg(s->db));
+	}
+}
+
+/* ---- statement helpers ----------------------------------------------- */
+
+/* The cached statement id, prepared on first use; NULL with err set. */
+static sqlite3_stmt *prep(sq_store *s, enum stmt_id id, cf_error *err)
+{
+	int rc;
+
+	if (s->stmt[id] != NULL)
+		return s->stmt[id];
+	rc = sqlite3_prepare_v3(s->db, stmt_sql[id], -1,
+				SQLITE_PREPARE_PERSISTENT, &s->stmt[id], NULL);
+	if (rc != SQLITE_OK) {
+		db_fail(s, rc, "preparing a statement", err);
+		sqlite3_finalize(s->stmt[id]);
+		s->stmt[id] = NULL;
+		return NULL;
+	}
+	return s->stmt[id];
+}
+
+static void done(sqlite3_stmt *q)
+{
+	if (q != NULL) {
+		sqlite3_reset(q);
+		sqlite3_clear_bindings(q);
+	}
+}
+
+/* Binds text (NULL binds SQL NULL); the string must outlive the step. */
+static int bind_text(sqlite3_stmt *q, int i, const char *v)
+{
+	if (v == NULL)
+		return sqlite3_bind_null(q, i);
+	return sqlite3_bind_text(q, i, v, -1, SQLITE_STATIC);
+}
+
+static int bind_blob(sqlite3_stmt *q, int i, const void *v, size_t len)
+{
+	if (v == NULL)
+		return sqlite3_bind_null(q, i);
+	return sqlite3_bind_blob64(q, i, v, (sqlite3_uint64)len,
+				   SQLITE_STATIC);
+}
+
+/* Steps a statement that returns no rows, then resets it. */
+static cf_status run(sq_store *s, sqlite3_stmt *q, const char *what,
+		     cf_error *err)
+{
+	int rc = sqlite3_step(q);
+	cf_status st = CF_OK;
+
+	if (rc != SQLITE_DONE)
+		st = db_fail(s, rc, what, err);
+	done(q);
+	return st;
+}
+
+static void col_fixed(sqlite3_stmt *q, int i, char *dst, size_t cap)
+{
+	const unsigned char *t = sqlite3_column_text(q, i);
+
+	snprintf(dst, cap, "%s", t != NULL ? (const char *)t : "");
+}
+
+/* A heap copy of column i, NULL for SQL NULL; 0 on allocation failure. */
+static int col_dup(sqlite3_stmt *q, int i, char **dst)
+{
+	const unsigned char *t;
+
+	*dst = NULL;
+	if (sqlite3_column_type(q, i) == SQLITE_NULL)
+		return 1;
+	t = sqlite3_column_text(q, i);
+	if (t == NULL)
+		return 0;
+	*dst = strdup((const char *)t);
+	return *dst != NULL;
+}
+
+static int col_blob(sqlite3_stmt *q, int i, unsigned char **dst,
+		    size_t *len)
+{
+	const void *b = sqlite3_column_blob(q, i);
+	int n = sqlite3_column_bytes(q, i);
+
+	*dst = NULL;
+	*len = 0;
+	if (b == NULL || n <= 0)
+		return sqlite3_column_type(q, i) == SQLITE_NULL || n == 0;
+	*dst = malloc((size_t)n);
+	if (*dst == NULL)
+		return 0;
+	memcpy(*dst, b, (size_t)n);
+	*len = (size_t)n;
+	return 1;
+}
+
+/* Makes room for one more element of size elem in *arr; 0 if no memory. */
+static int grow(void **arr, size_t *cap, size_t n, size_t elem)
+{
+	size_t want;
+	void *p;
+
+	if (n < *cap)
+		return 1;
+	want = *cap == 0 ? 16 : *cap * 2;
+	p = realloc(*arr, want * elem);
+	if (p == NULL)
+		return 0;
+	memset((char *)p + *cap * elem, 0, (want - *cap) * elem);
+	*arr = p;
+	*cap = want;
+	return 1;
+}
+
+static cf_status nomem(sq_store *s, const char *what, cf_error *err)
+{
+	return cf_error_set(err, CF_ERR_NOMEM,
+			    "database %s: out of memory while %s", s->path,
+			    what);
+}
+
+/* ---- transactions ---------------------------------------------------- */
+
+static cf_status tx_begin(sq_store *s, cf_error *err)
+{
+	sqlite3_stmt *q = prep(s, S_BEGIN, err);
+	int rc = SQLITE_ERROR;
+
+	if (q == NULL)
+		return CF_ERR_STORE;
+	/* busy_timeout already waited; a retry covers a writer that kept
+	 * the lock across our whole wait by a hair. */
+	for (int i = 0; i < BEGIN_ATTEMPTS; i++) {
+		rc = sqlite3_step(q);
+		sqlite3_reset(q);
+		if (rc == SQLITE_DONE)
+			return CF_OK;
+		if ((rc & 0xff) != SQLITE_BUSY)
+			break;
+	}
+	return db_fail(s, rc, "starting a transaction", err);
+}
+
+static void tx_rollback(sq_store *s)
+{
+	sqlite3_stmt *q;
+
+	if (sqlite3_get_autocommit(s->db))
+		return;
+	q = prep(s, S_ROLLBACK, NULL);
+	if (q != NULL) {
+		sqlite3_step(q);
+		sqlite3_reset(q);
+	}
+	if (!sqlite3_get_autocommit(s->db))
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+static cf_status tx_commit(sq_store *s, cf_error *err)
+{
+	sqlite3_stmt *q = prep(s, S_COMMIT, err);
+
+	if (q == NULL)
+		return CF_ERR_STORE;
+	return run(s, q, "committing", err);
+}
+
+/* ---- audit chain ----------------------------------------------------- */
+
+/*
+ * Appends a copy of tmpl inside the open transaction: tenant (if not NULL)
+ * replaces the template's; object (if not NULL) fills an empty one, or
+ * replaces it when OBJECT_FORCE; time 0 becomes now; seq, prev and hash
+ * extend the tenant's chain.
+ */
+#define OBJECT_FORCE 1
+static cf_status audit_write_obj(sq_store *s, const cf_audit_entry *tmpl,
+				 const char *tenant, const char *object,
+				 int force, cf_error *err)
+{
+	cf_audit_entry e = *tmpl;
+	sqlite3_stmt *q;
+	cf_status rc = CF_OK;
+	int src, b = 0;
+
+	if (tenant != NULL)
+		snprintf(e.tenant, sizeof(e.tenant), "%s", tenant);
+	if (object != NULL && (force || e.object[0] == '\0'))
+		snprintf(e.object, sizeof(e.object), "%s", object);
+	if (e.time == 0)
+		e.time = (int64_t)time(NULL);
+	if ((q = prep(s, S_AUDIT_LAST, err)) == NULL)
+		return CF_ERR_STORE;
+	bind_text(q, 1, e.tenant);
+	src = sqlite3_step(q);
+	if (src == SQLITE_ROW) {
+		e.seq = sqlite3_column_int64(q, 0) + 1;
+		col_fixed(q, 1, e.prev, sizeof(e.prev));
+	} else if (src == SQLITE_DONE) {
+		e.seq = 1;
+		memcpy(e.prev, cf_audit_genesis, sizeof(e.prev));
+	} else {
+		rc = db_fail(s, src, "reading the audit chain", err);
+	}
+	done(q);
+	if (rc != CF_OK)
+		return rc;
+	if ((rc = cf_audit_hash(&e, e.hash, err)) != CF_OK)
+		return rc;
+	if ((q = prep(s, S_AUDIT_INS, err)) == NULL)
+		return CF_ERR_STORE;
+	b |= bind_text(q, 1, e.tenant);
+	b |= sqlite3_bind_int64(q, 2, e.seq);
+	b |= sqlite3_bind_int64(q, 3, e.time);
+	b |= bind_text(q, 4, e.actor);
+	b |= bind_text(q, 5, e.subject);
+	b |= bind_text(q, 6, e.source);
+	b |= bind_text(q, 7, e.action);
+	b |= bind_text(q, 8, e.object);
+	b |= sqlite3_bind_int64(q, 9, e.bytes);
+	b |= bind_text(q, 10, e.prev);
+	b |= bind_text(q, 11, e.hash);
+	if (b != SQLITE_OK) {
+		done(q);
+		return db_fail(s, b, "binding an audit entry", err);
+	}
+	return run(s, q, "appending to the audit log", err);
+}
+
+static cf_status audit_write(sq_store *s, const cf_audit_entry *tmpl,
+			     const char *tenant, const char *object,
+			     cf_error *err)
+{
+	return audit_write_obj(s, tmpl, tenant, object, 0, err);
+}
+
+/* ---- open, close, migrations ----------------------------------------- */
+
+static int read_user_version(sq_store *s, int *version)
+{
+	sqlite3_stmt *q = NULL;
+	int rc = sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &q,
+				    NULL);
+
+	if (rc == SQLITE_OK) {
+		rc = sqlite3_step(q);
+		if (rc == SQLITE_ROW) {
+			*version = sqlite3_column_int(q, 0);
+			rc = SQLITE_OK;
+		}
+	}
+	sqlite3_finalize(q);
+	return rc;
+}
+
+static cf_status too_new(sq_store *s, int version, cf_error *err)
+{
+	return cf_error_set(err, CF_ERR_STORE,
+			    "database %s has schema version %d, newer than "
+			    "the %d this coffer knows; run the coffer that "
+			    "wrote it, or upgrade", s->path, version,
+			    SCHEMA_VERSION);
+}
+
+static cf_status migrate(sq_store *s, cf_error *err)
+{
+	cf_status rc = CF_OK;
+	char pragma[64];
+	int version = 0, src;
+
+	if ((src = read_user_version(s, &version)) != SQLITE_OK)
+		return db_fail(s, src, "reading the schema version", err);
+	if (version > SCHEMA_VERSION)
+		return too_new(s, version, err);
+	while (version < SCHEMA_VERSION) {
+		if ((rc = tx_begin(s, err)) != CF_OK)
+			return rc;
+		/* Another connection may have migrated while we waited. */
+		if ((src = read_user_version(s, &version)) != SQLITE_OK) {
+			rc = db_fail(s, src, "reading the schema version", err);
+			goto out;
+		}
+		if (version > SCHEMA_VERSION) {
+			rc = too_new(s, version, err);
+			goto out;
+		}
+		if (version == SCHEMA_VERSION)
+			break;
+		src = sqlite3_exec(s->db, migrations[version], NULL, NULL,
+				   NULL);
+		if (src != SQLITE_OK) {
+			rc = cf_error_set(err, CF_ERR_STORE,
+					  "database %s: schema step %d failed: "
+					  "%s (is it a coffer database?)",
+					  s->path, version + 1,
+					  sqlite3_errmsg(s->db));
+			goto out;
+		}
+		/* A PRAGMA takes no parameters; the number is our own. */
+		snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d",
+			 version + 1);
+		src = sqlite3_exec(s->db, pragma, NULL, NULL, NULL);
+		if (src != SQLITE_OK) {
+			rc = db_fail(s, src, "recording the schema version",
+				     err);
+			goto out;
+		}
+		if ((rc = tx_commit(s, err)) != CF_OK)
+			goto out;
+		version++;
+	}
+out:
+	if (rc != CF_OK)
+		tx_rollback(s);
+	else if (!sqlite3_get_autocommit(s->db))
+		rc = tx_commit(s, err);
+	if (rc == CF_OK)
+		s->schema = version;
+	return rc;
+}
+
+/* Runs a settings PRAGMA that needs no lock. */
+static cf_status pragma(sq_store *s, const char *sql, cf_error *err)
+{
+	int src = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+
+	return src == SQLITE_OK ? CF_OK : db_fail(s, src, sql, err);
+}
+
+/*
+ * Switches to WAL.  The switch needs an exclusive lock and SQLite does not
+ * call the busy handler for it, so connections opening a new database at
+ * the same moment would see SQLITE_BUSY at once: wait here instead, up to
+ * the busy timeout.
+ */
+static cf_status set_wal(sq_store *s, cf_error *err)
+{
+	const struct timespec pause = { 0, 10 * 1000 * 1000 };
+	cf_status rc = CF_OK;
+
+	for (int waited_ms = 0;; waited_ms += 10) {
+		sqlite3_stmt *q = NULL;
+		const unsigned char *mode = NULL;
+		int src = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL",
+					     -1, &q, NULL);
+
+		if (src == SQLITE_OK) {
+			src = sqlite3_step(q);
+			if (src == SQLITE_ROW)
+				mode = sqlite3_column_text(q, 0);
+		}
+		if (src == SQLITE_ROW) {
+			if (mode == NULL ||
+			    sqlite3_stricmp((const char *)mode, "wal") != 0)
+				rc = cf_error_set(err, CF_ERR_STORE,
+						  "database %s cannot use WAL "
+						  "(journal mode stays %s)",
+						  s->path,
+						  mode != NULL ?
+							  (const char *)mode :
+							  "unknown");
+			sqlite3_finalize(q);
+			return rc;
+		}
+		sqlite3_finalize(q);
+		if ((src & 0xff) != SQLITE_BUSY || waited_ms >= BUSY_TIMEOUT_MS)
+			return db_fail(s, src, "switching to WAL", err);
+		nanosleep(&pause, NULL);
+	}
+}
+
+static void sq_free(cf_store *st)
+{
+	sq_store *s = sq(st);
+
+	for (int i = 0; i < S_COUNT; i++)
+		sqlite3_finalize(s->stmt[i]);
+	if (s->db != NULL)
+		sqlite3_close_v2(s->db);
+	free(s->path);
+	free(s);
+}
+
+static int sq_schema_version(cf_store *st)
+{
+	return sq(st)->schema;
+}
+
+static const cf_store_ops sqlite_ops;
+
+cf_status cf_store_sqlite_open(const char *path, unsigned flags,
+			       cf_store **out, cf_error *err)
+{
+	sq_store *s = NULL;
+	struct stat sb;
+	cf_status rc = CF_OK;
+	int src;
+
+	*out = NULL;
+	if (stat(path, &sb) != 0) {
+		int fd;
+
+		if (errno != ENOENT)
+			return cf_error_set(err, CF_ERR_STORE,
+					    "database %s: %s", path,
+					    strerror(errno));
+		if (!(flags & CF_STORE_CREATE))
+			return cf_error_set(err, CF_ERR_NOT_FOUND,
+					    "no database at %s; run coffer "
+					    "server init", path);
+		/* Created here, not by SQLite, for mode 0600: the WAL and
+		 * shared-memory files then inherit it. */
+		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0 && errno != EEXIST)
+			return cf_error_set(err, CF_ERR_STORE,
+					    "cannot create database %s: %s",
+					    path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+	} else if (!S_ISREG(sb.st_mode)) {
+		return cf_error_set(err, CF_ERR_STORE,
+				    "database %s is not a regular file", path);
+	}
+	s = calloc(1, sizeof(*s));
+	if (s == NULL || (s->path = strdup(path)) == NULL) {
+		free(s);
+		return cf_error_set(err, CF_ERR_NOMEM,
+				    "out of memory opening database %s", path);
+	}
+	s->base.ops = &sqlite_ops;
+	src = sqlite3_open_v2(path, &s->db,
+			      SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+			      NULL);
+	if (src != SQLITE_OK) {
+		if (s->db == NULL)
+			rc = cf_error_set(err, CF_ERR_NOMEM,
+					  "out of memory opening database %s",
+					  path);
+		else
+			rc = db_fail(s, src, "opening", err);
+		goto out;
+	}
+	sqlite3_extended_result_codes(s->db, 1);
+	sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
+	sqlite3_db_config(s->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
+	sqlite3_db_config(s->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
+	if ((rc = set_wal(s, err)) != CF_OK ||
+	    (rc = pragma(s, "PRAGMA foreign_keys = ON", err)) != CF_OK ||
+	    (rc = pragma(s, (flags & CF_STORE_SYNC_FULL) ?
+				    "PRAGMA synchronous = FULL" :
+				    "PRAGMA synchronous = NORMAL",
+			 err)) != CF_OK)
+		goto out;
+	rc = migrate(s, err);
+out:
+	if (rc != CF_OK)
+		sq_free(&s->base);
+	else
+		*out = &s->base;
+	return rc;
+}
+
+/* ---- tenants -------------------------------------------------------- */
+
+static int read_tenant(sqlite3_stmt *q, cf_tenant *t)
+{
+	col_fixed(q, 0, t->id, sizeof(t->id));
+	t->crl_number = sqlite3_column_int64(q, 3);
+	t->created = sqlite3_column_int64(q, 4);
+	return col_dup(q, 1, &t->root_pem) && col_dup(q, 2, &t->crl_pem);
+}
+
+static cf_status sq_tenant_add(cf_store *st, const char *id,
+			       const char *root_pem,
+			       const cf_audit_entry *audit, cf_error *err)
+{
+	sq_store *s = sq(st);
+	sqlite3_stmt *q;
+	cf_status rc;
+	int src;
+
+	if ((rc = tx_begin(s, err)) != CF_OK)
+		return rc;
+	if ((q = prep(s, S_TENANT_INS, err)) == NULL) {
+		rc = CF_ERR_STORE;
+		goto out;
+	}
+	bind_text(q, 1, id);
+	bind_text(q, 2, root_pem);
+	sqlite3_bind_int64(q, 3, (int64_t)time(NULL));
+	src = sqlite3_step(q);
+	done(q);
+	if (src == SQLITE_CONSTRAINT_PRIMARYKEY) {
+		rc = cf_error_set(err, CF_ERR_EXISTS,
+				  "tenant %s is already registered", id);
+		goto out;
+	}
+	if (src != SQLITE_DONE) {
+		rc = db_fail(s, src, "adding a tenant", err);
+		goto out;
+	}
+	if ((rc = audit_write(s, audit, id, id, err)) != CF_OK)
+		goto out;
+	rc = tx_commit(s, err);
+out:
+	if (rc != CF_OK)
+		tx_rollback(s);
+	return rc;
+}
+
+static cf_status sq_tenant_get(cf_store *st, const char *id, cf_tenant *out,
+			       cf_error *err)
+{
+	sq_store *s = sq(st);
+	sqlite3_stmt *q = prep(s, S_TENANT_GET, err);
+	cf_status rc = CF_OK;
+	int src;
+
+	if (q == NULL)
+		return CF_ERR_STORE;
+	bind_text(q, 1, id);
+	src = sqlite3_step(q);
+	if (src == SQLITE_ROW) {
+		if (!read_tenant(q, out))
+			rc = nomem(s, "reading a tenant", err);
+	} else if (src == SQLITE_DONE) {
+		rc = cf_error_set(err, CF_ERR_NOT_FOUND,
+				  "no tenant %s; register its root with "
+				  "coffer server tenant add", id);
+	} else {
+		rc = db_fail(s, src, "reading a tenant", err);
+	}
+	done(q);
+	if (rc != CF_OK)
+		cf_tenant_clear(out);
+	return rc;
+}
+
+static cf_status sq_tenant_list(cf_store *st, cf_tenant **out, size_t *n,
+				cf_error *err)
+{
+	sq_store *s = sq(st);
+	sqlite3_stmt *q = prep(s, S_TENANT_LIST, err);
+	cf_tenant *arr = NULL;
+	size_t cap = 0, cnt = 0;
+	cf_status rc = CF_OK;
+	int src;
+
+	if (q == NULL)
+		return CF_ERR_STORE;
+	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
+		if (!grow((void **)&arr, &cap, cnt, sizeof(*arr))) {
+			rc = nomem(s, "listing tenants", err);
+			break;
+		}
+		if (!read_tenant(q, &arr[cnt++])) {
+			rc = nomem(s, "listing tenants", err);
+			break;
+		}
+	}
+	if (rc == CF_OK && src != SQLITE_DONE)
+		rc = db_fail(s, src, "listing tenants", err);
+	done(q);
+	if (rc != CF_OK) {
+		cf_tenants_free(arr, cnt);
+		return rc;
+	}
+	*out = arr;
+	*n = cnt;
+	return CF_OK;
+}
+
+static cf_status sq_tenant_set_crl(cf_store *st, const char *id,
+				   const char *crl_pem, int64_t crl_number,
+				   const cf_audit_entry *audit, cf_error *err)
+{
+	sq_store *s = sq(st);
+	sqlite3_stmt *q;
+	cf_status rc;
+	int64_t stored = -1;
+	int src;
+
+	if ((rc = tx_begin(s, err)) != CF_OK)
+		return rc;
+	if ((q = prep(s, S_TENANT_CRL_NUMBER, err)) == NULL) {
+		rc = CF_ERR_STORE;
+		goto out;
+	}
+	bind_text(q, 1, id);
+	src = sqlite3_step(q);
+	if (src == SQLITE_ROW)
+		stored = sqlite3_column_int64(q, 0);
+	done(q);
+	if (src == SQLITE_DONE) {
+		rc = cf_error_set(err, CF_ERR_NOT_FOUND, "no tenant %s", id);
+		goto out;
+	}
+	if (src != SQLITE_ROW) {
+		rc = db_fail(s, src, "reading a tenant's CRL number", err);
+		goto out;
+	}
+	if (crl_number <= stored) {
+		rc = cf_error_set(err, CF_ERR_CONFLICT,
+				  "CRL number %" PRId64 " of tenant %.16s is "
+				  "not above the stored %" PRId64 "; sign a "
+				  "newer CRL", crl_number, id, stored);
+		goto out;
+	}
+	if ((q = prep(s, S_TENANT_SET_CRL, err)) == NULL) {
+		rc = CF_ERR_STORE;
+		goto out;
+	}
+	bind_text(q, 1, id);
+	bind_text(q, 2, crl_pem);
+	sqlite3_bind_int64(q, 3, crl_number);
+	if ((rc = run(s, q, "storing a CRL", err)) != CF_OK ||
+	    (rc = audit_write(s, audit, id, NULL, err)) != CF_OK)
+		goto out;
+	rc = tx_commit(s, err);
+out:
+	if (rc != CF_OK)
+		tx_rollback(s);
+	return rc;
+}
+
+/* ---- certificate directory ------------------------------------------ */
+
+static int read_cert(sqlite3_stmt *q, cf_cert_row *r)
+{
+	col_fixed(q, 0, r->tenant, sizeof(r->tenant));
+	col_fixed(q, 1, r->fp, sizeof(r->fp));
+	col_fixed(q, 2, r->kind, sizeof(r->kind));
+	col_fixed(q, 3, r->name, sizeof(r->name));
+	col_fixed(q, 5, r->cluster, sizeof(r->cluster));
+	col_fixed(q, 6, r->issuer_fp, sizeof(r->issuer_fp));
+	col_fixed(q, 7, r->serial, sizeof(r->serial));
+	r->not_after = sqlite3_column_int64(q, 8);
+	r->created = sqlite3_column_int64(q, 10);
+	return col_dup(q, 4, &r->groups) && col_dup(q, 9, &r->pem);
+}
+
+/* Inserts row (and its groups) in the open transaction unless there. */
+static cf_status cert_insert(sq_store *s, const cf_cert_row *row,
+			     int *inserted, cf_error *err)
+{
+	sqlite3_stmt *q = prep(s, S_CERT_INS, err);
+	char what[128];
+	cf_status rc;
+	int src;
+
+	*inserted = 0;
+	if (q == NULL)
+		return CF_ERR_STORE;
+	snprintf(what, sizeof(what), "adding certificate %.16s", row->fp);
+	bind_text(q, 1, row->tenant);
+	bind_text(q, 2, row->fp);
+	bind_text(q, 3, row->kind);
+	bind_text(q, 4, row->name);
+	bind_text(q, 5, row->groups != NULL ? row->groups : "");
+	bind_text(q, 6, row->cluster);
+	bind_text(q, 7, row->issuer_fp);
+	bind_text(q, 8, row->serial);
+	sqlite3_bind_int64(q, 9, row->not_after);
+	bind_text(q, 10, row->pem);
+	sqlite3_bind_int64(q, 11, row->created != 0 ? row->created :
+						      (int64_t)time(NULL));
+	src = sqlite3_step(q);
+	done(q);
+	if (src == SQLITE_CONSTRAINT_FOREIGNKEY)
+		return cf_error_set(err, CF_ERR_NOT_FOUND,
+				    "certificate %.16s: no tenant %s",
+				    row->fp, row->tenant);
+	if (src != SQLITE_DONE)
+		return db_fail(s, src, what, err);
+	if (sqlite3_changes(s->db) == 0)
+		return CF_OK;
+	*inserted = 1;
+	/* "web, db" -> rows "web" and "db". */
+	for (const char *p = row->groups != NULL ? row->groups : "";
+	     *p != '\0';) {
+		char grp[CF_STORE_NAME_MAX + 1];
+		const char *end = strchr(p, ',');
+		size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+		const char *b = p, *e = p + len;
+
+		while (b < e && (*b == ' ' || *b == '\t'))
+			b++;
+		while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+			e--;
+		if (e > b) {
+			if ((size_t)(e - b) > CF_STORE_NAME_MAX)
+				return cf_error_set(err, CF_ERR_TOO_LARGE,
+						    "certificate %.16s: a "
+						    "group name is above %d "
+						    "bytes", row->fp,
+						    CF_STORE_NAME_MAX);
+			memcpy(grp, b, (size_t)(e - b));
+			grp[e - b] = '\0';
+			if ((q = prep(s, S_CERT_GROUP_INS, err)) == NULL)
+				return CF_ERR_STORE;
+			bind_text(q, 1, row->tenant);
+			bind_text(q, 2, grp);
+			bind_text(q, 3, row->fp);
+			if ((rc = run(s, q, what, err)) != CF_OK)
+				return rc;
+		}
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+	return CF_OK;
+}
+
+static cf_status sq_cert_put(cf_store *st, const cf_cert_row *row,
+			     const cf_audit_entry *audit, cf_error *err)
+{
+	sq_store *s = sq(st);
+	cf_status rc;
+	int inserted = 0;
+
+	if ((rc = tx_begin(s, err)) != CF_OK)
+		return rc;
+	if ((rc = cert_insert(s, row, &inserted, err)) != CF_OK)
+		goto out;
+	/* Nothing changed, nothing to log. */
+	if (inserted && audit != NULL &&
+	    (rc = audit_write(s, audit, row->tenant, row->fp, err)) != CF_OK)
+		goto out;
+	rc = tx_commit(s, err);
+out:
+	if (rc != CF_OK)
+		tx_rollback(s);
+	return rc;
+}
+
+static cf_status sq_cert_get(cf_store *st, const char *tenant, const char *fp,
+			     cf_cert_row *out, cf_error *err)
+{
+	sq_store *s = sq(st);
+	sqlite3_stmt *q = prep(s, S_CERT_GET, err);
+	cf_status rc = CF_OK;
+	int src;
+
+	if (q == NULL)
+		return CF_ERR_STORE;
+	bind_text(q, 1, tenant);
+	bind_text(q, 2, fp);
+	src = sqlite3_step(q);
+	if (src == SQLITE_ROW) {
+		if (!read_cert(q, out))
+			rc = nomem(s, "reading a certificate", err);
+	} else if (src == SQLITE_DONE) {
+		rc = cf_error_set(err, CF_ERR_NOT_FOUND,
+				  "no certificate %s in the directory", fp);
+	} else {
+		rc = db_fail(s, src, "reading a certificate", err);
+	}
+	done(q);
+	if (rc != CF_OK)
+		cf_cert_row_clear(out);
+	return rc;
+}
+
+static cf_status sq_cert_list(cf_store *st, const char *tenant,
+			      const cf_cert_filter *f, cf_cert_row **out,
+			      size_t *n, cf_error *err)
+{
+	sq_store *s = sq(st);
+	sqlite3_stmt *q;
+	cf_cert_row *arr = NULL;
+	size_t cap = 0, cnt = 0;
+	cf_status rc = CF_OK;
+	int src;
+
+	q = prep(s, f->group != NULL ? S_CERT_LIST_GROUP : S_CERT_LIST, err);
+	if (q == NULL)
+		return CF_ERR_STORE;
+	bind_text(q, 1, tenant);
+	bind_text(q, 2, f->kind);
+	bind_text(q, 3, f->name);
+	bind_text(q, 4, f->fp);
+	bind_text(q, 5, f->after_fp != NULL ? f->after_fp : "");
+	sqlite3_bind_int64(q, 6, f->limit == 0 ? -1 : (int64_t)f->limit);
+	if (f->group != NULL)
+		bind_text(q, 7, f->group);
+	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
+		if (!grow((void **)&arr, &cap, cnt, sizeof(*arr))) {
+			rc = nomem(s, "listing certificates", err);
+			break;
+		}
+		if (!read_cert(q, &arr[cnt++])) {
+			rc = nomem(s, "listing certificates", err);
+			break;
+		}
+	}
+	if (rc == CF_OK && src != SQLITE_DONE)
+		rc = db_fail(s, src, "listing certificates", err);
+	done(q);
+	if (rc != CF_OK) {
+		cf_cert_rows_free(arr, cnt);
+		return rc;
+	}
+	*out = arr;
+	*n = cnt;
+	return CF_OK;
+}
+
+/* ---- join tokens ----------------------------------------------------- */
+
+static int read_token(sqlite3_stmt *q, cf_token_row *t)
+{
+	col_fixed(q, 0, t->tenant, sizeof(t->tenant));
+	col_fixed(q, 1, t->id, sizeof(t->id));
+	col_fixed(q, 2, t->hash, sizeof(t->hash));
+	col_fixed(q, 3, t->group, sizeof(t->group));
+	t->uses = sqlite3_column_int64(q, 4);
+	t->used = sqlite3_column_int64(q, 5);
+	t->expires = sqlite3_column_int64(q, 6);
+	t->created = sqlite3_column_int64(q, 7);
+	col_fixed(q, 8, t->creator, sizeof(t->creator));
+	t->revoked = sqlite3_column_int(q, 9);
+	return col_blob(q, 10, &t->envelope, &t->envelope_len);
+}
+
+static cf_status sq_token_add(cf_store *st, const cf_token_row *rows,
+			      size_t n, const cf_audit_entry *audit_template,
+			      cf_error *err)
+{
+	sq_store *s = sq(st);
+	sqlite3_stmt *q;
+	cf_status rc;
+	int64_t now = (int64_t)time(NULL);
+	int src;
+
+	if ((rc = tx_begin(s, err)) != CF_OK)
+		return rc;
+	for (size_t i = 0; i < n; i++) {
+		const cf_token_row *t = &rows[i];
+
+		if ((q = prep(s, S_TOKEN_INS, err)) == NULL) {
+			rc = CF_ERR_STORE;
+			goto out;
+		}
+		bind_text(q, 1, t->tenant);
+		bind_text(q, 2, t->id);
+		bind_text(q, 3, t->hash);
+		bind_text(q, 4, t->group);
+		sqlite3_bind_int64(q, 5, t->uses);
+		sqlite3_bind_int64(q, 6, t->expires);
+		sqlite3_bind_int64(q, 7, t->created != 0 ? t->created : now);
+		bind_text(q, 8, t->creator);
+		bind_blob(q, 9, t->envelope, t->envelope_len);
+		src = sqlite3_step(q);
+		done(q);
+		if (src == SQLITE_CONSTRAINT_PRIMARYKEY) {
+			rc = cf_error_set(err, CF_ERR_EXISTS,
+					  "token %s exists already; make a "
+					  "new id", t->id);
+			goto out;
+		}
+		if (src == SQLITE_CONSTRAINT_FOREIGNKEY) {
+			rc = cf_error_set(err, CF_ERR_NOT_FOUND,
+					  "token %s: no tenant %s", t->id,
+					  t->tenant);
+			goto out;
+		}
+		if (src != SQLITE_DONE) {
+			rc = db_fail(s, src, "adding a token", err);
+			goto out;
+		}
+		if ((rc = audit_write_obj(s, audit_template, t->tenant, t->id,
+					  OBJECT_FORCE, err)) != CF_OK)
+			goto out;
+	}
+	rc = tx_commit(s, err);
+out:
+	if (rc != CF_OK)
+		tx_rollback(s);
+	return rc;
+}
+
+static cf_status sq_token_get(cf_store *st, const char *id, cf_token_row *out,
+			      cf_error *err)
+{
+	sq_store *s = sq(st);
+	sqlite3_stmt *q = prep(s, S_TOKEN_GET, err);
+	cf_status rc = CF_OK;
+	int src;
+
+	if (q == NULL)
+		return CF_ERR_STORE;
+	bind_text(q, 1, id);
+	src = sqlite3_step(q);
+	if (src == SQLITE_ROW) {
+		if (!read_token(q, out))
+			rc = nomem(s, "reading a token", err);
+	} else if (src == SQLITE_DONE) {
+		rc = cf_error_set(err, CF_ERR_NOT_FOUND, "no token %s", id);
+	} else {
+		rc = db_fail(s, src, "reading a token", err);
+	}
+	done(q);
+	if (rc != CF_OK)
+		cf_token_row_clear(out);
+	return rc;
+}
+
+static cf_status sq_token_list(cf_store *st, const char *tenant,
+			       cf_token_row **out, size_t *n, cf_error *err)
+{
+	sq_store *s = sq(st);
+	sqlite3_stmt *q = prep(s, S_TOKEN_LIST, err);
+	cf_token_row *arr = NULL;
+	size_t cap = 0, cnt = 0;
+	cf_status rc = CF_OK;
+	int src;
+
+	if (q == NULL)
+		return CF_ERR_STORE;
+	bind_text(q, 1, tenant);
+	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
+		if (!grow((void **)&arr, &cap, cnt, sizeof(*arr))) {
+			rc = nomem(s, "listing tokens", err);
+			break;
+		}
+		if (!read_token(q, &arr[cnt++])) {
+			rc = nomem(s, "listing tokens", err);
+			break;
+		}
+	}
+	if (rc == CF_OK && src != SQLITE_DONE)
+		rc = db_fail(s, src, "listing tokens", err);
+	done(q);
+	if (rc != CF_OK) {
+		cf_token_rows_free(arr, cnt);
+		return rc;
+	}
+	*out = arr;
+	*n = cnt;
+	return CF_OK;
+}
+
+static cf_status sq_token_revoke(cf_store *st, const char *tenant,
+				 const char *id, const cf_audit_entry *audit,
+				 cf_error *err)
+{
+	sq_store *s = sq(st);
+	sqlite3_stmt *q;
+	cf_status rc;
+
+	if ((rc = tx_begin(s, err)) != CF_OK)
+		return rc;
+	if ((q = prep(s, S_TOKEN_REVOKE, err)) == NULL) {
+		rc = CF_ERR_STORE;
+		goto out;
+	}
+	bind_text(q, 1, tenant);
+	bind_text(q, 2, id);
+	if ((rc = run(s, q, "revoking a token", err)) != CF_OK)
+		goto out;
+	if (sqlite3_changes(s->db) == 0) {
+		rc = cf_error_set(err, CF_ERR_NOT_FOUND,
+				  "no token %s in this tenant", id);
+		goto out;
+	}
+	if ((rc = audit_write(s, audit, tenant, id, err)) != CF_OK)
+		goto out;
+	rc = tx_commit(s, err);
+out:
+	if (rc != CF_OK)
+		tx_rollback(s);
+	return rc;
+}
+
+/* ---- enrollment requests --------------------------------------------- */
+
+static int read_enroll(sqlite3_stmt *q, cf_enroll_row *r)
+{
+	col_fixed(q, 0, r->id, sizeof(r->id));
+	col_fixed(q, 1, r->tenant, sizeof(r->tenant));
+	col_fixed(q, 2, r->token_id, sizeof(r->token_id));
+	col_fixed(q, 3, r->group, sizeof(r->group));
+	col_fixed(q, 4, r->name, sizeof(r->name));
+	col_fixed(q, 6, r->hmac, sizeof(r->hmac));
+	col_fixed(q, 7, r->source, sizeof(r->source));
+	col_fixed(q, 8, r->status, sizeof(r->status));
+	col_fixed(q, 11, r->reason, sizeof(r->reason));
+	col_fixed(q, 12, r->decided_by, sizeof(r->decided_by));
+	r->created = sqlite3_column_int64(q, 13);
+	r->decided = sqlite3_column_int64(q, 14);
+	return col_dup(q, 5, &r->csr_pem) && col_dup(q, 9, &r->cert_pem) &&
+	       col_dup(q, 10, &r->chain_pem);
+}
+
+static void iso_time(int64_t t, char *buf, size_t cap)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (gmtime_r(&tt, &tm) == NULL ||
+	    strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(buf, cap, "%" PRId64, t);
+}
+
+static cf_status sq_enroll_add(cf_store *st, cf_enroll_row *row,
+			       const char *token_hash, int64_t now,
+			       const cf_audit_entry *audit_template,
+			       cf_error *err)
+{
+	static const char refused[] =
+		"join token refused: unknown token or wrong secret";
+	sq_store *s = sq(st);
+	sqlite3_stmt *q;
+	cf_token_row tok = { 0 };
+	unsigned char rnd[16];
+	char when[40];
+	cf_status rc;
+	int src;
+
+	if ((rc = tx_begin(s, err)) != CF_OK)
+		return rc;
+	if ((q = prep(s, S_TOKEN_GET, err)) == NULL) {
+		rc = CF_ERR_STORE;
+		goto out;
+	}
+	bind_text(q, 1, row->token_id);
+	src = sqlite3_step(q);
+	if (src == SQLITE_ROW && !read_token(q, &tok))
+		rc = nomem(s, "reading a token", err);
+	done(q);
+	if (rc != CF_OK)
+		goto out;
+	if (src == SQLITE_DONE) {
+		rc = cf_error_set(err, CF_ERR_TOKEN, "%s", refused);
+		goto out;
+	}
+	if (src != SQLITE_ROW) {
+		rc = db_fail(s, src, "reading a token", err);
+		goto out;
+	}
+	/* Constant time over the hash; lengths are not secret. */
+	if (strlen(token_hash) != 64 || strlen(tok.hash) != 64 ||
+	    CRYPTO_memcmp(token_hash, tok.hash, 64) != 0) {
+		rc = cf_error_set(err, CF_ERR_TOKEN, "%s", refused);
+		goto out;
+	}
+	if (tok.revoked) {
+		rc = cf_error_set(err, CF_ERR_TOKEN,
+				  "join token %s refused: revoked", tok.id);
+		goto out;
+	}
+	if (now >= tok.expires) {
+		iso_time(tok.expires, when, sizeof(when));
+		rc = cf_error_set(err, CF_ERR_TOKEN,
+				  "join token %s refused: expired at %s",
+				  tok.id, when);
+		goto out;
+	}
+	if (tok.used >= tok.uses) {
+		rc = cf_error_set(err, CF_ERR_TOKEN,
+				  "join token %s refused: used up (%" PRId64
+				  " of %" PRId64 ")", tok.id, tok.used,
+				  tok.uses);
+		goto out;
+	}
+	if ((q = prep(s, S_TOKEN_USE, err)) == NULL) {
+		rc = CF_ERR_STORE;
+		goto out;
+	}
+	bind_text(q, 1, tok.id);
+	if ((rc = run(s, q, "consuming a token use", err)) != CF_OK)
+		goto out;
+
+	if (RAND_bytes(rnd, (int)sizeof(rnd)) != 1) {
+		rc = cf_error_set_ssl(err, CF_ERR_CRYPTO,
+				      "cannot make an enrollment id");
+		goto out;
+	}
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		snprintf(row->id + 2 * i, 3, "%02x", rnd[i]);
+	snprintf(row->tenant, sizeof(row->tenant), "%s", tok.tenant);
+	snprintf(row->group, sizeof(row->group), "%s", tok.group);
+	snprintf(row->status, sizeof(row->status), "pending");
+	row->created = now;
+	row->decided = 0;
+
+	if ((q = prep(s, S_ENROLL_INS, err)) == NULL) {
+		rc = CF_ERR_STORE;
+		goto out;
+	}
+	bind_text(q, 1, row->id);
+	bind_text(q, 2, row->tenant);
+	bind_text(q, 3, row->token_id);
+	bind_text(q, 4, row->group);
+	bind_text(q, 5, row->name);
+	bind_text(q, 6, row->csr_pem);
+	bind_text(q, 7, row->hmac);
+	bind_text(q, 8, row->source);
+	sqlite3_bind_int64(q, 9, now);
+	if ((rc = run(s, q, "queueing an enrollment", err)) != CF_OK)
+		goto out;
+	if ((rc = audit_write(s, audit_template, row->tenant, row->id,
+			      err)) != CF_OK)
+		goto out;
+	rc = tx_commit(s, err);
+out:
+	if (rc != CF_OK) {
+		tx_rollback(s);
+		row->id[0] = '\0';
+	}
+	cf_token_row_clear(&tok);
+	return rc;
+}
+
+static cf_status sq_enroll_get(cf_store *st, const char *id,
+			       cf_enroll_row *out, cf_error *err)
+{
+	sq_store *s = sq(st);
+	sqlite3_stmt *q = prep(s, S_ENROLL_GET, err);
+	cf_status rc = CF_OK;
+	int src;
+
+	if (q == NULL)
+		return CF_ERR_STORE;
+	bind_text(q, 1, id);
+	src = sqlite3_step(q);
+	if (src == SQLITE_ROW) {
+		if (!read_enroll(q, out))
+			rc = nomem(s, "reading an enrollment", err);
+	} else if (src == SQLITE_DONE) {
+		rc = cf_error_set(err, CF_ERR_NOT_FOUND,
+				  "no enrollment request %s", id);
+	} else {
+		rc = db_fail(s, src, "reading an enrollment", err);
+	}
+	done(q);
+	if (rc != CF_OK)
+		cf_enroll_row_clear(out);
+	return rc;
+}
+
+static cf_status sq_enroll_list(cf_store *st, const char *tenant,
+				const char *status, cf_enroll_row **out,
+				size_t *n, cf_error *err)
+{
+	sq_store *s = sq(st);
+	sqlite3_stmt *q = prep(s, S_ENROLL_LIST, err);
+	cf_enroll_row *arr = NULL;
+	size_t cap = 0, cnt = 0;
+	cf_status rc = CF_OK;
+	int src;
+
+	if (q == NULL)
+		return CF_ERR_STORE;
+	bind_text(q, 1, tenant);
+	bind_text(q, 2, status);
+	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
+		if (!grow((void **)&arr, &cap, cnt, sizeof(*arr))) {
+			rc = nomem(s, "listing enrollments", err);
+			break;
+		}
+		if (!read_enroll(q, &arr[cnt++])) {
+			rc = nomem(s, "listing enrollments", err);
+			break;
+		}
+	}
+	if (rc == CF_OK && src != SQLITE_DONE)
+		rc = db_fail(s, src, "listing enrollments", err);
+	done(q);
+	if (rc != CF_OK) {
+		cf_enroll_rows_free(arr, cnt);
+		return rc;
+	}
+	*out = arr;
+	*n = cnt;
+	return CF_OK;
+}
+
+static cf_status sq_enroll_decide(cf_store *st, const char *tenant,
+				  const char *id, int approve,
+				  const cf_cert_row *cert,
+				  const char *chain_pem, const char *reason,
+				  const char *decided_by, int64_t now,
+				  const cf_audit_entry *audit, cf_error *err)
+{
+	sq_store *s = sq(st);
+	sqlite3_stmt *q;
+	char status[16] = "";
+	cf_status rc;
+	int src, inserted;
+
+	if ((rc = tx_begin(s, err)) != CF_OK)
+		return rc;
+	if ((q = prep(s, S_ENROLL_DECIDE, err)) == NULL) {
+		rc = CF_ERR_STORE;
+		goto out;
+	}
+	bind_text(q, 1, tenant);
+	bind_text(q, 2, id);
+	bind_text(q, 3, approve ? "approved" : "rejected");
+	bind_text(q, 4, approve ? cert->pem : NULL);
+	bind_text(q, 5, approve ? (chain_pem != NULL ? chain_pem : "") : NULL);
+	bind_text(q, 6, !approve && reason != NULL ? reason : "");
+	bind_text(q, 7, decided_by);
+	sqlite3_bind_int64(q, 8, now);
+	if ((rc = run(s, q, "deciding an enrollment", err)) != CF_OK)
+		goto out;
+	if (sqlite3_changes(s->db) == 0) {
+		/* Tell a missing request from one already decided. */
+		if ((q = prep(s, S_ENROLL_STATUS, err)) == NULL) {
+			rc = CF_ERR_STORE;
+			goto out;
+		}
+		bind_text(q, 1, tenant);
+		bind_text(q, 2, id);
+		src = sqlite3_step(q);
+		if (src == SQLITE_ROW)
+			col_fixed(q, 0, status, sizeof(status));
+		done(q);
+		if (src == SQLITE_ROW)
+			rc = cf_error_set(err, CF_ERR_CONFLICT,
+					  "enrollment %s is already %s", id,
+					  status);
+		else if (src == SQLITE_DONE)
+			rc = cf_error_set(err, CF_ERR_NOT_FOUND,
+					  "no enrollment request %s in this "
+					  "tenant", id);
+		else
+			rc = db_fail(s, src, "reading an enrollment", err);
+		goto out;
+	}
+	if (approve && (rc = cert_insert(s, cert, &inserted, err)) != CF_OK)
+		goto out;
+	if ((rc = audit_write(s, audit, tenant, id, err)) != CF_OK)
+		goto out;
+	rc = tx_commit(s, err);
+out:
+	if (rc != CF_OK)
+		tx_rollback(s);
+	return rc;
+}
+
+/* ---- secrets and envelopes ------------------------------------------- */
+
+static void read_version(sqlite3_stmt *q, cf_secret_row *r)
+{
+	col_fixed(q, 0, r->name, sizeof(r->name));
+	r->version = sqlite3_column_int64(q, 1);
+	r->created = sqlite3_column_int64(q, 2);
+	col_fixed(q, 3, r->writer, sizeof(r->writer));
+	r->recipients = sqlite3_column_int64(q, 4);
+	r->bytes = sqlite3_column_int64(q, 5);
+	r->deleted = sqlite3_column_int(q, 6);
+}
+
+/* The latest version row of name; *found 0 if it never had one. */
+static cf_status version_latest(sq_store *s, const char *tenant,
+				const char *name, cf_secret_row *out,
+				int *found, cf_error *err)
+{
+	sqlite3_stmt *q = prep(s, S_VERSION_LATEST, err);
+	cf_status rc = CF_OK;
+	int src;
+
+	*found = 0;
+	memset(out, 0, sizeof(*out));
+	if (q == NULL)
+		return CF_ERR_STORE;
+	bind_text(q, 1, tenant);
+	bind_text(q, 2, name);
+	src = sqlite3_step(q);
+	if (src == SQLITE_ROW) {
+		read_version(q, out);
+		*found = 1;
+	} else if (src != SQLITE_DONE) {
+		rc = db_fail(s, src, "reading a secret's versions", err);
+	}
+	done(q);
+	return rc;
+}
+
+/* Replaces recipient's feed row of name; *seq receives its new number. */
+static cf_status feed_set(sq_store *s, const char *tenant,
+			  const char *recipient, const char *name,
+			  int64_t version, int deleted, const char *writer,
+			  int64_t now, int64_t *seq, cf_error *err)
+{
+	sqlite3_stmt *q = prep(s, S_FEED_DEL, err);
+	cf_status rc;
+
+	if (q == NULL)
+		return CF_ERR_STORE;
+	bind_text(q, 1, tenant);
+	bind_text(q, 2, recipient);
+	bind_text(q, 3, name);
+	if ((rc = run(s, q, "updating the feed", err)) != CF_OK)
+		return rc;
+	if ((q = prep(s, S_FEED_INS, err)) == NULL)
+		return CF_ERR_STORE;
+	bind_text(q, 1, tenant);
+	bind_text(q, 2, recipient);
+	bind_text(q, 3, name);
+	sqlite3_bind_int64(q, 4, version);
+	sqlite3_bind_int(q, 5, deleted);
+	bind_text(q, 6, writer);
+	sqlite3_bind_int64(q, 7, now);
+	if ((rc = run(s, q, "updating the feed", err)) != CF_OK)
+		return rc;
+	*seq = sqlite3_last_insert_rowid(s->db);
+	return CF_OK;
+}
+
+static cf_status version_insert(sq_store *s, const char *tenant,
+				const char *name, int64_t version,
+				int64_t now, const char *writer,
+				int64_t recipients, int64_t bytes,
+				int deleted, cf_error *err)
+{
+	sqlite3_stmt *q = prep(s, S_VERSION_INS, err);
+	int src;
+
+	if (q == NULL)
+		return CF_ERR_STORE;
+	bind_text(q, 1, tenant);
+	bind_text(q, 2, name);
+	sqlite3_bind_int64(q, 3, version);
+	sqlite3_bind_int64(q, 4, now);
+	bind_text(q, 5, writer);
+	sqlite3_bind_int64(q, 6, recipients);
+	sqlite3_bind_int64(q, 7, bytes);
+	sqlite3_bind_int(q, 8, deleted);
+	src = sqlite3_step(q);
+	done(q);
+	if (src == SQLITE_CONSTRAINT_FOREIGNKEY)
+		return cf_error_set(err, CF_ERR_NOT_FOUND,
+				    "secret %s: no tenant %s", name, tenant);
+	if (src != SQLITE_DONE)
+		return db_fail(s, src, "recording a secret version", err);
+	return CF_OK;
+}
+
+static cf_status sq_secret_put(cf_store *st, const char *tenant,
+			       const char *name, int64_t version,
+			       const char *writer, int64_t now,
+			       const cf_envelope_in *envs, size_t n,
+			       const cf_audit_entry *audit, int64_t *seq_out,
+			       cf_error *err)
+{
+	sq_store *s = sq(st);
+	sqlite3_stmt *q;
+	cf_secret_row latest;
+	cf_status rc;
+	int64_t bytes = 0, seq = 0;
+	int found, src;
+
+	if ((rc = tx_begin(s, err)) != CF_OK)
+		return rc;
+	if ((rc = version_latest(s, tenant, name, &latest, &found, err)) !=
+	    CF_OK)
+		goto out;
+	if (found && version <= latest.version) {
+		rc = cf_error_set(err, CF_ERR_CONFLICT,
+				  "secret %s is at version %" PRId64
+				  "; upload version %" PRId64, name,
+				  latest.version, latest.version + 1);
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		bytes += (int64_t)envs[i].len;
+	if ((rc = version_insert(s, tenant, name, version, now, writer,
+				 (int64_t)n, bytes, 0, err)) != CF_OK)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		if ((rc = feed_set(s, tenant, envs[i].recipient, name, version,
+				   0, writer, now, &seq, err)) != CF_OK)
+			goto out;
+		if ((q = prep(s, S_ENVELOPE_INS, err)) == NULL) {
+			rc = CF_ERR_STORE;
+			goto out;
+		}
+		bind_text(q, 1, tenant);
+		bind_text(q, 2, name);
+		sqlite3_bind_int64(q, 3, version);
+		bind_text(q, 4, envs[i].recipient);
+		sqlite3_bind_int64(q, 5, seq);
+		bind_blob(q, 6, envs[i].der, envs[i].len);
+		src = sqlite3_step(q);
+		done(q);
+		if (src == SQLITE_CONSTRAINT_UNIQUE) {
+			rc = cf_error_set(err, CF_ERR_USAGE,
+					  "secret %s: recipient %s has two "
+					  "envelopes in one version", name,
+					  envs[i].recipient);
+			goto out;
+		}
+		if (src != SQLITE_DONE) {
+			rc = db_fail(s, src, "storing an envelope", err);
+			goto out;
+		}
+	}
+	if ((rc = audit_write(s, audit, tenant, name, err)) != CF_OK)
+		goto out;
+	rc = tx_commit(s, err);
+out:
+	if (rc != CF_OK)
+		tx_rollback(s);
+	else if (seq_out != NULL)
+		*seq_out = seq;
+	return rc;
+}
+
+static cf_status sq_secret_delete(cf_store *st, const char *tenant,
+				  const char *name, const char *writer,
+				  int64_t now, const cf_audit_entry *audit,
+				  char (**recipients_out)[65], size_t *n_out,
+				  cf_error *err)
+{
+	sq_store *s = sq(st);
+	sqlite3_stmt *q;
+	cf_secret_row latest;
+	char (*rcpt)[65] = NULL;
+	size_t cap = 0, cnt = 0;
+	cf_status rc;
+	int64_t seq;
+	int found, src;
+
+	if ((rc = tx_begin(s, err)) != CF_OK)
+		return rc;
+	if ((rc = version_latest(s, tenant, name, &latest, &found, err)) !=
+	    CF_OK)
+		goto out;
+	if (!found || latest.deleted) {
+		rc = cf_error_set(err, CF_ERR_NOT_FOUND,
+				  found ? "secret %s is already deleted" :
+					  "no secret %s", name);
+		goto out;
+	}
+	/* Everyone whose feed still shows the name, so that a recipient
+	 * dropped from the latest version hears of the deletion too. */
+	if ((q = prep(s, S_FEED_NAME_RECIPIENTS, err)) == NULL) {
+		rc = CF_ERR_STORE;
+		goto out;
+	}
+	bind_text(q, 1, tenant);
+	bind_text(q, 2, name);
+	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
+		if (!grow((void **)&rcpt, &cap, cnt, sizeof(*rcpt))) {
+			rc = nomem(s, "deleting a secret", err);
+			break;
+		}
+		col_fixed(q, 0, rcpt[cnt++], sizeof(rcpt[0]));
+	}
+	if (rc == CF_OK && src != SQLITE_DONE)
+		rc = db_fail(s, src, "deleting a secret", err);
+	done(q);
+	if (rc != CF_OK)
+		goto out;
+	if ((q = prep(s, S_ENVELOPE_DEL_NAME, err)) == NULL) {
+		rc = CF_ERR_STORE;
+		goto out;
+	}
+	bind_text(q, 1, tenant);
+	bind_text(q, 2, name);
+	if ((rc = run(s, q, "deleting envelopes", err)) != CF_OK ||
+	    (rc = version_insert(s, tenant, name, latest.version + 1, now,
+				 writer, 0, 0, 1, err)) != CF_OK)
+		goto out;
+	for (size_t i = 0; i < cnt; i++)
+		if ((rc = feed_set(s, tenant, rcpt[i], name,
+				   latest.version + 1, 1, writer, now, &seq,
+				   err)) != CF_OK)
+			goto out;
+	if ((rc = audit_write(s, audit, tenant, name, err)) != CF_OK)
+		goto out;
+	rc = tx_commit(s, err);
+out:
+	if (rc != CF_OK) {
+		tx_rollback(s);
+		free(rcpt);
+		return rc;
+	}
+	if (recipients_out != NULL)
+		*recipients_out = rcpt;
+	else
+		free(rcpt);
+	if (n_out != NULL)
+		*n_out = cnt;
+	return CF_OK;
+}
+
+static cf_status sq_secret_latest(cf_store *st, const char *tenant,
+				  const char *name, cf_secret_row *out,
+				  cf_error *err)
+{
+	cf_status rc;
+	int found;
+
+	rc = version_latest(sq(st), tenant, name, out, &found, err);
+	if (rc == CF_OK && !found)
+		rc = cf_error_set(err, CF_ERR_NOT_FOUND, "no secret %s", name);
+	return rc;
+}
+
+static cf_status list_versions(sq_store *s, sqlite3_stmt *q,
+			       cf_secret_row **out, size_t *n, cf_error *err)
+{
+	cf_secret_row *arr = NULL;
+	size_t cap = 0, cnt = 0;
+	cf_status rc = CF_OK;
+	int src;
+
+	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
+		if (!grow((void **)&arr, &cap, cnt, sizeof(*arr))) {
+			rc = nomem(s, "listing secrets", err);
+			break;
+		}
+		read_version(q, &arr[cnt++]);
+	}
+	if (rc == CF_OK && src != SQLITE_DONE)
+		rc = db_fail(s, src, "listing secrets", err);
+	done(q);
+	if (rc != CF_OK) {
+		free(arr);
+		return rc;
+	}
+	*out = arr;
+	*n = cnt;
+	return CF_OK;
+}
+
+static cf_status sq_secret_list(cf_store *st, const char *tenant,
+				const char *prefix, cf_secret_row **out,
+				size_t *n, cf_error *err)
+{
+	sq_store *s = sq(st);
+	sqlite3_stmt *q = prep(s, S_SECRET_LIST, err);
+
+	if (q == NULL)
+		return CF_ERR_STORE;
+	bind_text(q, 1, tenant);
+	bind_text(q, 2, prefix);
+	return list_versions(s, q, out, n, err);
+}
+
+static cf_status sq_secret_history(cf_store *st, const char *tenant,
+				   const char *name, cf_secret_row **out,
+				   size_t *n, cf_error *err)
+{
+	sq_store *s = sq(st);
+	sqlite3_stmt *q = prep(s, S_VERSION_HISTORY, err);
+	cf_status rc;
+
+	if (q == NULL)
+		return CF_ERR_STORE;
+	bind_text(q, 1, tenant);
+	bind_text(q, 2, name);
+	rc = list_versions(s, q, out, n, err);
+	if (rc == CF_OK && *n == 0)
+		rc = cf_error_set(err, CF_ERR_NOT_FOUND, "no secret %s", name);
+	return rc;
+}
+
+static cf_status sq_envelope_get(cf_store *st, const char *tenant,
+				 const char *name, int64_t version,
+				 const char *recipient, cf_feed_item *out,
+				 cf_error *err)
+{
+	sq_store *s = sq(st);
+	sqlite3_stmt *q = prep(s, S_ENVELOPE_GET, err);
+	cf_status rc = CF_OK;
+	int src;
+
+	if (q == NULL)
+		return CF_ERR_STORE;
+	bind_text(q, 1, tenant);
+	bind_text(q, 2, name);
+	bind_text(q, 3, recipient);
+	sqlite3_bind_int64(q, 4, version);
+	src = sqlite3_step(q);
+	if (src == SQLITE_ROW) {
+		out->seq = sqlite3_column_int64(q, 0);
+		out->version = sqlite3_column_int64(q, 1);
+		col_fixed(q, 2, out->writer, sizeof(out->writer));
+		out->created = sqlite3_column_int64(q, 3);
+		snprintf(out->name, sizeof(out->name), "%s", name);
+		if (!col_blob(q, 4, &out->der, &out->len))
+			rc = nomem(s, "reading an envelope", err);
+	} else if (src == SQLITE_DONE) {
+		if (version > 0)
+			rc = cf_error_set(err, CF_ERR_NOT_FOUND,
+					  "no envelope of secret %s version "
+					  "%" PRId64 " is addressed to "
+					  "certificate %.16s", name, version,
+					  recipient);
+		else
+			rc = cf_error_set(err, CF_ERR_NOT_FOUND,
+					  "no envelope of the latest version "
+					  "of secret %s is addressed to "
+					  "certificate %.16s", name,
+					  recipient);
+	} else {
+		rc = db_fail(s, src, "reading an envelope", err);
+	}
+	done(q);
+	if (rc != CF_OK)
+		cf_feed_item_clear(out);
+	return rc;
+}
+
+static cf_status sq_feed(cf_store *st, const char *tenant,
+			 const char *recipient, int64_t since, size_t limit,
+			 size_t max_bytes, cf_feed_item **out, size_t *n,
+			 int64_t *cursor_out, int *more_out, cf_error *err)
+{
+	sq_store *s = sq(st);
+	sqlite3_stmt *q = prep(s, S_FEED, err);
+	cf_feed_item *arr = NULL;
+	size_t cap = 0, cnt = 0, bytes = 0;
+	cf_status rc = CF_OK;
+	int src, more = 0;
+
+	if (q == NULL)
+		return CF_ERR_STORE;
+	bind_text(q, 1, tenant);
+	bind_text(q, 2, recipient);
+	sqlite3_bind_int64(q, 3, since);
+	/* One row beyond the limit tells whether more are waiting. */
+	sqlite3_bind_int64(q, 4, (int64_t)limit + 1);
+	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
+		cf_feed_item *it;
+		size_t len = (size_t)sqlite3_column_bytes(q, 6);
+
+		/* Checked before the blob is copied: memory stays bounded. */
+		if (cnt == limit ||
+		    (max_bytes > 0 && cnt > 0 &&
+		     (bytes >= max_bytes || len > max_bytes - bytes))) {
+			more = 1;
+			src = SQLITE_DONE;
+			break;
+		}
+		bytes += len;
+		if (!grow((void **)&arr, &cap, cnt, sizeof(*arr))) {
+			rc = nomem(s, "reading the feed", err);
+			break;
+		}
+		it = &arr[cnt++];
+		it->seq = sqlite3_column_int64(q, 0);
+		col_fixed(q, 1, it->name, sizeof(it->name));
+		it->version = sqlite3_column_int64(q, 2);
+		it->deleted = sqlite3_column_int(q, 3);
+		col_fixed(q, 4, it->writer, sizeof(it->writer));
+		it->created = sqlite3_column_int64(q, 5);
+		if (!it->deleted && !col_blob(q, 6, &it->der, &it->len)) {
+			rc = nomem(s, "reading the feed", err);
+			break;
+		}
+	}
+	if (rc == CF_OK && src != SQLITE_DONE)
+		rc = db_fail(s, src, "reading the feed", err);
+	done(q);
+	if (rc != CF_OK) {
+		cf_feed_items_free(arr, cnt);
+		return rc;
+	}
+	*out = arr;
+	*n = cnt;
+	if (cursor_out != NULL)
+		*cursor_out = cnt > 0 ? arr[cnt - 1].seq : since;
+	if (more_out != NULL)
+		*more_out = more;
+	return CF_OK;
+}
+
+/* ---- audit ------------------------------------------------------------ */
+
+static cf_status sq_audit_append(cf_store *st, const cf_audit_entry *entry,
+				 cf_error *err)
+{
+	sq_store *s = sq(st);
+	cf_status rc;
+
+	if ((rc = tx_begin(s, err)) != CF_OK)
+		return rc;
+	if ((rc = audit_write(s, entry, NULL, NULL, err)) == CF_OK)
+		rc = tx_commit(s, err);
+	if (rc != CF_OK)
+		tx_rollback(s);
+	return rc;
+}
+
+static cf_status sq_audit_list(cf_store *st, const char *tenant,
+			       const cf_audit_filter *f,
+			       cf_audit_entry **out, size_t *n, cf_error *err)
+{
+	sq_store *s = sq(st);
+	sqlite3_stmt *q = prep(s, S_AUDIT_LIST, err);
+	cf_audit_entry *arr = NULL;
+	size_t cap = 0, cnt = 0, limit;
+	cf_status rc = CF_OK;
+	int src;
+
+	if (q == NULL)
+		return CF_ERR_STORE;
+	limit = f->limit == 0 ? AUDIT_LIST_DEFAULT : f->limit;
+	if (limit > AUDIT_LIST_MAX)
+		limit = AUDIT_LIST_MAX;
+	bind_text(q, 1, tenant);
+	sqlite3_bind_int64(q, 2, f->after_seq);
+	sqlite3_bind_int64(q, 3, f->since);
+	sqlite3_bind_int64(q, 4, f->until);
+	bind_text(q, 5, f->actor);
+	bind_text(q, 6, f->action);
+	sqlite3_bind_int64(q, 7, (int64_t)limit);
+	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
+		cf_audit_entry *e;
+
+		if (!grow((void **)&arr, &cap, cnt, sizeof(*arr))) {
+			rc = nomem(s, "reading the audit log", err);
+			break;
+		}
+		e = &arr[cnt++];
+		e->seq = sqlite3_column_int64(q, 0);
+		e->time = sqlite3_column_int64(q, 1);
+		col_fixed(q, 2, e->tenant, sizeof(e->tenant));
+		col_fixed(q, 3, e->actor, sizeof(e->actor));
+		col_fixed(q, 4, e->subject, sizeof(e->subject));
+		col_fixed(q, 5, e->source, sizeof(e->source));
+		col_fixed(q, 6, e->action, sizeof(e->action));
+		col_fixed(q, 7, e->object, sizeof(e->object));
+		e->bytes = sqlite3_column_int64(q, 8);
+		col_fixed(q, 9, e->prev, sizeof(e->prev));
+		col_fixed(q, 10, e->hash, sizeof(e->hash));
+	}
+	if (rc == CF_OK && src != SQLITE_DONE)
+		rc = db_fail(s, src, "reading the audit log", err);
+	done(q);
+	if (rc != CF_OK) {
+		free(arr);
+		return rc;
+	}
+	*out = arr;
+	*n = cnt;
+	return CF_OK;
+}
+
+/* ---- numbers for /metrics --------------------------------------------- */
+
+static cf_status sq_stats_get(cf_store *st, cf_store_stats *out,
+			      cf_error *err)
+{
+	sq_store *s = sq(st);
+	sqlite3_stmt *q = prep(s, S_STATS, err);
+	cf_status rc = CF_OK;
+	int src;
+
+	if (q == NULL)
+		return CF_ERR_STORE;
+	src = sqlite3_step(q);
+	if (src == SQLITE_ROW) {
+		out->tenants = sqlite3_column_int64(q, 0);
+		out->certs = sqlite3_column_int64(q, 1);
+		out->agents = sqlite3_column_int64(q, 2);
+		out->tokens = sqlite3_column_int64(q, 3);
+		out->enrollments_pending = sqlite3_column_int64(q, 4);
+		out->secrets = sqlite3_column_int64(q, 5);
+		out->envelopes = sqlite3_column_int64(q, 6);
+		out->envelope_bytes = sqlite3_column_int64(q, 7);
+		out->audit_entries = sqlite3_column_int64(q, 8);
+		out->feed_seq = sqlite3_column_int64(q, 9);
+	} else {
+		rc = db_fail(s, src, "counting rows", err);
+	}
+	done(q);
+	return rc;
+}
+
+cf_status cf_store_sqlite_explain_feed(cf_store *st, char *buf, size_t cap,
+				       cf_error *err)
+{
+	sq_store *s = sq(st);
+	sqlite3_stmt *q = NULL;
+	char sql[1024];
+	size_t used = 0;
+	cf_status rc = CF_OK;
+	int src;
+
+	if (st == NULL || st->ops != &sqlite_ops || cap == 0)
+		return cf_error_set(err, CF_ERR_USAGE,
+				    "store: not a SQLite store");
+	buf[0] = '\0';
+	snprintf(sql, sizeof(sql), "EXPLAIN QUERY PLAN %s", stmt_sql[S_FEED]);
+	src = sqlite3_prepare_v2(s->db, sql, -1, &q, NULL);
+	if (src != SQLITE_OK) {
+		rc = db_fail(s, src, "explaining the feed query", err);
+		goto out;
+	}
+	/* Columns: id, parent, notused, detail. */
+	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
+		const unsigned char *d = sqlite3_column_text(q, 3);
+		int w = snprintf(buf + used, cap - used, "%s\n",
+				 d != NULL ? (const char *)d : "");
+
+		if (w < 0 || (size_t)w >= cap - used) {
+			rc = cf_error_set(err, CF_ERR_TOO_LARGE,
+					  "store: query plan above %zu bytes",
+					  cap);
+			goto out;
+		}
+		used += (size_t)w;
+	}
+	if (src != SQLITE_DONE)
+		rc = db_fail(s, src, "explaining the feed query", err);
+out:
+	sqlite3_finalize(q);
+	return rc;
+}
+
+static const cf_store_ops sqlite_ops = {
+	.name = "sqlite",
+	.free = sq_free,
+	.schema_version = sq_schema_version,
+	.tenant_add = sq_tenant_add,
+	.tenant_get = sq_tenant_get,
+	.tenant_list = sq_tenant_list,
+	.tenant_set_crl = sq_tenant_set_crl,
+	.cert_put = sq_cert_put,
+	.cert_get = sq_cert_get,
+	.cert_list = sq_cert_list,
+	.token_add = sq_token_add,
+	.token_get = sq_token_get,
+	.token_list = sq_token_list,
+	.token_revoke = sq_token_revoke,
+	.enroll_add = sq_enroll_add,
+	.enroll_get = sq_enroll_get,
+	.enroll_list = sq_enroll_list,
+	.enroll_decide = sq_enroll_decide,
+	.secret_put = sq_secret_put,
+	.secret_delete = sq_secret_delete,
+	.secret_latest = sq_secret_latest,
+	.secret_list = sq_secret_list,
+	.secret_history = sq_secret_history,
+	.envelope_get = sq_envelope_get,
+	.feed = sq_feed,
+	.audit_append = sq_audit_append,
+	.audit_list = sq_audit_list,
+	.stats_get = sq_stats_get,
+};
