@@ -1,0 +1,363 @@
+/*
+ * tls.c - the server's TLS context and the state of each connection.
+ *
+ * The handshake asks for a client certificate but accepts any or none:
+ * enrollment and health are public, and authentication happens after
+ * the handshake against the tenant that the presented chain names
+ * (auth.c), so OpenSSL's own verification is switched off entirely.
+ *
+ * Each accepted connection gets an SSL and a srv_conn hung on it as
+ * ex_data; the srv_conn is freed by OpenSSL's ex_data free callback when
+ * the SSL is (the bufferevent frees it), so it can never outlive its
+ * connection nor be freed before it.  Memory per idle connection is kept
+ * small: SSL_MODE_RELEASE_BUFFERS, no session cache, no tickets.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <openssl/err.h>
+
+#include "runtime.h"
+
+static int conn_index = -1;
+
+static void conn_free_cb(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
+			 long argl, void *argp)
+{
+	srv_conn *conn = ptr;
+
+	if (conn == NULL)
+		return;
+	if (conn->read_timer != NULL)
+		event_free(conn->read_timer);
+	if (conn->fix_ev != NULL)
+		event_free(conn->fix_ev);
+	srv_auth_conn_clear(conn);
+	if (conn->ip_counted)
+		srv_limits_conn_remove(conn->ip);
+	atomic_fetch_sub(&srv_conns_total, 1);
+	free(conn);
+}
+
+/* OpenSSL's verification is skipped: auth.c verifies after the handshake. */
+static int accept_any_cert(X509_STORE_CTX *ctx, void *arg)
+{
+	return 1;
+}
+
+static void addr_text(const struct sockaddr_storage *ss, char *ip, size_t ip_size,
+		      char *source, size_t source_size)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	unsigned port = 0;
+
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		port = ntohs(in->sin_port);
+		snprintf(source, source_size, "%s:%u", host, port);
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+		port = ntohs(in6->sin6_port);
+		snprintf(source, source_size, "[%s]:%u", host, port);
+	} else {
+		snprintf(source, source_size, "?");
+	}
+	snprintf(ip, ip_size, "%s", host);
+}
+
+/*
+ * The first moment the socket is known: the ClientHello.  The connection
+ * is counted against its address here; above the limit it is marked and
+ * its first request gets a 503 (a TLS alert would tell the client
+ * nothing it can show).
+ */
+static int client_hello_cb(SSL *ssl, int *alert, void *arg)
+{
+	srv_conn *conn = SSL_get_ex_data(ssl, conn_index);
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	int fd;
+
+	if (conn == NULL || conn->ip_counted)
+		return SSL_CLIENT_HELLO_SUCCESS;
+	fd = SSL_get_fd(ssl);
+	memset(&ss, 0, sizeof(ss));
+	if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &len) != 0)
+		return SSL_CLIENT_HELLO_SUCCESS;
+	addr_text(&ss, conn->ip, sizeof(conn->ip), conn->source,
+		  sizeof(conn->source));
+	conn->ip_counted = 1;
+	if (srv_limits_conn_add(conn->ip)) {
+		conn->over_limit = 1;
+		atomic_fetch_add(&srv_m_limit[SRV_LIMIT_CONNS_IP], 1);
+		srv_log(SRV_LOG_INFO, "too many connections from %s (limit %u)",
+			conn->ip, srv_cfg->max_conns_per_ip);
+	}
+	return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+cf_status srv_tls_new(const srv_config *c, SSL_CTX **out, cf_error *err)
+{
+	char crt[PATH_MAX], key[PATH_MAX];
+	SSL_CTX *ctx = NULL;
+	cf_status rc = CF_OK;
+
+	*out = NULL;
+	if (snprintf(crt, sizeof(crt), "%s/server.crt", c->dir) >= (int)sizeof(crt) ||
+	    snprintf(key, sizeof(key), "%s/server.key", c->dir) >= (int)sizeof(key))
+		return cf_error_set(err, CF_ERR_USAGE, "--dir %s is too long", c->dir);
+	if (conn_index < 0) {
+		conn_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, conn_free_cb);
+		if (conn_index < 0)
+			return cf_error_set_ssl(err, CF_ERR_CRYPTO,
+				"cannot register the connection state with OpenSSL");
+	}
+	ctx = SSL_CTX_new(TLS_server_method());
+	if (ctx == NULL) {
+		rc = cf_error_set_ssl(err, CF_ERR_CRYPTO, "cannot make a TLS context");
+		goto out;
+	}
+	if (!SSL_CTX_set_min_proto_version(ctx, c->tls12 ? TLS1_2_VERSION
+							 : TLS1_3_VERSION)) {
+		rc = cf_error_set_ssl(err, CF_ERR_CRYPTO, "cannot set the TLS version");
+		goto out;
+	}
+	if (SSL_CTX_use_certificate_chain_file(ctx, crt) != 1) {
+		rc = cf_error_set_ssl(err, CF_ERR_IO,
+			"cannot load the server certificate %s; run 'coffer "
+			"server init --dir %s' first", crt, c->dir);
+		goto out;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1) {
+		rc = cf_error_set_ssl(err, CF_ERR_IO,
+			"cannot load the server key %s, or it does not match %s",
+			key, crt);
+		goto out;
+	}
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	SSL_CTX_set_cert_verify_callback(ctx, accept_any_cert, NULL);
+	SSL_CTX_set_client_hello_cb(ctx, client_hello_cb, NULL);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_num_tickets(ctx, 0);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET |
+				 SSL_OP_CIPHER_SERVER_PREFERENCE);
+	*out = ctx;
+	ctx = NULL;
+out:
+	SSL_CTX_free(ctx);
+	return rc;
+}
+
+static void read_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	srv_conn *conn = arg;
+
+	atomic_fetch_add(&srv_m_limit[SRV_LIMIT_TIMEOUT], 1);
+	srv_log(SRV_LOG_INFO, "%s: no complete request within %u s; closing",
+		conn->source[0] ? conn->source : "a client",
+		srv_cfg->request_timeout_s);
+	/* evhttp treats it as its own read timeout and frees the connection. */
+	bufferevent_trigger_event(conn->bev, BEV_EVENT_TIMEOUT | BEV_EVENT_READING, 0);
+}
+
+void srv_conn_set_read_deadline(srv_conn *conn)
+{
+	struct timeval tv = { (time_t)srv_cfg->request_timeout_s, 0 };
+
+	conn->phase = CONN_READING;
+	if (conn->read_timer != NULL)
+		event_add(conn->read_timer, &tv);
+}
+
+void srv_conn_clear_read_deadline(srv_conn *conn)
+{
+	if (conn->read_timer != NULL)
+		event_del(conn->read_timer);
+}
+
+/*
+ * Bytes of a request arrived: if the connection was idle, a request has
+ * begun and must be complete within the request timeout (evhttp's own
+ * timeout only measures silence, so a client trickling one byte at a
+ * time would otherwise hold the connection forever).
+ */
+static void input_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+		     void *arg)
+{
+	srv_conn *conn = arg;
+
+	if (info->n_added > 0 && conn->phase == CONN_IDLE) {
+		conn->request_bytes = 0;
+		srv_conn_set_read_deadline(conn);
+	}
+	conn->request_bytes += info->n_added;
+}
+
+/*
+ * evhttp answers some requests itself, before any callback of ours: a
+ * body or header block above the limits (413 and 400), a malformed
+ * request (400), with an HTML page.  Every API answer is JSON, so such a
+ * page is replaced before it is sent: it sits in the output buffer until
+ * the socket's write event fires in a later loop iteration, and the event
+ * activated here runs first.  The page says "Connection: close", and so
+ * does the replacement; evhttp closes the connection once it is written.
+ */
+static void fix_cb(evutil_socket_t fd, short what, void *arg)
+{
+	srv_conn *conn = arg;
+	struct evbuffer *out = bufferevent_get_output(conn->bev);
+	char line[32] = "", msg[160], body[320], head[256];
+	const char *code;
+	int status = 0, n_body, n_head;
+	ev_ssize_t got;
+
+	got = evbuffer_copyout(out, line, sizeof(line) - 1);
+	if (got < 13 || strncmp(line, "HTTP/1.", 7) != 0)
+		return;
+	line[got] = '\0';
+	status = atoi(line + 9);
+	if (status < 400)
+		return;
+	switch (status) {
+	case 413:
+		atomic_fetch_add(&srv_m_limit[SRV_LIMIT_BODY], 1);
+		code = "too_large";
+		n_body = snprintf(msg, sizeof(msg), "the request body is above "
+			"the server's limit of %zu bytes", srv_cfg->max_body_bytes);
+		break;
+	case 400:
+		if (conn->request_bytes > srv_cfg->max_header_bytes) {
+			atomic_fetch_add(&srv_m_limit[SRV_LIMIT_HEADER], 1);
+			status = 431;
+			code = "headers_too_large";
+			n_body = snprintf(msg, sizeof(msg), "the request headers are "
+				"above the server's limit of %zu bytes",
+				srv_cfg->max_header_bytes);
+		} else {
+			code = "bad_request";
+			n_body = snprintf(msg, sizeof(msg), "the request is not "
+				"well-formed HTTP/1.1");
+		}
+		break;
+	case 405:
+	case 501:
+		code = "method_not_allowed";
+		n_body = snprintf(msg, sizeof(msg), "the method is not supported");
+		break;
+	case 503:
+		code = "unavailable";
+		n_body = snprintf(msg, sizeof(msg), "the server is out of memory; "
+			"retry later");
+		break;
+	default:
+		code = "bad_request";
+		n_body = snprintf(msg, sizeof(msg), "the request was refused");
+		break;
+	}
+	srv_log(SRV_LOG_INFO, "%s: request refused (%d): %s", conn->source[0]
+		? conn->source : "?", status, msg);
+	srv_metrics_count(-1, status);
+	n_body = snprintf(body, sizeof(body), "{\"error\":{\"code\":\"%s\","
+		"\"message\":\"%s\"}}", code, msg);
+	n_head = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\n"
+		"Content-Type: application/json\r\nCache-Control: no-store\r\n"
+		"Connection: close\r\nContent-Length: %d\r\n\r\n", status,
+		status == 431 ? "Request Header Fields Too Large" :
+		status == 413 ? "Payload Too Large" : "Error", n_body);
+	conn->replying = 1;
+	evbuffer_drain(out, evbuffer_get_length(out));
+	evbuffer_add(out, head, (size_t)n_head);
+	evbuffer_add(out, body, (size_t)n_body);
+	conn->replying = 0;
+}
+
+static void output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+		      void *arg)
+{
+	srv_conn *conn = arg;
+
+	if (info->n_added == 0 || conn->replying)
+		return;
+	if (conn->fix_ev == NULL)
+		conn->fix_ev = event_new(bufferevent_get_base(conn->bev), -1, 0,
+					 fix_cb, conn);
+	if (conn->fix_ev != NULL)
+		event_active(conn->fix_ev, EV_WRITE, 0);
+}
+
+struct bufferevent *srv_tls_bevcb(struct event_base *base, void *arg)
+{
+	SSL_CTX *ctx = arg;
+	srv_conn *conn = calloc(1, sizeof(*conn));
+	SSL *ssl = SSL_new(ctx);
+	struct bufferevent *bev = NULL;
+
+	/*
+	 * evhttp cannot be refused a bufferevent here; on failure it gets a
+	 * TLS bufferevent without state, whose requests are answered 503.
+	 */
+	if (ssl == NULL) {
+		free(conn);
+		return NULL;
+	}
+	atomic_fetch_add(&srv_conns_total, 1);
+	atomic_fetch_add(&srv_m_conns_accepted, 1);
+	if (conn != NULL) {
+		conn->th = srv_cur_thread;
+		conn->phase = CONN_READING;
+		if (!SSL_set_ex_data(ssl, conn_index, conn)) {
+			free(conn);
+			conn = NULL;
+			atomic_fetch_sub(&srv_conns_total, 1);
+		}
+	} else {
+		atomic_fetch_sub(&srv_conns_total, 1);
+	}
+	bev = bufferevent_openssl_socket_new(base, -1, ssl,
+		BUFFEREVENT_SSL_ACCEPTING,
+		BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	if (bev == NULL) {
+		SSL_free(ssl);  /* frees conn too */
+		return NULL;
+	}
+	if (conn != NULL) {
+		conn->bev = bev;
+		conn->read_timer = evtimer_new(base, read_deadline_cb, conn);
+		srv_conn_set_read_deadline(conn);
+		evbuffer_add_cb(bufferevent_get_input(bev), input_cb, conn);
+		evbuffer_add_cb(bufferevent_get_output(bev), output_cb, conn);
+		if ((long)srv_cfg->max_conns <
+		    atomic_load(&srv_conns_total)) {
+			conn->over_limit = 1;
+			atomic_fetch_add(&srv_m_limit[SRV_LIMIT_CONNS_TOTAL], 1);
+		}
+	}
+	return bev;
+}
+
+srv_conn *srv_conn_of(struct evhttp_connection *evcon)
+{
+	struct bufferevent *bev;
+	SSL *ssl;
+
+	if (evcon == NULL)
+		return NULL;
+	bev = evhttp_connection_get_bufferevent(evcon);
+	ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+	return ssl ? SSL_get_ex_data(ssl, conn_index) : NULL;
+}
