@@ -1,0 +1,117 @@
+/*
+ * api.h - what the API handlers (api_*.c) share: checks of the caller's
+ * rights beyond srv_allows, and the validation of outside input.
+ *
+ * Every getter here either yields a value that is checked and bounded, or
+ * has already answered the request with a 400 whose message names the
+ * field, what is wrong with it and what to send instead; it then returns
+ * -1 and the handler must return without replying and without having
+ * changed anything.  So a handler reads all its input first, then acts.
+ *
+ * Nothing here keeps state between requests.
+ */
+#ifndef CF_SERVER_API_H
+#define CF_SERVER_API_H
+
+#include <jansson.h>
+#include <openssl/bio.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "server.h"
+
+/* Pages and batches. */
+#define API_LIST_MAX 1000          /* rows per listing page */
+#define API_TOKENS_MAX 10000       /* tokens per POST /v1/tokens */
+#define API_TOKEN_ENVELOPE_MAX 65536
+#define API_TOKEN_TTL_MAX (366 * 86400)
+#define API_TOKEN_USES_MAX 1000000
+#define API_ENVELOPES_MAX 100000   /* recipients per secret version */
+#define API_FEED_LIMIT_DEFAULT 100
+#define API_FEED_WAIT_MAX 60       /* seconds */
+#define API_FEED_BYTES_MAX (8u * 1024u * 1024u) /* envelope bytes per answer */
+#define API_REASON_MAX 255
+
+/*
+ * An `admin` rule whose scope is `**`: the right to do what has no name
+ * to scope (add an operator certificate to the directory).
+ */
+int api_is_admin(const srv_identity *id);
+
+/*
+ * Holds some rule for verb (any scope), or admin:**: for rights that are
+ * not about one name (reading the audit log).
+ */
+int api_holds(const srv_identity *id, const char *verb);
+
+/* Answers 403 unless the caller is an operator or enroller; 0 if it is. */
+int api_need_operator(srv_req *r, const srv_identity *id, const char *what);
+
+/*
+ * Answers a failed store or library call: the status decides the HTTP
+ * status (docs/API.md); a database or internal failure is logged on
+ * stderr with what was being done and answered with a sentence that
+ * leaks nothing of it.
+ */
+void api_fail(srv_req *r, const cf_error *err, const char *doing);
+
+/*
+ * Replies status with body (taken over); a NULL body (allocation failed
+ * while building it) becomes a 500.
+ */
+void api_reply(srv_req *r, int status, json_t *body);
+
+/* s is exactly len characters of lower-case hex. */
+int api_is_hex(const char *s, size_t len);
+
+/*
+ * Base64 (RFC 4648, padded, no whitespace) of a JSON string to bytes of
+ * at most max: *out malloc'ed.  -1 with the request answered otherwise.
+ */
+int api_b64_field(srv_req *r, const char *what, const json_t *value,
+		  size_t max, unsigned char **out, size_t *len);
+
+/* Base64 of bytes as a new JSON string (NULL on allocation failure). */
+json_t *api_b64_json(const unsigned char *data, size_t len);
+
+/* Field getters of a JSON object: -1 with the request answered. */
+int api_str(srv_req *r, const json_t *obj, const char *key, size_t max,
+	    int required, const char **out);
+int api_int(srv_req *r, const json_t *obj, const char *key, int64_t min,
+	    int64_t max, int64_t *out);
+int api_hex_field(srv_req *r, const json_t *obj, const char *key,
+		  size_t len, const char **out);
+
+/* Query parameters: absent -> def; -1 with the request answered. */
+int api_param_int(srv_req *r, const char *key, int64_t min, int64_t max,
+		  int64_t def, int64_t *out);
+/* Absent -> NULL; present must be exactly len lower-case hex characters. */
+int api_param_hex(srv_req *r, const char *key, size_t len, const char **out);
+/* A secret, group or cluster name (cf_name_check); required. */
+int api_param_name(srv_req *r, const char *key, const char **out);
+int api_name_ok(srv_req *r, const char *what, const char *name);
+
+/* The rest of the path as an id of len hex characters, else 404. */
+int api_path_id(srv_req *r, size_t len, const char *what, char *id,
+		size_t id_size);
+
+/*
+ * A directory row for cert of tenant, issued by issuer_fp (the tenant for
+ * the root).  The strings are malloc'ed: cf_cert_row_clear releases them.
+ */
+cf_status api_cert_row(X509 *cert, const char *tenant, const char *issuer_fp,
+		       int64_t now, cf_cert_row *row, cf_error *err);
+
+/* A certificate as a new PEM JSON string. */
+json_t *api_pem_json(X509 *cert);
+
+/* A comma-separated list as a JSON array of strings ("" -> []). */
+json_t *api_split_json(const char *list);
+
+/* The contents of a memory BIO as a malloc'ed string (NULL if none). */
+char *api_bio_text(BIO *bio);
+
+/* A certificate as PEM text, malloc'ed (NULL on allocation failure). */
+char *api_cert_pem(X509 *cert);
+
+#endif

@@ -1,0 +1,511 @@
+/*
+ * api_common.c - the rights checks and input validation every API handler
+ * uses (server.h: srv_allows, srv_is_operator; api.h: the rest).
+ *
+ * Invariants: a getter that fails has answered the request with a JSON
+ * error that names the field and what to send instead, and the handler
+ * has changed nothing yet; every value a getter yields is bounded (length,
+ * range, alphabet).  Database failures are logged here, on stderr, and
+ * answered without detail: the client learns that the server failed and
+ * that nothing changed, never how.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bn.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include "api.h"
+
+int srv_allows(const srv_identity *id, const char *verb, const char *name)
+{
+	if (id == NULL || id->perms == NULL || name == NULL)
+		return 0;
+	if (id->kind != CF_KIND_OPERATOR && id->kind != CF_KIND_ENROLLER)
+		return 0;
+	return cf_perms_allows(id->perms, verb, name);
+}
+
+int srv_is_operator(const srv_identity *id)
+{
+	return id != NULL && (id->kind == CF_KIND_OPERATOR ||
+			      id->kind == CF_KIND_ENROLLER);
+}
+
+int api_is_admin(const srv_identity *id)
+{
+	return srv_is_operator(id) && id->perms != NULL &&
+	       cf_perms_covers(id->perms, "admin", "**");
+}
+
+int api_holds(const srv_identity *id, const char *verb)
+{
+	size_t n;
+
+	if (!srv_is_operator(id) || id->perms == NULL)
+		return 0;
+	if (api_is_admin(id))
+		return 1;
+	n = cf_perms_count(id->perms);
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(cf_perms_verb(id->perms, i), verb) == 0)
+			return 1;
+	return 0;
+}
+
+int api_need_operator(srv_req *r, const srv_identity *id, const char *what)
+{
+	if (srv_is_operator(id))
+		return 0;
+	srv_reply_error(r, 403, "forbidden",
+		"%s is for operators and enrollers, and \"%s\" is %s %s "
+		"certificate; use an operator's certificate",
+		what, id ? id->name : "",
+		id && id->kind == CF_KIND_CLUSTER ? "a" : "an",
+		id ? cf_kind_name(id->kind) : "unknown");
+	return -1;
+}
+
+void api_fail(srv_req *r, const cf_error *err, const char *doing)
+{
+	switch (err->code) {
+	case CF_ERR_NOT_FOUND:
+		srv_reply_error(r, 404, "not_found", "%s", err->msg);
+		break;
+	case CF_ERR_CONFLICT:
+	case CF_ERR_EXISTS:
+		srv_reply_error(r, 409, "conflict", "%s", err->msg);
+		break;
+	case CF_ERR_TOKEN:
+		srv_reply_error(r, 410, "gone", "%s", err->msg);
+		break;
+	case CF_ERR_TOO_LARGE:
+		srv_reply_error(r, 413, "too_large", "%s", err->msg);
+		break;
+	case CF_ERR_USAGE:
+	case CF_ERR_PARSE:
+	case CF_ERR_UNTRUSTED:
+	case CF_ERR_REVOKED:
+	case CF_ERR_NAME:
+		srv_reply_error(r, 400, "bad_request", "%s", err->msg);
+		break;
+	case CF_ERR_POLICY:
+	case CF_ERR_PERMISSION:
+	case CF_ERR_DENIED:
+		srv_reply_error(r, 403, "forbidden", "%s", err->msg);
+		break;
+	case CF_ERR_LIMIT:
+		srv_reply_error(r, 429, "rate_limited", "%s", err->msg);
+		break;
+	default:
+		fprintf(stderr, "coffer server: %s failed (%s, from %s): %s\n",
+			doing, cf_status_name(err->code), srv_req_source(r),
+			err->msg);
+		srv_reply_error(r, 500, "internal",
+			"the server failed while %s; nothing was changed; "
+			"try again, and if it persists tell the server's "
+			"operator (its log has the cause)", doing);
+		break;
+	}
+}
+
+int api_is_hex(const char *s, size_t len)
+{
+	if (s == NULL || strlen(s) != len)
+		return 0;
+	for (size_t i = 0; i < len; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return 0;
+	return 1;
+}
+
+static int b64_char(char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+	       (c >= '0' && c <= '9') || c == '+' || c == '/';
+}
+
+int api_b64_field(srv_req *r, const char *what, const json_t *value,
+		  size_t max, unsigned char **out, size_t *len)
+{
+	const char *text;
+	size_t text_len, pad = 0, cap;
+	unsigned char *buf;
+	int got;
+
+	*out = NULL;
+	*len = 0;
+	if (!json_is_string(value)) {
+		srv_reply_error(r, 400, "bad_request",
+			"%s is missing or not a string; send it as standard "
+			"base64 (RFC 4648, with padding)", what);
+		return -1;
+	}
+	text = json_string_value(value);
+	text_len = json_string_length(value);
+	/* The bound comes first, so nothing is decoded that is too large. */
+	if (text_len / 4 * 3 > max + 2 || text_len > INT_MAX) {
+		srv_reply_error(r, 413, "too_large",
+			"%s is larger than %zu bytes; nothing was stored",
+			what, max);
+		return -1;
+	}
+	if (text_len == 0 || text_len % 4 != 0) {
+		srv_reply_error(r, 400, "bad_request",
+			"%s is not base64: %zu characters, not a non-zero "
+			"multiple of 4; send standard base64 with padding",
+			what, text_len);
+		return -1;
+	}
+	if (text[text_len - 1] == '=')
+		pad = text[text_len - 2] == '=' ? 2 : 1;
+	for (size_t i = 0; i < text_len - pad; i++) {
+		if (!b64_char(text[i])) {
+			srv_reply_error(r, 400, "bad_request",
+				"%s is not base64: unexpected character at "
+				"offset %zu; send standard base64 (A-Z a-z "
+				"0-9 + /, = padding, no line breaks)", what, i);
+			return -1;
+		}
+	}
+	if (text_len / 4 * 3 - pad > max) {
+		srv_reply_error(r, 413, "too_large",
+			"%s is larger than %zu bytes; nothing was stored",
+			what, max);
+		return -1;
+	}
+	cap = text_len / 4 * 3;
+	buf = malloc(cap + 1);
+	if (buf == NULL) {
+		srv_reply_error(r, 500, "internal",
+			"the server ran out of memory decoding %s; nothing "
+			"was changed; try again later", what);
+		return -1;
+	}
+	got = EVP_DecodeBlock(buf, (const unsigned char *)text, (int)text_len);
+	if (got < 0 || (size_t)got != cap) {
+		free(buf);
+		srv_reply_error(r, 400, "bad_request",
+			"%s is not valid base64; send standard base64 with "
+			"padding", what);
+		return -1;
+	}
+	*out = buf;
+	*len = cap - pad;
+	return 0;
+}
+
+json_t *api_b64_json(const unsigned char *data, size_t len)
+{
+	size_t cap = (len + 2) / 3 * 4 + 1;
+	unsigned char *buf;
+	json_t *s;
+	int n;
+
+	if (len > (size_t)INT_MAX / 2)
+		return NULL;
+	buf = malloc(cap);
+	if (buf == NULL)
+		return NULL;
+	n = EVP_EncodeBlock(buf, data, (int)len);
+	s = n < 0 ? NULL : json_stringn((const char *)buf, (size_t)n);
+	free(buf);
+	return s;
+}
+
+int api_str(srv_req *r, const json_t *obj, const char *key, size_t max,
+	    int required, const char **out)
+{
+	const json_t *v = json_object_get(obj, key);
+
+	*out = NULL;
+	if (v == NULL || json_is_null(v)) {
+		if (!required)
+			return 0;
+		srv_reply_error(r, 400, "bad_request",
+			"the request has no \"%s\"; docs/API.md lists the "
+			"fields of each endpoint", key);
+		return -1;
+	}
+	if (!json_is_string(v)) {
+		srv_reply_error(r, 400, "bad_request",
+			"\"%s\" must be a JSON string", key);
+		return -1;
+	}
+	if (json_string_length(v) > max) {
+		srv_reply_error(r, 400, "bad_request",
+			"\"%s\" is %zu bytes long, more than the %zu allowed",
+			key, json_string_length(v), max);
+		return -1;
+	}
+	if (strlen(json_string_value(v)) != json_string_length(v)) {
+		srv_reply_error(r, 400, "bad_request",
+			"\"%s\" contains a NUL character", key);
+		return -1;
+	}
+	*out = json_string_value(v);
+	return 0;
+}
+
+int api_int(srv_req *r, const json_t *obj, const char *key, int64_t min,
+	    int64_t max, int64_t *out)
+{
+	const json_t *v = json_object_get(obj, key);
+	json_int_t i;
+
+	if (!json_is_integer(v)) {
+		srv_reply_error(r, 400, "bad_request",
+			"\"%s\" is %s; send an integer from %lld to %lld", key,
+			v == NULL ? "missing" : "not an integer",
+			(long long)min, (long long)max);
+		return -1;
+	}
+	i = json_integer_value(v);
+	if (i < min || i > max) {
+		srv_reply_error(r, 400, "bad_request",
+			"\"%s\" is %lld; it must be from %lld to %lld", key,
+			(long long)i, (long long)min, (long long)max);
+		return -1;
+	}
+	*out = (int64_t)i;
+	return 0;
+}
+
+int api_hex_field(srv_req *r, const json_t *obj, const char *key,
+		  size_t len, const char **out)
+{
+	if (api_str(r, obj, key, 4 * len, 1, out) != 0)
+		return -1;
+	if (!api_is_hex(*out, len)) {
+		srv_reply_error(r, 400, "bad_request",
+			"\"%s\" must be %zu lower-case hex characters", key, len);
+		return -1;
+	}
+	return 0;
+}
+
+int api_param_int(srv_req *r, const char *key, int64_t min, int64_t max,
+		  int64_t def, int64_t *out)
+{
+	const char *text = srv_req_param(r, key);
+	char *end = NULL;
+	long long v = 0;
+
+	if (text == NULL) {
+		*out = def;
+		return 0;
+	}
+	errno = 0;
+	if (text[0] >= '0' && text[0] <= '9')
+		v = strtoll(text, &end, 10);
+	if (end == NULL || *end != '\0' || errno != 0 || strlen(text) > 19 ||
+	    v < min || v > max) {
+		srv_reply_error(r, 400, "bad_request",
+			"query parameter %s=%.32s is not a whole number from "
+			"%lld to %lld", key, text, (long long)min,
+			(long long)max);
+		return -1;
+	}
+	*out = (int64_t)v;
+	return 0;
+}
+
+int api_param_hex(srv_req *r, const char *key, size_t len, const char **out)
+{
+	const char *text = srv_req_param(r, key);
+
+	*out = NULL;
+	if (text == NULL)
+		return 0;
+	if (!api_is_hex(text, len)) {
+		srv_reply_error(r, 400, "bad_request",
+			"query parameter %s must be %zu lower-case hex "
+			"characters", key, len);
+		return -1;
+	}
+	*out = text;
+	return 0;
+}
+
+int api_name_ok(srv_req *r, const char *what, const char *name)
+{
+	cf_error err;
+
+	if (cf_name_check(what, name, &err) != CF_OK) {
+		srv_reply_error(r, 400, "bad_request", "%s", err.msg);
+		return -1;
+	}
+	return 0;
+}
+
+int api_param_name(srv_req *r, const char *key, const char **out)
+{
+	*out = srv_req_param(r, key);
+	if (*out == NULL) {
+		srv_reply_error(r, 400, "bad_request",
+			"query parameter %s is missing; add ?%s=NAME", key, key);
+		return -1;
+	}
+	return api_name_ok(r, "secret name", *out);
+}
+
+int api_path_id(srv_req *r, size_t len, const char *what, char *id,
+		size_t id_size)
+{
+	const char *rest = srv_req_path_rest(r);
+
+	if (rest == NULL)
+		rest = "";
+	if (rest[0] == '/')
+		rest++;
+	if (!api_is_hex(rest, len) || id_size <= len) {
+		srv_reply_error(r, 404, "not_found",
+			"there is no %s \"%.64s\"; an id is %zu lower-case hex "
+			"characters", what, rest, len);
+		return -1;
+	}
+	memcpy(id, rest, len + 1);
+	return 0;
+}
+
+char *api_bio_text(BIO *bio)
+{
+	char *data, *text = NULL;
+	long n = BIO_get_mem_data(bio, &data);
+
+	if (n > 0 && (text = malloc((size_t)n + 1)) != NULL) {
+		memcpy(text, data, (size_t)n);
+		text[n] = '\0';
+	}
+	return text;
+}
+
+char *api_cert_pem(X509 *cert)
+{
+	BIO *bio = BIO_new(BIO_s_mem());
+	char *pem = NULL;
+
+	if (bio != NULL && PEM_write_bio_X509(bio, cert) == 1)
+		pem = api_bio_text(bio);
+	BIO_free(bio);
+	return pem;
+}
+
+json_t *api_pem_json(X509 *cert)
+{
+	char *pem = api_cert_pem(cert);
+	json_t *s = pem ? json_string(pem) : NULL;
+
+	free(pem);
+	return s;
+}
+
+json_t *api_split_json(const char *list)
+{
+	json_t *a = json_array();
+	const char *p = list, *comma;
+
+	if (a == NULL || list == NULL || list[0] == '\0')
+		return a;
+	for (;;) {
+		comma = strchr(p, ',');
+		json_array_append_new(a, json_stringn(p, comma ?
+			(size_t)(comma - p) : strlen(p)));
+		if (comma == NULL)
+			break;
+		p = comma + 1;
+	}
+	return a;
+}
+
+static char *ext_copy(X509 *cert, int nid, cf_error *err)
+{
+	char *text = NULL, *copy;
+
+	if (cf_cert_ext_text(cert, nid, &text, err) != CF_OK)
+		return NULL;
+	copy = strdup(text ? text : "");
+	OPENSSL_free(text);
+	if (copy == NULL)
+		cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+	return copy;
+}
+
+cf_status api_cert_row(X509 *cert, const char *tenant, const char *issuer_fp,
+		       int64_t now, cf_cert_row *row, cf_error *err)
+{
+	BIGNUM *bn = NULL;
+	char *hex = NULL, *cluster = NULL;
+	char cn[CF_CN_MAX_BYTES + 1];
+	cf_kind kind = cf_cert_kind(cert);
+	cf_status rc;
+
+	memset(row, 0, sizeof(*row));
+	snprintf(row->tenant, sizeof(row->tenant), "%s", tenant);
+	rc = cf_cert_fingerprint(cert, row->fp, err);
+	if (rc != CF_OK)
+		goto out;
+	if (kind != CF_KIND_OPERATOR && kind != CF_KIND_ENROLLER &&
+	    kind != CF_KIND_AGENT && kind != CF_KIND_CLUSTER) {
+		rc = cf_error_set(err, CF_ERR_PARSE,
+			"the certificate is not an operator, enroller, agent "
+			"or cluster certificate (no coffer kind extension)");
+		goto out;
+	}
+	snprintf(row->kind, sizeof(row->kind), "%s", cf_kind_name(kind));
+	cf_cert_cn(cert, cn, sizeof(cn));
+	snprintf(row->name, sizeof(row->name), "%s", cn);
+	row->groups = ext_copy(cert, cf_nid_groups(), err);
+	if (row->groups == NULL) {
+		rc = err ? err->code : CF_ERR_PARSE;
+		goto out;
+	}
+	cluster = ext_copy(cert, cf_nid_cluster(), err);
+	if (cluster == NULL) {
+		rc = err ? err->code : CF_ERR_PARSE;
+		goto out;
+	}
+	snprintf(row->cluster, sizeof(row->cluster), "%s", cluster);
+	snprintf(row->issuer_fp, sizeof(row->issuer_fp), "%s", issuer_fp);
+	bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
+	hex = bn ? BN_bn2hex(bn) : NULL;
+	if (hex == NULL) {
+		rc = cf_error_set_ssl(err, CF_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	for (char *p = hex; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	snprintf(row->serial, sizeof(row->serial), "%s", hex);
+	row->not_after = cf_asn1_time_unix(X509_get0_notAfter(cert));
+	row->pem = api_cert_pem(cert);
+	if (row->pem == NULL) {
+		rc = cf_error_set_ssl(err, CF_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	row->created = now;
+out:
+	if (rc != CF_OK)
+		cf_cert_row_clear(row);
+	free(cluster);
+	OPENSSL_free(hex);
+	BN_free(bn);
+	return rc;
+}
+
+void api_reply(srv_req *r, int status, json_t *body)
+{
+	if (body == NULL) {
+		fprintf(stderr, "coffer server: out of memory building an "
+			"answer for %s\n", srv_req_source(r));
+		srv_reply_error(r, 500, "internal",
+			"the server ran out of memory building the answer; "
+			"try again later");
+		return;
+	}
+	srv_reply_json(r, status, body);
+}

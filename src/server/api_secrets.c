@@ -1,0 +1,602 @@
+/*
+ * api_secrets.c - secrets, their envelopes and the agent feed
+ * (docs/API.md, "Secrets").
+ *
+ *   PUT    /v1/secrets?name=N            secret.write on N
+ *   GET    /v1/secrets?prefix=P          secret.read or secret.write (per name)
+ *   DELETE /v1/secrets?name=N            secret.write on N
+ *   GET    /v1/secrets/history?name=N    secret.read or secret.write on N
+ *   GET    /v1/secrets/envelope?name=N   operators: secret.read or
+ *                                        secret.write on N; anyone: only
+ *                                        the envelope addressed to itself
+ *   GET    /v1/agent/secrets             anyone: its own feed (long-poll)
+ *
+ * The server sees ciphertext only: it checks an envelope's size and that
+ * it is DER, never what is inside.  A version is stored whole (every
+ * recipient's envelope, one transaction, with its secret.put entry) or
+ * not at all, and only if every recipient is a certificate of the
+ * tenant's directory that the tenant's CRL does not revoke (nor its
+ * issuing enroller).  An envelope is handed out only to the certificate
+ * it is addressed to, and every answer that carries envelopes is logged
+ * (secret.read) before it is sent: no log entry, no envelope.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bn.h>
+
+#include "api.h"
+#include "envelope.h"
+
+#define VERSION_MAX ((int64_t)1 << 53)  /* exact in every JSON reader */
+
+static int may_read(const srv_identity *id, const char *name)
+{
+	return srv_allows(id, "secret.read", name) ||
+	       srv_allows(id, "secret.write", name);
+}
+
+static int deny_name(srv_req *r, const srv_identity *id, const char *rules,
+		     const char *name)
+{
+	srv_reply_error(r, 403, "forbidden",
+		"%s \"%s\" holds no %s rule matching %s",
+		cf_kind_name(id->kind), id->name, rules, name);
+	return -1;
+}
+
+/* ---- PUT /v1/secrets -------------------------------------------------------- */
+
+/* The tenant's CRL, parsed (NULL if it has none); -1 answered. */
+static int tenant_crl(srv_req *r, const char *tenant, X509_CRL **out)
+{
+	cf_tenant t = {0};
+	cf_error err;
+	int ok = 0;
+
+	*out = NULL;
+	if (cf_store_tenant_get(srv_req_store(r), tenant, &t, &err) != CF_OK) {
+		api_fail(r, &err, "reading the tenant's CRL");
+		return -1;
+	}
+	if (t.crl_pem != NULL &&
+	    cf_crl_parse((const unsigned char *)t.crl_pem, strlen(t.crl_pem),
+			 "the stored CRL", out, &err) != CF_OK) {
+		api_fail(r, &err, "parsing the tenant's stored CRL");
+		ok = -1;
+	}
+	cf_tenant_clear(&t);
+	return ok;
+}
+
+/* Is the certificate with this serial (hex) on the CRL? */
+static int serial_revoked(X509_CRL *crl, const char *serial_hex)
+{
+	BIGNUM *bn = NULL;
+	ASN1_INTEGER *serial = NULL;
+	X509_REVOKED *entry;
+	int revoked;
+
+	if (crl == NULL)
+		return 0;
+	/* Unreadable serial: treat as revoked, never hand it envelopes. */
+	if (BN_hex2bn(&bn, serial_hex) == 0 ||
+	    (serial = BN_to_ASN1_INTEGER(bn, NULL)) == NULL)
+		revoked = 1;
+	else
+		revoked = X509_CRL_get0_by_serial(crl, &entry, serial) == 1;
+	ASN1_INTEGER_free(serial);
+	BN_free(bn);
+	return revoked;
+}
+
+/*
+ * Every recipient is in the directory and neither it nor its issuing
+ * enroller is revoked; -1 answered.
+ */
+static int check_recipients(srv_req *r, const srv_identity *id,
+			    const cf_envelope_in *envs, size_t n)
+{
+	cf_store *st = srv_req_store(r);
+	X509_CRL *crl = NULL;
+	cf_cert_row row, issuer;
+	char issuer_ok[65] = "";  /* the last issuer found not revoked */
+	cf_error err;
+	cf_status rc;
+	int ok = -1;
+
+	memset(&row, 0, sizeof(row));
+	memset(&issuer, 0, sizeof(issuer));
+	if (tenant_crl(r, id->tenant, &crl) != 0)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		cf_cert_row_clear(&row);
+		rc = cf_store_cert_get(st, id->tenant, envs[i].recipient, &row, &err);
+		if (rc == CF_ERR_NOT_FOUND) {
+			srv_reply_error(r, 400, "bad_request",
+				"recipient %s is not a certificate in this "
+				"organisation's directory; nothing was stored; "
+				"add it (POST /v1/certs) or leave it out",
+				envs[i].recipient);
+			goto out;
+		}
+		if (rc != CF_OK) {
+			api_fail(r, &err, "looking up recipients");
+			goto out;
+		}
+		if (serial_revoked(crl, row.serial)) {
+			srv_reply_error(r, 400, "bad_request",
+				"recipient %s (%s \"%s\") is revoked; nothing "
+				"was stored; seal the secret again without it",
+				row.fp, row.kind, row.name);
+			goto out;
+		}
+		if (row.issuer_fp[0] == '\0' || strcmp(row.issuer_fp, id->tenant) == 0 ||
+		    strcmp(row.issuer_fp, issuer_ok) == 0)
+			continue;
+		cf_cert_row_clear(&issuer);
+		rc = cf_store_cert_get(st, id->tenant, row.issuer_fp, &issuer, &err);
+		if (rc != CF_OK && rc != CF_ERR_NOT_FOUND) {
+			api_fail(r, &err, "looking up recipients");
+			goto out;
+		}
+		if (rc == CF_OK && serial_revoked(crl, issuer.serial)) {
+			srv_reply_error(r, 400, "bad_request",
+				"recipient %s (%s \"%s\") was issued by enroller "
+				"\"%s\", which is revoked; nothing was stored; "
+				"seal the secret again without it", row.fp,
+				row.kind, row.name, issuer.name);
+			goto out;
+		}
+		snprintf(issuer_ok, sizeof(issuer_ok), "%s", row.issuer_fp);
+	}
+	ok = 0;
+out:
+	cf_cert_row_clear(&row);
+	cf_cert_row_clear(&issuer);
+	X509_CRL_free(crl);
+	return ok;
+}
+
+static int by_recipient(const void *a, const void *b)
+{
+	const cf_envelope_in *x = *(const cf_envelope_in *const *)a;
+	const cf_envelope_in *y = *(const cf_envelope_in *const *)b;
+
+	return strcmp(x->recipient, y->recipient);
+}
+
+/* No recipient twice; -1 answered. */
+static int check_unique(srv_req *r, const cf_envelope_in *envs, size_t n)
+{
+	const cf_envelope_in **sorted = malloc(n * sizeof(*sorted));
+	int ok = 0;
+
+	if (sorted == NULL) {
+		srv_reply_error(r, 500, "internal", "out of memory; nothing "
+			"was stored; try again");
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++)
+		sorted[i] = &envs[i];
+	qsort(sorted, n, sizeof(*sorted), by_recipient);
+	for (size_t i = 1; i < n; i++) {
+		if (strcmp(sorted[i - 1]->recipient, sorted[i]->recipient) == 0) {
+			srv_reply_error(r, 400, "bad_request",
+				"recipient %s has two envelopes; send one per "
+				"recipient", sorted[i]->recipient);
+			ok = -1;
+			break;
+		}
+	}
+	free(sorted);
+	return ok;
+}
+
+/* The latest version of name, tombstones included (0 if none). */
+static int64_t latest_version(srv_req *r, const char *tenant, const char *name)
+{
+	cf_secret_row row;
+
+	if (cf_store_secret_latest(srv_req_store(r), tenant, name, &row,
+				   NULL) != CF_OK)
+		return 0;
+	return row.version;
+}
+
+static void secret_put(srv_req *r)
+{
+	const srv_identity *id = srv_req_identity(r);
+	const char *name;
+	json_t *body = NULL, *list, *v;
+	cf_envelope_in *envs = NULL;
+	unsigned char **bufs = NULL;
+	char (*recipients)[65] = NULL;
+	cf_audit_entry audit;
+	int64_t version, total = 0, latest;
+	size_t n = 0;
+	cf_error err;
+	char what[48], msg[512];
+
+	if (api_param_name(r, "name", &name) != 0)
+		return;
+	if (!srv_allows(id, "secret.write", name)) {
+		deny_name(r, id, "secret.write", name);
+		return;
+	}
+	body = srv_req_json(r);
+	if (body == NULL)
+		return;
+	if (api_int(r, body, "version", 1, VERSION_MAX, &version) != 0)
+		goto out;
+	list = json_object_get(body, "envelopes");
+	if (!json_is_array(list) || json_array_size(list) == 0 ||
+	    json_array_size(list) > API_ENVELOPES_MAX) {
+		srv_reply_error(r, 400, "bad_request",
+			"\"envelopes\" must be an array of 1 to %d "
+			"{\"recipient\",\"envelope\"} objects", API_ENVELOPES_MAX);
+		goto out;
+	}
+	n = json_array_size(list);
+	envs = calloc(n, sizeof(*envs));
+	bufs = calloc(n, sizeof(*bufs));
+	recipients = calloc(n, sizeof(*recipients));
+	if (envs == NULL || bufs == NULL || recipients == NULL) {
+		srv_reply_error(r, 500, "internal", "out of memory; nothing "
+			"was stored; try again");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const char *fp;
+
+		v = json_array_get(list, i);
+		snprintf(what, sizeof(what), "envelopes[%zu].envelope", i);
+		if (!json_is_object(v)) {
+			srv_reply_error(r, 400, "bad_request",
+				"envelopes[%zu] is not an object", i);
+			goto out;
+		}
+		if (api_hex_field(r, v, "recipient", 64, &fp) != 0 ||
+		    api_b64_field(r, what, json_object_get(v, "envelope"),
+				  CF_ENVELOPE_MAX_BYTES, &bufs[i],
+				  &envs[i].len) != 0)
+			goto out;
+		if (bufs[i][0] != 0x30) {
+			srv_reply_error(r, 400, "bad_request",
+				"%s is not a DER envelope (it does not start "
+				"with a SEQUENCE); seal it with coffer seal or "
+				"openssl cms -encrypt -outform DER", what);
+			goto out;
+		}
+		snprintf(envs[i].recipient, sizeof(envs[i].recipient), "%s", fp);
+		memcpy(recipients[i], fp, 65);
+		envs[i].der = bufs[i];
+		total += (int64_t)envs[i].len;
+	}
+	if (check_unique(r, envs, n) != 0 || check_recipients(r, id, envs, n) != 0)
+		goto out;
+	srv_audit_init(r, &audit, "secret.put", name, total);
+	if (cf_store_secret_put(srv_req_store(r), id->tenant, name, version,
+				id->fp, srv_now(), envs, n, &audit, NULL,
+				&err) != CF_OK) {
+		if (err.code != CF_ERR_CONFLICT) {
+			api_fail(r, &err, "storing a secret version");
+			goto out;
+		}
+		/* A writer retries with latest + 1: say what latest is. */
+		latest = latest_version(r, id->tenant, name);
+		snprintf(msg, sizeof(msg), "version %lld of %s is not above "
+			 "the latest stored version, %lld; nothing was stored; "
+			 "seal and upload it again as version %lld",
+			 (long long)version, name, (long long)latest,
+			 (long long)latest + 1);
+		api_reply(r, 409, json_pack("{s:{s:s,s:s},s:I}", "error",
+			"code", "conflict", "message", msg,
+			"latest", (json_int_t)latest));
+		goto out;
+	}
+	srv_wake(id->tenant, (const char (*)[65])recipients, n);
+	api_reply(r, 201, json_pack("{s:s,s:I,s:I,s:I}", "name", name,
+		"version", (json_int_t)version, "recipients", (json_int_t)n,
+		"bytes", (json_int_t)total));
+out:
+	for (size_t i = 0; bufs && i < n; i++)
+		free(bufs[i]);
+	free(bufs);
+	free(envs);
+	free(recipients);
+	json_decref(body);
+}
+
+/* ---- GET /v1/secrets, history ------------------------------------------------- */
+
+static json_t *secret_json(const cf_secret_row *s, int with_deleted)
+{
+	json_t *o = json_pack("{s:s,s:I,s:I,s:s,s:I,s:I}", "name", s->name,
+		"version", (json_int_t)s->version,
+		"created", (json_int_t)s->created, "writer", s->writer,
+		"recipients", (json_int_t)s->recipients,
+		"bytes", (json_int_t)s->bytes);
+
+	if (o && with_deleted)
+		json_object_set_new(o, "deleted", json_boolean(s->deleted));
+	return o;
+}
+
+static void secrets_list(srv_req *r)
+{
+	const srv_identity *id = srv_req_identity(r);
+	const char *prefix = srv_req_param(r, "prefix");
+	cf_secret_row *rows = NULL;
+	json_t *list;
+	size_t n = 0;
+	cf_error err;
+
+	if (api_need_operator(r, id, "listing secrets") != 0)
+		return;
+	if (prefix == NULL)
+		prefix = "";
+	if (strlen(prefix) > CF_NAME_MAX_BYTES ||
+	    strspn(prefix, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+		   "0123456789._/-") != strlen(prefix)) {
+		srv_reply_error(r, 400, "bad_request",
+			"query parameter prefix must be at most %d characters "
+			"of A-Z a-z 0-9 . _ / -", CF_NAME_MAX_BYTES);
+		return;
+	}
+	if (cf_store_secret_list(srv_req_store(r), id->tenant, prefix, &rows,
+				 &n, &err) != CF_OK) {
+		api_fail(r, &err, "listing secrets");
+		return;
+	}
+	list = json_array();
+	for (size_t i = 0; list && i < n; i++)
+		if (may_read(id, rows[i].name))
+			json_array_append_new(list, secret_json(&rows[i], 0));
+	api_reply(r, 200, list ? json_pack("{s:o}", "secrets", list) : NULL);
+	free(rows);
+}
+
+static void secret_history(srv_req *r)
+{
+	const srv_identity *id = srv_req_identity(r);
+	const char *name;
+	cf_secret_row *rows = NULL;
+	json_t *list;
+	size_t n = 0;
+	cf_error err;
+	cf_status rc;
+
+	if (api_param_name(r, "name", &name) != 0)
+		return;
+	if (!may_read(id, name)) {
+		deny_name(r, id, "secret.read or secret.write", name);
+		return;
+	}
+	rc = cf_store_secret_history(srv_req_store(r), id->tenant, name, &rows,
+				     &n, &err);
+	if (rc == CF_OK && n == 0) {
+		rc = CF_ERR_NOT_FOUND;
+		cf_error_set(&err, rc, "there is no secret %s", name);
+	}
+	if (rc != CF_OK) {
+		if (rc == CF_ERR_NOT_FOUND)
+			srv_reply_error(r, 404, "not_found",
+				"there is no secret %s; coffer ls lists them", name);
+		else
+			api_fail(r, &err, "reading a secret's history");
+		free(rows);
+		return;
+	}
+	list = json_array();
+	for (size_t i = 0; list && i < n; i++)
+		json_array_append_new(list, secret_json(&rows[i], 1));
+	api_reply(r, 200, list ? json_pack("{s:s,s:o}", "name", name,
+					   "versions", list) : NULL);
+	free(rows);
+}
+
+/* ---- GET /v1/secrets/envelope ------------------------------------------------- */
+
+static void secret_envelope(srv_req *r)
+{
+	const srv_identity *id = srv_req_identity(r);
+	const char *name;
+	cf_feed_item item;
+	cf_audit_entry audit;
+	int64_t version;
+	json_t *body;
+	cf_error err;
+	cf_status rc;
+
+	memset(&item, 0, sizeof(item));
+	if (api_param_name(r, "name", &name) != 0 ||
+	    api_param_int(r, "version", 1, VERSION_MAX, 0, &version) != 0)
+		return;
+	/* Agents and clusters may read what is addressed to them, no more. */
+	if (srv_is_operator(id) && !may_read(id, name)) {
+		deny_name(r, id, "secret.read or secret.write", name);
+		return;
+	}
+	rc = cf_store_envelope_get(srv_req_store(r), id->tenant, name, version,
+				   id->fp, &item, &err);
+	if (rc == CF_ERR_NOT_FOUND) {
+		char which[40] = "";
+
+		if (version > 0)
+			snprintf(which, sizeof(which), " version %lld",
+				 (long long)version);
+		srv_reply_error(r, 404, "not_found",
+			"no envelope of %s%s is addressed to you (%s)", name,
+			which, id->fp);
+		return;
+	}
+	if (rc != CF_OK) {
+		api_fail(r, &err, "reading an envelope");
+		return;
+	}
+	srv_audit_init(r, &audit, "secret.read", name, (int64_t)item.len);
+	if (cf_store_audit_append(srv_req_store(r), &audit, &err) != CF_OK) {
+		api_fail(r, &err, "logging an envelope read");
+		goto out;
+	}
+	body = json_pack("{s:s,s:I,s:I,s:s,s:o}", "name", item.name,
+		"version", (json_int_t)item.version,
+		"created", (json_int_t)item.created, "writer", item.writer,
+		"envelope", api_b64_json(item.der, item.len));
+	api_reply(r, 200, body);
+out:
+	cf_feed_item_clear(&item);
+}
+
+/* ---- DELETE /v1/secrets --------------------------------------------------------- */
+
+static void secret_delete(srv_req *r)
+{
+	const srv_identity *id = srv_req_identity(r);
+	const char *name;
+	char (*recipients)[65] = NULL;
+	size_t n = 0;
+	cf_audit_entry audit;
+	cf_error err;
+
+	if (api_param_name(r, "name", &name) != 0)
+		return;
+	if (!srv_allows(id, "secret.write", name)) {
+		deny_name(r, id, "secret.write", name);
+		return;
+	}
+	srv_audit_init(r, &audit, "secret.delete", name, 0);
+	if (cf_store_secret_delete(srv_req_store(r), id->tenant, name, id->fp,
+				   srv_now(), &audit, &recipients, &n,
+				   &err) != CF_OK) {
+		if (err.code == CF_ERR_NOT_FOUND)
+			srv_reply_error(r, 404, "not_found",
+				"there is no secret %s (or it is deleted "
+				"already); coffer ls lists them", name);
+		else
+			api_fail(r, &err, "deleting a secret");
+		return;
+	}
+	if (n > 0)
+		srv_wake(id->tenant, (const char (*)[65])recipients, n);
+	free(recipients);
+	api_reply(r, 200, json_pack("{s:s,s:I,s:b}", "name", name,
+		"version", (json_int_t)latest_version(r, id->tenant, name),
+		"deleted", 1));
+}
+
+/* ---- GET /v1/agent/secrets -------------------------------------------------------- */
+
+/* "a,b,c" of the names that carry envelopes, cut to fit an audit object. */
+static void feed_object(const cf_feed_item *items, size_t n, char *buf,
+			size_t size)
+{
+	size_t len = 0, need;
+	const char *more = ",...";
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		if (items[i].deleted)
+			continue;
+		need = strlen(items[i].name) + (len ? 1 : 0);
+		if (len + need + strlen(more) >= size) {
+			snprintf(buf + len, size - len, "%s", len ? more : "...");
+			return;
+		}
+		len += (size_t)snprintf(buf + len, size - len, "%s%s",
+					len ? "," : "", items[i].name);
+	}
+}
+
+static void feed(srv_req *r)
+{
+	const srv_identity *id = srv_req_identity(r);
+	cf_feed_item *items = NULL;
+	cf_audit_entry audit;
+	char object[CF_AUDIT_OBJECT_MAX];
+	int64_t since, wait, limit, cursor, remaining_ms, bytes = 0;
+	size_t n = 0, shown = 0;
+	json_t *list = NULL, *o;
+	int more;
+	cf_error err;
+
+	if (api_param_int(r, "since", 0, INT64_MAX, 0, &since) != 0 ||
+	    api_param_int(r, "wait", 0, INT64_MAX, 0, &wait) != 0 ||
+	    api_param_int(r, "limit", 1, INT64_MAX, API_FEED_LIMIT_DEFAULT,
+			  &limit) != 0)
+		return;
+	if (wait > API_FEED_WAIT_MAX)
+		wait = API_FEED_WAIT_MAX;
+	if (limit > API_LIST_MAX)
+		limit = API_LIST_MAX;
+	if (cf_store_feed(srv_req_store(r), id->tenant, id->fp, since,
+			  (size_t)limit + 1, &items, &n, &cursor, &err) != CF_OK) {
+		api_fail(r, &err, "reading the feed");
+		return;
+	}
+	remaining_ms = wait * 1000 - srv_req_parked_ms(r);
+	if (n == 0 && remaining_ms > 0) {
+		/* Nothing yet: hold the request until a change or the end. */
+		srv_req_park(r, id->tenant, id->fp, (int)remaining_ms, feed);
+		return;
+	}
+	/* Up to limit items, and no more envelope bytes than one answer holds. */
+	for (shown = 0; shown < n && shown < (size_t)limit; shown++) {
+		if (shown > 0 && bytes + (int64_t)items[shown].len >
+				 (int64_t)API_FEED_BYTES_MAX)
+			break;
+		bytes += (int64_t)items[shown].len;
+	}
+	more = shown < n;
+	if (shown > 0)
+		cursor = items[shown - 1].seq;
+	else
+		cursor = since;
+	list = json_array();
+	for (size_t i = 0; list && i < shown; i++) {
+		if (items[i].deleted)
+			o = json_pack("{s:s,s:I,s:b}", "name", items[i].name,
+				"version", (json_int_t)items[i].version,
+				"deleted", 1);
+		else
+			o = json_pack("{s:s,s:I,s:I,s:s,s:o}", "name",
+				items[i].name, "version",
+				(json_int_t)items[i].version, "created",
+				(json_int_t)items[i].created, "writer",
+				items[i].writer, "envelope",
+				api_b64_json(items[i].der, items[i].len));
+		if (o == NULL || json_array_append_new(list, o) != 0) {
+			json_decref(list);
+			list = NULL;
+		}
+	}
+	if (list == NULL) {
+		api_reply(r, 500, NULL);
+		goto out;
+	}
+	if (bytes > 0) {
+		feed_object(items, shown, object, sizeof(object));
+		srv_audit_init(r, &audit, "secret.read", object, bytes);
+		if (cf_store_audit_append(srv_req_store(r), &audit, &err) != CF_OK) {
+			json_decref(list);
+			api_fail(r, &err, "logging an envelope read");
+			goto out;
+		}
+	}
+	api_reply(r, 200, json_pack("{s:I,s:b,s:o}", "cursor",
+		(json_int_t)cursor, "more", more, "secrets", list));
+out:
+	cf_feed_items_free(items, n);
+}
+
+const srv_route srv_routes_secrets[] = {
+	{"PUT", "/v1/secrets", 0, 0, secret_put},
+	{"GET", "/v1/secrets", 0, 0, secrets_list},
+	{"DELETE", "/v1/secrets", 0, 0, secret_delete},
+	{"GET", "/v1/secrets/history", 0, 0, secret_history},
+	{"GET", "/v1/secrets/envelope", 0, 0, secret_envelope},
+	{"GET", "/v1/agent/secrets", 0, 0, feed},
+	{NULL, NULL, 0, 0, NULL},
+};
