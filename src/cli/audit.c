@@ -1,4 +1,322 @@
-/* PLACEHOLDER (client helper replaces this file) */
+/*
+ * audit.c - `coffer audit` and `coffer audit verify`: the server's audit
+ * log (docs/API.md "Audit", docs/CLIENT.md).
+ *
+ * verify fetches the tenant's whole chain in seq order, page by page, and
+ * recomputes every link with cf_audit_check (the same function the store
+ * uses to append): an edited, removed or reordered entry breaks the chain
+ * at that entry, which is named (exit 31).  The last hash printed lets an
+ * auditor pin the log: a later run must show the same entry unchanged.
+ */
+#include <getopt.h>
+#include <jansson.h>
 #include <stdio.h>
+#include <string.h>
+
+#include "audit.h"
 #include "cli.h"
-int cmd_audit(int argc, char **argv) { fprintf(stderr, "coffer audit: not built yet\n"); return 1; }
+#include "client.h"
+
+#define AUDIT_PAGE 500
+
+static void audit_usage(FILE *out)
+{
+	fprintf(out,
+		"usage: coffer audit [--since T] [--until T] [--action A] [--actor FP]\n"
+		"                    [--json] [connection options]\n"
+		"       coffer audit verify [--json] [connection options]\n"
+		"\n"
+		"Reads the server's audit log of your organisation (needs\n"
+		"audit.read).  T is unix seconds, an ISO 8601 UTC date or time\n"
+		"(2026-01-31, 2026-01-31T12:00:00Z), or a duration meaning \"ago\"\n"
+		"(90s, 30m, 1h, 7d).  verify checks the whole hash chain and names\n"
+		"the first bad entry (exit 31); on success it prints the number of\n"
+		"entries and the last hash.\n"
+		"\n%s", cli_settings_help);
+}
+
+static int copy_field(char *dst, size_t size, const json_t *e, const char *key)
+{
+	const char *v = json_string_value(json_object_get(e, key));
+
+	if (v == NULL || strlen(v) >= size)
+		return -1;
+	memcpy(dst, v, strlen(v) + 1);
+	return 0;
+}
+
+/* An entry of the answer into e; -1 names a field missing or too long. */
+static int entry_from_json(const json_t *j, cf_audit_entry *e, const char **bad)
+{
+	const json_t *seq = json_object_get(j, "seq");
+	const json_t *t = json_object_get(j, "time");
+	const json_t *b = json_object_get(j, "bytes");
+
+	memset(e, 0, sizeof(*e));
+	*bad = NULL;
+	if (!json_is_integer(seq))
+		*bad = "seq";
+	else if (!json_is_integer(t))
+		*bad = "time";
+	else if (!json_is_integer(b))
+		*bad = "bytes";
+	else if (copy_field(e->tenant, sizeof(e->tenant), j, "tenant"))
+		*bad = "tenant";
+	else if (copy_field(e->actor, sizeof(e->actor), j, "actor"))
+		*bad = "actor";
+	else if (copy_field(e->subject, sizeof(e->subject), j, "subject"))
+		*bad = "subject";
+	else if (copy_field(e->source, sizeof(e->source), j, "source"))
+		*bad = "source";
+	else if (copy_field(e->action, sizeof(e->action), j, "action"))
+		*bad = "action";
+	else if (copy_field(e->object, sizeof(e->object), j, "object"))
+		*bad = "object";
+	else if (copy_field(e->prev, sizeof(e->prev), j, "prev"))
+		*bad = "prev";
+	else if (copy_field(e->hash, sizeof(e->hash), j, "hash"))
+		*bad = "hash";
+	if (*bad != NULL)
+		return -1;
+	e->seq = (int64_t)json_integer_value(seq);
+	e->time = (int64_t)json_integer_value(t);
+	e->bytes = (int64_t)json_integer_value(b);
+	return 0;
+}
+
+static int audit_verify(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		CLI_SETTINGS_OPTIONS,
+		{ NULL, 0, NULL, 0 },
+	};
+	cli_settings set = { 0 };
+	cli_client *c = NULL;
+	json_t *resp = NULL, *j;
+	cf_audit_entry e;
+	char prev[65], tenant[65] = "";
+	long long count = 0;
+	cf_error err = { 0 };
+	cf_status rc;
+	size_t i;
+	int ch, as_json = 0;
+
+	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (cli_settings_option(&set, ch, optarg))
+			continue;
+		switch (ch) {
+		case 'j': as_json = 1; break;
+		case 'h': audit_usage(stdout); return 0;
+		default: return cli_bad_option("audit verify");
+		}
+	}
+	if (optind != argc)
+		return cli_usage("audit verify", "unexpected argument \"%s\"",
+				 argv[optind]);
+	cli_settings_from_env(&set);
+	memcpy(prev, cf_audit_genesis, sizeof(prev));
+	rc = cli_client_new(&set, CLI_NEED_IDENTITY, &c, &err);
+	while (rc == CF_OK) {
+		char path[128];
+		size_t n;
+
+		snprintf(path, sizeof(path), "/v1/audit?after=%lld&limit=%d", count,
+			 AUDIT_PAGE);
+		json_decref(resp);
+		resp = NULL;
+		rc = cli_client_call(c, "GET", path, NULL, &resp, &err);
+		if (rc != CF_OK)
+			break;
+		n = json_array_size(json_object_get(resp, "entries"));
+		json_array_foreach(json_object_get(resp, "entries"), i, j) {
+			const char *bad;
+
+			if (entry_from_json(j, &e, &bad) != 0) {
+				rc = cf_error_set(&err, CF_ERR_AUDIT,
+					"audit entry %lld has a missing or oversized "
+					"\"%s\" field", count + 1, bad);
+				break;
+			}
+			if (e.seq != count + 1) {
+				rc = cf_error_set(&err, CF_ERR_AUDIT,
+					"audit chain broken at entry %lld: the server "
+					"sent entry %lld in its place (entries missing or "
+					"reordered)", count + 1, (long long)e.seq);
+				break;
+			}
+			if (tenant[0] == '\0')
+				memcpy(tenant, e.tenant, sizeof(tenant));
+			if (strcmp(tenant, e.tenant) != 0) {
+				rc = cf_error_set(&err, CF_ERR_AUDIT,
+					"audit entry %lld belongs to another tenant",
+					(long long)e.seq);
+				break;
+			}
+			rc = cf_audit_check(&e, prev, &err);
+			if (rc != CF_OK)
+				break;
+			memcpy(prev, e.hash, sizeof(prev));
+			count++;
+		}
+		if (rc != CF_OK || n == 0 ||
+		    !json_is_true(json_object_get(resp, "more")))
+			break;
+	}
+	if (rc == CF_OK) {
+		if (as_json) {
+			json_t *doc = json_pack("{s:b, s:I, s:s}", "intact", 1,
+				"entries", (json_int_t)count, "last_hash", prev);
+
+			cli_json_print(doc);
+			json_decref(doc);
+		} else {
+			printf("audit chain intact: %lld entries, last hash %s\n",
+			       count, prev);
+		}
+	}
+	json_decref(resp);
+	cli_client_free(c);
+	return rc == CF_OK ? 0 : cli_fail(&err);
+}
+
+static int audit_read(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "since", required_argument, NULL, 's' },
+		{ "until", required_argument, NULL, 'u' },
+		{ "action", required_argument, NULL, 'a' },
+		{ "actor", required_argument, NULL, 'A' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		CLI_SETTINGS_OPTIONS,
+		{ NULL, 0, NULL, 0 },
+	};
+	cli_settings set = { 0 };
+	cli_client *c = NULL;
+	const char *action = NULL, *actor = NULL;
+	long long since = -1, until = -1, after = 0;
+	char filter[512] = "", *qa = NULL, *qb = NULL;
+	json_t *resp = NULL, *all = json_array(), *j;
+	cf_error err = { 0 };
+	cf_status rc;
+	size_t i;
+	int ch, as_json = 0, code = 0;
+
+	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (cli_settings_option(&set, ch, optarg))
+			continue;
+		switch (ch) {
+		case 's':
+			if (cli_parse_time(optarg, &since) != 0) {
+				code = cli_usage("audit", "--since: not a time or "
+						 "duration: \"%s\"", optarg);
+				goto out;
+			}
+			break;
+		case 'u':
+			if (cli_parse_time(optarg, &until) != 0) {
+				code = cli_usage("audit", "--until: not a time or "
+						 "duration: \"%s\"", optarg);
+				goto out;
+			}
+			break;
+		case 'a': action = optarg; break;
+		case 'A': actor = optarg; break;
+		case 'j': as_json = 1; break;
+		case 'h': audit_usage(stdout); goto out;
+		default: code = cli_bad_option("audit"); goto out;
+		}
+	}
+	if (optind != argc) {
+		code = cli_usage("audit", "unknown subcommand or argument \"%s\"",
+				 argv[optind]);
+		goto out;
+	}
+	qa = action ? cli_client_escape(action) : NULL;
+	qb = actor ? cli_client_escape(actor) : NULL;
+	{
+		size_t used = 0;
+
+		if (since >= 0)
+			used += (size_t)snprintf(filter + used, sizeof(filter) - used,
+						 "&since=%lld", since);
+		if (until >= 0)
+			used += (size_t)snprintf(filter + used, sizeof(filter) - used,
+						 "&until=%lld", until);
+		if (qa != NULL && used < sizeof(filter))
+			used += (size_t)snprintf(filter + used, sizeof(filter) - used,
+						 "&action=%s", qa);
+		if (qb != NULL && used < sizeof(filter))
+			used += (size_t)snprintf(filter + used, sizeof(filter) - used,
+						 "&actor=%s", qb);
+		if (used >= sizeof(filter)) {
+			code = cli_usage("audit", "filters too long");
+			goto out;
+		}
+	}
+	cli_settings_from_env(&set);
+	rc = cli_client_new(&set, CLI_NEED_IDENTITY, &c, &err);
+	while (rc == CF_OK) {
+		char path[700];
+		size_t n;
+
+		snprintf(path, sizeof(path), "/v1/audit?after=%lld&limit=%d%s",
+			 after, AUDIT_PAGE, filter);
+		json_decref(resp);
+		resp = NULL;
+		rc = cli_client_call(c, "GET", path, NULL, &resp, &err);
+		if (rc != CF_OK)
+			break;
+		/* The header only once the server has answered: a refusal prints nothing. */
+		if (after == 0 && !as_json)
+			printf("%6s  %-20s  %-16s  %-32s  %-24s  %-21s  %s\n", "SEQ",
+			       "TIME", "ACTION", "OBJECT", "SUBJECT", "SOURCE", "BYTES");
+		n = json_array_size(json_object_get(resp, "entries"));
+		json_array_foreach(json_object_get(resp, "entries"), i, j) {
+			long long seq = cli_json_int(j, "seq");
+			char when[32];
+
+			if (seq <= after) {
+				rc = cf_error_set(&err, CF_ERR_SERVER, "the server "
+					"sent audit entries out of order");
+				break;
+			}
+			after = seq;
+			if (as_json) {
+				json_array_append(all, j);
+				continue;
+			}
+			cli_unix_iso(cli_json_int(j, "time"), when, sizeof(when));
+			printf("%6lld  %-20s  %-16s  %-32s  %-24s  %-21s  %lld\n", seq,
+			       when, cli_json_str(j, "action"),
+			       cli_json_str(j, "object"), cli_json_str(j, "subject"),
+			       cli_json_str(j, "source"), cli_json_int(j, "bytes"));
+		}
+		if (rc != CF_OK || n == 0 ||
+		    !json_is_true(json_object_get(resp, "more")))
+			break;
+	}
+	if (rc == CF_OK && as_json) {
+		json_t *doc = json_pack("{s:O}", "entries", all);
+
+		cli_json_print(doc);
+		json_decref(doc);
+	}
+	code = rc == CF_OK ? 0 : cli_fail(&err);
+out:
+	free(qa);
+	free(qb);
+	json_decref(resp);
+	json_decref(all);
+	cli_client_free(c);
+	return code;
+}
+
+int cmd_audit(int argc, char **argv)
+{
+	if (argc >= 2 && strcmp(argv[1], "verify") == 0)
+		return audit_verify(argc - 1, argv + 1);
+	return audit_read(argc, argv);
+}

@@ -1,6 +1,7 @@
 /*
  * crl.c - `coffer crl show`: what a revocation list says, and whether
- * a given root signed it.
+ * a given root signed it; `coffer crl push`: hand the organisation's CRL
+ * to the server, which refuses any certificate on it from then on.
  */
 #include <getopt.h>
 #include <jansson.h>
@@ -9,16 +10,24 @@
 #include <time.h>
 
 #include "cli.h"
+#include "client.h"
 #include "pki.h"
 
 static void crl_usage(FILE *out)
 {
 	fprintf(out,
 		"usage: coffer crl show FILE [--root ROOT] [--json]\n"
+		"       coffer crl push FILE [connection options]\n"
 		"\n"
-		"Prints the issuer, number, this and next update, and the revoked\n"
-		"serial numbers of a CRL.  With --root, also checks the CRL was\n"
-		"signed by that root (exit code 16 if not).\n");
+		"show  prints the issuer, number, this and next update, and the\n"
+		"      revoked serial numbers of a CRL.  With --root, also checks\n"
+		"      the CRL was signed by that root (exit code 16 if not).\n"
+		"push  uploads the CRL (from 'coffer ca revoke') to the server,\n"
+		"      which checks it is signed by your root and newer than the\n"
+		"      one it has (exit 22 if not); revoked certificates are\n"
+		"      refused at once.  With --root (or COFFER_ROOT) the\n"
+		"      signature is also checked here first.\n"
+		"\n%s", cli_settings_help);
 }
 
 static int crl_show(int argc, char **argv)
@@ -111,10 +120,65 @@ out:
 	return rc == CF_OK ? 0 : cli_fail(&err);
 }
 
+static int crl_push(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		CLI_SETTINGS_OPTIONS,
+		{ NULL, 0, NULL, 0 },
+	};
+	cli_settings set = { 0 };
+	cli_client *c = NULL;
+	X509_CRL *crl = NULL;
+	unsigned char *pem = NULL;
+	size_t pem_len = 0;
+	json_t *body = NULL, *resp = NULL;
+	cf_error err = { 0 };
+	cf_status rc;
+	int ch;
+
+	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (cli_settings_option(&set, ch, optarg))
+			continue;
+		switch (ch) {
+		case 'h': crl_usage(stdout); return 0;
+		default: return cli_bad_option("crl push");
+		}
+	}
+	if (optind + 1 != argc)
+		return cli_usage("crl push", "give exactly one CRL FILE");
+	cli_settings_from_env(&set);
+	rc = cli_load_crl(argv[optind], &crl, &err);
+	if (rc == CF_OK)
+		rc = cli_client_new(&set, CLI_NEED_IDENTITY, &c, &err);
+	if (rc == CF_OK && cli_client_root(c) != NULL)
+		rc = cf_crl_check_signer(crl, cli_client_root(c), &err);
+	if (rc == CF_OK)
+		rc = cf_crl_to_pem(crl, &pem, &pem_len, &err);
+	if (rc != CF_OK)
+		goto out;
+	body = json_pack("{s:s%}", "crl", (const char *)pem, pem_len);
+	rc = body ? cli_client_call(c, "PUT", "/v1/crl", body, &resp, &err) :
+		    cf_error_set(&err, CF_ERR_NOMEM, "out of memory");
+	if (rc == CF_OK)
+		printf("pushed %s: the server now uses CRL number %lld (%d "
+		       "revoked)\n", argv[optind],
+		       (long long)json_integer_value(json_object_get(resp, "number")),
+		       sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl)));
+out:
+	json_decref(body);
+	json_decref(resp);
+	OPENSSL_free(pem);
+	X509_CRL_free(crl);
+	cli_client_free(c);
+	return rc == CF_OK ? 0 : cli_fail(&err);
+}
+
 int cmd_crl(int argc, char **argv)
 {
 	static const cli_sub subs[] = {
 		{ "show", crl_show },
+		{ "push", crl_push },
 	};
 
 	return cli_dispatch(argc, argv, subs, sizeof(subs) / sizeof(subs[0]),

@@ -1,8 +1,811 @@
-/* PLACEHOLDER (client helper replaces this file) */
+/*
+ * secrets.c - `coffer put|get|ls|history|rm`: secrets on the server
+ * (docs/CLIENT.md, docs/API.md "Secrets").
+ *
+ * put resolves its recipients through the server's directory but trusts
+ * none of it: every certificate is verified here against COFFER_ROOT and
+ * the root-signed CRL before anything is sealed, and a bad one is refused
+ * by name (a group's revoked or expired members are skipped, with a note).
+ * The record is signed once and sealed once per recipient, the writer
+ * included; the server receives ciphertext only.
+ *
+ * get prints the secret's bytes and nothing else; they go from secure
+ * memory straight to write(2) (or to --out, written atomically 0600).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
 #include "cli.h"
-int cmd_put(int argc, char **argv) { fprintf(stderr, "not built yet\n"); return 1; }
-int cmd_get(int argc, char **argv) { fprintf(stderr, "not built yet\n"); return 1; }
-int cmd_ls(int argc, char **argv) { fprintf(stderr, "not built yet\n"); return 1; }
-int cmd_history(int argc, char **argv) { fprintf(stderr, "not built yet\n"); return 1; }
-int cmd_rm(int argc, char **argv) { fprintf(stderr, "not built yet\n"); return 1; }
+#include "client.h"
+#include "envelope.h"
+#include "pki.h"
+#include "policy.h"
+
+#define MAX_RECIPIENTS 100000
+#define CERT_PAGE 500
+#define VERSION_MAX (((unsigned long long)1 << 53) - 1)
+
+/* ------------------------------------------------------------------ put */
+
+static void put_usage(FILE *out)
+{
+	fprintf(out,
+		"usage: coffer put NAME --to agent:NAME|group:G|fp:FP [--to ...]\n"
+		"                  [--file F] [--type text|binary|file] [--json]\n"
+		"                  [connection options]\n"
+		"\n"
+		"Reads the secret (at most 1 MiB) from standard input or --file F,\n"
+		"never from the command line; fetches the recipients' certificates\n"
+		"from the server and verifies each against your root and the\n"
+		"organisation's CRL; signs one record (version = the latest + 1) and\n"
+		"seals it to every recipient and to you; uploads all envelopes in\n"
+		"one request.  Needs secret.write on NAME.\n"
+		"\n"
+		"  --to agent:NAME   the agent(s) with that name\n"
+		"  --to group:G      every agent in group G (revoked or expired members\n"
+		"                    are skipped, with a note on stderr)\n"
+		"  --to fp:FP        the certificate with that SHA-256 fingerprint\n"
+		"\n%s", cli_settings_help);
+}
+
+struct rcpt {
+	X509 *cert;
+	STACK_OF(X509) *chain;
+	char fp[65];
+	char name[CF_CN_MAX_BYTES + 1];
+};
+
+struct rcpts {
+	struct rcpt *v;
+	size_t n, cap;
+};
+
+static int have_fp(const struct rcpts *r, const char *fp)
+{
+	for (size_t i = 0; i < r->n; i++)
+		if (strcmp(r->v[i].fp, fp) == 0)
+			return 1;
+	return 0;
+}
+
+static cf_status add_rcpt(struct rcpts *r, X509 *cert, STACK_OF(X509) *chain,
+			  const char *fp, cf_error *err)
+{
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 16;
+		struct rcpt *grown = OPENSSL_realloc(r->v, cap * sizeof(*grown));
+
+		if (grown == NULL)
+			return cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+		r->v = grown;
+		r->cap = cap;
+	}
+	if (r->n >= MAX_RECIPIENTS)
+		return cf_error_set(err, CF_ERR_TOO_LARGE,
+			"more than %d recipients", MAX_RECIPIENTS);
+	X509_up_ref(cert);
+	r->v[r->n].cert = cert;
+	r->v[r->n].chain = chain ? X509_chain_up_ref(chain) : NULL;
+	snprintf(r->v[r->n].fp, sizeof(r->v[r->n].fp), "%s", fp);
+	cf_cert_cn(cert, r->v[r->n].name, sizeof(r->v[r->n].name));
+	r->n++;
+	return CF_OK;
+}
+
+static void free_rcpts(struct rcpts *r)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		X509_free(r->v[i].cert);
+		sk_X509_pop_free(r->v[i].chain, X509_free);
+	}
+	OPENSSL_free(r->v);
+}
+
+/* Progress on a terminal for bulk work; silent otherwise. */
+static void progress(const char *what, size_t done, size_t total)
+{
+	if (total < 100 || !isatty(STDERR_FILENO))
+		return;
+	if (done % 100 != 0 && done != total)
+		return;
+	fprintf(stderr, "\r%s %zu/%zu", what, done, total);
+	if (done == total)
+		fputc('\n', stderr);
+}
+
+/*
+ * Adds the certificates of one directory answer entry, verified.  With
+ * lenient (a group), a revoked or expired member is skipped with a note;
+ * otherwise any failure refuses the whole put.
+ */
+static cf_status take_entry(cli_client *c, const json_t *e, const char *spec,
+			    int lenient, struct rcpts *r, size_t *added,
+			    cf_error *err)
+{
+	const cf_trust *trust = NULL;
+	const char *pem = cli_json_str(e, "cert");
+	X509 *cert = NULL;
+	STACK_OF(X509) *chain = sk_X509_new_null();
+	json_t *x;
+	size_t i;
+	char fp[65], cn[CF_CN_MAX_BYTES + 1], what[CF_CN_MAX_BYTES + 128];
+	cf_status rc;
+
+	if (chain == NULL)
+		return cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+	rc = cli_client_trust(c, &trust, err);
+	if (rc == CF_OK)
+		rc = cf_cert_parse((const unsigned char *)pem, strlen(pem),
+				   "a certificate from the server", &cert, NULL, err);
+	json_array_foreach(json_object_get(e, "chain"), i, x) {
+		X509 *ca = NULL;
+		const char *text = json_string_value(x);
+
+		if (rc != CF_OK || text == NULL)
+			break;
+		rc = cf_cert_parse((const unsigned char *)text, strlen(text),
+				   "a chain certificate from the server", &ca, NULL, err);
+		if (rc == CF_OK)
+			sk_X509_push(chain, ca);
+	}
+	if (rc == CF_OK)
+		rc = cf_cert_fingerprint(cert, fp, err);
+	if (rc != CF_OK || have_fp(r, fp))
+		goto out;
+	cf_cert_cn(cert, cn, sizeof(cn));
+	snprintf(what, sizeof(what), "recipient \"%s\" (%s, %.16s...)", cn, spec, fp);
+	if (lenient && X509_cmp_current_time(X509_get0_notAfter(cert)) < 0) {
+		fprintf(stderr, "coffer: skipping %s: expired\n", what);
+		goto out;
+	}
+	if (cf_cert_kind(cert) != CF_KIND_AGENT && strncmp(spec, "fp:", 3) != 0) {
+		rc = cf_error_set(err, CF_ERR_UNTRUSTED,
+			"%s is not an agent certificate", what);
+		goto out;
+	}
+	rc = cf_trust_verify(trust, cert, chain, what, err);
+	if (rc == CF_ERR_REVOKED && lenient) {
+		fprintf(stderr, "coffer: skipping %s: revoked\n", what);
+		rc = CF_OK;
+		goto out;
+	}
+	if (rc == CF_OK && !cf_key_is_p256(X509_get0_pubkey(cert)))
+		rc = cf_error_set(err, CF_ERR_UNTRUSTED, "%s has no P-256 key", what);
+	if (rc == CF_OK)
+		rc = add_rcpt(r, cert, chain, fp, err);
+	if (rc == CF_OK)
+		(*added)++;
+out:
+	X509_free(cert);
+	sk_X509_pop_free(chain, X509_free);
+	return rc;
+}
+
+/* Resolves one --to through GET /v1/certs, page by page. */
+static cf_status resolve(cli_client *c, const char *spec, struct rcpts *r,
+			 cf_error *err)
+{
+	const char *colon = strchr(spec, ':');
+	char query[512], after[65] = "", *val = NULL;
+	json_t *resp = NULL, *e;
+	size_t added = 0, listed = 0, i;
+	int lenient = 0;
+	cf_status rc = CF_OK;
+
+	if (colon == NULL || colon[1] == '\0')
+		return cf_error_set(err, CF_ERR_USAGE, "--to \"%.100s\": say "
+			"agent:NAME, group:G or fp:FP", spec);
+	val = cli_client_escape(colon + 1);
+	if (val == NULL)
+		return cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+	if (strncmp(spec, "agent:", 6) == 0) {
+		snprintf(query, sizeof(query), "kind=agent&name=%s", val);
+	} else if (strncmp(spec, "group:", 6) == 0) {
+		rc = cf_name_check("group name", colon + 1, err);
+		if (rc != CF_OK) {
+			rc = cf_error_set(err, CF_ERR_USAGE, "%s", err->msg);
+			goto out;
+		}
+		snprintf(query, sizeof(query), "kind=agent&group=%s", val);
+		lenient = 1;
+	} else if (strncmp(spec, "fp:", 3) == 0) {
+		if (strlen(colon + 1) != 64 || strspn(colon + 1,
+		    "0123456789abcdef") != 64) {
+			rc = cf_error_set(err, CF_ERR_USAGE, "--to %.100s: a "
+				"fingerprint is 64 lower-case hex characters", spec);
+			goto out;
+		}
+		snprintf(query, sizeof(query), "fp=%s", val);
+	} else {
+		rc = cf_error_set(err, CF_ERR_USAGE, "--to \"%.100s\": say "
+			"agent:NAME, group:G or fp:FP", spec);
+		goto out;
+	}
+	for (;;) {
+		char path[700];
+		const char *next;
+
+		snprintf(path, sizeof(path), "/v1/certs?%s&limit=%d%s%s", query,
+			 CERT_PAGE, after[0] ? "&after=" : "", after);
+		json_decref(resp);
+		resp = NULL;
+		rc = cli_client_call(c, "GET", path, NULL, &resp, err);
+		if (rc != CF_OK)
+			goto out;
+		json_array_foreach(json_object_get(resp, "certs"), i, e) {
+			listed++;
+			rc = take_entry(c, e, spec, lenient, r, &added, err);
+			if (rc != CF_OK)
+				goto out;
+			progress("verified", listed, listed);
+		}
+		next = json_string_value(json_object_get(resp, "next"));
+		if (next == NULL || strlen(next) != 64 || strcmp(next, after) == 0)
+			break;
+		snprintf(after, sizeof(after), "%s", next);
+	}
+	/* added == 0 otherwise: duplicates, or a group's skipped members. */
+	if (listed == 0)
+		rc = cf_error_set(err, CF_ERR_NOT_FOUND, "--to %.200s: the server "
+			"knows no such certificate", spec);
+out:
+	free(val);
+	json_decref(resp);
+	return rc;
+}
+
+static cf_status read_value(const char *file, cf_secret **out, cf_error *err)
+{
+	int fd = STDIN_FILENO;
+	cf_status rc;
+
+	if (file != NULL && strcmp(file, "-") != 0) {
+		fd = open(file, O_RDONLY);
+		if (fd < 0)
+			return cf_error_set(err, CF_ERR_IO, "cannot open %s: %s",
+					    file, strerror(errno));
+	} else if (isatty(STDIN_FILENO)) {
+		return cf_error_set(err, CF_ERR_USAGE,
+			"the secret is read from standard input, which is a "
+			"terminal; pipe it in or give --file F");
+	}
+	rc = cf_secret_read_fd(fd, CF_SECRET_MAX_BYTES,
+			       file ? file : "standard input", out, err);
+	if (fd != STDIN_FILENO)
+		close(fd);
+	return rc;
+}
+
+/* The latest version of name, tombstones included; 0 if none. */
+static cf_status latest_version(cli_client *c, const char *qname,
+				unsigned long long *latest, cf_error *err)
+{
+	char path[1024];
+	json_t *resp = NULL, *v;
+	size_t i;
+	cf_status rc;
+
+	*latest = 0;
+	snprintf(path, sizeof(path), "/v1/secrets/history?name=%s", qname);
+	rc = cli_client_call(c, "GET", path, NULL, &resp, err);
+	if (rc == CF_ERR_NOT_FOUND) {
+		cf_error_clear(err);
+		rc = CF_OK;
+	}
+	json_array_foreach(json_object_get(resp, "versions"), i, v)
+		if ((unsigned long long)cli_json_int(v, "version") > *latest)
+			*latest = (unsigned long long)cli_json_int(v, "version");
+	json_decref(resp);
+	return rc;
+}
+
+/* Signs version of the record and seals it to every recipient: the body. */
+static cf_status build_body(cli_client *c, cf_record *rec,
+			    const struct rcpts *r, json_t **body,
+			    size_t *bytes, cf_error *err)
+{
+	cf_secret *json = NULL, *signed_der = NULL;
+	cf_sealer *sealer = NULL;
+	json_t *list = json_array();
+	cf_status rc;
+
+	*body = NULL;
+	*bytes = 0;
+	rec->created = (int64_t)time(NULL);
+	rc = cf_record_encode(rec, &json, err);
+	if (rc == CF_OK)
+		rc = cf_envelope_sign(json, cli_client_cert(c), cli_client_key(c),
+				      cli_client_chain(c), &signed_der, err);
+	if (rc == CF_OK)
+		rc = cf_sealer_new(signed_der, &sealer, err);
+	for (size_t i = 0; rc == CF_OK && i < r->n; i++) {
+		unsigned char *der = NULL;
+		size_t len = 0;
+		json_t *b64;
+
+		rc = cf_sealer_seal(sealer, r->v[i].cert, &der, &len, err);
+		if (rc != CF_OK)
+			break;
+		b64 = cli_b64_json(der, len);
+		OPENSSL_free(der);
+		*bytes += len;
+		if (b64 == NULL || json_array_append_new(list, json_pack("{s:s, s:o}",
+		    "recipient", r->v[i].fp, "envelope", b64)) != 0)
+			rc = cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+		progress("sealed", i + 1, r->n);
+	}
+	if (rc == CF_OK) {
+		*body = json_pack("{s:I, s:O}", "version", (json_int_t)rec->version,
+				  "envelopes", list);
+		if (*body == NULL)
+			rc = cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+	}
+	json_decref(list);
+	cf_sealer_free(sealer);
+	cf_secret_free(signed_der);
+	cf_secret_free(json);
+	return rc;
+}
+
+int cmd_put(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "to", required_argument, NULL, 't' },
+		{ "file", required_argument, NULL, 'f' },
+		{ "type", required_argument, NULL, 'y' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		CLI_SETTINGS_OPTIONS,
+		{ NULL, 0, NULL, 0 },
+	};
+	cli_settings set = { 0 };
+	cli_client *c = NULL;
+	const char **to = NULL, *file = NULL, *type = "text", *name;
+	size_t n_to = 0, bytes = 0;
+	struct rcpts r = { 0 };
+	cf_record rec = { 0 };
+	struct cf_perms *perms = NULL;
+	json_t *body = NULL, *resp = NULL;
+	unsigned long long latest = 0;
+	char *qname = NULL, path[1024], me[CF_CN_MAX_BYTES + 1];
+	const cf_trust *trust = NULL;
+	cf_error err = { 0 };
+	cf_status rc = CF_OK;
+	int ch, as_json = 0, code = 0;
+
+	to = OPENSSL_zalloc(sizeof(*to) * (size_t)argc);
+	if (to == NULL)
+		return 1;
+	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (cli_settings_option(&set, ch, optarg))
+			continue;
+		switch (ch) {
+		case 't': to[n_to++] = optarg; break;
+		case 'f': file = optarg; break;
+		case 'y': type = optarg; break;
+		case 'j': as_json = 1; break;
+		case 'h': put_usage(stdout); goto done;
+		default: code = cli_bad_option("put"); goto done;
+		}
+	}
+	if (optind + 1 != argc) {
+		/* Not echoed: a stray argument may well be the secret itself. */
+		code = cli_usage("put", "give exactly one secret NAME; the secret "
+				 "itself is read from standard input or --file, "
+				 "never from the command line");
+		goto done;
+	}
+	name = argv[optind];
+	if (n_to == 0) {
+		code = cli_usage("put", "give at least one --to");
+		goto done;
+	}
+	if (cf_record_type_from_name(type, &rec.type) != 0 ||
+	    rec.type == CF_TYPE_TEMPLATE) {
+		code = cli_usage("put", "--type must be text, binary or file");
+		goto done;
+	}
+	if (cf_name_check("secret name", name, &err) != CF_OK) {
+		err.code = CF_ERR_USAGE;
+		goto fail;
+	}
+	cli_settings_from_env(&set);
+	rc = cli_client_new(&set, CLI_NEED_IDENTITY | CLI_NEED_ROOT, &c, &err);
+	if (rc != CF_OK)
+		goto fail;
+	cf_cert_cn(cli_client_cert(c), me, sizeof(me));
+	rc = cf_cert_perms(cli_client_cert(c), &perms, &err);
+	if (rc == CF_OK && !cf_perms_allows(perms, "secret.write", name))
+		rc = cf_error_set(&err, CF_ERR_PERMISSION, "you (\"%s\") hold no "
+				  "secret.write rule matching \"%s\"", me, name);
+	if (rc == CF_OK)
+		rc = read_value(file, &rec.value, &err);
+	/* The writer first: it must verify like everybody else. */
+	if (rc == CF_OK)
+		rc = cli_client_trust(c, &trust, &err);
+	if (rc == CF_OK)
+		rc = cf_trust_verify(trust, cli_client_cert(c), cli_client_chain(c),
+				     "your certificate", &err);
+	if (rc == CF_OK)
+		rc = add_rcpt(&r, cli_client_cert(c), cli_client_chain(c),
+			      cli_client_fp(c), &err);
+	for (size_t i = 0; rc == CF_OK && i < n_to; i++)
+		rc = resolve(c, to[i], &r, &err);
+	if (rc != CF_OK)
+		goto fail;
+	qname = cli_client_escape(name);
+	if (qname == NULL) {
+		rc = cf_error_set(&err, CF_ERR_NOMEM, "out of memory");
+		goto fail;
+	}
+	rc = latest_version(c, qname, &latest, &err);
+	if (rc != CF_OK)
+		goto fail;
+	snprintf(rec.tenant, sizeof(rec.tenant), "%s", cli_client_tenant(c));
+	snprintf(rec.name, sizeof(rec.name), "%s", name);
+	snprintf(path, sizeof(path), "/v1/secrets?name=%s", qname);
+	cli_client_set_timeout(c, 600);
+	/* Another writer may store a version in between: retry once above it. */
+	for (int attempt = 0; attempt < 2; attempt++) {
+		json_t *l;
+
+		if (latest >= VERSION_MAX) {
+			rc = cf_error_set(&err, CF_ERR_CONFLICT, "\"%s\" has reached "
+					  "the highest version", name);
+			goto fail;
+		}
+		rec.version = latest + 1;
+		json_decref(body);
+		json_decref(resp);
+		resp = NULL;
+		rc = build_body(c, &rec, &r, &body, &bytes, &err);
+		if (rc == CF_OK)
+			rc = cli_client_call(c, "PUT", path, body, &resp, &err);
+		if (rc != CF_ERR_CONFLICT || attempt == 1)
+			break;
+		l = json_object_get(resp, "latest");
+		if (!json_is_integer(l) || (unsigned long long)json_integer_value(l) < rec.version) {
+			/* The server did not say; ask it. */
+			rc = latest_version(c, qname, &latest, &err);
+			if (rc != CF_OK)
+				break;
+		} else {
+			latest = (unsigned long long)json_integer_value(l);
+		}
+	}
+	if (rc != CF_OK)
+		goto fail;
+	if (as_json) {
+		json_t *list = json_array(), *doc;
+
+		for (size_t i = 0; i < r.n; i++)
+			json_array_append_new(list, json_pack("{s:s, s:s}", "name",
+				r.v[i].name, "fp", r.v[i].fp));
+		doc = json_pack("{s:s, s:I, s:s, s:I, s:I, s:o}", "name", name,
+				"version", (json_int_t)rec.version, "type", type,
+				"bytes", (json_int_t)cf_secret_len(rec.value),
+				"envelope_bytes", (json_int_t)bytes, "recipients", list);
+		cli_json_print(doc);
+		json_decref(doc);
+	} else {
+		printf("stored \"%s\" version %llu (%zu bytes) for %zu recipient(s), "
+		       "each verified against the root:\n", name,
+		       (unsigned long long)rec.version, cf_secret_len(rec.value), r.n);
+		for (size_t i = 0; i < r.n && i < 20; i++)
+			printf("  %-24s %s%s\n", r.v[i].name, r.v[i].fp,
+			       i == 0 ? "  (you)" : "");
+		if (r.n > 20)
+			printf("  ... and %zu more\n", r.n - 20);
+	}
+	goto done;
+fail:
+	code = cli_fail(&err);
+done:
+	free(qname);
+	json_decref(body);
+	json_decref(resp);
+	cf_perms_free(perms);
+	cf_secret_free(rec.value);
+	free_rcpts(&r);
+	cli_client_free(c);
+	OPENSSL_free(to);
+	return code;
+}
+
+/* ------------------------------------------------------------------ get */
+
+static void get_usage(FILE *out)
+{
+	fprintf(out,
+		"usage: coffer get NAME [--version V] [--out F] [--verbose]\n"
+		"                  [connection options]\n"
+		"\n"
+		"Fetches your own envelope of NAME (the latest version, or V),\n"
+		"opens it with your key and verifies the record against your root\n"
+		"and the organisation's CRL (signer, secret.write, name, version).\n"
+		"Prints the secret's bytes and nothing else, or writes them to F\n"
+		"(mode 0600).  Works with an operator's or an agent's certificate.\n"
+		"\n%s", cli_settings_help);
+}
+
+static cf_status write_all(int fd, const unsigned char *p, size_t len,
+			   cf_error *err)
+{
+	while (len > 0) {
+		ssize_t w = write(fd, p, len);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return cf_error_set(err, CF_ERR_IO,
+				"cannot write the secret to standard output: %s",
+				strerror(errno));
+		p += w;
+		len -= (size_t)w;
+	}
+	return CF_OK;
+}
+
+int cmd_get(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "version", required_argument, NULL, 'v' },
+		{ "out", required_argument, NULL, 'o' },
+		{ "verbose", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		CLI_SETTINGS_OPTIONS,
+		{ NULL, 0, NULL, 0 },
+	};
+	cli_settings set = { 0 };
+	cli_client *c = NULL;
+	const char *out = NULL, *name;
+	unsigned long long version = 0;
+	const cf_trust *trust = NULL;
+	json_t *resp = NULL;
+	unsigned char *der = NULL;
+	size_t der_len = 0;
+	cf_record *rec = NULL;
+	X509 *signer = NULL;
+	char *qname = NULL, path[1100];
+	cf_error err = { 0 };
+	cf_status rc;
+	int ch, verbose = 0;
+
+	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (cli_settings_option(&set, ch, optarg))
+			continue;
+		switch (ch) {
+		case 'v':
+			if (cli_parse_uint("get", "--version", optarg, VERSION_MAX,
+					   &version))
+				return 2;
+			break;
+		case 'o': out = optarg; break;
+		case 'V': verbose = 1; break;
+		case 'h': get_usage(stdout); return 0;
+		default: return cli_bad_option("get");
+		}
+	}
+	if (optind + 1 != argc)
+		return cli_usage("get", "give exactly one secret NAME");
+	name = argv[optind];
+	if (cf_name_check("secret name", name, &err) != CF_OK) {
+		err.code = CF_ERR_USAGE;
+		return cli_fail(&err);
+	}
+	cli_settings_from_env(&set);
+	qname = cli_client_escape(name);
+	if (qname == NULL)
+		return 1;
+	if (version)
+		snprintf(path, sizeof(path), "/v1/secrets/envelope?name=%s&version=%llu",
+			 qname, version);
+	else
+		snprintf(path, sizeof(path), "/v1/secrets/envelope?name=%s", qname);
+	rc = cli_client_new(&set, CLI_NEED_IDENTITY | CLI_NEED_ROOT, &c, &err);
+	if (rc == CF_OK)
+		rc = cli_client_trust(c, &trust, &err);
+	if (rc == CF_OK)
+		rc = cli_client_call(c, "GET", path, NULL, &resp, &err);
+	if (rc == CF_OK)
+		rc = cli_b64_decode(cli_json_str(resp, "envelope"), "the envelope",
+				    &der, &der_len, &err);
+	if (rc == CF_OK)
+		rc = cf_envelope_open(der, der_len, cli_client_cert(c),
+				      cli_client_key(c), trust, name, version,
+				      &rec, &signer, &err);
+	if (rc == CF_OK && version != 0 && rec->version != version)
+		rc = cf_error_set(&err, CF_ERR_ROLLBACK, "asked for version %llu "
+			"of \"%s\", the envelope holds version %llu", version,
+			name, (unsigned long long)rec->version);
+	if (rc == CF_OK && version == 0 &&
+	    rec->version != (unsigned long long)cli_json_int(resp, "version"))
+		rc = cf_error_set(&err, CF_ERR_ROLLBACK, "the server said version "
+			"%lld of \"%s\" but the envelope holds version %llu",
+			cli_json_int(resp, "version"), name,
+			(unsigned long long)rec->version);
+	if (rc == CF_OK) {
+		if (out != NULL)
+			rc = cli_write_file(out, cf_secret_cdata(rec->value),
+					    cf_secret_len(rec->value), 0600, 0, &err);
+		else
+			rc = write_all(STDOUT_FILENO, cf_secret_cdata(rec->value),
+				       cf_secret_len(rec->value), &err);
+	}
+	if (rc == CF_OK && verbose) {
+		char cn[CF_CN_MAX_BYTES + 1], when[32];
+
+		cf_cert_cn(signer, cn, sizeof(cn));
+		cli_unix_iso(rec->created, when, sizeof(when));
+		fprintf(stderr, "coffer: opened \"%s\" version %llu (%s, %zu bytes), "
+			"signed by \"%s\" at %s\n", rec->name,
+			(unsigned long long)rec->version,
+			cf_record_type_name(rec->type), cf_secret_len(rec->value),
+			cn, when);
+	}
+	cf_record_free(rec);
+	X509_free(signer);
+	OPENSSL_free(der);
+	json_decref(resp);
+	free(qname);
+	cli_client_free(c);
+	return rc == CF_OK ? 0 : cli_fail(&err);
+}
+
+/* ------------------------------------------------------ ls, history, rm */
+
+static void ls_usage(FILE *out)
+{
+	fprintf(out,
+		"usage: coffer ls [PREFIX] [--json] [connection options]\n"
+		"       coffer history NAME [--json] [connection options]\n"
+		"       coffer rm NAME [connection options]\n"
+		"\n"
+		"ls       the secrets (latest versions) whose names start with PREFIX\n"
+		"         that your secret.read or secret.write rules cover\n"
+		"history  every version of NAME, deletions included\n"
+		"rm       deletes NAME: stores a tombstone version; agents remove it\n"
+		"\n%s", cli_settings_help);
+}
+
+/* Shared by ls, history and rm: options, then one request. */
+static int simple_call(const char *cmd, int argc, char **argv, int need_arg,
+		       const char *method, const char *base, json_t **resp,
+		       const char **arg, int *as_json)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		CLI_SETTINGS_OPTIONS,
+		{ NULL, 0, NULL, 0 },
+	};
+	cli_settings set = { 0 };
+	cli_client *c = NULL;
+	char *q = NULL, path[1100];
+	cf_error err = { 0 };
+	cf_status rc;
+	int ch;
+
+	*resp = NULL;
+	*arg = NULL;
+	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (cli_settings_option(&set, ch, optarg))
+			continue;
+		switch (ch) {
+		case 'j': *as_json = 1; break;
+		case 'h': ls_usage(stdout); return -1;
+		default: return cli_bad_option(cmd);
+		}
+	}
+	if (argc - optind > 1 || (need_arg && argc - optind != 1))
+		return cli_usage(cmd, need_arg ? "give exactly one secret NAME" :
+				 "give at most one PREFIX");
+	*arg = optind < argc ? argv[optind] : "";
+	if (need_arg && cf_name_check("secret name", *arg, &err) != CF_OK) {
+		err.code = CF_ERR_USAGE;
+		return cli_fail(&err);
+	}
+	cli_settings_from_env(&set);
+	q = cli_client_escape(*arg);
+	if (q == NULL)
+		return 1;
+	snprintf(path, sizeof(path), "%s%s", base, q);
+	rc = cli_client_new(&set, CLI_NEED_IDENTITY, &c, &err);
+	if (rc == CF_OK)
+		rc = cli_client_call(c, method, path, NULL, resp, &err);
+	free(q);
+	cli_client_free(c);
+	if (rc != CF_OK) {
+		json_decref(*resp);
+		*resp = NULL;
+		return cli_fail(&err);
+	}
+	return 0;
+}
+
+int cmd_ls(int argc, char **argv)
+{
+	json_t *resp = NULL, *s;
+	const char *prefix;
+	int as_json = 0, code;
+	size_t i;
+
+	code = simple_call("ls", argc, argv, 0, "GET", "/v1/secrets?prefix=",
+			   &resp, &prefix, &as_json);
+	if (code != 0 || resp == NULL)
+		return code < 0 ? 0 : code;
+	if (as_json) {
+		cli_json_print(resp);
+	} else {
+		printf("%-40s  %7s  %10s  %8s  %-20s\n", "NAME", "VERSION",
+		       "RECIPIENTS", "BYTES", "CREATED");
+		json_array_foreach(json_object_get(resp, "secrets"), i, s) {
+			char when[32];
+
+			cli_unix_iso(cli_json_int(s, "created"), when, sizeof(when));
+			printf("%-40s  %7lld  %10lld  %8lld  %-20s\n",
+			       cli_json_str(s, "name"), cli_json_int(s, "version"),
+			       cli_json_int(s, "recipients"), cli_json_int(s, "bytes"),
+			       when);
+		}
+	}
+	json_decref(resp);
+	return 0;
+}
+
+int cmd_history(int argc, char **argv)
+{
+	json_t *resp = NULL, *v;
+	const char *name;
+	int as_json = 0, code;
+	size_t i;
+
+	code = simple_call("history", argc, argv, 1, "GET",
+			   "/v1/secrets/history?name=", &resp, &name, &as_json);
+	if (code != 0 || resp == NULL)
+		return code < 0 ? 0 : code;
+	if (as_json) {
+		cli_json_print(resp);
+	} else {
+		printf("%7s  %-20s  %10s  %8s  %-8s  %s\n", "VERSION", "CREATED",
+		       "RECIPIENTS", "BYTES", "DELETED", "WRITER");
+		json_array_foreach(json_object_get(resp, "versions"), i, v) {
+			char when[32];
+
+			cli_unix_iso(cli_json_int(v, "created"), when, sizeof(when));
+			printf("%7lld  %-20s  %10lld  %8lld  %-8s  %s\n",
+			       cli_json_int(v, "version"), when,
+			       cli_json_int(v, "recipients"), cli_json_int(v, "bytes"),
+			       json_is_true(json_object_get(v, "deleted")) ? "yes" : "no",
+			       cli_json_str(v, "writer"));
+		}
+	}
+	json_decref(resp);
+	return 0;
+}
+
+int cmd_rm(int argc, char **argv)
+{
+	json_t *resp = NULL;
+	const char *name;
+	int as_json = 0, code;
+
+	code = simple_call("rm", argc, argv, 1, "DELETE", "/v1/secrets?name=",
+			   &resp, &name, &as_json);
+	if (code != 0 || resp == NULL)
+		return code < 0 ? 0 : code;
+	if (as_json)
+		cli_json_print(resp);
+	else
+		printf("deleted \"%s\" (tombstone version %lld)\n", name,
+		       cli_json_int(resp, "version"));
+	json_decref(resp);
+	return 0;
+}

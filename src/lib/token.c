@@ -1,2 +1,381 @@
-/* PLACEHOLDER (client helper replaces this file) */
-typedef int placeholder_unused;
+/*
+ * token.c - join tokens: generation, strict parsing, hash and HMAC, and the
+ * envelope that keeps a token's SECRET on the server for its creator.
+ *
+ * Invariants: the SECRET text exists only in cf_secret buffers (and, for
+ * the instant of encoding, in a stack buffer wiped right after); digests
+ * are compared with CRYPTO_memcmp; no error sentence quotes token text.
+ */
+#include "token.h"
+
+#include <openssl/cms.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "envelope.h"
+#include "pki.h"
+#include "record.h"
+
+static const char hexdigits[] = "0123456789abcdef";
+
+static void to_hex(const unsigned char *bin, size_t len, char *hex)
+{
+	for (size_t i = 0; i < len; i++) {
+		hex[2 * i] = hexdigits[bin[i] >> 4];
+		hex[2 * i + 1] = hexdigits[bin[i] & 0x0f];
+	}
+	hex[2 * len] = '\0';
+}
+
+static int is_lower_hex(unsigned char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+}
+
+static int is_b64url(unsigned char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+	       (c >= '0' && c <= '9') || c == '-' || c == '_';
+}
+
+int cf_token_id_valid(const char *id)
+{
+	size_t i;
+
+	if (id == NULL)
+		return 0;
+	for (i = 0; i < CF_TOKEN_ID_HEX; i++)
+		if (!is_lower_hex((unsigned char)id[i]))
+			return 0;
+	return id[i] == '\0';
+}
+
+void cf_token_free(cf_token *tok)
+{
+	if (tok == NULL)
+		return;
+	cf_secret_free(tok->secret);
+	OPENSSL_free(tok);
+}
+
+cf_status cf_token_generate(cf_token **out, cf_error *err)
+{
+	unsigned char id[CF_TOKEN_ID_BYTES];
+	/* EVP_EncodeBlock writes 4 * ceil(32 / 3) = 44 characters and a NUL. */
+	unsigned char text[48];
+	cf_secret *raw = NULL;
+	cf_token *tok = NULL;
+	cf_status rc = CF_OK;
+	int n;
+
+	*out = NULL;
+	tok = OPENSSL_zalloc(sizeof(*tok));
+	raw = cf_secret_new(CF_TOKEN_SECRET_BYTES);
+	if (tok == NULL || raw == NULL) {
+		rc = cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	if (RAND_bytes(id, sizeof(id)) != 1 ||
+	    RAND_priv_bytes(cf_secret_data(raw), CF_TOKEN_SECRET_BYTES) != 1) {
+		rc = cf_error_set_ssl(err, CF_ERR_CRYPTO,
+			"cannot draw random bytes for a join token");
+		goto out;
+	}
+	cf_secret_set_len(raw, CF_TOKEN_SECRET_BYTES, NULL);
+	to_hex(id, sizeof(id), tok->id);
+	n = EVP_EncodeBlock(text, cf_secret_cdata(raw), CF_TOKEN_SECRET_BYTES);
+	if (n != 44 || text[43] != '=') {
+		rc = cf_error_set(err, CF_ERR_CRYPTO,
+			"base64 encoding of a join token failed");
+		goto out;
+	}
+	/* base64 to base64url (RFC 4648 section 5), without padding. */
+	for (int i = 0; i < CF_TOKEN_SECRET_B64; i++) {
+		if (text[i] == '+')
+			text[i] = '-';
+		else if (text[i] == '/')
+			text[i] = '_';
+	}
+	tok->secret = cf_secret_from(text, CF_TOKEN_SECRET_B64);
+	if (tok->secret == NULL) {
+		rc = cf_error_set(err, CF_ERR_NOMEM, "out of secure memory");
+		goto out;
+	}
+	*out = tok;
+	tok = NULL;
+out:
+	OPENSSL_cleanse(text, sizeof(text));
+	cf_secret_free(raw);
+	cf_token_free(tok);
+	return rc;
+}
+
+cf_status cf_token_parse(const unsigned char *text, size_t len, cf_token **out,
+			 cf_error *err)
+{
+	cf_token *tok = NULL;
+	const unsigned char *secret;
+	size_t secret_len, i;
+	int hex = 1, b64 = 1;
+
+	*out = NULL;
+	if (text == NULL)
+		return cf_error_set(err, CF_ERR_PARSE, "no join token was given");
+	if (len > 0 && text[len - 1] == '\n') {
+		len--;
+		if (len > 0 && text[len - 1] == '\r')
+			len--;
+	}
+	if (len > CF_TOKEN_TEXT_MAX)
+		return cf_error_set(err, CF_ERR_PARSE,
+			"the join token is %zu bytes long; a token is ID.SECRET of "
+			"at most %d bytes, as printed by 'coffer token create'",
+			len, CF_TOKEN_TEXT_MAX);
+	if (len < CF_TOKEN_ID_HEX + 1 || text[CF_TOKEN_ID_HEX] != '.')
+		return cf_error_set(err, CF_ERR_PARSE,
+			"the join token is not of the form ID.SECRET (32 hex "
+			"characters, a dot, the secret), as printed by 'coffer "
+			"token create'");
+	for (i = 0; i < CF_TOKEN_ID_HEX; i++)
+		if (!is_lower_hex(text[i]))
+			return cf_error_set(err, CF_ERR_PARSE,
+				"the join token's ID must be 32 lower-case hex "
+				"characters");
+	secret = text + CF_TOKEN_ID_HEX + 1;
+	secret_len = len - CF_TOKEN_ID_HEX - 1;
+	for (i = 0; i < secret_len; i++) {
+		hex &= is_lower_hex(secret[i]);
+		b64 &= is_b64url(secret[i]);
+	}
+	if (!((secret_len == CF_TOKEN_SECRET_B64 && b64) ||
+	      (secret_len == CF_TOKEN_SECRET_HEX && hex)))
+		return cf_error_set(err, CF_ERR_PARSE,
+			"the join token's secret must be %d base64url or %d "
+			"lower-case hex characters; was the token cut or "
+			"changed?", CF_TOKEN_SECRET_B64, CF_TOKEN_SECRET_HEX);
+	tok = OPENSSL_zalloc(sizeof(*tok));
+	if (tok == NULL)
+		return cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+	memcpy(tok->id, text, CF_TOKEN_ID_HEX);
+	tok->id[CF_TOKEN_ID_HEX] = '\0';
+	tok->secret = cf_secret_from(secret, secret_len);
+	if (tok->secret == NULL) {
+		cf_token_free(tok);
+		return cf_error_set(err, CF_ERR_NOMEM, "out of secure memory");
+	}
+	*out = tok;
+	return CF_OK;
+}
+
+cf_status cf_token_text(const cf_token *tok, cf_secret **out, cf_error *err)
+{
+	cf_secret *s = cf_secret_new(CF_TOKEN_TEXT_MAX);
+	cf_status rc;
+
+	*out = NULL;
+	if (s == NULL)
+		return cf_error_set(err, CF_ERR_NOMEM, "out of secure memory");
+	rc = cf_secret_append(s, tok->id, strlen(tok->id), err);
+	if (rc == CF_OK)
+		rc = cf_secret_append(s, ".", 1, err);
+	if (rc == CF_OK)
+		rc = cf_secret_append(s, cf_secret_cdata(tok->secret),
+				      cf_secret_len(tok->secret), err);
+	if (rc != CF_OK) {
+		cf_secret_free(s);
+		return rc;
+	}
+	*out = s;
+	return CF_OK;
+}
+
+cf_status cf_token_hash(const cf_secret *secret, char hex[65], cf_error *err)
+{
+	unsigned char md[32];
+	unsigned int md_len = 0;
+
+	if (EVP_Digest(cf_secret_cdata(secret), cf_secret_len(secret), md,
+		       &md_len, EVP_sha256(), NULL) != 1 || md_len != sizeof(md))
+		return cf_error_set_ssl(err, CF_ERR_CRYPTO,
+			"cannot hash the join token");
+	to_hex(md, sizeof(md), hex);
+	return CF_OK;
+}
+
+cf_status cf_token_hmac(const cf_secret *secret, const unsigned char *data,
+			size_t len, char hex[65], cf_error *err)
+{
+	EVP_MAC *mac = NULL;
+	EVP_MAC_CTX *ctx = NULL;
+	OSSL_PARAM params[2];
+	unsigned char md[32];
+	size_t md_len = 0;
+	cf_status rc = CF_OK;
+	char digest[] = "SHA256";
+
+	mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+						     digest, 0);
+	params[1] = OSSL_PARAM_construct_end();
+	if (ctx == NULL ||
+	    EVP_MAC_init(ctx, cf_secret_cdata(secret), cf_secret_len(secret),
+			 params) != 1 ||
+	    EVP_MAC_update(ctx, data, len) != 1 ||
+	    EVP_MAC_final(ctx, md, &md_len, sizeof(md)) != 1 ||
+	    md_len != sizeof(md)) {
+		rc = cf_error_set_ssl(err, CF_ERR_CRYPTO,
+			"cannot compute the HMAC of the certificate request");
+		goto out;
+	}
+	to_hex(md, sizeof(md), hex);
+out:
+	EVP_MAC_CTX_free(ctx);
+	EVP_MAC_free(mac);
+	return rc;
+}
+
+int cf_token_digest_equal(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL || strlen(a) != 64 || strlen(b) != 64)
+		return 0;
+	return CRYPTO_memcmp(a, b, 64) == 0;
+}
+
+static cf_status record_name(const char *id, char *name, size_t size,
+			     cf_error *err)
+{
+	if (!cf_token_id_valid(id))
+		return cf_error_set(err, CF_ERR_USAGE,
+			"a token ID must be 32 lower-case hex characters");
+	snprintf(name, size, "token/%s", id);
+	return CF_OK;
+}
+
+cf_status cf_token_seal(const cf_token *tok, const char *tenant, X509 *cert,
+			EVP_PKEY *key, STACK_OF(X509) *chain, unsigned char **der,
+			size_t *der_len, cf_error *err)
+{
+	cf_record rec = { 0 };
+	cf_secret *json = NULL, *signed_der = NULL;
+	cf_sealer *sealer = NULL;
+	cf_status rc;
+
+	*der = NULL;
+	*der_len = 0;
+	rc = record_name(tok->id, rec.name, sizeof(rec.name), err);
+	if (rc != CF_OK)
+		return rc;
+	snprintf(rec.tenant, sizeof(rec.tenant), "%s", tenant);
+	rec.version = 1;
+	rec.created = (int64_t)time(NULL);
+	rec.type = CF_TYPE_TEXT;
+	/* Borrowed, not owned: rec is never passed to cf_record_free. */
+	rec.value = tok->secret;
+	rc = cf_record_encode(&rec, &json, err);
+	if (rc == CF_OK)
+		rc = cf_envelope_sign(json, cert, key, chain, &signed_der, err);
+	if (rc == CF_OK)
+		rc = cf_sealer_new(signed_der, &sealer, err);
+	if (rc == CF_OK)
+		rc = cf_sealer_seal(sealer, cert, der, der_len, err);
+	cf_sealer_free(sealer);
+	cf_secret_free(signed_der);
+	cf_secret_free(json);
+	return rc;
+}
+
+/* The signed content of a CMS SignedData holds the secret: wipe it. */
+static void cms_free_wiped(CMS_ContentInfo *cms)
+{
+	ASN1_OCTET_STRING **content;
+
+	if (cms == NULL)
+		return;
+	content = CMS_get0_content(cms);
+	if (content != NULL && *content != NULL && (*content)->data != NULL)
+		OPENSSL_cleanse((*content)->data, (size_t)(*content)->length);
+	CMS_ContentInfo_free(cms);
+}
+
+cf_status cf_token_open(const unsigned char *der, size_t der_len, X509 *cert,
+			EVP_PKEY *key, const cf_trust *trust, const char *id,
+			cf_secret **secret, cf_error *err)
+{
+	char name[CF_NAME_MAX_BYTES + 1];
+	cf_secret *signed_der = NULL, *json = NULL;
+	CMS_ContentInfo *cms = NULL;
+	STACK_OF(X509) *signers = NULL;
+	BIO *content = NULL;
+	cf_record *rec = NULL;
+	const unsigned char *p;
+	cf_status rc;
+
+	*secret = NULL;
+	rc = record_name(id, name, sizeof(name), err);
+	if (rc == CF_OK)
+		rc = cf_trust_verify(trust, cert, NULL, "your certificate", err);
+	if (rc == CF_OK)
+		rc = cf_envelope_decrypt(der, der_len, cert, key, &signed_der, err);
+	if (rc != CF_OK)
+		goto out;
+	p = cf_secret_cdata(signed_der);
+	cms = d2i_CMS_ContentInfo(NULL, &p, (long)cf_secret_len(signed_der));
+	if (cms == NULL ||
+	    p != cf_secret_cdata(signed_der) + cf_secret_len(signed_der) ||
+	    OBJ_obj2nid(CMS_get0_type(cms)) != NID_pkcs7_signed ||
+	    OBJ_obj2nid(CMS_get0_eContentType(cms)) != cf_nid_record() ||
+	    sk_CMS_SignerInfo_num(CMS_get0_SignerInfos(cms)) != 1) {
+		rc = cf_error_set_ssl(err, CF_ERR_MALFORMED,
+			"the envelope of token %s does not hold a coffer record "
+			"with one signer", id);
+		goto out;
+	}
+	content = BIO_new(BIO_s_secmem());
+	if (content == NULL) {
+		rc = cf_error_set_ssl(err, CF_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	/* The signer is pinned below, so no chain building here. */
+	if (!CMS_verify(cms, NULL, NULL, NULL, content,
+			CMS_BINARY | CMS_NO_SIGNER_CERT_VERIFY)) {
+		rc = cf_error_set_ssl(err, CF_ERR_SIGNATURE,
+			"the envelope of token %s has a bad signature", id);
+		goto out;
+	}
+	signers = CMS_get0_signers(cms);
+	if (sk_X509_num(signers) != 1 || X509_cmp(sk_X509_value(signers, 0), cert) != 0) {
+		rc = cf_error_set(err, CF_ERR_SIGNATURE,
+			"the envelope of token %s was not signed by you: only "
+			"the enroller who created a token can check its agents "
+			"(someone else may have replaced the envelope)", id);
+		goto out;
+	}
+	rc = cf_secret_from_bio(content, &json, err);
+	if (rc == CF_OK)
+		rc = cf_record_parse(cf_secret_cdata(json), cf_secret_len(json),
+				     &rec, err);
+	if (rc != CF_OK)
+		goto out;
+	if (strcmp(rec->tenant, cf_trust_tenant(trust)) != 0 ||
+	    strcmp(rec->name, name) != 0 || rec->type != CF_TYPE_TEXT) {
+		rc = cf_error_set(err, CF_ERR_NAME,
+			"the envelope of token %s holds another record (\"%s\" of "
+			"another tenant or type): it was swapped", id, rec->name);
+		goto out;
+	}
+	*secret = rec->value;
+	rec->value = NULL;
+out:
+	cf_record_free(rec);
+	cf_secret_free(json);
+	BIO_free(content);
+	sk_X509_free(signers);
+	cms_free_wiped(cms);
+	cf_secret_free(signed_der);
+	return rc;
+}
