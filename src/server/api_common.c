@@ -5,7 +5,7 @@
  * Invariants: a getter that fails has answered the request with a JSON
  * error that names the field and what to send instead, and the handler
  * has changed nothing yet; every value a getter yields is bounded (length,
- * range, alphabet).  Database failures are logged here, on stderr, and
+ * range, alphabet).  Database failures are logged here (srv_log), and
  * answered without detail: the client learns that the server failed and
  * that nothing changed, never how.
  */
@@ -103,8 +103,8 @@ void api_fail(srv_req *r, const cf_error *err, const char *doing)
 		srv_reply_error(r, 429, "rate_limited", "%s", err->msg);
 		break;
 	default:
-		fprintf(stderr, "coffer server: %s failed (%s, from %s): %s\n",
-			doing, cf_status_name(err->code), srv_req_source(r),
+		srv_log(SRV_LOG_ERROR, "%s: %s failed (%s): %s",
+			srv_req_source(r), doing, cf_status_name(err->code),
 			err->msg);
 		srv_reply_error(r, 500, "internal",
 			"the server failed while %s; nothing was changed; "
@@ -213,7 +213,9 @@ json_t *api_b64_json(const unsigned char *data, size_t len)
 	if (buf == NULL)
 		return NULL;
 	n = EVP_EncodeBlock(buf, data, (int)len);
-	s = n < 0 ? NULL : json_stringn((const char *)buf, (size_t)n);
+	/* Base64 is ASCII: no UTF-8 check needed (a measurable cost on the
+	 * feed's 2 KB+ envelopes). */
+	s = n < 0 ? NULL : json_stringn_nocheck((const char *)buf, (size_t)n);
 	free(buf);
 	return s;
 }
@@ -500,8 +502,8 @@ out:
 void api_reply(srv_req *r, int status, json_t *body)
 {
 	if (body == NULL) {
-		fprintf(stderr, "coffer server: out of memory building an "
-			"answer for %s\n", srv_req_source(r));
+		srv_log(SRV_LOG_ERROR, "%s: out of memory building an "
+			"answer", srv_req_source(r));
 		srv_reply_error(r, 500, "internal",
 			"the server ran out of memory building the answer; "
 			"try again later");

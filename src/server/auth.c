@@ -31,6 +31,9 @@
 #include "api.h"
 #include "runtime.h"
 
+/* Certificates a client may send besides its own (enroller, root). */
+#define SRV_CHAIN_MAX 2
+
 struct srv_tenant {
 	atomic_int refs;
 	char id[65];
@@ -301,6 +304,30 @@ static cf_status fill_identity(srv_conn *conn, srv_tenant *t, X509 *cert,
  * A failure is logged and does not refuse the request: the certificate is
  * proved, and the directory is a convenience for writers.
  */
+/*
+ * Is (tenant, fp) in the directory already?  A read (no write lock): a
+ * known certificate, the common case of every new connection, then costs
+ * no write transaction.  On a read error, 0: the put decides.
+ */
+static int known_cert(cf_store *st, const char *tenant, const char *fp)
+{
+	cf_cert_row row;
+	int known;
+
+	memset(&row, 0, sizeof(row));
+	known = cf_store_cert_get(st, tenant, fp, &row, NULL) == CF_OK;
+	cf_cert_row_clear(&row);
+	return known;
+}
+
+/* cf_store_cert_put, skipped when the certificate is known (a no-op then). */
+static cf_status put_cert(cf_store *st, const cf_cert_row *row, cf_error *err)
+{
+	if (known_cert(st, row->tenant, row->fp))
+		return CF_OK;
+	return cf_store_cert_put(st, row, NULL, err);
+}
+
 static void register_caller(srv_req *r, srv_conn *conn)
 {
 	srv_identity *id = &conn->id;
@@ -311,17 +338,35 @@ static void register_caller(srv_req *r, srv_conn *conn)
 	cf_error err = { 0 };
 
 	conn->registered = 1;
+	if (sk_X509_num(id->chain) <= 0 && known_cert(st, id->tenant, id->fp))
+		return;
 	snprintf(issuer_fp, sizeof(issuer_fp), "%s", id->tenant);
 	for (int i = 0; i < sk_X509_num(id->chain); i++) {
 		X509 *c = sk_X509_value(id->chain, i);
 
+		/*
+		 * X509_check_issued compares names and key ids only: a client
+		 * could append a forged "enroller" with its issuer's name and
+		 * key but made-up rights.  Only one that signed the caller's
+		 * certificate and is itself trusted by the tenant goes in.
+		 */
 		if (X509_NAME_cmp(X509_get_subject_name(c), issuer) != 0 ||
 		    cf_cert_kind(c) != CF_KIND_ENROLLER ||
 		    X509_check_issued(c, id->cert) != X509_V_OK)
 			continue;
+		if (X509_verify(id->cert, X509_get0_pubkey(c)) != 1 ||
+		    cf_trust_verify(id->trust, c, NULL, "the enroller "
+				    "certificate sent along", &err) != CF_OK) {
+			ERR_clear_error();
+			srv_log(SRV_LOG_INFO, "%s: an enroller certificate sent "
+				"along with \"%s\" is not trusted; not put in "
+				"the directory", srv_req_source(r), id->name);
+			memset(&err, 0, sizeof(err));
+			continue;
+		}
 		if (api_cert_row(c, id->tenant, id->tenant, srv_now(), &row,
 				 &err) == CF_OK) {
-			if (cf_store_cert_put(st, &row, NULL, &err) == CF_OK)
+			if (put_cert(st, &row, &err) == CF_OK)
 				snprintf(issuer_fp, sizeof(issuer_fp), "%s", row.fp);
 			cf_cert_row_clear(&row);
 		}
@@ -330,7 +375,7 @@ static void register_caller(srv_req *r, srv_conn *conn)
 	if (err.code == CF_OK &&
 	    api_cert_row(id->cert, id->tenant, issuer_fp, srv_now(), &row,
 			 &err) == CF_OK) {
-		(void)cf_store_cert_put(st, &row, NULL, &err);
+		(void)put_cert(st, &row, &err);
 		cf_cert_row_clear(&row);
 	}
 	if (err.code != CF_OK)
@@ -374,6 +419,12 @@ int srv_auth_request(srv_req *r)
 		return -1;
 	}
 	chain = SSL_get_peer_cert_chain(ssl);
+	/* The deepest legitimate chain is agent, enroller (and the root). */
+	if (sk_X509_num(chain) > SRV_CHAIN_MAX) {
+		refuse(r, "the client sent more than 3 certificates; send "
+		       "your certificate and, for an agent, its enroller's");
+		return -1;
+	}
 	top = sk_X509_num(chain) > 0 ? sk_X509_value(chain, sk_X509_num(chain) - 1)
 				     : cert;
 	for (int attempt = 0; attempt < 2 && !ok; attempt++) {

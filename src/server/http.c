@@ -17,6 +17,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/util.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,7 @@ cf_status srv_http_init(cf_error *err)
 	const srv_route *tables[] = {
 		runtime_routes, srv_routes_certs, srv_routes_tokens,
 		srv_routes_enroll, srv_routes_secrets, srv_routes_audit,
+		srv_routes_uploads,
 	};
 	size_t n = 0, k = 0;
 
@@ -198,6 +200,10 @@ void srv_reply_json(srv_req *r, int status, json_t *body)
 	free(text);
 }
 
+static void reply_error_v(srv_req *r, int status, const char *code,
+			  const char *extra_header, const char *extra_value,
+			  const char *fmt, va_list ap)
+	__attribute__((format(printf, 6, 0)));
 static void reply_error_v(srv_req *r, int status, const char *code,
 			  const char *extra_header, const char *extra_value,
 			  const char *fmt, va_list ap)
@@ -389,6 +395,53 @@ static int route_find(const char *method, const char *path, const char **rest)
 	return wrong_method ? -2 : -1;
 }
 
+/* Longest query parameter key or value (names are at most 255 bytes). */
+#define SRV_PARAM_MAX 1024
+
+/* An escaped NUL ("%00") anywhere in text: it would cut a C string short. */
+static int has_escaped_nul(const char *text)
+{
+	for (const char *p = strchr(text, '%'); p != NULL; p = strchr(p + 1, '%'))
+		if (p[1] == '0' && p[2] == '0')
+			return 1;
+	return 0;
+}
+
+/*
+ * Every parameter bounded and given once: a duplicate would be read as
+ * its first occurrence by one check and could be read otherwise by a
+ * proxy or a later change, so it is refused.  Keys compare as evhttp
+ * finds them (case-insensitively).  0, or -1 with the 400 sent.
+ */
+static int check_params(srv_req *r, const char *query)
+{
+	const struct evkeyval *kv, *other;
+
+	if (has_escaped_nul(query)) {
+		srv_reply_error(r, 400, "bad_request", "the query string "
+			"contains an encoded NUL (%%00); remove it");
+		return -1;
+	}
+	TAILQ_FOREACH(kv, r->params, next) {
+		if (strlen(kv->key) > SRV_PARAM_MAX ||
+		    strlen(kv->value) > SRV_PARAM_MAX) {
+			srv_reply_error(r, 400, "bad_request", "query parameter "
+				"%.32s is longer than %d bytes", kv->key,
+				SRV_PARAM_MAX);
+			return -1;
+		}
+		for (other = TAILQ_NEXT(kv, next); other != NULL;
+		     other = TAILQ_NEXT(other, next))
+			if (evutil_ascii_strcasecmp(kv->key, other->key) == 0) {
+				srv_reply_error(r, 400, "bad_request", "query "
+					"parameter %.32s is given more than "
+					"once; give it once", kv->key);
+				return -1;
+			}
+	}
+	return 0;
+}
+
 static void conn_closed_cb(struct evhttp_connection *evcon, void *arg)
 {
 	srv_park_conn_closed(arg);
@@ -403,7 +456,7 @@ void srv_http_gencb(struct evhttp_request *ev, void *arg)
 	const char *raw_path = uri ? evhttp_uri_get_path(uri) : NULL;
 	const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
 	srv_req *r = calloc(1, sizeof(*r));
-	int idx;
+	int idx, bad_path;
 
 	if (r == NULL) {
 		evhttp_send_error(ev, 503, NULL);
@@ -426,6 +479,7 @@ void srv_http_gencb(struct evhttp_request *ev, void *arg)
 		}
 	}
 	r->path = evhttp_uridecode(raw_path && raw_path[0] ? raw_path : "/", 0, NULL);
+	bad_path = raw_path != NULL && has_escaped_nul(raw_path);
 	r->params = calloc(1, sizeof(*r->params));
 	if (r->path == NULL || r->params == NULL) {
 		srv_reply_error(r, 503, "unavailable", "the server is out of memory");
@@ -433,10 +487,8 @@ void srv_http_gencb(struct evhttp_request *ev, void *arg)
 	}
 	TAILQ_INIT(r->params);
 	if (conn == NULL || conn->over_limit) {
-		srv_reply_error(r, 503, "unavailable",
-			"too many connections from your address or in all "
-			"(limit %u per address); close some and retry",
-			srv_cfg->max_conns_per_ip);
+		srv_reply_error(r, 503, "unavailable", "%s", conn != NULL ?
+			conn->refusal : "the server is out of memory; retry later");
 		return;
 	}
 	if (th->draining) {
@@ -444,11 +496,18 @@ void srv_http_gencb(struct evhttp_request *ev, void *arg)
 			"the server is shutting down; retry in a moment");
 		return;
 	}
+	if (bad_path) {
+		srv_reply_error(r, 400, "bad_request", "the path contains an "
+				"encoded NUL (%%00); remove it");
+		return;
+	}
 	if (query != NULL && evhttp_parse_query_str(query, r->params) != 0) {
 		srv_reply_error(r, 400, "bad_request",
 			"the query string is malformed");
 		return;
 	}
+	if (query != NULL && check_params(r, query) != 0)
+		return;
 	idx = route_find(r->method, r->path, &r->rest);
 	if (idx == -1) {
 		srv_reply_error(r, 404, "not_found", "no such endpoint: %s %s",

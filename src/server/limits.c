@@ -102,21 +102,21 @@ void srv_limits_shutdown(void)
 	pthread_mutex_unlock(&ip_mu);
 }
 
-int srv_limits_conn_add(const char *ip)
+unsigned long srv_limits_conn_add(const char *ip)
 {
 	ip_entry **slot = NULL;
 	ip_entry *e;
-	int over = 0;
+	unsigned long n = 0;
 
 	pthread_mutex_lock(&ip_mu);
 	e = ip_find(ip, 1, &slot);
 	/* No memory for the entry: count nothing, refuse nothing. */
 	if (e != NULL) {
 		e->conns++;
-		over = e->conns > srv_cfg->max_conns_per_ip;
+		n = e->conns;
 	}
 	pthread_mutex_unlock(&ip_mu);
-	return over;
+	return n;
 }
 
 void srv_limits_conn_remove(const char *ip)

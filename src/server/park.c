@@ -59,12 +59,25 @@ void srv_unpark(srv_req *r)
 	atomic_fetch_sub(&srv_m_parked, 1);
 }
 
+/*
+ * Retries a request that was parked.  Up to a minute may have passed: the
+ * caller's certificate may have expired or its tenant's CRL changed
+ * meanwhile, so it is authenticated again first (cheap when nothing
+ * changed), and a 401 is the answer if it no longer passes.
+ */
+static void retry_checked(srv_req *r)
+{
+	if (r->route != NULL && !r->route->public && srv_auth_request(r) != 0)
+		return;
+	r->retry(r);
+}
+
 static void park_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
 	srv_req *r = arg;
 
 	srv_unpark(r);
-	r->retry(r);
+	retry_checked(r);
 }
 
 /* The client hung up while its request was parked: drop the connection. */
@@ -137,6 +150,7 @@ void srv_park_conn_closed(srv_conn *conn)
 {
 	srv_req *r = conn->parked;
 
+	srv_batch_conn_closed(conn);
 	srv_conn_clear_read_deadline(conn);
 	conn->evcon = NULL;
 	if (r == NULL)
@@ -181,7 +195,7 @@ static void retry_matching(srv_thread *th, char (*keys)[SRV_KEY_MAX], size_t n)
 			srv_unpark(hits[i]);
 	}
 	for (size_t i = 0; i < n_hits; i++)
-		hits[i]->retry(hits[i]);
+		retry_checked(hits[i]);
 	free(hits);
 }
 
@@ -241,11 +255,12 @@ cf_status srv_park_thread_init(srv_thread *th, cf_error *err)
 	th->wake_ev = event_new(th->base, -1, 0, wake_cb, th);
 	if (th->wake_ev == NULL)
 		return cf_error_set(err, CF_ERR_NOMEM, "out of memory");
-	return CF_OK;
+	return srv_batch_thread_init(th, err);
 }
 
 void srv_park_thread_clear(srv_thread *th)
 {
+	srv_batch_thread_clear(th);
 	if (th->wake_ev != NULL)
 		event_free(th->wake_ev);
 	th->wake_ev = NULL;

@@ -51,6 +51,14 @@ struct srv_thread {
 	size_t n_wake, cap_wake;
 	srv_req *parked[SRV_PARK_BUCKETS]; /* heads of doubly linked lists */
 	atomic_long busy;           /* requests being handled or written */
+	struct event *accept_resume_ev; /* re-enables paused listeners */
+	int accept_paused;
+	/* Answers waiting for their audit entries' group commit (batch.c). */
+	struct event *batch_ev;
+	struct srv_batch_item *batch;
+	cf_audit_entry *batch_entries;
+	size_t n_batch, cap_batch;
+	int batch_flushing;
 };
 
 /* Per connection, hung on its SSL (ex_data); freed when the SSL is. */
@@ -62,12 +70,17 @@ struct srv_conn {
 	char ip[48];                /* "127.0.0.1" */
 	int ip_counted;             /* counted in the per-address table */
 	int over_limit;             /* 503 then close: too many connections */
+	int far_over_total;         /* over twice --max-conns: close at accept */
+	char refusal[192];          /* the 503's message when over_limit */
 	int phase;                  /* CONN_READING, CONN_HANDLER, CONN_IDLE */
 	struct event *read_timer;   /* handshake / request read deadline */
 	srv_req *parked;            /* its one parked request, if any */
 	int replying;               /* our reply is being queued (not evhttp's) */
 	size_t request_bytes;       /* bytes received of the current request */
 	struct event *fix_ev;       /* rewrites evhttp's own error pages */
+	size_t fix_at;              /* output length when evhttp began writing */
+	int fix_armed;
+	struct event *accept_ev;    /* counts the address right after accept */
 	/* Identity, verified once per connection (auth.c). */
 	int auth_done;              /* 1 verified, -1 refused */
 	srv_tenant *tenant;         /* reference held; replaced => re-verify */
@@ -104,8 +117,6 @@ struct srv_req {
 extern const srv_config *srv_cfg;
 extern int64_t srv_start_ms;
 extern _Thread_local srv_thread *srv_cur_thread;
-void srv_log(int level, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
 int srv_log_enabled(int level);
 int64_t srv_now_ms(void);
 int64_t srv_now_us(void);
@@ -139,8 +150,9 @@ size_t srv_auth_tenant_count(void);
 /* ---- limits.c ---- */
 void srv_limits_init(void);
 void srv_limits_shutdown(void);
-/* Counts a connection from ip; 1 if it is above the per-address limit. */
-int srv_limits_conn_add(const char *ip);
+/* Counts a connection from ip; its open connections now, this one
+ * included (0 when out of memory: nothing counted, nothing refused). */
+unsigned long srv_limits_conn_add(const char *ip);
 void srv_limits_conn_remove(const char *ip);
 /* Takes one token of ip's bucket: 0, or the seconds to wait. */
 int srv_limits_rate_take(const char *ip);
@@ -154,6 +166,11 @@ void srv_park_thread_clear(srv_thread *th);
 void srv_park_conn_closed(srv_conn *conn);
 void srv_park_drain(srv_thread *th);
 void srv_unpark(srv_req *r);
+
+/* ---- batch.c ---- */
+cf_status srv_batch_thread_init(srv_thread *th, cf_error *err);
+void srv_batch_thread_clear(srv_thread *th);
+void srv_batch_conn_closed(srv_conn *conn);
 
 /* ---- metrics.c ---- */
 enum srv_limit_kind {

@@ -19,12 +19,14 @@
  */
 #include <errno.h>
 #include <event2/http.h>
+#include <event2/listener.h>
 #include <event2/thread.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -41,6 +43,7 @@
 
 #define SHUTDOWN_GRACE_MS 3000
 #define REFRESH_S 5
+#define ACCEPT_PAUSE_MS 250         /* after accept() runs out of descriptors */
 #define CONFIG_MAX_BYTES (64 * 1024)
 
 const srv_config *srv_cfg;
@@ -73,6 +76,10 @@ void srv_log(int level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
 	va_end(ap);
+	/* Messages quote clients (paths, names): no newline of theirs gets in. */
+	for (char *p = line + n; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
 	n = (int)strlen(line);
 	line[n++] = '\n';
 	/* One write per line, so lines of several threads never interleave. */
@@ -364,6 +371,13 @@ static cf_status bind_one(const struct addrinfo *ai, unsigned short port,
 	if (fd < 0)
 		return cf_error_set(err, CF_ERR_IO, "socket: %s", strerror(errno));
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+	/*
+	 * evhttp writes a reply's headers and body as separate TLS records;
+	 * with Nagle on, the second waits for the client's delayed ACK
+	 * (~40 ms per reply on a keep-alive connection).  Accepted sockets
+	 * inherit the option from the listener on Linux.
+	 */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 	if (ss.ss_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 ||
@@ -380,6 +394,47 @@ static cf_status bind_one(const struct addrinfo *ai, unsigned short port,
 			: ((struct sockaddr_in6 *)&ss)->sin6_port);
 	*fd_out = fd;
 	return CF_OK;
+}
+
+/* After a pause: listen again on what this thread still has bound. */
+static void accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	srv_thread *th = arg;
+
+	th->accept_paused = 0;
+	if (th->draining)
+		return;
+	for (size_t l = 0; l < srv_cfg->n_listen; l++)
+		if (bound[th->index][l] != NULL)
+			evconnlistener_enable(evhttp_bound_socket_get_listener(
+				bound[th->index][l]));
+}
+
+/*
+ * accept() failed for another reason than "try again": out of descriptors
+ * (EMFILE, ENFILE) or kernel memory.  The listening socket stays readable,
+ * so without this the loop would spin at full CPU; instead this thread
+ * stops accepting for ACCEPT_PAUSE_MS while its connections time out.
+ */
+static void accept_error_cb(struct evconnlistener *lev, void *arg)
+{
+	srv_thread *th = srv_cur_thread;
+	int e = EVUTIL_SOCKET_ERROR();
+	struct timeval tv = { 0, ACCEPT_PAUSE_MS * 1000 };
+
+	evconnlistener_disable(lev);
+	if (th == NULL || th->accept_resume_ev == NULL)
+		return;
+	if (!th->accept_paused)
+		srv_log(SRV_LOG_WARN, "cannot accept connections: %s; pausing "
+			"for %d ms (raise the descriptor limit or lower "
+			"--max-conns)", strerror(e), ACCEPT_PAUSE_MS);
+	th->accept_paused = 1;
+	for (size_t l = 0; l < srv_cfg->n_listen; l++)
+		if (bound[th->index][l] != NULL)
+			evconnlistener_disable(evhttp_bound_socket_get_listener(
+				bound[th->index][l]));
+	evtimer_add(th->accept_resume_ev, &tv);
 }
 
 static cf_status listen_all(const srv_config *c, unsigned short *first_port,
@@ -415,6 +470,10 @@ static cf_status listen_all(const srv_config *c, unsigned short *first_port,
 				break;
 			bound[t][l] = evhttp_accept_socket_with_handle(
 				srv_threads[t].http, fd);
+			if (bound[t][l] != NULL)
+				evconnlistener_set_error_cb(
+					evhttp_bound_socket_get_listener(bound[t][l]),
+					accept_error_cb);
 			if (bound[t][l] == NULL) {
 				close(fd);
 				rc = cf_error_set(err, CF_ERR_IO,
@@ -524,7 +583,8 @@ static cf_status thread_setup(srv_thread *th, const srv_config *c, SSL_CTX *ctx,
 		EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD |
 		EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
 	th->stop_ev = event_new(th->base, -1, 0, stop_cb, th);
-	if (th->stop_ev == NULL)
+	th->accept_resume_ev = evtimer_new(th->base, accept_resume_cb, th);
+	if (th->stop_ev == NULL || th->accept_resume_ev == NULL)
 		return cf_error_set(err, CF_ERR_NOMEM, "out of memory");
 	rc = srv_park_thread_init(th, err);
 	if (rc == CF_OK)
@@ -539,6 +599,8 @@ static void thread_clear(srv_thread *th)
 		evhttp_free(th->http);
 	if (th->stop_ev != NULL)
 		event_free(th->stop_ev);
+	if (th->accept_resume_ev != NULL)
+		event_free(th->accept_resume_ev);
 	if (th->drain_timer != NULL)
 		event_free(th->drain_timer);
 	srv_park_thread_clear(th);

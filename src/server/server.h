@@ -26,6 +26,7 @@
 #include "policy.h"
 #include "store.h"
 #include "trust.h"
+#include "srv.h"
 
 typedef struct srv_req srv_req;
 
@@ -71,6 +72,17 @@ json_t *srv_req_json(srv_req *r);
 void srv_reply_json(srv_req *r, int status, json_t *body);
 
 /*
+ * Like srv_reply_json, but the answer leaves only after entry (an
+ * envelope read, filled by srv_audit_init) is committed to the audit log,
+ * together with the other such entries of this event-loop iteration (one
+ * transaction: group commit, batch.c).  If the commit fails the request
+ * is answered 500 instead, and nothing of body is sent.  body NULL
+ * answers 500 (out of memory).  The handler returns right after.
+ */
+void srv_reply_json_audited(srv_req *r, int status, json_t *body,
+			    const cf_audit_entry *entry);
+
+/*
  * Replies {"error":{"code":CODE,"message":MESSAGE}} with an HTTP status:
  * 400 bad_request, 401 unauthenticated, 403 forbidden, 404 not_found,
  * 409 conflict, 410 gone, 413 too_large, 429 rate_limited,
@@ -89,6 +101,16 @@ void srv_reply_status(srv_req *r, const cf_error *err);
  */
 void srv_audit_init(const srv_req *r, cf_audit_entry *e, const char *action,
 		    const char *object, int64_t bytes);
+
+/*
+ * Logs one line on stderr, "coffer-server: LEVEL: message", level one of
+ * SRV_LOG_DEBUG..SRV_LOG_ERROR (srv.h); below the configured level it is
+ * dropped.  Control characters of the message (a client's path, a name)
+ * are written as '?', so no client can forge or split a log line.  Never
+ * pass secret material or a request body.
+ */
+void srv_log(int level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
 /* Unix seconds now. */
 int64_t srv_now(void);
@@ -133,6 +155,7 @@ extern const srv_route srv_routes_tokens[];   /* api_tokens.c */
 extern const srv_route srv_routes_enroll[];   /* api_enroll.c: /v1/enroll, /v1/enrollments */
 extern const srv_route srv_routes_secrets[];  /* api_secrets.c: /v1/secrets, /v1/agent/secrets */
 extern const srv_route srv_routes_audit[];    /* api_audit.c */
+extern const srv_route srv_routes_uploads[];  /* api_uploads.c: /v1/secrets/uploads */
 
 /* Permission helpers shared by the handlers (api_common.c). */
 int srv_allows(const srv_identity *id, const char *verb, const char *name);

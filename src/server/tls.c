@@ -11,6 +11,19 @@
  * the SSL is (the bufferevent frees it), so it can never outlive its
  * connection nor be freed before it.  Memory per idle connection is kept
  * small: SSL_MODE_RELEASE_BUFFERS, no session cache, no tickets.
+ *
+ * Between evhttp freeing a connection's bufferevent and libevent
+ * finalizing it (later in the same loop iteration; that frees the SSL,
+ * so the srv_conn and its events) an event of ours may still fire.  It
+ * must not touch the bufferevent then: bufferevent_trigger_event takes
+ * and drops a reference, and dropping it to zero a second time finalizes
+ * the bufferevent again, a double SSL_free.  bev_released() tells.
+ *
+ * Connections over a limit (per address, or in all): up to twice the
+ * limit they get their handshake and a 503 JSON answer to their first
+ * request, under a short deadline (REFUSE_DEADLINE_S); beyond twice the
+ * limit they are closed right after accept, before the handshake, so
+ * bare TCP connections cannot hold more descriptors than that.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -28,7 +41,24 @@
 
 #include "runtime.h"
 
+#define REFUSE_DEADLINE_S 2
+
 static int conn_index = -1;
+
+/* 1 once evhttp has let go of the bufferevent (bufferevent_free clears
+ * its callbacks; evhttp always keeps its event callback set). */
+static int bev_released(const srv_conn *conn)
+{
+	bufferevent_event_cb eventcb = NULL;
+
+	bufferevent_getcb(conn->bev, NULL, NULL, &eventcb, NULL);
+	return eventcb == NULL;
+}
+
+static int far_over(unsigned long n, unsigned limit)
+{
+	return n > 2ul * limit;
+}
 
 static void conn_free_cb(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
 			 long argl, void *argp)
@@ -41,6 +71,8 @@ static void conn_free_cb(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
 		event_free(conn->read_timer);
 	if (conn->fix_ev != NULL)
 		event_free(conn->fix_ev);
+	if (conn->accept_ev != NULL)
+		event_free(conn->accept_ev);
 	srv_auth_conn_clear(conn);
 	if (conn->ip_counted)
 		srv_limits_conn_remove(conn->ip);
@@ -79,32 +111,72 @@ static void addr_text(const struct sockaddr_storage *ss, char *ip, size_t ip_siz
 }
 
 /*
- * The first moment the socket is known: the ClientHello.  The connection
- * is counted against its address here; above the limit it is marked and
- * its first request gets a 503 (a TLS alert would tell the client
- * nothing it can show).
+ * Counts the connection against its address: 0 within the limit, 1 over
+ * it (answered 503), 2 over twice the limit (to be closed at once).
+ * Called right after accept (accepted_cb), or at the ClientHello if that
+ * could not run (no memory for its event).
  */
-static int client_hello_cb(SSL *ssl, int *alert, void *arg)
+static int count_address(srv_conn *conn, int fd)
 {
-	srv_conn *conn = SSL_get_ex_data(ssl, conn_index);
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
-	int fd;
+	unsigned limit = srv_cfg->max_conns_per_ip;
+	unsigned long n;
+	int far;
 
-	if (conn == NULL || conn->ip_counted)
-		return SSL_CLIENT_HELLO_SUCCESS;
-	fd = SSL_get_fd(ssl);
+	if (conn->ip_counted)
+		return 0;
 	memset(&ss, 0, sizeof(ss));
 	if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &len) != 0)
-		return SSL_CLIENT_HELLO_SUCCESS;
+		return 0;
 	addr_text(&ss, conn->ip, sizeof(conn->ip), conn->source,
 		  sizeof(conn->source));
 	conn->ip_counted = 1;
-	if (srv_limits_conn_add(conn->ip)) {
-		conn->over_limit = 1;
-		atomic_fetch_add(&srv_m_limit[SRV_LIMIT_CONNS_IP], 1);
-		srv_log(SRV_LOG_INFO, "too many connections from %s (limit %u)",
-			conn->ip, srv_cfg->max_conns_per_ip);
+	n = srv_limits_conn_add(conn->ip);
+	if (n <= limit)
+		return 0;
+	far = far_over(n, limit);
+	atomic_fetch_add(&srv_m_limit[SRV_LIMIT_CONNS_IP], 1);
+	srv_log(SRV_LOG_INFO, "too many connections from %s: %lu open, limit "
+		"%u; %s", conn->ip, n, limit, far ? "closing the new one at "
+		"accept (over twice the limit)" : "answering 503");
+	snprintf(conn->refusal, sizeof(conn->refusal), "too many connections "
+		 "from %s: %lu open, limit %u; close some or raise "
+		 "--max-conns-per-ip", conn->ip, n, limit);
+	conn->over_limit = 1;
+	srv_conn_set_read_deadline(conn);
+	return far ? 2 : 1;
+}
+
+/*
+ * Runs in the same loop iteration as the accept, once evhttp has given
+ * the bufferevent its socket and before any byte is read: a connection
+ * over twice its address's limit, or twice the total cap, is closed here
+ * before the handshake costs anything, so a client opening TCP
+ * connections and sending nothing cannot hold more than that.
+ */
+static void accepted_cb(evutil_socket_t unused, short what, void *arg)
+{
+	srv_conn *conn = arg;
+
+	if (bev_released(conn))
+		return;
+	if (count_address(conn, bufferevent_getfd(conn->bev)) == 2 ||
+	    conn->far_over_total)
+		/* evhttp takes it as a read error and frees the connection. */
+		bufferevent_trigger_event(conn->bev, BEV_EVENT_ERROR |
+					  BEV_EVENT_READING, 0);
+}
+
+/* The fallback moment the socket is known: the ClientHello. */
+static int client_hello_cb(SSL *ssl, int *alert, void *arg)
+{
+	srv_conn *conn = SSL_get_ex_data(ssl, conn_index);
+
+	if (conn != NULL && !conn->ip_counted &&
+	    count_address(conn, SSL_get_fd(ssl)) == 2) {
+		*alert = SSL_AD_INTERNAL_ERROR;
+		return SSL_CLIENT_HELLO_ERROR;
 	}
 	return SSL_CLIENT_HELLO_SUCCESS;
 }
@@ -163,21 +235,30 @@ out:
 	return rc;
 }
 
+/* A refused connection gets a short while to read its 503. */
+static unsigned deadline_s(const srv_conn *conn)
+{
+	unsigned t = srv_cfg->request_timeout_s;
+
+	return conn->over_limit && t > REFUSE_DEADLINE_S ? REFUSE_DEADLINE_S : t;
+}
+
 static void read_deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
 	srv_conn *conn = arg;
 
+	if (bev_released(conn))
+		return;
 	atomic_fetch_add(&srv_m_limit[SRV_LIMIT_TIMEOUT], 1);
 	srv_log(SRV_LOG_INFO, "%s: no complete request within %u s; closing",
-		conn->source[0] ? conn->source : "a client",
-		srv_cfg->request_timeout_s);
+		conn->source[0] ? conn->source : "a client", deadline_s(conn));
 	/* evhttp treats it as its own read timeout and frees the connection. */
 	bufferevent_trigger_event(conn->bev, BEV_EVENT_TIMEOUT | BEV_EVENT_READING, 0);
 }
 
 void srv_conn_set_read_deadline(srv_conn *conn)
 {
-	struct timeval tv = { (time_t)srv_cfg->request_timeout_s, 0 };
+	struct timeval tv = { (time_t)deadline_s(conn), 0 };
 
 	conn->phase = CONN_READING;
 	if (conn->read_timer != NULL)
@@ -224,8 +305,26 @@ static void fix_cb(evutil_socket_t fd, short what, void *arg)
 	char line[32] = "", msg[160], body[320], head[256];
 	const char *code;
 	int status = 0, n_body, n_head;
+	struct evbuffer_ptr at, html;
 	ev_ssize_t got;
 
+	conn->fix_armed = 0;
+	if (bev_released(conn))
+		return;
+	/*
+	 * Only a page evhttp put into an empty output buffer is replaced: then
+	 * nothing of it can have been sent yet (the write event is only added
+	 * by that first addition and fires in a later loop iteration), and
+	 * nothing of ours is in front of it.  It must also be evhttp's HTML
+	 * page, so an answer of ours is never touched.
+	 */
+	if (conn->fix_at != 0)
+		return;
+	if (evbuffer_ptr_set(out, &at, 0, EVBUFFER_PTR_SET) != 0)
+		return;
+	html = evbuffer_search(out, "<HTML><HEAD>", 12, &at);
+	if (html.pos < 0)
+		return;
 	got = evbuffer_copyout(out, line, sizeof(line) - 1);
 	if (got < 13 || strncmp(line, "HTTP/1.", 7) != 0)
 		return;
@@ -291,8 +390,10 @@ static void output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
 {
 	srv_conn *conn = arg;
 
-	if (info->n_added == 0 || conn->replying)
+	if (info->n_added == 0 || conn->replying || conn->fix_armed)
 		return;
+	conn->fix_armed = 1;
+	conn->fix_at = info->orig_size;
 	if (conn->fix_ev == NULL)
 		conn->fix_ev = event_new(bufferevent_get_base(conn->bev), -1, 0,
 					 fix_cb, conn);
@@ -306,6 +407,8 @@ struct bufferevent *srv_tls_bevcb(struct event_base *base, void *arg)
 	srv_conn *conn = calloc(1, sizeof(*conn));
 	SSL *ssl = SSL_new(ctx);
 	struct bufferevent *bev = NULL;
+	unsigned limit = srv_cfg->max_conns;
+	long total;
 
 	/*
 	 * evhttp cannot be refused a bufferevent here; on failure it gets a
@@ -315,7 +418,7 @@ struct bufferevent *srv_tls_bevcb(struct event_base *base, void *arg)
 		free(conn);
 		return NULL;
 	}
-	atomic_fetch_add(&srv_conns_total, 1);
+	total = atomic_fetch_add(&srv_conns_total, 1) + 1;
 	atomic_fetch_add(&srv_m_conns_accepted, 1);
 	if (conn != NULL) {
 		conn->th = srv_cur_thread;
@@ -337,15 +440,28 @@ struct bufferevent *srv_tls_bevcb(struct event_base *base, void *arg)
 	}
 	if (conn != NULL) {
 		conn->bev = bev;
+		if (total > (long)limit) {
+			int far = far_over((unsigned long)total, limit);
+
+			conn->over_limit = 1;
+			conn->far_over_total = far;
+			atomic_fetch_add(&srv_m_limit[SRV_LIMIT_CONNS_TOTAL], 1);
+			srv_log(SRV_LOG_INFO, "too many connections in all: %ld "
+				"open, limit %u; %s", total, limit, far ?
+				"closing the new one at accept (over twice "
+				"the limit)" : "answering 503");
+			snprintf(conn->refusal, sizeof(conn->refusal), "too many "
+				 "connections to the server: %ld open, limit "
+				 "%u; retry later or raise --max-conns", total,
+				 limit);
+		}
 		conn->read_timer = evtimer_new(base, read_deadline_cb, conn);
 		srv_conn_set_read_deadline(conn);
 		evbuffer_add_cb(bufferevent_get_input(bev), input_cb, conn);
 		evbuffer_add_cb(bufferevent_get_output(bev), output_cb, conn);
-		if ((long)srv_cfg->max_conns <
-		    atomic_load(&srv_conns_total)) {
-			conn->over_limit = 1;
-			atomic_fetch_add(&srv_m_limit[SRV_LIMIT_CONNS_TOTAL], 1);
-		}
+		conn->accept_ev = event_new(base, -1, 0, accepted_cb, conn);
+		if (conn->accept_ev != NULL)
+			event_active(conn->accept_ev, EV_WRITE, 0);
 	}
 	return bev;
 }
