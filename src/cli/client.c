@@ -381,10 +381,11 @@ static cf_status map_status(long http, const char *method, const char *path,
 			    path, msg, hint);
 }
 
-cf_status cli_client_call(cli_client *c, const char *method, const char *path,
-			  json_t *body, json_t **resp, cf_error *err)
+/* One request with an already serialized body (data NULL: none). */
+static cf_status perform(cli_client *c, const char *method, const char *path,
+			 const char *data, size_t data_len, json_t **resp,
+			 cf_error *err)
 {
-	struct { char *p; size_t len, cap; } out = { 0 };
 	char url[4096], msg[SERVER_MESSAGE_MAX + 8];
 	json_t *answer = NULL;
 	json_error_t jerr;
@@ -400,23 +401,17 @@ cf_status cli_client_call(cli_client *c, const char *method, const char *path,
 	n = snprintf(url, sizeof(url), "%s%s", c->base, path);
 	if (n < 0 || (size_t)n >= sizeof(url))
 		return cf_error_set(err, CF_ERR_USAGE, "request URL too long");
-	if (body != NULL &&
-	    json_dump_callback(body, dump_to_buf, &out, JSON_COMPACT) != 0) {
-		rc = cf_error_set(err, CF_ERR_NOMEM,
-				  "cannot serialize the request body");
-		goto out;
-	}
 	curl_easy_setopt(c->curl, CURLOPT_URL, url);
 	if (strcmp(method, "GET") == 0) {
 		curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, NULL);
 		curl_easy_setopt(c->curl, CURLOPT_HTTPGET, 1L);
-	} else if (body == NULL) {
+	} else if (data == NULL) {
 		curl_easy_setopt(c->curl, CURLOPT_HTTPGET, 1L);
 		curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, method);
 	} else {
 		curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE,
-				 (curl_off_t)out.len);
-		curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, out.p);
+				 (curl_off_t)data_len);
+		curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, data);
 		curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, method);
 	}
 	cc = curl_easy_perform(c->curl);
@@ -471,13 +466,40 @@ cf_status cli_client_call(cli_client *c, const char *method, const char *path,
 	*resp = answer;
 	answer = NULL;
 out:
-	/* The body is ciphertext and metadata, but wipe it all the same. */
-	if (out.p != NULL)
-		OPENSSL_clear_free(out.p, out.cap);
-	if (strcmp(method, "GET") != 0 && body != NULL)
+	if (data != NULL)
 		curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, NULL);
 	json_decref(answer);
 	return rc;
+}
+
+cf_status cli_client_call(cli_client *c, const char *method, const char *path,
+			  json_t *body, json_t **resp, cf_error *err)
+{
+	struct { char *p; size_t len, cap; } out = { 0 };
+	cf_status rc;
+
+	*resp = NULL;
+	if (body != NULL &&
+	    json_dump_callback(body, dump_to_buf, &out, JSON_COMPACT) != 0) {
+		rc = cf_error_set(err, CF_ERR_NOMEM,
+				  "cannot serialize the request body");
+		goto out;
+	}
+	/* An empty object still has its "{}". */
+	rc = perform(c, method, path, body != NULL ? (out.p ? out.p : "{}") : NULL,
+		     body != NULL ? (out.p ? out.len : 2) : 0, resp, err);
+out:
+	/* The body is ciphertext and metadata, but wipe it all the same. */
+	if (out.p != NULL)
+		OPENSSL_clear_free(out.p, out.cap);
+	return rc;
+}
+
+cf_status cli_client_call_raw(cli_client *c, const char *method,
+			      const char *path, const char *body, size_t len,
+			      json_t **resp, cf_error *err)
+{
+	return perform(c, method, path, body, len, resp, err);
 }
 
 cf_status cli_client_trust(cli_client *c, const cf_trust **out, cf_error *err)

@@ -103,6 +103,16 @@ void cli_client_set_timeout(cli_client *c, long seconds);
 cf_status cli_client_call(cli_client *c, const char *method, const char *path,
 			  json_t *body, json_t **resp, cf_error *err);
 
+/*
+ * As cli_client_call, with a body already serialized by the caller (len
+ * bytes of JSON text, NULL for none): for bodies too large for the
+ * secure heap jansson allocates from (put's envelopes), built in the
+ * ordinary heap.
+ */
+cf_status cli_client_call_raw(cli_client *c, const char *method,
+			      const char *path, const char *body, size_t len,
+			      json_t **resp, cf_error *err);
+
 /* HTTP status of the last answer (0 if none). */
 long cli_client_http_status(const cli_client *c);
 

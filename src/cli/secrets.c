@@ -16,8 +16,10 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -45,8 +47,9 @@ static void put_usage(FILE *out)
 		"never from the command line; fetches the recipients' certificates\n"
 		"from the server and verifies each against your root and the\n"
 		"organisation's CRL; signs one record (version = the latest + 1) and\n"
-		"seals it to every recipient and to you; uploads all envelopes in\n"
-		"one request.  Needs secret.write on NAME.\n"
+		"seals it to every recipient and to you; uploads all envelopes as one\n"
+		"version (one request, or in chunks committed together when they do\n"
+		"not fit in one).  Needs secret.write on NAME.\n"
 		"\n"
 		"  --to agent:NAME   the agent(s) with that name\n"
 		"  --to group:G      every agent in group G (revoked or expired members\n"
@@ -306,17 +309,240 @@ static cf_status latest_version(cli_client *c, const char *qname,
 	return rc;
 }
 
-/* Signs version of the record and seals it to every recipient: the body. */
-static cf_status build_body(cli_client *c, cf_record *rec,
-			    const struct rcpts *r, json_t **body,
-			    size_t *bytes, cf_error *err)
+/*
+ * Uploading one version.  The envelopes' JSON is built as text in the
+ * ordinary heap (it is ciphertext; jansson would put it on the small
+ * secure heap) and never more than about one request body of it at a
+ * time: what fits one PUT goes as one PUT; anything larger goes through
+ * a staged upload (begin, chunks, commit; docs/API.md "Staged uploads"),
+ * sent while sealing goes on.  A server with a smaller body limit answers
+ * the PUT with 413 and says its limit when the upload begins.
+ */
+#define PUT_BODY_MAX (1536u * 1024u)  /* JSON bytes of one PUT or chunk */
+#define BODY_MARGIN 256               /* the wrapper around the entries */
+
+/* Entries "{...},{...}" and where each one ends. */
+struct entries {
+	char *p;
+	size_t len, cap;
+	size_t *end;
+	size_t n, end_cap;
+};
+
+static void entries_free(struct entries *e)
+{
+	free(e->p);
+	free(e->end);
+	memset(e, 0, sizeof(*e));
+}
+
+static cf_status entries_add(struct entries *e, const char *fp,
+			     const unsigned char *der, size_t len, cf_error *err)
+{
+	size_t b64 = (len + 2) / 3 * 4;
+	size_t need = 64 + b64 + 40;
+	int w;
+
+	if (len > CF_ENVELOPE_MAX_BYTES)
+		return cf_error_set(err, CF_ERR_TOO_LARGE, "an envelope of %zu "
+				    "bytes is above the limit", len);
+	if (e->cap - e->len < need + 1) {
+		size_t cap = e->cap ? e->cap : 64 * 1024;
+		char *grown;
+
+		while (cap - e->len < need + 1)
+			cap *= 2;
+		grown = realloc(e->p, cap);
+		if (grown == NULL)
+			return cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+		e->p = grown;
+		e->cap = cap;
+	}
+	if (e->n == e->end_cap) {
+		size_t cap = e->end_cap ? e->end_cap * 2 : 256;
+		size_t *grown = realloc(e->end, cap * sizeof(*grown));
+
+		if (grown == NULL)
+			return cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+		e->end = grown;
+		e->end_cap = cap;
+	}
+	/* fp is hex and base64 needs no escaping: plain text is JSON here. */
+	w = snprintf(e->p + e->len, e->cap - e->len,
+		     "%s{\"recipient\":\"%s\",\"envelope\":\"", e->n ? "," : "",
+		     fp);
+	e->len += (size_t)w;
+	EVP_EncodeBlock((unsigned char *)e->p + e->len, der, (int)len);
+	e->len += b64;
+	w = snprintf(e->p + e->len, e->cap - e->len, "\"}");
+	e->len += (size_t)w;
+	e->end[e->n++] = e->len;
+	return CF_OK;
+}
+
+/* Bytes of entries [from, to), without the comma before from. */
+static size_t entries_span(const struct entries *e, size_t from, size_t to,
+			   size_t *start)
+{
+	*start = from == 0 ? 0 : e->end[from - 1] + 1;
+	return e->end[to - 1] - *start;
+}
+
+/* "uploading 3,500/10,000 envelopes" on a terminal. */
+static void commas(size_t v, char *buf, size_t size)
+{
+	char digits[32];
+	size_t n = (size_t)snprintf(digits, sizeof(digits), "%zu", v), j = 0;
+
+	for (size_t i = 0; i < n && j + 2 < size; i++) {
+		if (i > 0 && (n - i) % 3 == 0)
+			buf[j++] = ',';
+		buf[j++] = digits[i];
+	}
+	buf[j] = '\0';
+}
+
+static void upload_progress(size_t done, size_t total)
+{
+	char a[32], b[32];
+
+	if (!isatty(STDERR_FILENO))
+		return;
+	commas(done, a, sizeof(a));
+	commas(total, b, sizeof(b));
+	fprintf(stderr, "\ruploading %s/%s envelopes", a, b);
+	if (done == total)
+		fputc('\n', stderr);
+}
+
+struct upload {
+	cli_client *c;
+	const char *qname;
+	cf_record *rec;
+	size_t total;          /* recipients */
+	size_t sent;           /* envelopes staged so far */
+	size_t limit;          /* JSON bytes of one request body */
+	char id[33];           /* "" until begun */
+	json_t **resp;         /* the last answer (a 409's "latest") */
+};
+
+static cf_status call_text(struct upload *u, const char *method,
+			   const char *path, const char *text, size_t len,
+			   cf_error *err)
+{
+	json_decref(*u->resp);
+	*u->resp = NULL;
+	return cli_client_call_raw(u->c, method, path, text, len, u->resp, err);
+}
+
+static cf_status upload_begin(struct upload *u, cf_error *err)
+{
+	json_t *body = json_pack("{s:s, s:I}", "name", u->rec->name,
+				 "version", (json_int_t)u->rec->version);
+	const char *id;
+	long long max_body;
+	cf_status rc;
+
+	if (body == NULL)
+		return cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+	json_decref(*u->resp);
+	*u->resp = NULL;
+	rc = cli_client_call(u->c, "POST", "/v1/secrets/uploads", body,
+			     u->resp, err);
+	json_decref(body);
+	if (rc != CF_OK)
+		return rc;
+	id = cli_json_str(*u->resp, "upload");
+	if (strlen(id) != 32 || strspn(id, "0123456789abcdef") != 32)
+		return cf_error_set(err, CF_ERR_SERVER, "POST /v1/secrets/uploads: "
+				    "the server answered without an upload id");
+	snprintf(u->id, sizeof(u->id), "%s", id);
+	max_body = cli_json_int(*u->resp, "max_body");
+	if (max_body > 2 * BODY_MARGIN &&
+	    (unsigned long long)max_body - BODY_MARGIN < u->limit)
+		u->limit = (size_t)max_body - BODY_MARGIN;
+	return CF_OK;
+}
+
+/* Sends every entry as chunks of at most u->limit bytes, then empties e. */
+static cf_status upload_chunks(struct upload *u, struct entries *e,
+			       cf_error *err)
+{
+	static const char head[] = "{\"envelopes\":[", tail[] = "]}";
+	char path[96];
+	size_t from = 0, to, start, span;
+	cf_status rc = CF_OK;
+
+	snprintf(path, sizeof(path), "/v1/secrets/uploads/%s", u->id);
+	while (rc == CF_OK && from < e->n) {
+		char *body;
+
+		for (to = from + 1; to < e->n; to++)
+			if (entries_span(e, from, to + 1, &start) +
+			    sizeof(head) + sizeof(tail) > u->limit)
+				break;
+		span = entries_span(e, from, to, &start);
+		body = malloc(sizeof(head) + span + sizeof(tail));
+		if (body == NULL)
+			return cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+		memcpy(body, head, sizeof(head) - 1);
+		memcpy(body + sizeof(head) - 1, e->p + start, span);
+		memcpy(body + sizeof(head) - 1 + span, tail, sizeof(tail) - 1);
+		rc = call_text(u, "POST", path, body,
+			       sizeof(head) - 1 + span + sizeof(tail) - 1, err);
+		free(body);
+		if (rc == CF_OK) {
+			u->sent += to - from;
+			upload_progress(u->sent, u->total);
+		}
+		from = to;
+	}
+	e->len = 0;
+	e->n = 0;
+	return rc;
+}
+
+/* The whole of e as one PUT /v1/secrets. */
+static cf_status upload_single(struct upload *u, const struct entries *e,
+			       cf_error *err)
+{
+	char head[64], path[1024], *body;
+	size_t hl, len;
+	cf_status rc;
+
+	hl = (size_t)snprintf(head, sizeof(head), "{\"version\":%llu,"
+			      "\"envelopes\":[",
+			      (unsigned long long)u->rec->version);
+	len = hl + e->len + 2;
+	body = malloc(len);
+	if (body == NULL)
+		return cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+	memcpy(body, head, hl);
+	memcpy(body + hl, e->p, e->len);
+	memcpy(body + hl + e->len, "]}", 2);
+	snprintf(path, sizeof(path), "/v1/secrets?name=%s", u->qname);
+	rc = call_text(u, "PUT", path, body, len, err);
+	free(body);
+	return rc;
+}
+
+/*
+ * Signs version rec->version of the record, seals it to every recipient
+ * and uploads it (one PUT, or staged).  *resp is the last answer (for a
+ * 409's "latest").  A staged upload that fails is aborted, best effort;
+ * a conflict at its commit has dropped it already.
+ */
+static cf_status upload_version(cli_client *c, const char *qname,
+				cf_record *rec, const struct rcpts *r,
+				size_t *bytes, json_t **resp, cf_error *err)
 {
 	cf_secret *json = NULL, *signed_der = NULL;
 	cf_sealer *sealer = NULL;
-	json_t *list = json_array();
+	struct entries e = { 0 };
+	struct upload u = { c, qname, rec, r->n, 0, PUT_BODY_MAX, "", resp };
+	int committed_conflict = 0;
 	cf_status rc;
 
-	*body = NULL;
 	*bytes = 0;
 	rec->created = (int64_t)time(NULL);
 	rc = cf_record_encode(rec, &json, err);
@@ -327,27 +553,56 @@ static cf_status build_body(cli_client *c, cf_record *rec,
 		rc = cf_sealer_new(signed_der, &sealer, err);
 	for (size_t i = 0; rc == CF_OK && i < r->n; i++) {
 		unsigned char *der = NULL;
-		size_t len = 0;
-		json_t *b64;
+		size_t len = 0, entry;
 
 		rc = cf_sealer_seal(sealer, r->v[i].cert, &der, &len, err);
 		if (rc != CF_OK)
 			break;
-		b64 = cli_b64_json(der, len);
-		OPENSSL_free(der);
 		*bytes += len;
-		if (b64 == NULL || json_array_append_new(list, json_pack("{s:s, s:o}",
-		    "recipient", r->v[i].fp, "envelope", b64)) != 0)
-			rc = cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+		entry = 64 + (len + 2) / 3 * 4 + 40;
+		/* Full: this is a staged upload; send what is ready. */
+		if (e.n > 0 && e.len + entry + BODY_MARGIN > u.limit) {
+			if (u.id[0] == '\0')
+				rc = upload_begin(&u, err);
+			if (rc == CF_OK)
+				rc = upload_chunks(&u, &e, err);
+		}
+		if (rc == CF_OK)
+			rc = entries_add(&e, r->v[i].fp, der, len, err);
+		OPENSSL_free(der);
 		progress("sealed", i + 1, r->n);
 	}
-	if (rc == CF_OK) {
-		*body = json_pack("{s:I, s:O}", "version", (json_int_t)rec->version,
-				  "envelopes", list);
-		if (*body == NULL)
-			rc = cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+	if (rc == CF_OK && u.id[0] == '\0') {
+		rc = upload_single(&u, &e, err);
+		/* Above this server's body limit: stage it instead. */
+		if (rc == CF_ERR_TOO_LARGE) {
+			cf_error_clear(err);
+			rc = upload_begin(&u, err);
+		}
+		if (rc != CF_OK || u.id[0] == '\0')
+			goto out;
 	}
-	json_decref(list);
+	if (rc == CF_OK)
+		rc = upload_chunks(&u, &e, err);
+	if (rc == CF_OK) {
+		char path[96];
+
+		snprintf(path, sizeof(path), "/v1/secrets/uploads/%s/commit",
+			 u.id);
+		rc = call_text(&u, "POST", path, NULL, 0, err);
+		committed_conflict = rc == CF_ERR_CONFLICT;
+	}
+out:
+	if (rc != CF_OK && u.id[0] != '\0' && !committed_conflict) {
+		char path[96];
+		json_t *ignored = NULL;
+		cf_error quiet = { 0 };
+
+		snprintf(path, sizeof(path), "/v1/secrets/uploads/%s", u.id);
+		cli_client_call(c, "DELETE", path, NULL, &ignored, &quiet);
+		json_decref(ignored);
+	}
+	entries_free(&e);
 	cf_sealer_free(sealer);
 	cf_secret_free(signed_der);
 	cf_secret_free(json);
@@ -372,9 +627,9 @@ int cmd_put(int argc, char **argv)
 	struct rcpts r = { 0 };
 	cf_record rec = { 0 };
 	struct cf_perms *perms = NULL;
-	json_t *body = NULL, *resp = NULL;
+	json_t *resp = NULL;
 	unsigned long long latest = 0;
-	char *qname = NULL, path[1024], me[CF_CN_MAX_BYTES + 1];
+	char *qname = NULL, me[CF_CN_MAX_BYTES + 1];
 	const cf_trust *trust = NULL;
 	cf_error err = { 0 };
 	cf_status rc = CF_OK;
@@ -450,7 +705,6 @@ int cmd_put(int argc, char **argv)
 		goto fail;
 	snprintf(rec.tenant, sizeof(rec.tenant), "%s", cli_client_tenant(c));
 	snprintf(rec.name, sizeof(rec.name), "%s", name);
-	snprintf(path, sizeof(path), "/v1/secrets?name=%s", qname);
 	cli_client_set_timeout(c, 600);
 	/* Another writer may store a version in between: retry once above it. */
 	for (int attempt = 0; attempt < 2; attempt++) {
@@ -462,12 +716,7 @@ int cmd_put(int argc, char **argv)
 			goto fail;
 		}
 		rec.version = latest + 1;
-		json_decref(body);
-		json_decref(resp);
-		resp = NULL;
-		rc = build_body(c, &rec, &r, &body, &bytes, &err);
-		if (rc == CF_OK)
-			rc = cli_client_call(c, "PUT", path, body, &resp, &err);
+		rc = upload_version(c, qname, &rec, &r, &bytes, &resp, &err);
 		if (rc != CF_ERR_CONFLICT || attempt == 1)
 			break;
 		l = json_object_get(resp, "latest");
@@ -509,7 +758,6 @@ fail:
 	code = cli_fail(&err);
 done:
 	free(qname);
-	json_decref(body);
 	json_decref(resp);
 	cf_perms_free(perms);
 	cf_secret_free(rec.value);

@@ -538,26 +538,10 @@ void cf_enroll_rows_free(cf_enroll_row *rows, size_t n)
 
 /* ---- secrets and envelopes ------------------------------------------- */
 
-cf_status cf_store_secret_put(cf_store *st, const char *tenant,
-			      const char *name, int64_t version,
-			      const char *writer, int64_t now,
-			      const cf_envelope_in *envs, size_t n,
-			      const cf_audit_entry *audit, int64_t *seq_out,
-			      cf_error *err)
+/* 1 to CF_STORE_ENVELOPES_MAX envelopes, each named and within its limit. */
+static cf_status need_envelopes(const char *name, const cf_envelope_in *envs,
+				size_t n, cf_error *err)
 {
-	cf_status rc;
-
-	if ((rc = need_store(st, err)) != CF_OK ||
-	    (rc = need_fp(tenant, "tenant id", err)) != CF_OK ||
-	    (rc = need_nonempty(name, CF_STORE_NAME_MAX, "secret name",
-				err)) != CF_OK ||
-	    (rc = need_fp(writer, "writer fingerprint", err)) != CF_OK ||
-	    (rc = need_audit(audit, err)) != CF_OK)
-		return rc;
-	if (version < 1)
-		return cf_error_set(err, CF_ERR_USAGE,
-				    "secret %s: version %" PRId64 " is not "
-				    "positive", name, version);
 	if (envs == NULL || n == 0)
 		return cf_error_set(err, CF_ERR_USAGE,
 				    "secret %s: a version needs at least one "
@@ -584,6 +568,31 @@ cf_status cf_store_secret_put(cf_store *st, const char *tenant,
 					    envs[i].recipient, envs[i].len,
 					    CF_STORE_ENVELOPE_MAX);
 	}
+	return CF_OK;
+}
+
+cf_status cf_store_secret_put(cf_store *st, const char *tenant,
+			      const char *name, int64_t version,
+			      const char *writer, int64_t now,
+			      const cf_envelope_in *envs, size_t n,
+			      const cf_audit_entry *audit, int64_t *seq_out,
+			      cf_error *err)
+{
+	cf_status rc;
+
+	if ((rc = need_store(st, err)) != CF_OK ||
+	    (rc = need_fp(tenant, "tenant id", err)) != CF_OK ||
+	    (rc = need_nonempty(name, CF_STORE_NAME_MAX, "secret name",
+				err)) != CF_OK ||
+	    (rc = need_fp(writer, "writer fingerprint", err)) != CF_OK ||
+	    (rc = need_audit(audit, err)) != CF_OK)
+		return rc;
+	if (version < 1)
+		return cf_error_set(err, CF_ERR_USAGE,
+				    "secret %s: version %" PRId64 " is not "
+				    "positive", name, version);
+	if ((rc = need_envelopes(name, envs, n, err)) != CF_OK)
+		return rc;
 	if (seq_out != NULL)
 		*seq_out = 0;
 	return DISPATCH(st, secret_put, tenant, name, version, writer, now,
@@ -753,6 +762,121 @@ void cf_feed_items_free(cf_feed_item *items, size_t n)
 	free(items);
 }
 
+/* ---- staged uploads ------------------------------------------------------ */
+
+/* An upload id: exactly 32 lower-case hex characters. */
+static cf_status need_upload_id(const char *id, cf_error *err)
+{
+	if (id == NULL || strlen(id) != 32 ||
+	    strspn(id, "0123456789abcdef") != 32)
+		return cf_error_set(err, CF_ERR_USAGE,
+				    "store: an upload id is 32 lower-case hex "
+				    "characters");
+	return CF_OK;
+}
+
+cf_status cf_store_upload_begin(cf_store *st, const char *tenant,
+				const char *name, int64_t version,
+				const char *writer, int64_t now,
+				cf_upload_row *out, cf_error *err)
+{
+	cf_status rc;
+
+	if (out != NULL)
+		memset(out, 0, sizeof(*out));
+	if ((rc = need_store(st, err)) != CF_OK ||
+	    (rc = need_fp(tenant, "tenant id", err)) != CF_OK ||
+	    (rc = need_nonempty(name, CF_STORE_NAME_MAX, "secret name",
+				err)) != CF_OK ||
+	    (rc = need_fp(writer, "writer fingerprint", err)) != CF_OK)
+		return rc;
+	if (out == NULL)
+		return cf_error_set(err, CF_ERR_USAGE, "store: no output");
+	if (version < 1)
+		return cf_error_set(err, CF_ERR_USAGE,
+				    "secret %s: version %" PRId64 " is not "
+				    "positive", name, version);
+	return DISPATCH(st, upload_begin, tenant, name, version, writer, now,
+			out, err);
+}
+
+cf_status cf_store_upload_get(cf_store *st, const char *tenant,
+			      const char *id, int64_t now, cf_upload_row *out,
+			      cf_error *err)
+{
+	cf_status rc;
+
+	if (out != NULL)
+		memset(out, 0, sizeof(*out));
+	if ((rc = need_store(st, err)) != CF_OK ||
+	    (rc = need_fp(tenant, "tenant id", err)) != CF_OK ||
+	    (rc = need_upload_id(id, err)) != CF_OK)
+		return rc;
+	if (out == NULL)
+		return cf_error_set(err, CF_ERR_USAGE, "store: no output");
+	return DISPATCH(st, upload_get, tenant, id, now, out, err);
+}
+
+cf_status cf_store_upload_add(cf_store *st, const char *tenant,
+			      const char *id, const char *writer, int64_t now,
+			      const cf_envelope_in *envs, size_t n,
+			      cf_upload_row *out, cf_error *err)
+{
+	cf_upload_row scratch;
+	cf_status rc;
+
+	if (out == NULL)
+		out = &scratch;
+	memset(out, 0, sizeof(*out));
+	if ((rc = need_store(st, err)) != CF_OK ||
+	    (rc = need_fp(tenant, "tenant id", err)) != CF_OK ||
+	    (rc = need_upload_id(id, err)) != CF_OK ||
+	    (rc = need_fp(writer, "writer fingerprint", err)) != CF_OK ||
+	    (rc = need_envelopes(id, envs, n, err)) != CF_OK)
+		return rc;
+	return DISPATCH(st, upload_add, tenant, id, writer, now, envs, n, out,
+			err);
+}
+
+cf_status cf_store_upload_commit(cf_store *st, const char *tenant,
+				 const char *id, const char *writer,
+				 int64_t now, const cf_audit_entry *audit,
+				 cf_upload_row *out,
+				 char (**recipients_out)[65], size_t *n_out,
+				 cf_error *err)
+{
+	cf_status rc;
+
+	if (out != NULL)
+		memset(out, 0, sizeof(*out));
+	if (recipients_out != NULL)
+		*recipients_out = NULL;
+	if (n_out != NULL)
+		*n_out = 0;
+	if ((rc = need_store(st, err)) != CF_OK ||
+	    (rc = need_fp(tenant, "tenant id", err)) != CF_OK ||
+	    (rc = need_upload_id(id, err)) != CF_OK ||
+	    (rc = need_fp(writer, "writer fingerprint", err)) != CF_OK ||
+	    (rc = need_audit(audit, err)) != CF_OK)
+		return rc;
+	return DISPATCH(st, upload_commit, tenant, id, writer, now, audit, out,
+			recipients_out, n_out, err);
+}
+
+cf_status cf_store_upload_abort(cf_store *st, const char *tenant,
+				const char *id, const char *writer,
+				int64_t now, cf_error *err)
+{
+	cf_status rc;
+
+	if ((rc = need_store(st, err)) != CF_OK ||
+	    (rc = need_fp(tenant, "tenant id", err)) != CF_OK ||
+	    (rc = need_upload_id(id, err)) != CF_OK ||
+	    (rc = need_fp(writer, "writer fingerprint", err)) != CF_OK)
+		return rc;
+	return DISPATCH(st, upload_abort, tenant, id, writer, now, err);
+}
+
 /* ---- audit ------------------------------------------------------------ */
 
 cf_status cf_store_audit_append(cf_store *st, const cf_audit_entry *entry,
@@ -764,6 +888,31 @@ cf_status cf_store_audit_append(cf_store *st, const cf_audit_entry *entry,
 	    (rc = need_audit(entry, err)) != CF_OK)
 		return rc;
 	return DISPATCH(st, audit_append, entry, err);
+}
+
+cf_status cf_store_audit_append_many(cf_store *st,
+				     const cf_audit_entry *entries, size_t n,
+				     cf_error *err)
+{
+	cf_status rc;
+
+	if ((rc = need_store(st, err)) != CF_OK)
+		return rc;
+	if (n == 0)
+		return CF_OK;
+	if (entries == NULL)
+		return cf_error_set(err, CF_ERR_USAGE, "store: no audit entries");
+	for (size_t i = 0; i < n; i++)
+		if ((rc = need_audit(&entries[i], err)) != CF_OK)
+			return rc;
+	if (st->ops->audit_append_many == NULL) {
+		for (size_t i = 0; i < n; i++)
+			if ((rc = DISPATCH(st, audit_append, &entries[i],
+					   err)) != CF_OK)
+				return rc;
+		return CF_OK;
+	}
+	return DISPATCH(st, audit_append_many, entries, n, err);
 }
 
 cf_status cf_store_audit_list(cf_store *st, const char *tenant,

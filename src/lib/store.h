@@ -21,7 +21,8 @@
  * are heap copies owned by the caller and released with the matching
  * *_free function; fixed-size char arrays are NUL-terminated.  Arrays of
  * structs without heap members (cf_secret_row, cf_audit_entry, the
- * recipients of cf_store_secret_delete) are released with free().  Inputs
+ * recipients of cf_store_secret_delete and cf_store_upload_commit) are
+ * released with free().  Inputs
  * are only read.
  *
  * Audit entries passed in: the store sets their seq, prev and hash, their
@@ -335,11 +336,101 @@ cf_status cf_store_feed_bounded(cf_store *st, const char *tenant,
 void cf_feed_item_clear(cf_feed_item *item);
 void cf_feed_items_free(cf_feed_item *items, size_t n);
 
+/* ---- staged uploads ------------------------------------------------------ */
+
+/*
+ * A version too large for one request is staged: begun, filled with
+ * envelopes chunk by chunk, then committed in one transaction that stores
+ * it exactly as cf_store_secret_put would (one secret.put audit entry,
+ * feed entries, the version row).  Until the commit nothing of it is
+ * visible to agents, listings, history, stats or the audit log; begin,
+ * add and abort change nothing anybody else can see and log no audit
+ * entry (the commit does).
+ *
+ * An upload belongs to its tenant and to the writer that began it: any
+ * other writer gets CF_ERR_PERMISSION, another tenant CF_ERR_NOT_FOUND.
+ * It expires CF_STORE_UPLOAD_TTL seconds after it was begun or last
+ * added to; an expired upload is CF_ERR_NOT_FOUND and its rows are
+ * purged by the next begin (of any tenant).
+ */
+#define CF_STORE_UPLOAD_TTL 3600   /* seconds after the last chunk */
+#define CF_STORE_UPLOADS_MAX 64    /* open uploads per tenant */
+
+typedef struct cf_upload_row {
+	char id[33];          /* 32 hex characters, random */
+	char tenant[65];
+	char name[256];
+	int64_t version;
+	char writer[65];
+	int64_t envelopes;    /* staged so far */
+	int64_t bytes;        /* their total size */
+	int64_t created;
+	int64_t expires;      /* unix seconds */
+} cf_upload_row;
+
+/*
+ * Begins an upload of version `version` of tenant/name by writer.
+ * CF_ERR_CONFLICT if version is not above the latest stored (the handler
+ * reads the latest with cf_store_secret_latest); CF_ERR_LIMIT if the
+ * tenant has CF_STORE_UPLOADS_MAX open uploads.  Purges expired uploads
+ * first.  *out receives the new upload (its id is the handle).
+ */
+cf_status cf_store_upload_begin(cf_store *st, const char *tenant,
+				const char *name, int64_t version,
+				const char *writer, int64_t now,
+				cf_upload_row *out, cf_error *err);
+/* The open upload id of tenant; CF_ERR_NOT_FOUND if none or expired. */
+cf_status cf_store_upload_get(cf_store *st, const char *tenant,
+			      const char *id, int64_t now, cf_upload_row *out,
+			      cf_error *err);
+/*
+ * Stages n envelopes (1 to CF_STORE_ENVELOPES_MAX, each as for
+ * cf_store_secret_put) in one transaction: all of them or none.
+ * CF_ERR_EXISTS if a recipient already has an envelope in this upload
+ * (from this or an earlier chunk), CF_ERR_TOO_LARGE if the upload would
+ * hold more than CF_STORE_ENVELOPES_MAX.  Moves the expiry to now +
+ * CF_STORE_UPLOAD_TTL.  *out (may be NULL) receives the upload after it.
+ */
+cf_status cf_store_upload_add(cf_store *st, const char *tenant,
+			      const char *id, const char *writer, int64_t now,
+			      const cf_envelope_in *envs, size_t n,
+			      cf_upload_row *out, cf_error *err);
+/*
+ * Stores the staged envelopes as the new version, in one transaction
+ * with the audit entry (whose bytes the store sets to the staged bytes),
+ * and drops the upload.  CF_ERR_USAGE if nothing was staged (the upload
+ * stays); CF_ERR_CONFLICT if the version is no longer above the latest
+ * (the upload is dropped all the same, so the writer starts again).
+ * *out (may be NULL) receives the upload as committed;
+ * *recipients_out (may be NULL) a malloc'ed array of the recipients'
+ * fingerprints, for waking their long-polls.
+ */
+cf_status cf_store_upload_commit(cf_store *st, const char *tenant,
+				 const char *id, const char *writer,
+				 int64_t now, const cf_audit_entry *audit,
+				 cf_upload_row *out,
+				 char (**recipients_out)[65], size_t *n_out,
+				 cf_error *err);
+/* Drops an upload and what it staged. */
+cf_status cf_store_upload_abort(cf_store *st, const char *tenant,
+				const char *id, const char *writer,
+				int64_t now, cf_error *err);
+
 /* ---- audit ------------------------------------------------------------ */
 
 /* Appends an entry that goes with no state change (an envelope read). */
 cf_status cf_store_audit_append(cf_store *st, const cf_audit_entry *entry,
 				cf_error *err);
+
+/*
+ * Appends n entries (any tenants, each extending its tenant's chain in
+ * array order) in ONE transaction: all are committed or none is.  For
+ * group commit: the server logs the envelope reads of one event-loop
+ * iteration together, then sends their answers.  n == 0 does nothing.
+ */
+cf_status cf_store_audit_append_many(cf_store *st,
+				     const cf_audit_entry *entries, size_t n,
+				     cf_error *err);
 
 typedef struct cf_audit_filter {
 	int64_t after_seq;    /* entries with seq > after_seq */

@@ -104,8 +104,34 @@ typedef struct cf_store_ops {
 			  size_t max_bytes, cf_feed_item **out, size_t *n,
 			  int64_t *cursor_out, int *more_out, cf_error *err);
 
+	cf_status (*upload_begin)(cf_store *st, const char *tenant,
+				  const char *name, int64_t version,
+				  const char *writer, int64_t now,
+				  cf_upload_row *out, cf_error *err);
+	cf_status (*upload_get)(cf_store *st, const char *tenant,
+				const char *id, int64_t now,
+				cf_upload_row *out, cf_error *err);
+	/* out is never NULL here. */
+	cf_status (*upload_add)(cf_store *st, const char *tenant,
+				const char *id, const char *writer,
+				int64_t now, const cf_envelope_in *envs,
+				size_t n, cf_upload_row *out, cf_error *err);
+	cf_status (*upload_commit)(cf_store *st, const char *tenant,
+				   const char *id, const char *writer,
+				   int64_t now, const cf_audit_entry *audit,
+				   cf_upload_row *out,
+				   char (**recipients_out)[65],
+				   size_t *n_out, cf_error *err);
+	cf_status (*upload_abort)(cf_store *st, const char *tenant,
+				  const char *id, const char *writer,
+				  int64_t now, cf_error *err);
+
 	cf_status (*audit_append)(cf_store *st, const cf_audit_entry *entry,
 				  cf_error *err);
+	/* One transaction; NULL: store.c appends one by one. */
+	cf_status (*audit_append_many)(cf_store *st,
+				       const cf_audit_entry *entries, size_t n,
+				       cf_error *err);
 	cf_status (*audit_list)(cf_store *st, const char *tenant,
 				const cf_audit_filter *filter,
 				cf_audit_entry **out, size_t *n, cf_error *err);

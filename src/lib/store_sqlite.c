@@ -14,6 +14,11 @@
  *   deadlock upgrading a read lock, and the audit chain's (seq, prev) read
  *   and the insert that extends it are serialised across connections and
  *   processes.
+ * - Writers of one process queue on write_mu (held from BEGIN IMMEDIATE
+ *   to COMMIT or ROLLBACK) rather than in SQLite's busy handler, which
+ *   sleeps 1 ms and more per retry inside the server's event loops;
+ *   busy_timeout still covers writers in other processes (a CLI command
+ *   on the same database).
  * - SQL text is constant (the STMTS table); every value is bound.
  *   Statements are prepared once per connection and reset after each use.
  * - Schema: PRAGMA user_version is the number of migration steps applied;
@@ -43,6 +48,7 @@
 #include <inttypes.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -168,6 +174,24 @@ static const char *const migrations[] = {
 	" prev TEXT NOT NULL,"
 	" hash TEXT NOT NULL,"
 	" PRIMARY KEY (tenant, seq)) WITHOUT ROWID;",
+	/* 2: staged uploads (a version too large for one request) */
+	"CREATE TABLE uploads ("
+	" id TEXT PRIMARY KEY NOT NULL,"
+	" tenant TEXT NOT NULL REFERENCES tenants(id),"
+	" name TEXT NOT NULL,"
+	" version INTEGER NOT NULL,"
+	" writer TEXT NOT NULL,"
+	" envelopes INTEGER NOT NULL DEFAULT 0,"
+	" bytes INTEGER NOT NULL DEFAULT 0,"
+	" created INTEGER NOT NULL,"
+	" expires INTEGER NOT NULL);"
+	"CREATE INDEX uploads_by_tenant ON uploads(tenant, expires);"
+	"CREATE INDEX uploads_by_expiry ON uploads(expires);"
+	"CREATE TABLE upload_envelopes ("
+	" upload TEXT NOT NULL REFERENCES uploads(id),"
+	" recipient TEXT NOT NULL,"
+	" der BLOB NOT NULL,"
+	" PRIMARY KEY (upload, recipient));",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -185,6 +209,9 @@ static const char *const migrations[] = {
 	"deleted"
 #define AUDIT_COLS "seq, time, tenant, actor, subject, source, action, " \
 	"object, bytes, prev, hash"
+
+#define UPLOAD_COLS "id, tenant, name, version, writer, envelopes, bytes, " \
+	"created, expires"
 
 #define STMTS(X) \
 	X(S_BEGIN, "BEGIN IMMEDIATE") \
@@ -285,6 +312,36 @@ static const char *const migrations[] = {
 	  "AND e.recipient = f.recipient AND e.version = f.version " \
 	  "WHERE f.tenant = ?1 AND f.recipient = ?2 AND f.seq > ?3 " \
 	  "ORDER BY f.seq LIMIT ?4") \
+	X(S_UPLOAD_PURGE_ENV, "DELETE FROM upload_envelopes WHERE upload IN " \
+	  "(SELECT id FROM uploads WHERE expires <= ?1)") \
+	X(S_UPLOAD_PURGE, "DELETE FROM uploads WHERE expires <= ?1") \
+	X(S_UPLOAD_COUNT, "SELECT COUNT(*) FROM uploads " \
+	  "WHERE tenant = ?1 AND expires > ?2") \
+	X(S_UPLOAD_INS, "INSERT INTO uploads (" UPLOAD_COLS ") " \
+	  "VALUES (?1, ?2, ?3, ?4, ?5, 0, 0, ?6, ?7)") \
+	X(S_UPLOAD_GET, "SELECT " UPLOAD_COLS " FROM uploads " \
+	  "WHERE id = ?1 AND tenant = ?2") \
+	X(S_UPLOAD_ENV_INS, "INSERT INTO upload_envelopes (upload, " \
+	  "recipient, der) VALUES (?1, ?2, ?3)") \
+	X(S_UPLOAD_GROW, "UPDATE uploads SET envelopes = envelopes + ?2, " \
+	  "bytes = bytes + ?3, expires = ?4 WHERE id = ?1") \
+	X(S_UPLOAD_RECIPIENTS, "SELECT recipient FROM upload_envelopes " \
+	  "WHERE upload = ?1 ORDER BY recipient") \
+	X(S_UPLOAD_FEED_DEL, "DELETE FROM feed WHERE tenant = ?1 " \
+	  "AND name = ?2 AND recipient IN (SELECT recipient " \
+	  "FROM upload_envelopes WHERE upload = ?3)") \
+	/* Feed numbers in recipient order, as the single put gives them \
+	 * in its envelopes' order. */ \
+	X(S_UPLOAD_FEED_INS, "INSERT INTO feed (tenant, recipient, name, " \
+	  "version, deleted, writer, created) SELECT ?1, recipient, ?2, ?3, " \
+	  "0, ?4, ?5 FROM upload_envelopes WHERE upload = ?6 " \
+	  "ORDER BY recipient") \
+	X(S_UPLOAD_ENV_MOVE, "INSERT INTO envelopes (tenant, name, version, " \
+	  "recipient, seq, der) SELECT ?1, ?2, ?3, u.recipient, f.seq, u.der " \
+	  "FROM upload_envelopes u JOIN feed f ON f.tenant = ?1 " \
+	  "AND f.recipient = u.recipient AND f.name = ?2 WHERE u.upload = ?4") \
+	X(S_UPLOAD_ENV_DEL, "DELETE FROM upload_envelopes WHERE upload = ?1") \
+	X(S_UPLOAD_DEL, "DELETE FROM uploads WHERE id = ?1") \
 	X(S_STATS, "SELECT (SELECT COUNT(*) FROM tenants), " \
 	  "(SELECT COUNT(*) FROM certs), " \
 	  "(SELECT COUNT(*) FROM certs WHERE kind = 'agent'), " \
@@ -307,8 +364,28 @@ typedef struct sq_store {
 	sqlite3 *db;
 	char *path;
 	int schema;
+	int writing;            /* holds write_mu */
 	sqlite3_stmt *stmt[S_COUNT];
 } sq_store;
+
+/* One writer at a time in this process (see the invariants above). */
+static pthread_mutex_t write_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void write_lock(sq_store *s)
+{
+	if (!s->writing) {
+		pthread_mutex_lock(&write_mu);
+		s->writing = 1;
+	}
+}
+
+static void write_unlock(sq_store *s)
+{
+	if (s->writing) {
+		s->writing = 0;
+		pthread_mutex_unlock(&write_mu);
+	}
+}
 
 static sq_store *sq(cf_store *st)
 {
@@ -490,6 +567,7 @@ static cf_status tx_begin(sq_store *s, cf_error *err)
 
 	if (q == NULL)
 		return CF_ERR_STORE;
+	write_lock(s);
 	/* busy_timeout already waited; a retry covers a writer that kept
 	 * the lock across our whole wait by a hair. */
 	for (int i = 0; i < BEGIN_ATTEMPTS; i++) {
@@ -500,6 +578,7 @@ static cf_status tx_begin(sq_store *s, cf_error *err)
 		if ((rc & 0xff) != SQLITE_BUSY)
 			break;
 	}
+	write_unlock(s);
 	return db_fail(s, rc, "starting a transaction", err);
 }
 
@@ -507,8 +586,10 @@ static void tx_rollback(sq_store *s)
 {
 	sqlite3_stmt *q;
 
-	if (sqlite3_get_autocommit(s->db))
+	if (sqlite3_get_autocommit(s->db)) {
+		write_unlock(s);
 		return;
+	}
 	q = prep(s, S_ROLLBACK, NULL);
 	if (q != NULL) {
 		sqlite3_step(q);
@@ -516,15 +597,26 @@ static void tx_rollback(sq_store *s)
 	}
 	if (!sqlite3_get_autocommit(s->db))
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	write_unlock(s);
 }
 
 static cf_status tx_commit(sq_store *s, cf_error *err)
 {
 	sqlite3_stmt *q = prep(s, S_COMMIT, err);
+	cf_status rc;
 
-	if (q == NULL)
+	/* A failed COMMIT is rolled back here, so write_mu never stays held
+	 * whatever the caller does next (its own rollback is then a no-op). */
+	if (q == NULL) {
+		tx_rollback(s);
 		return CF_ERR_STORE;
-	return run(s, q, "committing", err);
+	}
+	rc = run(s, q, "committing", err);
+	if (rc == CF_OK)
+		write_unlock(s);
+	else
+		tx_rollback(s);
+	return rc;
 }
 
 /* ---- audit chain ----------------------------------------------------- */
@@ -735,6 +827,7 @@ static void sq_free(cf_store *st)
 {
 	sq_store *s = sq(st);
 
+	tx_rollback(s);  /* never leave write_mu held */
 	for (int i = 0; i < S_COUNT; i++)
 		sqlite3_finalize(s->stmt[i]);
 	if (s->db != NULL)
@@ -813,6 +906,14 @@ cf_status cf_store_sqlite_open(const char *path, unsigned flags,
 				    "PRAGMA synchronous = NORMAL",
 			 err)) != CF_OK)
 		goto out;
+	/*
+	 * Reads through a shared mapping instead of pread64: each commit of
+	 * another connection (the server's other threads) empties this one's
+	 * page cache, and re-reading pages by syscall dominated the feed's
+	 * cost.  A failure here only means the pread path: not an error.
+	 */
+	(void)sqlite3_exec(s->db, "PRAGMA mmap_size = 268435456", NULL, NULL,
+			   NULL);
 	rc = migrate(s, err);
 out:
 	if (rc != CF_OK)
@@ -2033,6 +2134,423 @@ static cf_status sq_feed(cf_store *st, const char *tenant,
 	return CF_OK;
 }
 
+/* ---- staged uploads ------------------------------------------------------ */
+
+static void read_upload(sqlite3_stmt *q, cf_upload_row *u)
+{
+	col_fixed(q, 0, u->id, sizeof(u->id));
+	col_fixed(q, 1, u->tenant, sizeof(u->tenant));
+	col_fixed(q, 2, u->name, sizeof(u->name));
+	u->version = sqlite3_column_int64(q, 3);
+	col_fixed(q, 4, u->writer, sizeof(u->writer));
+	u->envelopes = sqlite3_column_int64(q, 5);
+	u->bytes = sqlite3_column_int64(q, 6);
+	u->created = sqlite3_column_int64(q, 7);
+	u->expires = sqlite3_column_int64(q, 8);
+}
+
+/*
+ * The open upload id of tenant, begun by writer (NULL: anyone):
+ * CF_ERR_NOT_FOUND if there is none or it expired, CF_ERR_PERMISSION if
+ * another writer began it.
+ */
+static cf_status upload_load(sq_store *s, const char *tenant, const char *id,
+			     const char *writer, int64_t now,
+			     cf_upload_row *out, cf_error *err)
+{
+	sqlite3_stmt *q = prep(s, S_UPLOAD_GET, err);
+	cf_status rc = CF_OK;
+	int src;
+
+	memset(out, 0, sizeof(*out));
+	if (q == NULL)
+		return CF_ERR_STORE;
+	bind_text(q, 1, id);
+	bind_text(q, 2, tenant);
+	src = sqlite3_step(q);
+	if (src == SQLITE_ROW)
+		read_upload(q, out);
+	else if (src == SQLITE_DONE)
+		rc = cf_error_set(err, CF_ERR_NOT_FOUND,
+				  "there is no upload %s; begin one with POST "
+				  "/v1/secrets/uploads", id);
+	else
+		rc = db_fail(s, src, "reading an upload", err);
+	done(q);
+	if (rc != CF_OK)
+		return rc;
+	if (out->expires <= now)
+		return cf_error_set(err, CF_ERR_NOT_FOUND,
+				    "upload %s of %s expired (an upload lasts "
+				    "%d s after its last chunk); begin a new one",
+				    id, out->name, CF_STORE_UPLOAD_TTL);
+	if (writer != NULL && strcmp(writer, out->writer) != 0)
+		return cf_error_set(err, CF_ERR_PERMISSION,
+				    "upload %s of %s was begun by another "
+				    "certificate (%.16s...); only it may add to, "
+				    "commit or abort it", id, out->name,
+				    out->writer);
+	return CF_OK;
+}
+
+/* Runs statement id with id bound as ?1. */
+static cf_status upload_run_id(sq_store *s, enum stmt_id stmt, const char *id,
+			       const char *what, cf_error *err)
+{
+	sqlite3_stmt *q = prep(s, stmt, err);
+
+	if (q == NULL)
+		return CF_ERR_STORE;
+	bind_text(q, 1, id);
+	return run(s, q, what, err);
+}
+
+static cf_status upload_drop(sq_store *s, const char *id, cf_error *err)
+{
+	cf_status rc = upload_run_id(s, S_UPLOAD_ENV_DEL, id,
+				     "dropping an upload", err);
+
+	if (rc == CF_OK)
+		rc = upload_run_id(s, S_UPLOAD_DEL, id, "dropping an upload",
+				   err);
+	return rc;
+}
+
+static cf_status sq_upload_begin(cf_store *st, const char *tenant,
+				 const char *name, int64_t version,
+				 const char *writer, int64_t now,
+				 cf_upload_row *out, cf_error *err)
+{
+	sq_store *s = sq(st);
+	sqlite3_stmt *q;
+	cf_secret_row latest;
+	unsigned char rnd[16];
+	cf_status rc;
+	int64_t open_n = 0;
+	int found, src;
+
+	if ((rc = tx_begin(s, err)) != CF_OK)
+		return rc;
+	/* Expired uploads of every tenant go first: they hold disk only. */
+	if ((q = prep(s, S_UPLOAD_PURGE_ENV, err)) == NULL) {
+		rc = CF_ERR_STORE;
+		goto out;
+	}
+	sqlite3_bind_int64(q, 1, now);
+	if ((rc = run(s, q, "purging expired uploads", err)) != CF_OK)
+		goto out;
+	if ((q = prep(s, S_UPLOAD_PURGE, err)) == NULL) {
+		rc = CF_ERR_STORE;
+		goto out;
+	}
+	sqlite3_bind_int64(q, 1, now);
+	if ((rc = run(s, q, "purging expired uploads", err)) != CF_OK)
+		goto out;
+	if ((rc = version_latest(s, tenant, name, &latest, &found, err)) !=
+	    CF_OK)
+		goto out;
+	if (found && version <= latest.version) {
+		rc = cf_error_set(err, CF_ERR_CONFLICT,
+				  "secret %s is at version %" PRId64
+				  "; upload version %" PRId64, name,
+				  latest.version, latest.version + 1);
+		goto out;
+	}
+	if ((q = prep(s, S_UPLOAD_COUNT, err)) == NULL) {
+		rc = CF_ERR_STORE;
+		goto out;
+	}
+	bind_text(q, 1, tenant);
+	sqlite3_bind_int64(q, 2, now);
+	src = sqlite3_step(q);
+	if (src == SQLITE_ROW)
+		open_n = sqlite3_column_int64(q, 0);
+	else
+		rc = db_fail(s, src, "counting uploads", err);
+	done(q);
+	if (rc != CF_OK)
+		goto out;
+	if (open_n >= CF_STORE_UPLOADS_MAX) {
+		rc = cf_error_set(err, CF_ERR_LIMIT,
+				  "the organisation has %" PRId64 " open "
+				  "uploads, the most it may have; commit or "
+				  "abort one, or wait for one to expire",
+				  open_n);
+		goto out;
+	}
+	if (RAND_bytes(rnd, (int)sizeof(rnd)) != 1) {
+		rc = cf_error_set(err, CF_ERR_CRYPTO,
+				  "no random bytes for an upload id");
+		goto out;
+	}
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		snprintf(out->id + 2 * i, 3, "%02x", rnd[i]);
+	snprintf(out->tenant, sizeof(out->tenant), "%s", tenant);
+	snprintf(out->name, sizeof(out->name), "%s", name);
+	snprintf(out->writer, sizeof(out->writer), "%s", writer);
+	out->version = version;
+	out->created = now;
+	out->expires = now + CF_STORE_UPLOAD_TTL;
+	if ((q = prep(s, S_UPLOAD_INS, err)) == NULL) {
+		rc = CF_ERR_STORE;
+		goto out;
+	}
+	bind_text(q, 1, out->id);
+	bind_text(q, 2, tenant);
+	bind_text(q, 3, name);
+	sqlite3_bind_int64(q, 4, version);
+	bind_text(q, 5, writer);
+	sqlite3_bind_int64(q, 6, out->created);
+	sqlite3_bind_int64(q, 7, out->expires);
+	src = sqlite3_step(q);
+	done(q);
+	if (src == SQLITE_CONSTRAINT_FOREIGNKEY)
+		rc = cf_error_set(err, CF_ERR_NOT_FOUND,
+				  "secret %s: no tenant %s", name, tenant);
+	else if (src != SQLITE_DONE)
+		rc = db_fail(s, src, "beginning an upload", err);
+	if (rc != CF_OK)
+		goto out;
+	rc = tx_commit(s, err);
+out:
+	if (rc != CF_OK) {
+		tx_rollback(s);
+		memset(out, 0, sizeof(*out));
+	}
+	return rc;
+}
+
+static cf_status sq_upload_get(cf_store *st, const char *tenant,
+			       const char *id, int64_t now, cf_upload_row *out,
+			       cf_error *err)
+{
+	return upload_load(sq(st), tenant, id, NULL, now, out, err);
+}
+
+static cf_status sq_upload_add(cf_store *st, const char *tenant,
+			       const char *id, const char *writer, int64_t now,
+			       const cf_envelope_in *envs, size_t n,
+			       cf_upload_row *out, cf_error *err)
+{
+	sq_store *s = sq(st);
+	sqlite3_stmt *q;
+	cf_status rc;
+	int64_t bytes = 0;
+	int src;
+
+	if ((rc = tx_begin(s, err)) != CF_OK)
+		return rc;
+	if ((rc = upload_load(s, tenant, id, writer, now, out, err)) != CF_OK)
+		goto out;
+	if ((int64_t)n > CF_STORE_ENVELOPES_MAX - out->envelopes) {
+		rc = cf_error_set(err, CF_ERR_TOO_LARGE,
+				  "upload %s holds %" PRId64 " envelopes; %zu "
+				  "more would be above the %d of one version",
+				  id, out->envelopes, n, CF_STORE_ENVELOPES_MAX);
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if ((q = prep(s, S_UPLOAD_ENV_INS, err)) == NULL) {
+			rc = CF_ERR_STORE;
+			goto out;
+		}
+		bind_text(q, 1, id);
+		bind_text(q, 2, envs[i].recipient);
+		bind_blob(q, 3, envs[i].der, envs[i].len);
+		src = sqlite3_step(q);
+		done(q);
+		if ((src & 0xff) == SQLITE_CONSTRAINT) {
+			rc = cf_error_set(err, CF_ERR_EXISTS,
+					  "recipient %s has an envelope in "
+					  "upload %s already; send one per "
+					  "recipient", envs[i].recipient, id);
+			goto out;
+		}
+		if (src != SQLITE_DONE) {
+			rc = db_fail(s, src, "staging an envelope", err);
+			goto out;
+		}
+		bytes += (int64_t)envs[i].len;
+	}
+	if ((q = prep(s, S_UPLOAD_GROW, err)) == NULL) {
+		rc = CF_ERR_STORE;
+		goto out;
+	}
+	bind_text(q, 1, id);
+	sqlite3_bind_int64(q, 2, (int64_t)n);
+	sqlite3_bind_int64(q, 3, bytes);
+	sqlite3_bind_int64(q, 4, now + CF_STORE_UPLOAD_TTL);
+	if ((rc = run(s, q, "staging envelopes", err)) != CF_OK)
+		goto out;
+	rc = tx_commit(s, err);
+out:
+	if (rc != CF_OK) {
+		tx_rollback(s);
+		return rc;
+	}
+	out->envelopes += (int64_t)n;
+	out->bytes += bytes;
+	out->expires = now + CF_STORE_UPLOAD_TTL;
+	return CF_OK;
+}
+
+/* The staged recipients of upload id, in order, into a malloc'ed array. */
+static cf_status upload_recipients(sq_store *s, const char *id,
+				   char (**out)[65], size_t *n, cf_error *err)
+{
+	sqlite3_stmt *q = prep(s, S_UPLOAD_RECIPIENTS, err);
+	size_t cap = 0;
+	cf_status rc = CF_OK;
+	int src;
+
+	*out = NULL;
+	*n = 0;
+	if (q == NULL)
+		return CF_ERR_STORE;
+	bind_text(q, 1, id);
+	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
+		if (!grow((void **)out, &cap, *n, sizeof(**out))) {
+			rc = nomem(s, "committing an upload", err);
+			break;
+		}
+		col_fixed(q, 0, (*out)[(*n)++], sizeof((*out)[0]));
+	}
+	if (rc == CF_OK && src != SQLITE_DONE)
+		rc = db_fail(s, src, "committing an upload", err);
+	done(q);
+	return rc;
+}
+
+static cf_status sq_upload_commit(cf_store *st, const char *tenant,
+				  const char *id, const char *writer,
+				  int64_t now, const cf_audit_entry *audit,
+				  cf_upload_row *out,
+				  char (**recipients_out)[65], size_t *n_out,
+				  cf_error *err)
+{
+	sq_store *s = sq(st);
+	sqlite3_stmt *q;
+	cf_upload_row up;
+	cf_secret_row latest;
+	cf_audit_entry entry;
+	char (*rcpt)[65] = NULL;
+	size_t cnt = 0;
+	cf_status rc;
+	int found, dropped = 0;
+
+	if ((rc = tx_begin(s, err)) != CF_OK)
+		return rc;
+	if ((rc = upload_load(s, tenant, id, writer, now, &up, err)) != CF_OK)
+		goto out;
+	if (up.envelopes == 0) {
+		rc = cf_error_set(err, CF_ERR_USAGE,
+				  "upload %s of %s holds no envelopes; add "
+				  "them before committing", id, up.name);
+		goto out;
+	}
+	if ((rc = version_latest(s, tenant, up.name, &latest, &found, err)) !=
+	    CF_OK)
+		goto out;
+	if (found && up.version <= latest.version) {
+		/* Dropped in its own commit: the writer starts again. */
+		if ((rc = upload_drop(s, id, err)) != CF_OK ||
+		    (rc = tx_commit(s, err)) != CF_OK)
+			goto out;
+		dropped = 1;
+		rc = cf_error_set(err, CF_ERR_CONFLICT,
+				  "secret %s is at version %" PRId64
+				  "; upload version %" PRId64, up.name,
+				  latest.version, latest.version + 1);
+		goto out;
+	}
+	if ((rc = upload_recipients(s, id, &rcpt, &cnt, err)) != CF_OK ||
+	    (rc = version_insert(s, tenant, up.name, up.version, now, writer,
+				 up.envelopes, up.bytes, 0, err)) != CF_OK)
+		goto out;
+	if ((q = prep(s, S_UPLOAD_FEED_DEL, err)) == NULL) {
+		rc = CF_ERR_STORE;
+		goto out;
+	}
+	bind_text(q, 1, tenant);
+	bind_text(q, 2, up.name);
+	bind_text(q, 3, id);
+	if ((rc = run(s, q, "updating the feed", err)) != CF_OK)
+		goto out;
+	if ((q = prep(s, S_UPLOAD_FEED_INS, err)) == NULL) {
+		rc = CF_ERR_STORE;
+		goto out;
+	}
+	bind_text(q, 1, tenant);
+	bind_text(q, 2, up.name);
+	sqlite3_bind_int64(q, 3, up.version);
+	bind_text(q, 4, writer);
+	sqlite3_bind_int64(q, 5, now);
+	bind_text(q, 6, id);
+	if ((rc = run(s, q, "updating the feed", err)) != CF_OK)
+		goto out;
+	if ((q = prep(s, S_UPLOAD_ENV_MOVE, err)) == NULL) {
+		rc = CF_ERR_STORE;
+		goto out;
+	}
+	bind_text(q, 1, tenant);
+	bind_text(q, 2, up.name);
+	sqlite3_bind_int64(q, 3, up.version);
+	bind_text(q, 4, id);
+	if ((rc = run(s, q, "storing envelopes", err)) != CF_OK)
+		goto out;
+	/* Every staged envelope found its feed row, or nothing is stored. */
+	if (sqlite3_changes64(s->db) != up.envelopes) {
+		rc = cf_error_set(err, CF_ERR_STORE,
+				  "database %s: upload %s: %" PRId64 " staged "
+				  "envelopes but %lld moved", s->path, id,
+				  up.envelopes,
+				  (long long)sqlite3_changes64(s->db));
+		goto out;
+	}
+	entry = *audit;
+	entry.bytes = up.bytes;
+	if ((rc = upload_drop(s, id, err)) != CF_OK ||
+	    (rc = audit_write(s, &entry, tenant, up.name, err)) != CF_OK)
+		goto out;
+	rc = tx_commit(s, err);
+out:
+	if (rc != CF_OK) {
+		if (!dropped)
+			tx_rollback(s);
+		free(rcpt);
+		return rc;
+	}
+	if (out != NULL)
+		*out = up;
+	if (recipients_out != NULL)
+		*recipients_out = rcpt;
+	else
+		free(rcpt);
+	if (n_out != NULL)
+		*n_out = cnt;
+	return CF_OK;
+}
+
+static cf_status sq_upload_abort(cf_store *st, const char *tenant,
+				 const char *id, const char *writer,
+				 int64_t now, cf_error *err)
+{
+	sq_store *s = sq(st);
+	cf_upload_row up;
+	cf_status rc;
+
+	if ((rc = tx_begin(s, err)) != CF_OK)
+		return rc;
+	if ((rc = upload_load(s, tenant, id, writer, now, &up, err)) != CF_OK ||
+	    (rc = upload_drop(s, id, err)) != CF_OK)
+		goto out;
+	rc = tx_commit(s, err);
+out:
+	if (rc != CF_OK)
+		tx_rollback(s);
+	return rc;
+}
+
 /* ---- audit ------------------------------------------------------------ */
 
 static cf_status sq_audit_append(cf_store *st, const cf_audit_entry *entry,
@@ -2044,6 +2562,24 @@ static cf_status sq_audit_append(cf_store *st, const cf_audit_entry *entry,
 	if ((rc = tx_begin(s, err)) != CF_OK)
 		return rc;
 	if ((rc = audit_write(s, entry, NULL, NULL, err)) == CF_OK)
+		rc = tx_commit(s, err);
+	if (rc != CF_OK)
+		tx_rollback(s);
+	return rc;
+}
+
+static cf_status sq_audit_append_many(cf_store *st,
+				      const cf_audit_entry *entries, size_t n,
+				      cf_error *err)
+{
+	sq_store *s = sq(st);
+	cf_status rc;
+
+	if ((rc = tx_begin(s, err)) != CF_OK)
+		return rc;
+	for (size_t i = 0; i < n && rc == CF_OK; i++)
+		rc = audit_write(s, &entries[i], NULL, NULL, err);
+	if (rc == CF_OK)
 		rc = tx_commit(s, err);
 	if (rc != CF_OK)
 		tx_rollback(s);
@@ -2203,7 +2739,13 @@ static const cf_store_ops sqlite_ops = {
 	.secret_history = sq_secret_history,
 	.envelope_get = sq_envelope_get,
 	.feed = sq_feed,
+	.upload_begin = sq_upload_begin,
+	.upload_get = sq_upload_get,
+	.upload_add = sq_upload_add,
+	.upload_commit = sq_upload_commit,
+	.upload_abort = sq_upload_abort,
 	.audit_append = sq_audit_append,
+	.audit_append_many = sq_audit_append_many,
 	.audit_list = sq_audit_list,
 	.stats_get = sq_stats_get,
 };

@@ -74,6 +74,26 @@ int api_b64_field(srv_req *r, const char *what, const json_t *value,
 /* Base64 of bytes as a new JSON string (NULL on allocation failure). */
 json_t *api_b64_json(const unsigned char *data, size_t len);
 
+/*
+ * The "envelopes" of a request body (api_envelopes.c), checked as
+ * docs/API.md says for PUT /v1/secrets: 1 to max of them, each a DER
+ * envelope of at most CF_ENVELOPE_MAX_BYTES, no recipient twice, every
+ * recipient a certificate of the caller's tenant that is not revoked (nor
+ * its issuing enroller).  0 with *out filled (release it with
+ * api_envelopes_clear); -1 with the request answered and *out empty.
+ */
+typedef struct api_envelopes {
+	cf_envelope_in *envs;     /* n, pointing into bufs */
+	unsigned char **bufs;     /* n malloc'ed DER buffers */
+	char (*recipients)[65];   /* n fingerprints, for srv_wake */
+	size_t n;
+	int64_t bytes;            /* total DER bytes */
+} api_envelopes;
+
+int api_envelopes_read(srv_req *r, const srv_identity *id,
+		       const json_t *body, size_t max, api_envelopes *out);
+void api_envelopes_clear(api_envelopes *e);
+
 /* Field getters of a JSON object: -1 with the request answered. */
 int api_str(srv_req *r, const json_t *obj, const char *key, size_t max,
 	    int required, const char **out);

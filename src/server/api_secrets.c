@@ -24,8 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/bn.h>
-
 #include "api.h"
 #include "envelope.h"
 
@@ -48,152 +46,6 @@ static int deny_name(srv_req *r, const srv_identity *id, const char *rules,
 
 /* ---- PUT /v1/secrets -------------------------------------------------------- */
 
-/* The tenant's CRL, parsed (NULL if it has none); -1 answered. */
-static int tenant_crl(srv_req *r, const char *tenant, X509_CRL **out)
-{
-	cf_tenant t = {0};
-	cf_error err;
-	int ok = 0;
-
-	*out = NULL;
-	if (cf_store_tenant_get(srv_req_store(r), tenant, &t, &err) != CF_OK) {
-		api_fail(r, &err, "reading the tenant's CRL");
-		return -1;
-	}
-	if (t.crl_pem != NULL &&
-	    cf_crl_parse((const unsigned char *)t.crl_pem, strlen(t.crl_pem),
-			 "the stored CRL", out, &err) != CF_OK) {
-		api_fail(r, &err, "parsing the tenant's stored CRL");
-		ok = -1;
-	}
-	cf_tenant_clear(&t);
-	return ok;
-}
-
-/* Is the certificate with this serial (hex) on the CRL? */
-static int serial_revoked(X509_CRL *crl, const char *serial_hex)
-{
-	BIGNUM *bn = NULL;
-	ASN1_INTEGER *serial = NULL;
-	X509_REVOKED *entry;
-	int revoked;
-
-	if (crl == NULL)
-		return 0;
-	/* Unreadable serial: treat as revoked, never hand it envelopes. */
-	if (BN_hex2bn(&bn, serial_hex) == 0 ||
-	    (serial = BN_to_ASN1_INTEGER(bn, NULL)) == NULL)
-		revoked = 1;
-	else
-		revoked = X509_CRL_get0_by_serial(crl, &entry, serial) == 1;
-	ASN1_INTEGER_free(serial);
-	BN_free(bn);
-	return revoked;
-}
-
-/*
- * Every recipient is in the directory and neither it nor its issuing
- * enroller is revoked; -1 answered.
- */
-static int check_recipients(srv_req *r, const srv_identity *id,
-			    const cf_envelope_in *envs, size_t n)
-{
-	cf_store *st = srv_req_store(r);
-	X509_CRL *crl = NULL;
-	cf_cert_row row, issuer;
-	char issuer_ok[65] = "";  /* the last issuer found not revoked */
-	cf_error err;
-	cf_status rc;
-	int ok = -1;
-
-	memset(&row, 0, sizeof(row));
-	memset(&issuer, 0, sizeof(issuer));
-	if (tenant_crl(r, id->tenant, &crl) != 0)
-		return -1;
-	for (size_t i = 0; i < n; i++) {
-		cf_cert_row_clear(&row);
-		rc = cf_store_cert_get(st, id->tenant, envs[i].recipient, &row, &err);
-		if (rc == CF_ERR_NOT_FOUND) {
-			srv_reply_error(r, 400, "bad_request",
-				"recipient %s is not a certificate in this "
-				"organisation's directory; nothing was stored; "
-				"add it (POST /v1/certs) or leave it out",
-				envs[i].recipient);
-			goto out;
-		}
-		if (rc != CF_OK) {
-			api_fail(r, &err, "looking up recipients");
-			goto out;
-		}
-		if (serial_revoked(crl, row.serial)) {
-			srv_reply_error(r, 400, "bad_request",
-				"recipient %s (%s \"%s\") is revoked; nothing "
-				"was stored; seal the secret again without it",
-				row.fp, row.kind, row.name);
-			goto out;
-		}
-		if (row.issuer_fp[0] == '\0' || strcmp(row.issuer_fp, id->tenant) == 0 ||
-		    strcmp(row.issuer_fp, issuer_ok) == 0)
-			continue;
-		cf_cert_row_clear(&issuer);
-		rc = cf_store_cert_get(st, id->tenant, row.issuer_fp, &issuer, &err);
-		if (rc != CF_OK && rc != CF_ERR_NOT_FOUND) {
-			api_fail(r, &err, "looking up recipients");
-			goto out;
-		}
-		if (rc == CF_OK && serial_revoked(crl, issuer.serial)) {
-			srv_reply_error(r, 400, "bad_request",
-				"recipient %s (%s \"%s\") was issued by enroller "
-				"\"%s\", which is revoked; nothing was stored; "
-				"seal the secret again without it", row.fp,
-				row.kind, row.name, issuer.name);
-			goto out;
-		}
-		snprintf(issuer_ok, sizeof(issuer_ok), "%s", row.issuer_fp);
-	}
-	ok = 0;
-out:
-	cf_cert_row_clear(&row);
-	cf_cert_row_clear(&issuer);
-	X509_CRL_free(crl);
-	return ok;
-}
-
-static int by_recipient(const void *a, const void *b)
-{
-	const cf_envelope_in *x = *(const cf_envelope_in *const *)a;
-	const cf_envelope_in *y = *(const cf_envelope_in *const *)b;
-
-	return strcmp(x->recipient, y->recipient);
-}
-
-/* No recipient twice; -1 answered. */
-static int check_unique(srv_req *r, const cf_envelope_in *envs, size_t n)
-{
-	const cf_envelope_in **sorted = malloc(n * sizeof(*sorted));
-	int ok = 0;
-
-	if (sorted == NULL) {
-		srv_reply_error(r, 500, "internal", "out of memory; nothing "
-			"was stored; try again");
-		return -1;
-	}
-	for (size_t i = 0; i < n; i++)
-		sorted[i] = &envs[i];
-	qsort(sorted, n, sizeof(*sorted), by_recipient);
-	for (size_t i = 1; i < n; i++) {
-		if (strcmp(sorted[i - 1]->recipient, sorted[i]->recipient) == 0) {
-			srv_reply_error(r, 400, "bad_request",
-				"recipient %s has two envelopes; send one per "
-				"recipient", sorted[i]->recipient);
-			ok = -1;
-			break;
-		}
-	}
-	free(sorted);
-	return ok;
-}
-
 /* The latest version of name, tombstones included (0 if none). */
 static int64_t latest_version(srv_req *r, const char *tenant, const char *name)
 {
@@ -209,15 +61,12 @@ static void secret_put(srv_req *r)
 {
 	const srv_identity *id = srv_req_identity(r);
 	const char *name;
-	json_t *body = NULL, *list, *v;
-	cf_envelope_in *envs = NULL;
-	unsigned char **bufs = NULL;
-	char (*recipients)[65] = NULL;
+	json_t *body = NULL;
+	api_envelopes envs = { 0 };
 	cf_audit_entry audit;
-	int64_t version, total = 0, latest;
-	size_t n = 0;
+	int64_t version, latest;
 	cf_error err;
-	char what[48], msg[512];
+	char msg[512];
 
 	if (api_param_name(r, "name", &name) != 0)
 		return;
@@ -230,55 +79,11 @@ static void secret_put(srv_req *r)
 		return;
 	if (api_int(r, body, "version", 1, VERSION_MAX, &version) != 0)
 		goto out;
-	list = json_object_get(body, "envelopes");
-	if (!json_is_array(list) || json_array_size(list) == 0 ||
-	    json_array_size(list) > API_ENVELOPES_MAX) {
-		srv_reply_error(r, 400, "bad_request",
-			"\"envelopes\" must be an array of 1 to %d "
-			"{\"recipient\",\"envelope\"} objects", API_ENVELOPES_MAX);
+	if (api_envelopes_read(r, id, body, API_ENVELOPES_MAX, &envs) != 0)
 		goto out;
-	}
-	n = json_array_size(list);
-	envs = calloc(n, sizeof(*envs));
-	bufs = calloc(n, sizeof(*bufs));
-	recipients = calloc(n, sizeof(*recipients));
-	if (envs == NULL || bufs == NULL || recipients == NULL) {
-		srv_reply_error(r, 500, "internal", "out of memory; nothing "
-			"was stored; try again");
-		goto out;
-	}
-	for (size_t i = 0; i < n; i++) {
-		const char *fp;
-
-		v = json_array_get(list, i);
-		snprintf(what, sizeof(what), "envelopes[%zu].envelope", i);
-		if (!json_is_object(v)) {
-			srv_reply_error(r, 400, "bad_request",
-				"envelopes[%zu] is not an object", i);
-			goto out;
-		}
-		if (api_hex_field(r, v, "recipient", 64, &fp) != 0 ||
-		    api_b64_field(r, what, json_object_get(v, "envelope"),
-				  CF_ENVELOPE_MAX_BYTES, &bufs[i],
-				  &envs[i].len) != 0)
-			goto out;
-		if (bufs[i][0] != 0x30) {
-			srv_reply_error(r, 400, "bad_request",
-				"%s is not a DER envelope (it does not start "
-				"with a SEQUENCE); seal it with coffer seal or "
-				"openssl cms -encrypt -outform DER", what);
-			goto out;
-		}
-		snprintf(envs[i].recipient, sizeof(envs[i].recipient), "%s", fp);
-		memcpy(recipients[i], fp, 65);
-		envs[i].der = bufs[i];
-		total += (int64_t)envs[i].len;
-	}
-	if (check_unique(r, envs, n) != 0 || check_recipients(r, id, envs, n) != 0)
-		goto out;
-	srv_audit_init(r, &audit, "secret.put", name, total);
+	srv_audit_init(r, &audit, "secret.put", name, envs.bytes);
 	if (cf_store_secret_put(srv_req_store(r), id->tenant, name, version,
-				id->fp, srv_now(), envs, n, &audit, NULL,
+				id->fp, srv_now(), envs.envs, envs.n, &audit, NULL,
 				&err) != CF_OK) {
 		if (err.code != CF_ERR_CONFLICT) {
 			api_fail(r, &err, "storing a secret version");
@@ -296,16 +101,13 @@ static void secret_put(srv_req *r)
 			"latest", (json_int_t)latest));
 		goto out;
 	}
-	srv_wake(id->tenant, (const char (*)[65])recipients, n);
+	srv_wake(id->tenant, (const char (*)[65])envs.recipients, envs.n);
 	api_reply(r, 201, json_pack("{s:s,s:I,s:I,s:I}", "name", name,
-		"version", (json_int_t)version, "recipients", (json_int_t)n,
-		"bytes", (json_int_t)total));
+		"version", (json_int_t)version,
+		"recipients", (json_int_t)envs.n,
+		"bytes", (json_int_t)envs.bytes));
 out:
-	for (size_t i = 0; bufs && i < n; i++)
-		free(bufs[i]);
-	free(bufs);
-	free(envs);
-	free(recipients);
+	api_envelopes_clear(&envs);
 	json_decref(body);
 }
 
@@ -518,7 +320,7 @@ static void feed(srv_req *r)
 	char object[CF_AUDIT_OBJECT_MAX];
 	int64_t since, wait, limit, cursor, remaining_ms, bytes = 0;
 	size_t n = 0, shown = 0;
-	json_t *list = NULL, *o;
+	json_t *list = NULL, *o, *body;
 	int more;
 	cf_error err;
 
@@ -576,17 +378,16 @@ static void feed(srv_req *r)
 		api_reply(r, 500, NULL);
 		goto out;
 	}
-	if (bytes > 0) {
+	body = json_pack("{s:I,s:b,s:o}", "cursor", (json_int_t)cursor,
+			 "more", more, "secrets", list);
+	if (bytes > 0 && body != NULL) {
+		/* Sent only once the read is in the audit log (group commit). */
 		feed_object(items, shown, object, sizeof(object));
 		srv_audit_init(r, &audit, "secret.read", object, bytes);
-		if (cf_store_audit_append(srv_req_store(r), &audit, &err) != CF_OK) {
-			json_decref(list);
-			api_fail(r, &err, "logging an envelope read");
-			goto out;
-		}
+		srv_reply_json_audited(r, 200, body, &audit);
+		goto out;
 	}
-	api_reply(r, 200, json_pack("{s:I,s:b,s:o}", "cursor",
-		(json_int_t)cursor, "more", more, "secrets", list));
+	api_reply(r, 200, body);
 out:
 	cf_feed_items_free(items, n);
 }

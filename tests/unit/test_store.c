@@ -1194,9 +1194,54 @@ static void audit_tamper_detected(void **state)
 	free(e);
 }
 
+/* A batch is one transaction: all entries, chained in array order, or none. */
+static void audit_append_many_batch(void **state)
+{
+	fx_db *db = *state;
+	cf_audit_entry b[3], *e = NULL;
+	cf_audit_filter f;
+	cf_error err = { 0 };
+	size_t n = 0;
+
+	assert_status(CF_OK, cf_store_audit_append_many(db->st, NULL, 0, &err),
+		      &err);
+	for (int i = 0; i < 3; i++) {
+		char obj[16];
+
+		snprintf(obj, sizeof(obj), "b%d", i);
+		b[i] = audit_of("secret.read", obj);
+		b[i].bytes = 10 + i;
+	}
+	assert_status(CF_OK, cf_store_audit_append_many(db->st, b, 3, &err),
+		      &err);
+	/* One bad entry: nothing of the batch is written. */
+	b[1].action[0] = '\0';
+	assert_int_equal(cf_store_audit_append_many(db->st, b, 3, &err),
+			 CF_ERR_USAGE);
+	memset(&f, 0, sizeof(f));
+	f.action = "secret.read";
+	assert_status(CF_OK, cf_store_audit_list(db->st, TENANT, &f, &e, &n,
+						 &err), &err);
+	assert_int_equal(n, 3);
+	for (size_t i = 0; i < 3; i++) {
+		char obj[16];
+
+		snprintf(obj, sizeof(obj), "b%zu", i);
+		assert_string_equal(e[i].object, obj);
+		assert_int_equal(e[i].bytes, 10 + (int64_t)i);
+		if (i > 0) {
+			assert_int_equal(e[i].seq, e[i - 1].seq + 1);
+			assert_string_equal(e[i].prev, e[i - 1].hash);
+		}
+	}
+	free(e);
+	assert_int_equal(verify_chain(db->st, TENANT), 1 + 3);
+}
+
 typedef struct appender {
 	const char *path;
 	int n;
+	int batch;      /* entries per cf_store_audit_append_many; 0: one by one */
 	cf_status rc;
 	cf_error err;
 } appender;
@@ -1205,12 +1250,18 @@ static void *append_many(void *arg)
 {
 	appender *ap = arg;
 	cf_store *st = NULL;
-	cf_audit_entry a = audit_of("secret.read", "");
+	cf_audit_entry a = audit_of("secret.read", ""), b[10];
 
 	ap->rc = cf_store_open(ap->path, 0, &st, &ap->err);
 	for (int i = 0; ap->rc == CF_OK && i < ap->n; i++) {
 		snprintf(a.object, sizeof(a.object), "obj-%p-%d", arg, i);
-		ap->rc = cf_store_audit_append(st, &a, &ap->err);
+		if (ap->batch == 0) {
+			ap->rc = cf_store_audit_append(st, &a, &ap->err);
+			continue;
+		}
+		b[i % 10] = a;
+		if (i % 10 == 9)
+			ap->rc = cf_store_audit_append_many(st, b, 10, &ap->err);
 	}
 	cf_store_free(st);
 	return NULL;
@@ -1227,6 +1278,7 @@ static void audit_concurrent_appends(void **state)
 		memset(&ap[i], 0, sizeof(ap[i]));
 		ap[i].path = db->path;
 		ap[i].n = 150;
+		ap[i].batch = i;   /* one appends one by one, one in batches */
 		assert_int_equal(pthread_create(&th[i], NULL, append_many,
 						&ap[i]), 0);
 	}
@@ -1516,6 +1568,317 @@ static void stats(void **state)
 	assert_true(s.feed_seq > seq); /* the deletion took new numbers */
 }
 
+/* ---- staged uploads ------------------------------------------------------ */
+
+/* One envelope for recipient in the expect_der format. */
+static cf_envelope_in env_of(const char *name, int64_t version,
+			     const char *recipient, unsigned char *buf,
+			     size_t cap)
+{
+	cf_envelope_in e;
+	int w = snprintf((char *)buf, cap, "%s@%" PRId64 ":%c", name, version,
+			 recipient[0]);
+
+	memset(&e, 0, sizeof(e));
+	snprintf(e.recipient, sizeof(e.recipient), "%.64s", recipient);
+	e.der = buf;
+	e.len = (size_t)w;
+	return e;
+}
+
+static size_t audit_count(cf_store *st, const char *action)
+{
+	cf_audit_filter f = { .action = action, .limit = 10000 };
+	cf_audit_entry *e = NULL;
+	cf_error err = { 0 };
+	size_t n = 0;
+
+	assert_status(CF_OK, cf_store_audit_list(st, TENANT, &f, &e, &n, &err),
+		      &err);
+	free(e);
+	return n;
+}
+
+static void uploads_commit(void **state)
+{
+	fx_db *db = *state;
+	cf_upload_row up, got;
+	cf_envelope_in envs[2];
+	unsigned char der[3][32];
+	cf_audit_entry a = audit_of("secret.put", "");
+	cf_feed_item *items = NULL, item;
+	cf_secret_row *hist = NULL;
+	cf_store_stats stats;
+	char (*rcpt)[65] = NULL;
+	cf_error err = { 0 };
+	size_t n = 0;
+	int64_t cursor;
+
+	assert_status(CF_OK, cf_store_upload_begin(db->st, TENANT, "big", 1,
+						   ALICE, NOW, &up, &err), &err);
+	assert_int_equal(strlen(up.id), 32);
+	assert_int_equal(up.expires, NOW + CF_STORE_UPLOAD_TTL);
+	assert_int_equal(up.envelopes, 0);
+	/* Nothing staged yet: nothing to commit, and the upload stays. */
+	assert_status(CF_ERR_USAGE,
+		      cf_store_upload_commit(db->st, TENANT, up.id, ALICE, NOW,
+					     &a, NULL, NULL, NULL, &err), &err);
+	envs[0] = env_of("big", 1, AGENT_A, der[0], sizeof(der[0]));
+	envs[1] = env_of("big", 1, AGENT_B, der[1], sizeof(der[1]));
+	assert_status(CF_OK, cf_store_upload_add(db->st, TENANT, up.id, ALICE,
+						 NOW + 10, envs, 2, &got, &err),
+		      &err);
+	assert_int_equal(got.envelopes, 2);
+	assert_int_equal(got.bytes, (int64_t)(envs[0].len + envs[1].len));
+	assert_int_equal(got.expires, NOW + 10 + CF_STORE_UPLOAD_TTL);
+	envs[0] = env_of("big", 1, AGENT_C, der[2], sizeof(der[2]));
+	assert_status(CF_OK, cf_store_upload_add(db->st, TENANT, up.id, ALICE,
+						 NOW + 20, envs, 1, &got, &err),
+		      &err);
+	assert_int_equal(got.envelopes, 3);
+
+	/* Staged is invisible: no version, no feed, no envelope, no entry. */
+	assert_status(CF_ERR_NOT_FOUND,
+		      cf_store_secret_history(db->st, TENANT, "big", &hist, &n,
+					      &err), &err);
+	free(hist);
+	hist = NULL;
+	assert_status(CF_OK, cf_store_feed(db->st, TENANT, AGENT_A, 0, 0,
+					   &items, &n, &cursor, &err), &err);
+	assert_int_equal(n, 0);
+	cf_feed_items_free(items, n);
+	assert_status(CF_OK, cf_store_stats_get(db->st, &stats, &err), &err);
+	assert_int_equal(stats.envelopes, 0);
+	assert_int_equal(stats.secrets, 0);
+	assert_int_equal(audit_count(db->st, "secret.put"), 0);
+
+	assert_status(CF_OK, cf_store_upload_commit(db->st, TENANT, up.id,
+						    ALICE, NOW + 30, &a, &got,
+						    &rcpt, &n, &err), &err);
+	assert_int_equal(n, 3);
+	assert_string_equal(rcpt[0], AGENT_A);
+	assert_string_equal(rcpt[2], AGENT_C);
+	free(rcpt);
+	assert_string_equal(got.name, "big");
+	assert_int_equal(got.version, 1);
+	assert_int_equal(got.envelopes, 3);
+
+	/* Committed: exactly as a single put would have stored it. */
+	assert_status(CF_OK, cf_store_secret_history(db->st, TENANT, "big",
+						     &hist, &n, &err), &err);
+	assert_int_equal(n, 1);
+	assert_int_equal(hist[0].recipients, 3);
+	assert_int_equal(hist[0].bytes, got.bytes);
+	assert_string_equal(hist[0].writer, ALICE);
+	free(hist);
+	for (int i = 0; i < 3; i++) {
+		const char *who = i == 0 ? AGENT_A : i == 1 ? AGENT_B : AGENT_C;
+
+		memset(&item, 0, sizeof(item));
+		assert_status(CF_OK, cf_store_envelope_get(db->st, TENANT, "big",
+							   0, who, &item, &err),
+			      &err);
+		expect_der(&item, "big", 1, who[0]);
+		cf_feed_item_clear(&item);
+	}
+	assert_status(CF_OK, cf_store_feed(db->st, TENANT, AGENT_B, 0, 0,
+					   &items, &n, &cursor, &err), &err);
+	assert_int_equal(n, 1);
+	expect_der(&items[0], "big", 1, 'd');
+	cf_feed_items_free(items, n);
+	assert_int_equal(audit_count(db->st, "secret.put"), 1);
+	verify_chain(db->st, TENANT);
+	{
+		cf_audit_filter f = { .action = "secret.put", .limit = 10 };
+		cf_audit_entry *e = NULL;
+
+		assert_status(CF_OK, cf_store_audit_list(db->st, TENANT, &f, &e,
+							 &n, &err), &err);
+		assert_int_equal(n, 1);
+		assert_string_equal(e[0].object, "big");
+		assert_int_equal(e[0].bytes, got.bytes);
+		free(e);
+	}
+	/* The upload is gone with its commit. */
+	assert_status(CF_ERR_NOT_FOUND,
+		      cf_store_upload_get(db->st, TENANT, up.id, NOW + 40, &got,
+					  &err), &err);
+	assert_status(CF_ERR_NOT_FOUND,
+		      cf_store_upload_commit(db->st, TENANT, up.id, ALICE,
+					     NOW + 40, &a, NULL, NULL, NULL,
+					     &err), &err);
+}
+
+static void uploads_refusals(void **state)
+{
+	fx_db *db = *state;
+	const char *a_only[] = { AGENT_A };
+	cf_upload_row up, up2, got;
+	cf_envelope_in envs[2];
+	unsigned char der[2][32];
+	cf_audit_entry a = audit_of("secret.put", "");
+	cf_secret_row latest;
+	cf_error err = { 0 };
+	size_t before;
+
+	put_version(db->st, "s", 1, a_only, 1, NULL);
+	/* Begin: not above the latest. */
+	assert_status(CF_ERR_CONFLICT,
+		      cf_store_upload_begin(db->st, TENANT, "s", 1, ALICE, NOW,
+					    &up, &err), &err);
+	assert_status(CF_OK, cf_store_upload_begin(db->st, TENANT, "s", 2,
+						   ALICE, NOW, &up, &err), &err);
+	envs[0] = env_of("s", 2, AGENT_A, der[0], sizeof(der[0]));
+	envs[1] = env_of("s", 2, AGENT_B, der[1], sizeof(der[1]));
+	assert_status(CF_OK, cf_store_upload_add(db->st, TENANT, up.id, ALICE,
+						 NOW, envs, 1, NULL, &err), &err);
+	/* A recipient again, in a later chunk: the whole chunk is refused. */
+	envs[0] = env_of("s", 2, AGENT_B, der[0], sizeof(der[0]));
+	envs[1] = env_of("s", 2, AGENT_A, der[1], sizeof(der[1]));
+	assert_status(CF_ERR_EXISTS,
+		      cf_store_upload_add(db->st, TENANT, up.id, ALICE, NOW,
+					  envs, 2, NULL, &err), &err);
+	assert_non_null(strstr(err.msg, AGENT_A));
+	assert_status(CF_OK, cf_store_upload_get(db->st, TENANT, up.id, NOW,
+						 &got, &err), &err);
+	assert_int_equal(got.envelopes, 1);
+	/* Only the writer that began it; another tenant does not see it. */
+	assert_status(CF_ERR_PERMISSION,
+		      cf_store_upload_add(db->st, TENANT, up.id, AGENT_C, NOW,
+					  envs, 1, NULL, &err), &err);
+	assert_status(CF_ERR_PERMISSION,
+		      cf_store_upload_commit(db->st, TENANT, up.id, AGENT_C,
+					     NOW, &a, NULL, NULL, NULL, &err),
+		      &err);
+	assert_status(CF_ERR_PERMISSION,
+		      cf_store_upload_abort(db->st, TENANT, up.id, AGENT_C, NOW,
+					    &err), &err);
+	assert_status(CF_ERR_NOT_FOUND,
+		      cf_store_upload_get(db->st, OTHER_TENANT, up.id, NOW,
+					  &got, &err), &err);
+	assert_status(CF_ERR_USAGE,
+		      cf_store_upload_get(db->st, TENANT, "NOTHEX", NOW, &got,
+					  &err), &err);
+
+	/* Another writer stores version 2 meanwhile: conflict at commit,
+	 * and the upload is dropped. */
+	assert_status(CF_OK, cf_store_upload_begin(db->st, TENANT, "s", 2,
+						   ALICE, NOW, &up2, &err), &err);
+	put_version(db->st, "s", 2, a_only, 1, NULL);
+	before = audit_count(db->st, "secret.put");
+	assert_status(CF_ERR_CONFLICT,
+		      cf_store_upload_commit(db->st, TENANT, up.id, ALICE, NOW,
+					     &a, NULL, NULL, NULL, &err), &err);
+	assert_int_equal(audit_count(db->st, "secret.put"), before);
+	assert_status(CF_ERR_NOT_FOUND,
+		      cf_store_upload_get(db->st, TENANT, up.id, NOW, &got,
+					  &err), &err);
+	assert_status(CF_OK, cf_store_secret_latest(db->st, TENANT, "s",
+						    &latest, &err), &err);
+	assert_int_equal(latest.version, 2);
+	assert_int_equal(latest.recipients, 1);
+
+	/* Abort. */
+	assert_status(CF_OK, cf_store_upload_abort(db->st, TENANT, up2.id,
+						   ALICE, NOW, &err), &err);
+	assert_status(CF_ERR_NOT_FOUND,
+		      cf_store_upload_abort(db->st, TENANT, up2.id, ALICE, NOW,
+					    &err), &err);
+	assert_status(CF_ERR_NOT_FOUND,
+		      cf_store_upload_add(db->st, TENANT, up2.id, ALICE, NOW,
+					  envs, 1, NULL, &err), &err);
+	verify_chain(db->st, TENANT);
+}
+
+static void uploads_expiry_and_limit(void **state)
+{
+	fx_db *db = *state;
+	cf_upload_row up, old, got;
+	cf_envelope_in env;
+	unsigned char der[32];
+	cf_audit_entry a = audit_of("secret.put", "");
+	cf_error err = { 0 };
+	sqlite3 *raw;
+	sqlite3_stmt *q;
+	int staged = -1;
+
+	assert_status(CF_OK, cf_store_upload_begin(db->st, TENANT, "e", 1,
+						   ALICE, NOW, &old, &err), &err);
+	env = env_of("e", 1, AGENT_A, der, sizeof(der));
+	/* A chunk moves the expiry: alive after the first hour... */
+	assert_status(CF_OK, cf_store_upload_add(db->st, TENANT, old.id, ALICE,
+						 NOW + 3000, &env, 1, NULL,
+						 &err), &err);
+	assert_status(CF_OK, cf_store_upload_get(db->st, TENANT, old.id,
+						 NOW + 3000 + 3599, &got, &err),
+		      &err);
+	/* ...and refused an hour after its last chunk. */
+	assert_status(CF_ERR_NOT_FOUND,
+		      cf_store_upload_commit(db->st, TENANT, old.id, ALICE,
+					     NOW + 3000 + 3600, &a, NULL, NULL,
+					     NULL, &err), &err);
+	assert_non_null(strstr(err.msg, "expired"));
+
+	/* The per-tenant limit counts open uploads only. */
+	for (int i = 1; i < CF_STORE_UPLOADS_MAX; i++)
+		assert_status(CF_OK, cf_store_upload_begin(db->st, TENANT, "e",
+							   1, ALICE, NOW + 3001,
+							   &up, &err), &err);
+	assert_status(CF_ERR_LIMIT,
+		      cf_store_upload_begin(db->st, TENANT, "e", 1, ALICE,
+					    NOW + 3001, &up, &err), &err);
+	/* Once `old` has expired (the others not yet), a begin purges it
+	 * and has room for exactly one more. */
+	assert_status(CF_OK, cf_store_upload_begin(db->st, TENANT, "e", 1,
+						   ALICE, NOW + 6600, &up, &err),
+		      &err);
+	assert_status(CF_ERR_LIMIT,
+		      cf_store_upload_begin(db->st, TENANT, "e", 1, ALICE,
+					    NOW + 6600, &got, &err), &err);
+	assert_int_equal(sqlite3_open_v2(db->path, &raw, SQLITE_OPEN_READONLY,
+					 NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(raw, "SELECT COUNT(*) FROM "
+					    "upload_envelopes", -1, &q, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+	staged = sqlite3_column_int(q, 0);
+	sqlite3_finalize(q);
+	sqlite3_close(raw);
+	assert_int_equal(staged, 0);
+	assert_status(CF_ERR_NOT_FOUND,
+		      cf_store_upload_get(db->st, TENANT, old.id, NOW, &got,
+					  &err), &err);
+
+	/* At most CF_STORE_ENVELOPES_MAX per upload, across chunks. */
+	{
+		size_t n = CF_STORE_ENVELOPES_MAX;
+		cf_envelope_in *many = calloc(n, sizeof(*many));
+
+		assert_non_null(many);
+		for (size_t i = 0; i < n; i++) {
+			snprintf(many[i].recipient, sizeof(many[i].recipient),
+				 "%064zx", i);
+			many[i].der = der;
+			many[i].len = 1;
+		}
+		assert_status(CF_OK, cf_store_upload_add(db->st, TENANT, up.id,
+							 ALICE, NOW + 6600,
+							 many, n - 1, NULL,
+							 &err), &err);
+		snprintf(many[0].recipient, sizeof(many[0].recipient), "%064x",
+			 0xfffffff);
+		assert_status(CF_ERR_TOO_LARGE,
+			      cf_store_upload_add(db->st, TENANT, up.id, ALICE,
+						  NOW + 6600, many, 2, NULL,
+						  &err), &err);
+		assert_status(CF_OK, cf_store_upload_add(db->st, TENANT, up.id,
+							 ALICE, NOW + 6600,
+							 many, 1, NULL, &err),
+			      &err);
+		free(many);
+	}
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -1535,12 +1898,16 @@ int main(void)
 		T(feed_uses_its_index),
 		T(audit_list_and_filters),
 		T(audit_tamper_detected),
+		T(audit_append_many_batch),
 		T(audit_concurrent_appends),
 		T(concurrent_writers),
 		T(concurrent_create),
 		T(survives_kill_9),
 		T(limits),
 		T(stats),
+		T(uploads_commit),
+		T(uploads_refusals),
+		T(uploads_expiry_and_limit),
 	};
 #undef T
 
