@@ -5,8 +5,10 @@
  * verify fetches the tenant's whole chain in seq order, page by page, and
  * recomputes every link with cf_audit_check (the same function the store
  * uses to append): an edited, removed or reordered entry breaks the chain
- * at that entry, which is named (exit 31).  The last hash printed lets an
- * auditor pin the log: a later run must show the same entry unchanged.
+ * at that entry, which is named (exit 31).  Each entry is read with
+ * cf_audit_from_json, which bounds every field the server sends.  The
+ * last hash printed lets an auditor pin the log: a later run must show
+ * the same entry unchanged.
  */
 #include <getopt.h>
 #include <jansson.h>
@@ -33,55 +35,6 @@ static void audit_usage(FILE *out)
 		"the first bad entry (exit 31); on success it prints the number of\n"
 		"entries and the last hash.\n"
 		"\n%s", cli_settings_help);
-}
-
-static int copy_field(char *dst, size_t size, const json_t *e, const char *key)
-{
-	const char *v = json_string_value(json_object_get(e, key));
-
-	if (v == NULL || strlen(v) >= size)
-		return -1;
-	memcpy(dst, v, strlen(v) + 1);
-	return 0;
-}
-
-/* An entry of the answer into e; -1 names a field missing or too long. */
-static int entry_from_json(const json_t *j, cf_audit_entry *e, const char **bad)
-{
-	const json_t *seq = json_object_get(j, "seq");
-	const json_t *t = json_object_get(j, "time");
-	const json_t *b = json_object_get(j, "bytes");
-
-	memset(e, 0, sizeof(*e));
-	*bad = NULL;
-	if (!json_is_integer(seq))
-		*bad = "seq";
-	else if (!json_is_integer(t))
-		*bad = "time";
-	else if (!json_is_integer(b))
-		*bad = "bytes";
-	else if (copy_field(e->tenant, sizeof(e->tenant), j, "tenant"))
-		*bad = "tenant";
-	else if (copy_field(e->actor, sizeof(e->actor), j, "actor"))
-		*bad = "actor";
-	else if (copy_field(e->subject, sizeof(e->subject), j, "subject"))
-		*bad = "subject";
-	else if (copy_field(e->source, sizeof(e->source), j, "source"))
-		*bad = "source";
-	else if (copy_field(e->action, sizeof(e->action), j, "action"))
-		*bad = "action";
-	else if (copy_field(e->object, sizeof(e->object), j, "object"))
-		*bad = "object";
-	else if (copy_field(e->prev, sizeof(e->prev), j, "prev"))
-		*bad = "prev";
-	else if (copy_field(e->hash, sizeof(e->hash), j, "hash"))
-		*bad = "hash";
-	if (*bad != NULL)
-		return -1;
-	e->seq = (int64_t)json_integer_value(seq);
-	e->time = (int64_t)json_integer_value(t);
-	e->bytes = (int64_t)json_integer_value(b);
-	return 0;
 }
 
 static int audit_verify(int argc, char **argv)
@@ -131,14 +84,9 @@ static int audit_verify(int argc, char **argv)
 			break;
 		n = json_array_size(json_object_get(resp, "entries"));
 		json_array_foreach(json_object_get(resp, "entries"), i, j) {
-			const char *bad;
-
-			if (entry_from_json(j, &e, &bad) != 0) {
-				rc = cf_error_set(&err, CF_ERR_AUDIT,
-					"audit entry %lld has a missing or oversized "
-					"\"%s\" field", count + 1, bad);
+			rc = cf_audit_from_json(j, &e, &err);
+			if (rc != CF_OK)
 				break;
-			}
 			if (e.seq != count + 1) {
 				rc = cf_error_set(&err, CF_ERR_AUDIT,
 					"audit chain broken at entry %lld: the server "

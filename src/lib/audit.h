@@ -12,6 +12,7 @@
 #ifndef CF_AUDIT_H
 #define CF_AUDIT_H
 
+#include <jansson.h>
 #include <stdint.h>
 
 #include "error.h"
@@ -52,5 +53,27 @@ cf_status cf_audit_hash(const cf_audit_entry *e, char hex[65], cf_error *err);
  */
 cf_status cf_audit_check(const cf_audit_entry *e, const char *prev_hash,
 			 cf_error *err);
+
+/*
+ * The JSON object of one entry, as GET /v1/audit sends it (docs/API.md,
+ * "Audit"): {"seq","time","tenant","actor","subject","source","action",
+ * "object","bytes","prev","hash"}, integers as JSON integers.  *out is a
+ * new reference.  Refuses (CF_ERR_USAGE) an entry cf_audit_from_json would
+ * refuse, so that whatever one side writes the other reads back equal.
+ */
+cf_status cf_audit_to_json(const cf_audit_entry *e, json_t **out,
+			   cf_error *err);
+
+/*
+ * Reads such an object, which comes from a server the reader does not
+ * trust, into *e (zeroed first).  Every field is required: seq >= 1,
+ * time and bytes integers; tenant, prev and hash exactly 64 lower-case
+ * hex characters; the other strings shorter than their buffer, without
+ * NUL.  Other keys are ignored (a newer server may add some).  It checks
+ * form only: whether the entry belongs to its chain is cf_audit_check's
+ * job.  CF_ERR_AUDIT names the first bad field.
+ */
+cf_status cf_audit_from_json(const json_t *j, cf_audit_entry *e,
+			     cf_error *err);
 
 #endif

@@ -12,15 +12,7 @@
 #include <string.h>
 
 #include "api.h"
-
-static json_t *entry_json(const cf_audit_entry *e)
-{
-	return json_pack("{s:I,s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:s,s:s}",
-		"seq", (json_int_t)e->seq, "time", (json_int_t)e->time,
-		"tenant", e->tenant, "actor", e->actor, "subject", e->subject,
-		"source", e->source, "action", e->action, "object", e->object,
-		"bytes", (json_int_t)e->bytes, "prev", e->prev, "hash", e->hash);
-}
+#include "srv.h"
 
 static void audit_list(srv_req *r)
 {
@@ -65,8 +57,24 @@ static void audit_list(srv_req *r)
 	}
 	shown = n > (size_t)limit ? (size_t)limit : n;
 	list = json_array();
-	for (size_t i = 0; list && i < shown; i++)
-		json_array_append_new(list, entry_json(&entries[i]));
+	/* The same encoder the CLI's reader mirrors (audit.h), so what is
+	 * written here reads back equal there. */
+	for (size_t i = 0; list && i < shown; i++) {
+		json_t *entry = NULL;
+
+		if (cf_audit_to_json(&entries[i], &entry, &err) != CF_OK) {
+			srv_log(SRV_LOG_ERROR, "audit entry %lld of tenant %.16s "
+				"cannot be encoded: %s",
+				(long long)entries[i].seq, id->tenant, err.msg);
+			json_decref(list);
+			free(entries);
+			srv_reply_error(r, 500, "internal", "the audit log holds "
+				"an entry the server cannot encode; see the "
+				"server's log");
+			return;
+		}
+		json_array_append_new(list, entry);
+	}
 	api_reply(r, 200, list ? json_pack("{s:o,s:b}", "entries", list,
 					   "more", n > shown) : NULL);
 	free(entries);

@@ -12,8 +12,10 @@
  *     OpenSSL 3.0, which is why this one file re-enables deprecated
  *     declarations; no other coffer code does or may.
  * The root's validity is fixed (2020-01-01 .. 2099-12-31) so its DER, and
- * so the tenant, is the same in every run; the other certificates keep
- * the validity cf_cert_issue gives them, which the seeds do not depend on.
+ * so the tenant, is the same in every run; so is the enroller's (the
+ * token envelopes it signs pin its certificate); the other certificates
+ * keep the validity cf_cert_issue gives them, which the seeds do not
+ * depend on.
  */
 /* Before any OpenSSL header: this file needs RAND_set_rand_method. */
 #undef OPENSSL_NO_DEPRECATED
@@ -249,6 +251,15 @@ static void build(struct fuzz_fixture *fx)
 	fx->expired.cert = reparse(fx->expired.cert);
 	issue(&fx->enroller, "enroller", &fx->root, CF_KIND_ENROLLER,
 	      enroll_web, 2, NULL, 0);
+	/*
+	 * Byte-identical in every run: cf_token_open pins the signer of a
+	 * token envelope by certificate, so fuzz_token opens the envelopes
+	 * make_seeds sealed only if this is the very same certificate.
+	 */
+	set_validity(fx->enroller.cert, "20200101000000Z", "20991231235959Z");
+	if (!X509_sign(fx->enroller.cert, fx->root.key, EVP_sha256()))
+		die("enroller", NULL);
+	fx->enroller.cert = reparse(fx->enroller.cert);
 	issue(&fx->enrolled, "enrolled", &fx->enroller, CF_KIND_AGENT, NULL, 0,
 	      web, 1);
 	/* Issued for web, then edited to db and re-signed: beyond the scope. */

@@ -12,7 +12,7 @@
 # Exits 1 if any target crashed, leaked, timed out or ran out of memory
 # (each such input is listed), 2 on a usage or setup error.
 #
-# Environment: FUZZ_TARGETS (default "envelope cert record perms") picks
+# Environment: FUZZ_TARGETS (default: all seven, see below) picks
 # targets; COFFER_FUZZ_SECMEM=1 fuzzes with OpenSSL's secure heap (fixture.h).
 # To reproduce a finding: BUILD_DIR/tests/fuzz/fuzz_TARGET FILE
 set -u
@@ -27,7 +27,7 @@ seconds=$2
 case $seconds in '' | *[!0-9]*) usage ;; esac
 bin=$build/tests/fuzz
 here=$(cd "$(dirname "$0")" && pwd)
-targets=${FUZZ_TARGETS:-envelope cert record perms}
+targets=${FUZZ_TARGETS:-envelope cert record perms token csr audit}
 out=${FUZZ_RUN_DIR:-$build/fuzz-run}
 
 for t in $targets; do
@@ -57,6 +57,9 @@ max_len() {
 	cert) echo 16384 ;;
 	record) echo 4096 ;;
 	perms) echo 4096 ;;
+	token) echo 8192 ;;
+	csr) echo 4096 ;;
+	audit) echo 16384 ;;
 	esac
 }
 

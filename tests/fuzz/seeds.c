@@ -1,14 +1,16 @@
 /*
  * seeds.c - make_seeds OUTDIR: the seed corpora of the fuzz targets.
  *
- * Writes OUTDIR/envelope, OUTDIR/cert, OUTDIR/record and OUTDIR/perms, one
- * file per seed, generated in every run (run.sh calls it; nothing here is
+ * Writes OUTDIR/envelope, OUTDIR/cert, OUTDIR/record, OUTDIR/perms,
+ * OUTDIR/token, OUTDIR/csr and OUTDIR/audit, one file per seed, generated in every run (run.sh calls it; nothing here is
  * checked in).  The envelope seeds are made with the fixed fixture of
  * fixture.h, so they open with the key fuzz_envelope holds: one seed per
  * refusal of docs/FORMAT.md and one that passes every check, each both as
  * a sealed AuthEnvelopedData and as the bare SignedData inside it (the
  * target tries every input both ways).  Other seeds cover each branch of
- * the certificate, record and permission parsers.
+ * the certificate, record and permission parsers; the token seeds include
+ * token envelopes sealed by the fixture's enroller (which fuzz_token opens
+ * as that enroller), and the audit seeds a real hash chain.
  */
 #include <errno.h>
 #include <openssl/cms.h>
@@ -22,10 +24,12 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "audit.h"
 #include "envelope.h"
 #include "fixture.h"
 #include "pki.h"
 #include "record.h"
+#include "token.h"
 
 static const char *out_dir;
 static const struct fuzz_fixture *fx;
@@ -632,6 +636,273 @@ static void perms_seeds(void)
 	perms_seed("too-many-rules", many, names, 1);
 }
 
+/* -------------------------------------------------------------- token */
+
+/* Must match fuzz_token.c. */
+#define FUZZ_TOKEN_ID "00112233445566778899aabbccddeeff"
+#define B64_SECRET "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_abcde"
+#define HEX_SECRET \
+	"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+
+static void token_envelope(const char *file, const char *id,
+			   const struct fuzz_identity *sealer, const char *tenant)
+{
+	cf_token *tok = NULL;
+	unsigned char *der = NULL;
+	size_t len = 0;
+	cf_error err;
+
+	if (cf_token_parse((const unsigned char *)FUZZ_TOKEN_ID "." B64_SECRET,
+			   strlen(FUZZ_TOKEN_ID "." B64_SECRET), &tok, &err) != CF_OK)
+		fail(file, &err);
+	memcpy(tok->id, id, CF_TOKEN_ID_HEX + 1);
+	if (cf_token_seal(tok, tenant, sealer->cert, sealer->key, NULL, &der,
+			  &len, &err) != CF_OK)
+		fail(file, &err);
+	put("token", file, der, len);
+	OPENSSL_free(der);
+	cf_token_free(tok);
+}
+
+static void token_seeds(void)
+{
+	static const struct {
+		const char *file, *text;
+	} texts[] = {
+		{ "b64", FUZZ_TOKEN_ID "." B64_SECRET },
+		{ "b64-lf", FUZZ_TOKEN_ID "." B64_SECRET "\n" },
+		{ "b64-crlf", FUZZ_TOKEN_ID "." B64_SECRET "\r\n" },
+		{ "hex", FUZZ_TOKEN_ID "." HEX_SECRET },
+		{ "hex-lf", FUZZ_TOKEN_ID "." HEX_SECRET "\n" },
+		{ "bad-two-lf", FUZZ_TOKEN_ID "." B64_SECRET "\n\n" },
+		{ "bad-upper-id", "00112233445566778899AABBCCDDEEFF." B64_SECRET },
+		{ "bad-no-dot", FUZZ_TOKEN_ID B64_SECRET },
+		{ "bad-short", FUZZ_TOKEN_ID "." "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_abcd" },
+		{ "bad-padded", FUZZ_TOKEN_ID "." B64_SECRET "=" },
+		{ "bad-std-b64", FUZZ_TOKEN_ID "." "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789+/abcde" },
+		{ "bad-upper-hex", FUZZ_TOKEN_ID "." "00112233445566778899AABBCCDDEEFF00112233445566778899aabbccddeeff" },
+		{ "bad-long", FUZZ_TOKEN_ID "." HEX_SECRET "0" },
+		{ "bad-empty", "" },
+		{ "bad-dot", "." },
+	};
+	cf_token *tok = NULL;
+	cf_secret *text = NULL;
+	cf_error err;
+
+	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++)
+		put_str("token", texts[i].file, texts[i].text);
+	if (cf_token_generate(&tok, &err) != CF_OK ||
+	    cf_token_text(tok, &text, &err) != CF_OK)
+		fail("token", &err);
+	put("token", "generated", cf_secret_cdata(text), cf_secret_len(text));
+	cf_secret_free(text);
+	cf_token_free(tok);
+	/* Envelopes the enroller opens, and ones it must refuse. */
+	token_envelope("env-good", FUZZ_TOKEN_ID, &fx->enroller,
+		       cf_trust_tenant(fx->trust));
+	token_envelope("env-other-id", "ffeeddccbbaa99887766554433221100",
+		       &fx->enroller, cf_trust_tenant(fx->trust));
+	token_envelope("env-other-tenant", FUZZ_TOKEN_ID, &fx->enroller,
+		       "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+	token_envelope("env-not-ours", FUZZ_TOKEN_ID, &fx->agent,
+		       cf_trust_tenant(fx->trust));
+}
+
+/* ---------------------------------------------------------------- csr */
+
+static void put_csr(const char *name, X509_REQ *csr)
+{
+	char file[64];
+	unsigned char *buf = NULL;
+	size_t len = 0;
+	int der_len;
+	cf_error err;
+
+	if (cf_csr_to_pem(csr, &buf, &len, &err) != CF_OK)
+		fail(name, &err);
+	snprintf(file, sizeof(file), "%s.pem", name);
+	put("csr", file, buf, len);
+	OPENSSL_free(buf);
+	buf = NULL;
+	der_len = i2d_X509_REQ(csr, &buf);
+	if (der_len <= 0)
+		fail(name, NULL);
+	snprintf(file, sizeof(file), "%s.der", name);
+	put("csr", file, buf, (size_t)der_len);
+	OPENSSL_free(buf);
+}
+
+static void csr_seeds(void)
+{
+	char cn[CF_CN_MAX_BYTES + 1];
+	STACK_OF(X509_EXTENSION) *exts = NULL;
+	X509_EXTENSION *ext;
+	X509_REQ *csr = NULL;
+	EVP_PKEY *p384;
+	cf_error err;
+
+	if (cf_csr_new(fx->agent.key, "web-1.example", &csr, &err) != CF_OK)
+		fail("csr", &err);
+	put_csr("agent", csr);
+	/* Asks for CA:TRUE and a coffer permission: the issuer must not copy. */
+	exts = sk_X509_EXTENSION_new_null();
+	ext = X509V3_EXT_conf_nid(NULL, NULL, NID_basic_constraints,
+				  "critical,CA:TRUE");
+	if (exts == NULL || ext == NULL || !sk_X509_EXTENSION_push(exts, ext) ||
+	    !X509_REQ_add_extensions(csr, exts) ||
+	    !X509_REQ_sign(csr, fx->agent.key, EVP_sha256()))
+		fail("csr with extensions", NULL);
+	put_csr("asks-ca", csr);
+	/* A public key that did not sign: the self-signature is bad. */
+	if (!X509_REQ_set_pubkey(csr, fx->other.key))
+		fail("csr with another key", NULL);
+	put_csr("bad-signature", csr);
+	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+	X509_REQ_free(csr);
+
+	memset(cn, 'n', CF_CN_MAX_BYTES);
+	cn[CF_CN_MAX_BYTES] = '\0';
+	if (cf_csr_new(fx->other.key, cn, &csr, &err) != CF_OK)
+		fail("csr long cn", &err);
+	put_csr("longest-cn", csr);
+	X509_REQ_free(csr);
+	if (cf_csr_new(fx->rogue.key, "a", &csr, &err) != CF_OK)
+		fail("csr short cn", &err);
+	put_csr("short-cn", csr);
+	X509_REQ_free(csr);
+
+	/* Not P-256: refused before the signature. */
+	p384 = EVP_EC_gen("secp384r1");
+	csr = X509_REQ_new();
+	if (p384 == NULL || csr == NULL || !X509_REQ_set_pubkey(csr, p384) ||
+	    !X509_NAME_add_entry_by_txt(X509_REQ_get_subject_name(csr), "CN",
+					MBSTRING_UTF8,
+					(const unsigned char *)"p384", -1, -1, 0) ||
+	    !X509_REQ_sign(csr, p384, EVP_sha384()))
+		fail("csr p384", NULL);
+	put_csr("p384", csr);
+	X509_REQ_free(csr);
+	EVP_PKEY_free(p384);
+	put_str("csr", "junk.pem",
+		"-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n"
+		"-----END CERTIFICATE REQUEST-----\n");
+}
+
+/* -------------------------------------------------------------- audit */
+
+static void audit_entry_fill(cf_audit_entry *e, int64_t seq, const char *prev,
+			     const char *action, const char *object,
+			     int64_t bytes)
+{
+	cf_error err;
+
+	memset(e, 0, sizeof(*e));
+	e->seq = seq;
+	e->time = 1700000000 + seq;
+	snprintf(e->tenant, sizeof(e->tenant), "%s", cf_trust_tenant(fx->trust));
+	if (cf_cert_fingerprint(fx->writer.cert, e->actor, &err) != CF_OK)
+		fail("audit actor", &err);
+	snprintf(e->subject, sizeof(e->subject), "CN=writer,O=Fuzz Org");
+	snprintf(e->source, sizeof(e->source), seq % 2 ? "127.0.0.1:50312"
+						       : "[::1]:4431");
+	snprintf(e->action, sizeof(e->action), "%s", action);
+	snprintf(e->object, sizeof(e->object), "%s", object);
+	e->bytes = bytes;
+	snprintf(e->prev, sizeof(e->prev), "%s", prev);
+	if (cf_audit_hash(e, e->hash, &err) != CF_OK)
+		fail("audit hash", &err);
+}
+
+static void put_json(const char *target, const char *file, json_t *j)
+{
+	char *text = json_dumps(j, JSON_COMPACT);
+
+	if (text == NULL)
+		fail(file, NULL);
+	put_str(target, file, text);
+	free(text);
+	json_decref(j);
+}
+
+static json_t *entry_json(const cf_audit_entry *e)
+{
+	json_t *j = NULL;
+	cf_error err;
+
+	if (cf_audit_to_json(e, &j, &err) != CF_OK)
+		fail("audit entry", &err);
+	return j;
+}
+
+static void audit_seeds(void)
+{
+	static const struct {
+		const char *action, *object;
+		int64_t bytes;
+	} chain[] = {
+		{ "tenant.add", "", 612 },
+		{ "secret.put", "fuzz/db/password", 1830 },
+		{ "secret.read", "fuzz/db/password,fuzz/web/key", 3660 },
+		{ "enroll.request", "0123456789abcdef", 0 },
+		{ "secret.delete", "fuzz/db/\xc3\xa9t\xc3\xa9", -1 },
+	};
+	cf_audit_entry e[5], bad;
+	json_t *list = json_array(), *j;
+	const char *prev = cf_audit_genesis;
+
+	for (size_t i = 0; i < 5; i++) {
+		audit_entry_fill(&e[i], (int64_t)i + 1, prev, chain[i].action,
+				 chain[i].object, chain[i].bytes);
+		prev = e[i].hash;
+		json_array_append_new(list, entry_json(&e[i]));
+	}
+	put_json("audit", "page", json_pack("{s:O,s:b}", "entries", list,
+					    "more", 0));
+	put_json("audit", "array", json_incref(list));
+	put_json("audit", "one", entry_json(&e[1]));
+	put_json("audit", "empty-page", json_pack("{s:[],s:b}", "entries",
+						  "more", 0));
+	/* A removed entry: the link of the next one is broken. */
+	j = json_deep_copy(list);
+	json_array_remove(j, 2);
+	put_json("audit", "removed", json_pack("{s:o,s:b}", "entries", j,
+					       "more", 1));
+	/* An edited entry: its hash no longer matches. */
+	bad = e[1];
+	bad.bytes = 1;
+	j = json_deep_copy(list);
+	json_array_set_new(j, 1, entry_json(&bad));
+	put_json("audit", "edited", json_pack("{s:o}", "entries", j));
+	/* Extremes that must read and write back. */
+	bad = e[0];
+	bad.seq = INT64_MAX;
+	bad.time = INT64_MIN;
+	bad.bytes = INT64_MIN;
+	memset(bad.object, 'o', sizeof(bad.object) - 1);
+	memset(bad.subject, 's', sizeof(bad.subject) - 1);
+	memset(bad.source, 'p', sizeof(bad.source) - 1);
+	memset(bad.action, 'a', sizeof(bad.action) - 1);
+	put_json("audit", "extremes", entry_json(&bad));
+	/* Malformed ones, each wrong in one field. */
+	j = entry_json(&e[0]);
+	json_object_set_new(j, "seq", json_integer(0));
+	put_json("audit", "bad-seq", j);
+	j = entry_json(&e[0]);
+	json_object_set_new(j, "hash", json_string("ABC"));
+	put_json("audit", "bad-hash", j);
+	j = entry_json(&e[0]);
+	json_object_set_new(j, "object", json_stringn("a\0b", 3));
+	put_json("audit", "bad-nul", j);
+	j = entry_json(&e[0]);
+	json_object_del(j, "prev");
+	put_json("audit", "bad-missing", j);
+	j = entry_json(&e[0]);
+	json_object_set_new(j, "time", json_real(1.5));
+	put_json("audit", "bad-time", j);
+	put_str("audit", "dup-key", "{\"seq\":1,\"seq\":2}");
+	json_decref(list);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -646,10 +917,16 @@ int main(int argc, char **argv)
 	make_dir("cert");
 	make_dir("record");
 	make_dir("perms");
+	make_dir("token");
+	make_dir("csr");
+	make_dir("audit");
 	envelope_seeds();
 	cert_seeds();
 	record_seeds();
 	perms_seeds();
+	token_seeds();
+	csr_seeds();
+	audit_seeds();
 	printf("make_seeds: %d seeds in %s (tenant %s)\n", n_written, out_dir,
 	       cf_trust_tenant(fx->trust));
 	return 0;
