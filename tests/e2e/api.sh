@@ -19,19 +19,10 @@
 command -v curl >/dev/null 2>&1 || fail "curl is not installed"
 
 SRV=$W/srv
-SRV_PID=""
 URL=""
 
-api_stop()
-{
-	if [ -n "$SRV_PID" ]; then
-		kill "$SRV_PID" 2>/dev/null || true
-		wait "$SRV_PID" 2>/dev/null || true
-		SRV_PID=""
-	fi
-}
 # lib.sh's cleanup takes $? first: keep it through our own teardown.
-trap 'rc=$?; api_stop; (exit $rc); cleanup' EXIT
+trap 'rc=$?; srv_stop || true; (exit $rc); cleanup' EXIT
 
 curl_() { timeout -k 5 "$E2E_CMD_TIMEOUT" curl "$@"; }
 
@@ -151,16 +142,8 @@ ENR_FP=$(fingerprint "$W/enr.crt")
 step "server init, tenant add, run on an ephemeral port"
 expect_ok coffer server init --dir "$SRV"
 expect_ok coffer server tenant add --dir "$SRV" "$ROOT"
-"$COFFER" server run --dir "$SRV" --listen 127.0.0.1:0 \
-	--port-file "$W/port" 2>"$W/server.log" &
-SRV_PID=$!
-for _ in $(seq 1 100); do
-	[ -s "$W/port" ] && break
-	kill -0 "$SRV_PID" 2>/dev/null || fail "the server exited: $(cat "$W/server.log")"
-	sleep 0.1
-done
-[ -s "$W/port" ] || fail "the server wrote no port file in 10 s"
-URL="https://127.0.0.1:$(cat "$W/port")"
+srv_start "$SRV" "$W/server.log"
+URL=$SRV_URL
 http 200 - GET /v1/health
 
 # ---------------------------------------------------------------- identity
@@ -718,12 +701,8 @@ step "the server is still well"
 http 200 - GET /v1/health
 kill -0 "$SRV_PID" || fail "the server died"
 # SIGTERM drains it; it exits 0 (under ASan: without a leak report).
-kill -TERM "$SRV_PID"
-set +e
-wait "$SRV_PID"
-SRV_RC=$?
-set -e
-SRV_PID=""
+SRV_RC=0
+srv_stop || SRV_RC=$?
 if [ "$SRV_RC" -ne 0 ]; then
 	tail -n 40 "$W/server.log" >&2
 	fail "the server exited $SRV_RC after SIGTERM"

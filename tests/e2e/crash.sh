@@ -13,44 +13,25 @@
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-SRV_PID=""
 on_exit()
 {
 	local rc=$?
-	if [ -n "$SRV_PID" ]; then
-		kill -KILL "$SRV_PID" 2>/dev/null || true
-		wait "$SRV_PID" 2>/dev/null || true
-	fi
+	srv_stop KILL || true
 	(exit "$rc")
 	cleanup
 }
 trap on_exit EXIT
 
-# start_server: runs the server on the same port as before if there was
-# one (clients keep their settings), else on an ephemeral one.
 start_server()
 {
-	local listen=127.0.0.1:${PORT:-0}
-	rm -f "$W/srv/port"
-	"$COFFER" server run --dir "$W/srv" --listen "$listen" \
-		--port-file "$W/srv/port" 2>>"$W/srv.log" &
-	SRV_PID=$!
-	for _ in $(seq 1 100); do
-		[ -s "$W/srv/port" ] && break
-		kill -0 "$SRV_PID" 2>/dev/null ||
-			fail "the server exited: $(tail -5 "$W/srv.log")"
-		sleep 0.1
-	done
-	[ -s "$W/srv/port" ] || fail "the server wrote no port file"
-	PORT=$(cat "$W/srv/port")
-	export COFFER_SERVER=https://127.0.0.1:$PORT
+	srv_start "$W/srv" "$W/srv.log"
+	export COFFER_SERVER=$SRV_URL
 }
 
 kill9_server()
 {
-	kill -KILL "$SRV_PID" 2>/dev/null || fail "the server was not running"
-	wait "$SRV_PID" 2>/dev/null || true
-	SRV_PID=""
+	kill -0 "$SRV_PID" 2>/dev/null || fail "the server was not running"
+	srv_stop KILL || true
 }
 
 as_alice() { coffer "$@" --cert "$W/alice.crt" --key "$W/alice.key"; }

@@ -373,3 +373,44 @@ ossl_encrypt()
 		-outform DER -recip "$2" -in "$1" -out "$3" ||
 		fail "openssl cms -encrypt failed"
 }
+
+# ------------------------------------------------------------ a server
+# For the scenarios that run a real coffer server on 127.0.0.1.
+
+SRV_PID=""
+
+# srv_start DIR LOG [RUN_OPTIONS...]: `coffer server run --dir DIR` on
+# 127.0.0.1, on port $SRV_PORT if set (a restart keeps its clients'
+# settings valid), else an ephemeral one, its stderr appended to LOG; waits
+# for DIR/port.  Sets SRV_PID, SRV_PORT and SRV_URL.
+srv_start()
+{
+	local dir=$1 log=$2
+	shift 2
+	rm -f "$dir/port"
+	"$COFFER" server run --dir "$dir" --listen "127.0.0.1:${SRV_PORT:-0}" \
+		--port-file "$dir/port" "$@" 2>>"$log" &
+	SRV_PID=$!
+	for _ in $(seq 1 100); do
+		[ -s "$dir/port" ] && break
+		kill -0 "$SRV_PID" 2>/dev/null ||
+			fail "the server exited at start: $(tail -5 "$log")"
+		sleep 0.1
+	done
+	[ -s "$dir/port" ] || fail "the server wrote no port file in 10 s"
+	SRV_PORT=$(cat "$dir/port")
+	SRV_URL=https://127.0.0.1:$SRV_PORT
+}
+
+# srv_stop [SIGNAL]: stops the server by its PID (SIGTERM unless told) and
+# waits for it; nothing if none runs.  Returns the server's exit status.
+srv_stop()
+{
+	local rc=0
+	if [ -n "$SRV_PID" ]; then
+		kill "-${1:-TERM}" "$SRV_PID" 2>/dev/null || true
+		wait "$SRV_PID" 2>/dev/null || rc=$?
+		SRV_PID=""
+	fi
+	return "$rc"
+}

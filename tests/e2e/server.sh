@@ -22,35 +22,16 @@ SRV=$W/srv
 SRV_PID=""
 SRV_LOG=$W/server.log
 
-stop_server()
-{
-	if [ -n "$SRV_PID" ] && kill -0 "$SRV_PID" 2>/dev/null; then
-		kill -TERM "$SRV_PID" 2>/dev/null || true
-		wait "$SRV_PID" 2>/dev/null || true
-	fi
-	SRV_PID=""
-}
-trap 'stop_server; cleanup' EXIT
+trap 'srv_stop || true; cleanup' EXIT
 
-# start_server [run options...]: a server on 127.0.0.1:0; sets SRV_PID, URL.
+# start_server [run options...]: a server on 127.0.0.1:0 with 2 threads;
+# sets SRV_PID, PORT and URL.
 start_server()
 {
-	rm -f "$W/port"
-	"$COFFER" server run --dir "$SRV" --listen 127.0.0.1:0 --threads 2 \
-		--port-file "$W/port" "$@" 2>"$SRV_LOG" &
-	SRV_PID=$!
-	local i
-	for i in $(seq 1 100); do
-		[ -s "$W/port" ] && break
-		kill -0 "$SRV_PID" 2>/dev/null || {
-			cat "$SRV_LOG" >&2
-			fail "the server exited at start"
-		}
-		sleep 0.1
-	done
-	[ -s "$W/port" ] || fail "the server wrote no port file"
-	PORT=$(cat "$W/port")
-	URL=https://127.0.0.1:$PORT
+	SRV_PORT=""
+	srv_start "$SRV" "$SRV_LOG" --threads 2 "$@"
+	PORT=$SRV_PORT
+	URL=$SRV_URL
 }
 
 # c [curl options] PATH: body to $OUT, status in $CODE.
@@ -502,7 +483,7 @@ wait "$FLOOD" 2>/dev/null || true
 sleep 1
 c /v1/health
 expect_status 200
-stop_server
+srv_stop || true
 if grep -q 'ERROR: AddressSanitizer\|runtime error:' "$SRV_LOG"; then
 	cat "$SRV_LOG" >&2
 	fail "the sanitizer reported an error while out of descriptors"

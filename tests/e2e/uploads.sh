@@ -17,15 +17,12 @@ command -v curl >/dev/null 2>&1 || fail "curl is not installed"
 CURL_BIN=$(command -v curl)
 curl_() { timeout -k 5 "$E2E_CMD_TIMEOUT" "$CURL_BIN" "$@"; }
 
-SRV_PID="" POLL_PID=""
+POLL_PID=""
 on_exit()
 {
 	local rc=$?
 	[ -z "$POLL_PID" ] || kill "$POLL_PID" 2>/dev/null || true
-	if [ -n "$SRV_PID" ]; then
-		kill -TERM "$SRV_PID" 2>/dev/null || true
-		wait "$SRV_PID" 2>/dev/null || true
-	fi
+	srv_stop || true
 	(exit "$rc")
 	cleanup
 }
@@ -61,16 +58,8 @@ mk_operator ops2 "$W/ca" 'secret.write:prod/**'
 for a in a1 a2 a3; do mk_agent "$a" "$W/ca" web; done
 expect_ok coffer server init --dir "$W/srv"
 expect_ok coffer server tenant add --dir "$W/srv" "$W/ca/root.crt"
-"$COFFER" server run --dir "$W/srv" --listen 127.0.0.1:0 --max-body 65536 \
-	--port-file "$W/srv/port" 2>"$W/srv.log" &
-SRV_PID=$!
-for _ in $(seq 1 100); do
-	[ -s "$W/srv/port" ] && break
-	kill -0 "$SRV_PID" 2>/dev/null || fail "the server exited: $(tail -5 "$W/srv.log")"
-	sleep 0.1
-done
-[ -s "$W/srv/port" ] || fail "the server wrote no port file"
-URL=https://127.0.0.1:$(cat "$W/srv/port")
+srv_start "$W/srv" "$W/srv.log" --max-body 65536
+URL=$SRV_URL
 export COFFER_SERVER=$URL COFFER_SERVER_CA=$W/srv/server.crt COFFER_ROOT=$W/ca/root.crt
 for n in ops ops2 a1 a2 a3; do req 200 "$n" GET /v1/whoami; done
 A1_FP=$(fingerprint "$W/a1.crt")
