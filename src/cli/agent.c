@@ -554,7 +554,9 @@ static cf_status approve_one(cli_client *c, const json_t *req, int days,
 	const char *token_id = cli_json_str(req, "token_id");
 	const char *csr_pem = cli_json_str(req, "csr");
 	const char *hmac = cli_json_str(req, "hmac");
-	const char *group;
+	const char *server_group;
+	char group[CF_NAME_MAX_BYTES + 1], when[32];
+	int64_t expires = 0;
 	char path[160], want[65], hash[65], cn[CF_CN_MAX_BYTES + 1];
 	char fp[65];
 	json_t *tok = NULL, *body = NULL, *resp = NULL;
@@ -569,7 +571,10 @@ static cf_status approve_one(cli_client *c, const json_t *req, int days,
 	const char *groups[1];
 	cf_status rc;
 
-	if (strlen(id) == 0 || strlen(id) > 64 || !cf_token_id_valid(token_id))
+	/* id goes into a request path: hex only, as the server makes them. */
+	if (strlen(id) == 0 || strlen(id) > 64 ||
+	    strspn(id, "0123456789abcdef") != strlen(id) ||
+	    !cf_token_id_valid(token_id))
 		return cf_error_set(err, CF_ERR_SERVER,
 			"a pending enrollment from the server lacks an id or token id");
 	snprintf(path, sizeof(path), "/v1/tokens/%s", token_id);
@@ -578,7 +583,7 @@ static cf_status approve_one(cli_client *c, const json_t *req, int days,
 		rc = cli_client_call(c, "GET", path, NULL, &tok, err);
 	if (rc != CF_OK)
 		goto out;
-	group = cli_json_str(tok, "group");
+	server_group = cli_json_str(tok, "group");
 	if (json_object_get(tok, "envelope") == NULL) {
 		rc = cf_error_set(err, CF_ERR_DENIED,
 			"enrollment %s of \"%s\": token %s was created by another "
@@ -589,8 +594,9 @@ static cf_status approve_one(cli_client *c, const json_t *req, int days,
 	rc = cli_b64_decode(cli_json_str(tok, "envelope"), "the token's envelope",
 			    &env, &env_len, err);
 	if (rc == CF_OK)
-		rc = cf_token_open(env, env_len, cli_client_cert(c),
-				   cli_client_key(c), trust, token_id, &secret, err);
+		rc = cf_token_open_claims(env, env_len, cli_client_cert(c),
+				cli_client_key(c), trust, token_id, &secret, group,
+				sizeof(group), &expires, err);
 	if (rc == CF_OK)
 		rc = cf_csr_parse((const unsigned char *)csr_pem, strlen(csr_pem),
 				  "the agent's request", &csr, err);
@@ -623,11 +629,25 @@ static cf_status approve_one(cli_client *c, const json_t *req, int days,
 			       name, id, cn);
 		goto out;
 	}
-	if (group[0] == '\0' || (cli_json_str(req, "group")[0] &&
-				 strcmp(group, cli_json_str(req, "group")) != 0)) {
+	/*
+	 * The group and expiry are the ones sealed with the SECRET at
+	 * creation: the server's copies only have to agree with them.
+	 */
+	if (strcmp(server_group, group) != 0 || (cli_json_str(req, "group")[0] &&
+	    strcmp(group, cli_json_str(req, "group")) != 0)) {
 		rc = cf_error_set(err, CF_ERR_SERVER,
-			"enrollment %s: the server's token and request disagree on "
-			"the group", id);
+			"enrollment %s: the server says token %s is for group "
+			"\"%.100s\", but you made it for \"%s\"; not approved (the "
+			"server's data is wrong or was altered)", id, token_id,
+			server_group, group);
+		goto out;
+	}
+	if ((int64_t)time(NULL) >= expires) {
+		cli_unix_iso(expires, when, sizeof(when));
+		rc = cf_error_set(err, CF_ERR_TOKEN,
+			"enrollment %s of \"%s\": token %s expired at %s; not "
+			"approved (reject it, and give the machine a new token)",
+			id, name, token_id, when);
 		goto out;
 	}
 	groups[0] = group;

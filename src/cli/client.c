@@ -4,8 +4,8 @@
  * requests share one TLS connection.
  *
  * Invariants:
- *   - the server is authenticated with --server-ca (or the system's CAs),
- *     host name included; plain http:// is refused;
+ *   - the server is authenticated with --server-ca alone (or, without
+ *     it, the system's CAs), host name included; plain http:// is refused;
  *   - the client certificate, its chain and the key loaded by coffer are
  *     installed into each SSL_CTX curl makes (CURLOPT_SSL_CTX_FUNCTION), so
  *     curl never reads the key file or its passphrase;
@@ -66,6 +66,7 @@ struct cli_client {
 	unsigned char *buf;
 	size_t len, cap;
 	int overflow;
+	int send_failed;      /* the last call broke off while sending */
 };
 
 int cli_settings_option(cli_settings *s, int c, const char *arg)
@@ -253,8 +254,13 @@ cf_status cli_client_new(const cli_settings *s, unsigned need,
 	curl_easy_setopt(c->curl, CURLOPT_SSL_VERIFYPEER, 1L);
 	curl_easy_setopt(c->curl, CURLOPT_SSL_VERIFYHOST, 2L);
 	curl_easy_setopt(c->curl, CURLOPT_SSLVERSION, CURL_SSLVERSION_TLSv1_2);
-	if (s->server_ca != NULL)
+	if (s->server_ca != NULL) {
+		/* Pinned: only this file.  Debian's libcurl also has a built-in
+		 * CA directory (/etc/ssl/certs) that would otherwise still let
+		 * any public CA vouch for the server. */
 		curl_easy_setopt(c->curl, CURLOPT_CAINFO, s->server_ca);
+		curl_easy_setopt(c->curl, CURLOPT_CAPATH, NULL);
+	}
 	curl_easy_setopt(c->curl, CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx);
 	curl_easy_setopt(c->curl, CURLOPT_SSL_CTX_DATA, c);
 	curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, c->headers);
@@ -415,6 +421,7 @@ static cf_status perform(cli_client *c, const char *method, const char *path,
 		curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, method);
 	}
 	cc = curl_easy_perform(c->curl);
+	c->send_failed = cc == CURLE_SEND_ERROR;
 	if (cc != CURLE_OK) {
 		if (c->overflow || cc == CURLE_FILESIZE_EXCEEDED)
 			rc = cf_error_set(err, CF_ERR_SERVER,
@@ -697,4 +704,9 @@ void cli_unix_iso(long long t, char *buf, size_t size)
 		return;
 	}
 	strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+int cli_client_send_failed(const cli_client *c)
+{
+	return c->send_failed;
 }

@@ -113,6 +113,14 @@ cf_status cli_client_call_raw(cli_client *c, const char *method,
 			      const char *path, const char *body, size_t len,
 			      json_t **resp, cf_error *err);
 
+/*
+ * Whether the last call failed while its request body was being sent
+ * (the server closed the connection first, as it does after answering
+ * 413 to a body above its limit before reading it).  The server then
+ * cannot have acted on that request.
+ */
+int cli_client_send_failed(const cli_client *c);
+
 /* HTTP status of the last answer (0 if none). */
 long cli_client_http_status(const cli_client *c);
 

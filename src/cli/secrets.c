@@ -123,6 +123,51 @@ static void progress(const char *what, size_t done, size_t total)
 		fputc('\n', stderr);
 }
 
+/* 1 if the certificate's groups extension lists group exactly. */
+static int cert_in_group(X509 *cert, const char *group)
+{
+	char *groups = NULL, *save = NULL, *g;
+	cf_error quiet = { 0 };
+	int found = 0;
+
+	if (cf_cert_ext_text(cert, cf_nid_groups(), &groups, &quiet) != CF_OK ||
+	    groups == NULL)
+		return 0;
+	for (g = strtok_r(groups, ",", &save); g != NULL && !found;
+	     g = strtok_r(NULL, ",", &save))
+		found = strcmp(g, group) == 0;
+	OPENSSL_free(groups);
+	return found;
+}
+
+/*
+ * Is this the certificate `--to spec` asked for?  The server's directory
+ * chooses what to answer, so a hostile server could hand back another
+ * valid certificate of the same organisation (an agent it controls, an
+ * operator): the answer must match the question itself.
+ */
+static cf_status check_match(X509 *cert, const char *spec, const char *fp,
+			     const char *cn, const char *what, cf_error *err)
+{
+	const char *val = strchr(spec, ':') + 1;
+
+	if (strncmp(spec, "fp:", 3) == 0 ? strcmp(fp, val) != 0 :
+	    cf_cert_kind(cert) != CF_KIND_AGENT)
+		return cf_error_set(err, CF_ERR_UNTRUSTED, "the server answered "
+			"--to %.100s with %s, which is %s; not sealing to it "
+			"(the server's directory is wrong or hostile)", spec, what,
+			strncmp(spec, "fp:", 3) == 0 ? "another fingerprint" :
+			"not an agent certificate");
+	if ((strncmp(spec, "agent:", 6) == 0 && strcmp(cn, val) != 0) ||
+	    (strncmp(spec, "group:", 6) == 0 && !cert_in_group(cert, val)))
+		return cf_error_set(err, CF_ERR_UNTRUSTED, "the server answered "
+			"--to %.100s with %s, whose certificate %s; not sealing "
+			"to it (the server's directory is wrong or hostile)", spec,
+			what, spec[0] == 'a' ? "has another name" :
+			"is not in that group");
+	return CF_OK;
+}
+
 /*
  * Adds the certificates of one directory answer entry, verified.  With
  * lenient (a group), a revoked or expired member is skipped with a note;
@@ -160,17 +205,17 @@ static cf_status take_entry(cli_client *c, const json_t *e, const char *spec,
 	}
 	if (rc == CF_OK)
 		rc = cf_cert_fingerprint(cert, fp, err);
-	if (rc != CF_OK || have_fp(r, fp))
+	if (rc != CF_OK)
 		goto out;
 	cf_cert_cn(cert, cn, sizeof(cn));
 	snprintf(what, sizeof(what), "recipient \"%s\" (%s, %.16s...)", cn, spec, fp);
+	/* Before the duplicate check: an answer of our own certificate to
+	 * "agent:db-1" must not pass as a harmless duplicate. */
+	rc = check_match(cert, spec, fp, cn, what, err);
+	if (rc != CF_OK || have_fp(r, fp))
+		goto out;
 	if (lenient && X509_cmp_current_time(X509_get0_notAfter(cert)) < 0) {
 		fprintf(stderr, "coffer: skipping %s: expired\n", what);
-		goto out;
-	}
-	if (cf_cert_kind(cert) != CF_KIND_AGENT && strncmp(spec, "fp:", 3) != 0) {
-		rc = cf_error_set(err, CF_ERR_UNTRUSTED,
-			"%s is not an agent certificate", what);
 		goto out;
 	}
 	rc = cf_trust_verify(trust, cert, chain, what, err);
@@ -574,8 +619,15 @@ static cf_status upload_version(cli_client *c, const char *qname,
 	}
 	if (rc == CF_OK && u.id[0] == '\0') {
 		rc = upload_single(&u, &e, err);
-		/* Above this server's body limit: stage it instead. */
-		if (rc == CF_ERR_TOO_LARGE) {
+		/*
+		 * Above this server's body limit: stage it instead.  The
+		 * server may also have answered 413 and closed before curl
+		 * sent the whole body (a broken pipe, no answer read); it
+		 * cannot have stored a body it did not receive, so staging
+		 * is safe then too.
+		 */
+		if (rc == CF_ERR_TOO_LARGE ||
+		    (rc == CF_ERR_NETWORK && cli_client_send_failed(u.c))) {
 			cf_error_clear(err);
 			rc = upload_begin(&u, err);
 		}

@@ -171,8 +171,12 @@ static int token_create(int argc, char **argv)
 		json_t *t, *env;
 
 		rc = cf_token_generate(&toks[i], &err);
-		if (rc == CF_OK)
+		if (rc == CF_OK) {
+			/* Sealed with the SECRET: what approve will sign into. */
+			snprintf(toks[i]->group, sizeof(toks[i]->group), "%s", group);
+			toks[i]->expires = (int64_t)expires;
 			rc = cf_token_hash(toks[i]->secret, hash, &err);
+		}
 		if (rc == CF_OK)
 			rc = cf_token_seal(toks[i], cli_client_tenant(c),
 					   cli_client_cert(c), cli_client_key(c),

@@ -8,11 +8,13 @@
  */
 #include "token.h"
 
+#include <errno.h>
 #include <openssl/cms.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -263,6 +265,7 @@ cf_status cf_token_seal(const cf_token *tok, const char *tenant, X509 *cert,
 	cf_record rec = { 0 };
 	cf_secret *json = NULL, *signed_der = NULL;
 	cf_sealer *sealer = NULL;
+	cf_secret *value = NULL;
 	cf_status rc;
 
 	*der = NULL;
@@ -274,8 +277,27 @@ cf_status cf_token_seal(const cf_token *tok, const char *tenant, X509 *cert,
 	rec.version = 1;
 	rec.created = (int64_t)time(NULL);
 	rec.type = CF_TYPE_TEXT;
-	/* Borrowed, not owned: rec is never passed to cf_record_free. */
-	rec.value = tok->secret;
+	if (tok->group[0] != '\0') {
+		char claims[CF_NAME_MAX_BYTES + 32];
+		int n;
+
+		rc = cf_name_check("group name", tok->group, err);
+		if (rc != CF_OK)
+			return rc;
+		n = snprintf(claims, sizeof(claims), "\n%s\n%lld", tok->group,
+			     (long long)tok->expires);
+		value = cf_secret_from(cf_secret_cdata(tok->secret),
+				       cf_secret_len(tok->secret));
+		if (value == NULL)
+			return cf_error_set(err, CF_ERR_NOMEM, "out of secure memory");
+		rc = cf_secret_append(value, claims, (size_t)n, err);
+		if (rc != CF_OK)
+			goto out;
+		rec.value = value;
+	} else {
+		/* Borrowed, not owned: rec is never passed to cf_record_free. */
+		rec.value = tok->secret;
+	}
 	rc = cf_record_encode(&rec, &json, err);
 	if (rc == CF_OK)
 		rc = cf_envelope_sign(json, cert, key, chain, &signed_der, err);
@@ -283,6 +305,8 @@ cf_status cf_token_seal(const cf_token *tok, const char *tenant, X509 *cert,
 		rc = cf_sealer_new(signed_der, &sealer, err);
 	if (rc == CF_OK)
 		rc = cf_sealer_seal(sealer, cert, der, der_len, err);
+out:
+	cf_secret_free(value);
 	cf_sealer_free(sealer);
 	cf_secret_free(signed_der);
 	cf_secret_free(json);
@@ -302,9 +326,53 @@ static void cms_free_wiped(CMS_ContentInfo *cms)
 	CMS_ContentInfo_free(cms);
 }
 
-cf_status cf_token_open(const unsigned char *der, size_t der_len, X509 *cert,
-			EVP_PKEY *key, const cf_trust *trust, const char *id,
-			cf_secret **secret, cf_error *err)
+/*
+ * Splits a token record's value "SECRET[\nGROUP\nEXPIRES]" into a new
+ * cf_secret of SECRET and, when group is not NULL, the claims (required).
+ */
+static cf_status split_claims(const cf_secret *value, const char *id,
+			      cf_secret **secret, char *group, size_t size,
+			      int64_t *expires, cf_error *err)
+{
+	const char *p = (const char *)cf_secret_cdata(value);
+	size_t len = cf_secret_len(value), cut, glen;
+	const char *nl = memchr(p, '\n', len), *nl2;
+	char num[24], *end = NULL;
+	long long when;
+
+	cut = nl ? (size_t)(nl - p) : len;
+	if (group != NULL) {
+		nl2 = nl ? memchr(nl + 1, '\n', len - cut - 1) : NULL;
+		glen = nl2 ? (size_t)(nl2 - nl - 1) : 0;
+		if (nl2 == NULL || glen == 0 || glen >= size ||
+		    (size_t)(p + len - nl2 - 1) == 0 ||
+		    (size_t)(p + len - nl2 - 1) >= sizeof(num))
+			return cf_error_set(err, CF_ERR_RECORD,
+				"the envelope of token %s does not say which group "
+				"the token is for; make a new token with this "
+				"version of coffer ('coffer token create')", id);
+		memcpy(group, nl + 1, glen);
+		group[glen] = '\0';
+		memcpy(num, nl2 + 1, (size_t)(p + len - nl2 - 1));
+		num[p + len - nl2 - 1] = '\0';
+		errno = 0;
+		when = strtoll(num, &end, 10);
+		if (errno != 0 || *end != '\0' || num[0] == '-' ||
+		    cf_name_check("group name", group, err) != CF_OK)
+			return cf_error_set(err, CF_ERR_RECORD,
+				"the envelope of token %s holds a bad group or "
+				"expiry", id);
+		*expires = (int64_t)when;
+	}
+	*secret = cf_secret_from(p, cut);
+	return *secret ? CF_OK : cf_error_set(err, CF_ERR_NOMEM,
+					      "out of secure memory");
+}
+
+static cf_status open_token(const unsigned char *der, size_t der_len,
+			    X509 *cert, EVP_PKEY *key, const cf_trust *trust,
+			    const char *id, cf_secret **secret, char *group,
+			    size_t size, int64_t *expires, cf_error *err)
 {
 	char name[CF_NAME_MAX_BYTES + 1];
 	cf_secret *signed_der = NULL, *json = NULL;
@@ -368,8 +436,7 @@ cf_status cf_token_open(const unsigned char *der, size_t der_len, X509 *cert,
 			"another tenant or type): it was swapped", id, rec->name);
 		goto out;
 	}
-	*secret = rec->value;
-	rec->value = NULL;
+	rc = split_claims(rec->value, id, secret, group, size, expires, err);
 out:
 	cf_record_free(rec);
 	cf_secret_free(json);
@@ -378,4 +445,23 @@ out:
 	cms_free_wiped(cms);
 	cf_secret_free(signed_der);
 	return rc;
+}
+
+cf_status cf_token_open(const unsigned char *der, size_t der_len, X509 *cert,
+			EVP_PKEY *key, const cf_trust *trust, const char *id,
+			cf_secret **secret, cf_error *err)
+{
+	return open_token(der, der_len, cert, key, trust, id, secret, NULL, 0,
+			  NULL, err);
+}
+
+cf_status cf_token_open_claims(const unsigned char *der, size_t der_len,
+			       X509 *cert, EVP_PKEY *key, const cf_trust *trust,
+			       const char *id, cf_secret **secret, char *group,
+			       size_t size, int64_t *expires, cf_error *err)
+{
+	group[0] = '\0';
+	*expires = 0;
+	return open_token(der, der_len, cert, key, trust, id, secret, group,
+			  size, expires, err);
 }

@@ -20,6 +20,7 @@
 #include <stddef.h>
 
 #include "error.h"
+#include "policy.h"
 #include "secmem.h"
 #include "trust.h"
 
@@ -34,6 +35,10 @@
 typedef struct cf_token {
 	char id[CF_TOKEN_ID_HEX + 1];   /* lower-case hex */
 	cf_secret *secret;              /* SECRET text exactly as in the token */
+	/* What the token admits to, sealed with the SECRET by cf_token_seal
+	 * (set by the creator before sealing; empty/0 after cf_token_parse). */
+	char group[CF_NAME_MAX_BYTES + 1];
+	int64_t expires;                /* unix seconds */
 } cf_token;
 
 /* A new random token (ID and base64url SECRET). */
@@ -71,9 +76,12 @@ int cf_token_digest_equal(const char *a, const char *b);
 
 /*
  * The SECRET as a coffer envelope: a record (tenant, name `token/ID`,
- * version 1, type text, value = SECRET text) signed with key/cert (chain
- * included when not NULL) and sealed to cert alone.  *der is
- * OPENSSL_malloc'd.
+ * version 1, type text, value = SECRET text, then, when tok->group is set,
+ * "\n" GROUP "\n" EXPIRES in decimal unix seconds) signed with key/cert
+ * (chain included when not NULL) and sealed to cert alone.  The group and
+ * expiry travel inside the signed record so that the server, which keeps
+ * its own copy of them for its checks, cannot change what an enroller
+ * signs an agent into (cf_token_open_claims).  *der is OPENSSL_malloc'd.
  */
 cf_status cf_token_seal(const cf_token *tok, const char *tenant, X509 *cert,
 			EVP_PKEY *key, STACK_OF(X509) *chain, unsigned char **der,
@@ -91,5 +99,16 @@ cf_status cf_token_seal(const cf_token *tok, const char *tenant, X509 *cert,
 cf_status cf_token_open(const unsigned char *der, size_t der_len, X509 *cert,
 			EVP_PKEY *key, const cf_trust *trust, const char *id,
 			cf_secret **secret, cf_error *err);
+
+/*
+ * As cf_token_open, and also returns the group (into group, size bytes)
+ * and expiry sealed with the SECRET.  An envelope without them (sealed
+ * without tok->group) is refused, CF_ERR_RECORD: an enroller must not
+ * take the group of a token from the server.  cf_token_open ignores them.
+ */
+cf_status cf_token_open_claims(const unsigned char *der, size_t der_len,
+			       X509 *cert, EVP_PKEY *key, const cf_trust *trust,
+			       const char *id, cf_secret **secret, char *group,
+			       size_t size, int64_t *expires, cf_error *err);
 
 #endif

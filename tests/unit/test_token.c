@@ -292,6 +292,60 @@ static void envelope_signed_by_another_is_refused(void **state)
 	cf_token_free(tok);
 }
 
+/*
+ * The group and expiry a token was made for travel sealed with its SECRET
+ * (signed by the enroller), so a server cannot change which group approve
+ * signs an agent into.  A token envelope without them is refused by
+ * cf_token_open_claims; cf_token_open still returns the bare SECRET.
+ */
+static void envelope_binds_group_and_expiry(void **state)
+{
+	cf_token *tok = NULL;
+	unsigned char *der = NULL, *bare = NULL;
+	size_t len = 0, bare_len = 0;
+	cf_secret *secret = NULL;
+	char group[CF_NAME_MAX_BYTES + 1];
+	int64_t expires = -1;
+	cf_error err = { 0 };
+
+	(void)state;
+	assert_status(CF_OK, cf_token_generate(&tok, &err), &err);
+	assert_status(CF_OK, cf_token_seal(tok, cf_trust_tenant(trust), enroller,
+					   enroller_key, NULL, &bare, &bare_len,
+					   &err), &err);
+	snprintf(tok->group, sizeof(tok->group), "web/eu");
+	tok->expires = 1893456000;
+	assert_status(CF_OK, cf_token_seal(tok, cf_trust_tenant(trust), enroller,
+					   enroller_key, NULL, &der, &len, &err), &err);
+	assert_status(CF_OK, cf_token_open_claims(der, len, enroller, enroller_key,
+		trust, tok->id, &secret, group, sizeof(group), &expires, &err), &err);
+	assert_true(cf_secret_equal(secret, tok->secret));
+	assert_string_equal(group, "web/eu");
+	assert_int_equal(expires, 1893456000);
+	cf_secret_free(secret);
+	secret = NULL;
+	/* The plain open yields the SECRET alone: the HMAC key is unchanged. */
+	assert_status(CF_OK, cf_token_open(der, len, enroller, enroller_key, trust,
+					   tok->id, &secret, &err), &err);
+	assert_true(cf_secret_equal(secret, tok->secret));
+	cf_secret_free(secret);
+	secret = NULL;
+	/* No claims sealed: the group cannot be known, so nothing is signed. */
+	assert_status(CF_ERR_RECORD, cf_token_open_claims(bare, bare_len, enroller,
+		enroller_key, trust, tok->id, &secret, group, sizeof(group),
+		&expires, &err), &err);
+	assert_null(secret);
+	/* A group that is no name is refused at sealing. */
+	snprintf(tok->group, sizeof(tok->group), "web\nprod");
+	OPENSSL_free(der);
+	der = NULL;
+	assert_status(CF_ERR_USAGE, cf_token_seal(tok, cf_trust_tenant(trust),
+		enroller, enroller_key, NULL, &der, &len, &err), &err);
+	OPENSSL_free(der);
+	OPENSSL_free(bare);
+	cf_token_free(tok);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -303,6 +357,7 @@ int main(void)
 		cmocka_unit_test(digest_comparison),
 		cmocka_unit_test(envelope_round_trip),
 		cmocka_unit_test(envelope_signed_by_another_is_refused),
+		cmocka_unit_test(envelope_binds_group_and_expiry),
 	};
 
 	return cmocka_run_group_tests_name("token", tests, group_setup,
