@@ -628,9 +628,33 @@ static cf_status tx_commit(sq_store *s, cf_error *err)
  * extend the tenant's chain.
  */
 #define OBJECT_FORCE 1
+
+/*
+ * The head of one tenant's chain as this transaction left it, so that a
+ * batch of entries (sq_audit_append_many) reads it from the table once.
+ * Valid only inside the transaction that filled it.
+ */
+typedef struct chain_head {
+	int valid;
+	char tenant[65];
+	int64_t seq;
+	char hash[65];
+} chain_head;
+
+static cf_status audit_write_head(sq_store *s, const cf_audit_entry *tmpl,
+				  const char *tenant, const char *object,
+				  int force, chain_head *head, cf_error *err);
+
 static cf_status audit_write_obj(sq_store *s, const cf_audit_entry *tmpl,
 				 const char *tenant, const char *object,
 				 int force, cf_error *err)
+{
+	return audit_write_head(s, tmpl, tenant, object, force, NULL, err);
+}
+
+static cf_status audit_write_head(sq_store *s, const cf_audit_entry *tmpl,
+				  const char *tenant, const char *object,
+				  int force, chain_head *head, cf_error *err)
 {
 	cf_audit_entry e = *tmpl;
 	sqlite3_stmt *q;
@@ -643,24 +667,35 @@ static cf_status audit_write_obj(sq_store *s, const cf_audit_entry *tmpl,
 		snprintf(e.object, sizeof(e.object), "%s", object);
 	if (e.time == 0)
 		e.time = (int64_t)time(NULL);
-	if ((q = prep(s, S_AUDIT_LAST, err)) == NULL)
-		return CF_ERR_STORE;
-	bind_text(q, 1, e.tenant);
-	src = sqlite3_step(q);
-	if (src == SQLITE_ROW) {
-		e.seq = sqlite3_column_int64(q, 0) + 1;
-		col_fixed(q, 1, e.prev, sizeof(e.prev));
-	} else if (src == SQLITE_DONE) {
-		e.seq = 1;
-		memcpy(e.prev, cf_audit_genesis, sizeof(e.prev));
+	if (head != NULL && head->valid && strcmp(head->tenant, e.tenant) == 0) {
+		e.seq = head->seq + 1;
+		memcpy(e.prev, head->hash, sizeof(e.prev));
 	} else {
-		rc = db_fail(s, src, "reading the audit chain", err);
+		if ((q = prep(s, S_AUDIT_LAST, err)) == NULL)
+			return CF_ERR_STORE;
+		bind_text(q, 1, e.tenant);
+		src = sqlite3_step(q);
+		if (src == SQLITE_ROW) {
+			e.seq = sqlite3_column_int64(q, 0) + 1;
+			col_fixed(q, 1, e.prev, sizeof(e.prev));
+		} else if (src == SQLITE_DONE) {
+			e.seq = 1;
+			memcpy(e.prev, cf_audit_genesis, sizeof(e.prev));
+		} else {
+			rc = db_fail(s, src, "reading the audit chain", err);
+		}
+		done(q);
+		if (rc != CF_OK)
+			return rc;
 	}
-	done(q);
-	if (rc != CF_OK)
-		return rc;
 	if ((rc = cf_audit_hash(&e, e.hash, err)) != CF_OK)
 		return rc;
+	if (head != NULL) {
+		head->valid = 1;
+		snprintf(head->tenant, sizeof(head->tenant), "%s", e.tenant);
+		head->seq = e.seq;
+		memcpy(head->hash, e.hash, sizeof(head->hash));
+	}
 	if ((q = prep(s, S_AUDIT_INS, err)) == NULL)
 		return CF_ERR_STORE;
 	b |= bind_text(q, 1, e.tenant);
@@ -906,14 +941,6 @@ cf_status cf_store_sqlite_open(const char *path, unsigned flags,
 				    "PRAGMA synchronous = NORMAL",
 			 err)) != CF_OK)
 		goto out;
-	/*
-	 * Reads through a shared mapping instead of pread64: each commit of
-	 * another connection (the server's other threads) empties this one's
-	 * page cache, and re-reading pages by syscall dominated the feed's
-	 * cost.  A failure here only means the pread path: not an error.
-	 */
-	(void)sqlite3_exec(s->db, "PRAGMA mmap_size = 268435456", NULL, NULL,
-			   NULL);
 	rc = migrate(s, err);
 out:
 	if (rc != CF_OK)
@@ -2573,12 +2600,13 @@ static cf_status sq_audit_append_many(cf_store *st,
 				      cf_error *err)
 {
 	sq_store *s = sq(st);
+	chain_head head = { 0 };
 	cf_status rc;
 
 	if ((rc = tx_begin(s, err)) != CF_OK)
 		return rc;
 	for (size_t i = 0; i < n && rc == CF_OK; i++)
-		rc = audit_write(s, &entries[i], NULL, NULL, err);
+		rc = audit_write_head(s, &entries[i], NULL, NULL, 0, &head, err);
 	if (rc == CF_OK)
 		rc = tx_commit(s, err);
 	if (rc != CF_OK)

@@ -7,6 +7,7 @@
  * auth.c    the tenants in memory, who a connection is
  * limits.c  connections per address, request rate, the connection count
  * park.c    long-poll parking and cross-thread wake-ups
+ * batch.c   group commit of the audit entries of envelope reads
  * metrics.c counters and GET /metrics
  *
  * Threads: one event loop per worker thread (srv_thread), each with its
@@ -54,7 +55,7 @@ struct srv_thread {
 	struct event *accept_resume_ev; /* re-enables paused listeners */
 	int accept_paused;
 	/* Answers waiting for their audit entries' group commit (batch.c). */
-	struct event *batch_ev;
+	struct event *batch_ev;     /* made active when a batch starts */
 	struct srv_batch_item *batch;
 	cf_audit_entry *batch_entries;
 	size_t n_batch, cap_batch;
