@@ -720,8 +720,7 @@ static int agent_approve(int argc, char **argv)
 	if (all == (optind < argc))
 		return cli_usage("agent approve", "give --all or the names to "
 				 "approve (not both)");
-	cli_settings_from_env(&set);
-	rc = cli_client_new(&set, CLI_NEED_IDENTITY | CLI_NEED_ROOT, &c, &err);
+	rc = cli_client_connect(&set, CLI_NEED_IDENTITY | CLI_NEED_ROOT, &c, &err);
 	if (rc != CF_OK)
 		return cli_fail(&err);
 	if (watch) {
@@ -828,8 +827,7 @@ static int agent_reject(int argc, char **argv)
 	if (strlen(reason) > 500)
 		return cli_usage("agent reject", "--reason is limited to 500 bytes");
 	who = argv[optind];
-	cli_settings_from_env(&set);
-	rc = cli_client_new(&set, CLI_NEED_IDENTITY, &c, &err);
+	rc = cli_client_connect(&set, CLI_NEED_IDENTITY, &c, &err);
 	if (rc == CF_OK)
 		rc = cli_client_call(c, "GET", "/v1/enrollments?status=pending",
 				     NULL, &resp, &err);
@@ -897,13 +895,11 @@ static int agent_ls(int argc, char **argv)
 		json_decref(all);
 		return cli_usage("agent ls", "unexpected argument \"%s\"", argv[optind]);
 	}
-	cli_settings_from_env(&set);
 	if (group != NULL)
 		group_q = cli_client_escape(group);
-	rc = cli_client_new(&set, CLI_NEED_IDENTITY, &c, &err);
+	rc = cli_client_connect(&set, CLI_NEED_IDENTITY, &c, &err);
 	while (rc == CF_OK) {
 		char path[512];
-		const char *next;
 
 		snprintf(path, sizeof(path), "/v1/certs?kind=agent&limit=%d%s%s%s%s",
 			 CERT_LIST_PAGE, group_q ? "&group=" : "",
@@ -924,10 +920,8 @@ static int agent_ls(int argc, char **argv)
 			if (row != NULL)
 				json_array_append_new(all, row);
 		}
-		next = json_string_value(json_object_get(resp, "next"));
-		if (next == NULL || strlen(next) != 64 || strcmp(next, after) == 0)
+		if (!cli_next_cursor(resp, after, sizeof(after)))
 			break;
-		snprintf(after, sizeof(after), "%s", next);
 	}
 	if (rc != CF_OK)
 		goto out;

@@ -37,14 +37,15 @@ static void audit_usage(FILE *out)
 		"\n%s", cli_settings_help);
 }
 
+/* Whether a page of GET /v1/audit says that further entries follow. */
+static int more_entries(const json_t *resp)
+{
+	return json_array_size(json_object_get(resp, "entries")) > 0 &&
+	       json_is_true(json_object_get(resp, "more"));
+}
+
 static int audit_verify(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		CLI_SETTINGS_OPTIONS,
-		{ NULL, 0, NULL, 0 },
-	};
 	cli_settings set = { 0 };
 	cli_client *c = NULL;
 	json_t *resp = NULL, *j;
@@ -54,26 +55,19 @@ static int audit_verify(int argc, char **argv)
 	cf_error err = { 0 };
 	cf_status rc;
 	size_t i;
-	int ch, as_json = 0;
+	int code, as_json = 0;
 
-	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if (cli_settings_option(&set, ch, optarg))
-			continue;
-		switch (ch) {
-		case 'j': as_json = 1; break;
-		case 'h': audit_usage(stdout); return 0;
-		default: return cli_bad_option("audit verify");
-		}
-	}
+	code = cli_settings_parse("audit verify", argc, argv, audit_usage, &set,
+				  &as_json);
+	if (code >= 0)
+		return code;
 	if (optind != argc)
 		return cli_usage("audit verify", "unexpected argument \"%s\"",
 				 argv[optind]);
-	cli_settings_from_env(&set);
 	memcpy(prev, cf_audit_genesis, sizeof(prev));
-	rc = cli_client_new(&set, CLI_NEED_IDENTITY, &c, &err);
+	rc = cli_client_connect(&set, CLI_NEED_IDENTITY, &c, &err);
 	while (rc == CF_OK) {
 		char path[128];
-		size_t n;
 
 		snprintf(path, sizeof(path), "/v1/audit?after=%lld&limit=%d", count,
 			 AUDIT_PAGE);
@@ -82,7 +76,6 @@ static int audit_verify(int argc, char **argv)
 		rc = cli_client_call(c, "GET", path, NULL, &resp, &err);
 		if (rc != CF_OK)
 			break;
-		n = json_array_size(json_object_get(resp, "entries"));
 		json_array_foreach(json_object_get(resp, "entries"), i, j) {
 			rc = cf_audit_from_json(j, &e, &err);
 			if (rc != CF_OK)
@@ -108,8 +101,7 @@ static int audit_verify(int argc, char **argv)
 			memcpy(prev, e.hash, sizeof(prev));
 			count++;
 		}
-		if (rc != CF_OK || n == 0 ||
-		    !json_is_true(json_object_get(resp, "more")))
+		if (rc != CF_OK || !more_entries(resp))
 			break;
 	}
 	if (rc == CF_OK) {
@@ -204,11 +196,9 @@ static int audit_read(int argc, char **argv)
 			goto out;
 		}
 	}
-	cli_settings_from_env(&set);
-	rc = cli_client_new(&set, CLI_NEED_IDENTITY, &c, &err);
+	rc = cli_client_connect(&set, CLI_NEED_IDENTITY, &c, &err);
 	while (rc == CF_OK) {
 		char path[700];
-		size_t n;
 
 		snprintf(path, sizeof(path), "/v1/audit?after=%lld&limit=%d%s",
 			 after, AUDIT_PAGE, filter);
@@ -221,7 +211,6 @@ static int audit_read(int argc, char **argv)
 		if (after == 0 && !as_json)
 			printf("%6s  %-20s  %-16s  %-32s  %-24s  %-21s  %s\n", "SEQ",
 			       "TIME", "ACTION", "OBJECT", "SUBJECT", "SOURCE", "BYTES");
-		n = json_array_size(json_object_get(resp, "entries"));
 		json_array_foreach(json_object_get(resp, "entries"), i, j) {
 			long long seq = cli_json_int(j, "seq");
 			char when[32];
@@ -242,8 +231,7 @@ static int audit_read(int argc, char **argv)
 			       cli_json_str(j, "object"), cli_json_str(j, "subject"),
 			       cli_json_str(j, "source"), cli_json_int(j, "bytes"));
 		}
-		if (rc != CF_OK || n == 0 ||
-		    !json_is_true(json_object_get(resp, "more")))
+		if (rc != CF_OK || !more_entries(resp))
 			break;
 	}
 	if (rc == CF_OK && as_json) {

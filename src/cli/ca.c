@@ -31,13 +31,6 @@ static void ca_usage(FILE *out)
 		"COFFER_PASSPHRASE variable, else a prompt on a terminal.\n");
 }
 
-static int path_in(char *buf, size_t size, const char *dir, const char *file)
-{
-	int n = snprintf(buf, size, "%s/%s", dir, file);
-
-	return n > 0 && (size_t)n < size;
-}
-
 static int ca_init(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -80,8 +73,8 @@ static int ca_init(int argc, char **argv)
 		return cli_usage("ca init", "unexpected argument \"%s\"", argv[optind]);
 	if (org == NULL || dir == NULL)
 		return cli_usage("ca init", "--name ORG and --dir DIR are required");
-	if (!path_in(crt_path, sizeof(crt_path), dir, "root.crt") ||
-	    !path_in(key_path, sizeof(key_path), dir, "root.key"))
+	if (!cli_path_in(crt_path, sizeof(crt_path), dir, "root.crt") ||
+	    !cli_path_in(key_path, sizeof(key_path), dir, "root.key"))
 		return cli_usage("ca init", "--dir is too long");
 	rc = cli_mkdir(dir, 0700, &err);
 	if (rc == CF_OK && (access(key_path, F_OK) == 0 || access(crt_path, F_OK) == 0))
@@ -156,9 +149,9 @@ static int ca_revoke(int argc, char **argv)
 		return cli_usage("ca revoke", "unexpected argument \"%s\"", argv[optind]);
 	if (dir == NULL)
 		return cli_usage("ca revoke", "--ca DIR is required");
-	if (!path_in(crt_path, sizeof(crt_path), dir, "root.crt") ||
-	    !path_in(key_path, sizeof(key_path), dir, "root.key") ||
-	    !path_in(crl_path, sizeof(crl_path), dir, "crl.pem"))
+	if (!cli_path_in(crt_path, sizeof(crt_path), dir, "root.crt") ||
+	    !cli_path_in(key_path, sizeof(key_path), dir, "root.key") ||
+	    !cli_path_in(crl_path, sizeof(crl_path), dir, "crl.pem"))
 		return cli_usage("ca revoke", "--ca is too long");
 	rc = cli_load_cert(crt_path, &root, NULL, &err);
 	if (rc == CF_OK && cert_path != NULL)

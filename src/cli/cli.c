@@ -125,15 +125,22 @@ int cli_dispatch(int argc, char **argv, const cli_sub *subs, size_t n_subs,
 
 void cli_iso_time(const ASN1_TIME *t, char *buf, size_t size)
 {
-	time_t secs;
-	struct tm tm;
-
 	if (t == NULL) {
 		snprintf(buf, size, "-");
 		return;
 	}
-	secs = (time_t)cf_asn1_time_unix(t);
-	gmtime_r(&secs, &tm);
+	cli_unix_iso((long long)cf_asn1_time_unix(t), buf, size);
+}
+
+void cli_unix_iso(long long t, char *buf, size_t size)
+{
+	time_t secs = (time_t)t;
+	struct tm tm;
+
+	if (gmtime_r(&secs, &tm) == NULL) {
+		snprintf(buf, size, "-");
+		return;
+	}
 	strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
@@ -144,6 +151,13 @@ char *cli_int_hex(const ASN1_INTEGER *i)
 
 	BN_free(bn);
 	return hex;
+}
+
+int cli_path_in(char *buf, size_t size, const char *dir, const char *file)
+{
+	int n = snprintf(buf, size, "%s/%s", dir, file);
+
+	return n > 0 && (size_t)n < size;
 }
 
 const char *cli_basename(const char *path)

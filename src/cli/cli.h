@@ -46,6 +46,9 @@ int cli_dispatch(int argc, char **argv, const cli_sub *subs, size_t n_subs,
 /* ISO 8601 UTC ("2026-01-31T12:00:00Z") of an ASN1_TIME; "-" if NULL. */
 void cli_iso_time(const ASN1_TIME *t, char *buf, size_t size);
 
+/* The same of unix seconds; "-" if out of range. */
+void cli_unix_iso(long long t, char *buf, size_t size);
+
 /* Hex of an ASN.1 INTEGER (serial, CRL number); OPENSSL_free'd; NULL if t is. */
 char *cli_int_hex(const ASN1_INTEGER *i);
 
@@ -107,6 +110,9 @@ cf_status cli_write_key(const char *path, EVP_PKEY *key, const cf_secret *pass,
 cf_status cli_load_cert(const char *path, X509 **out, STACK_OF(X509) **chain,
 			cf_error *err);
 cf_status cli_load_crl(const char *path, X509_CRL **out, cf_error *err);
+
+/* "DIR/FILE" into buf; 0 if it does not fit. */
+int cli_path_in(char *buf, size_t size, const char *dir, const char *file);
 
 /* "a/b/c.crt" -> "c.crt", for messages. */
 const char *cli_basename(const char *path);

@@ -83,6 +83,30 @@ int cli_settings_option(cli_settings *s, int c, const char *arg)
 	}
 }
 
+int cli_settings_parse(const char *cmd, int argc, char **argv,
+		       void (*usage)(FILE *out), cli_settings *s, int *as_json)
+{
+	static const struct option with_json[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		CLI_SETTINGS_OPTIONS,
+		{ NULL, 0, NULL, 0 },
+	};
+	const struct option *opts = with_json + (as_json == NULL);
+	int ch;
+
+	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (cli_settings_option(s, ch, optarg))
+			continue;
+		switch (ch) {
+		case 'j': *as_json = 1; break;
+		case 'h': usage(stdout); return 0;
+		default: return cli_bad_option(cmd);
+		}
+	}
+	return -1;
+}
+
 static const char *env_or(const char *flag, const char *name)
 {
 	const char *v;
@@ -93,7 +117,8 @@ static const char *env_or(const char *flag, const char *name)
 	return (v != NULL && v[0] != '\0') ? v : NULL;
 }
 
-void cli_settings_from_env(cli_settings *s)
+/* Fills what no flag gave from the environment (COFFER_*). */
+static void settings_from_env(cli_settings *s)
 {
 	s->server = env_or(s->server, "COFFER_SERVER");
 	s->server_ca = env_or(s->server_ca, "COFFER_SERVER_CA");
@@ -276,6 +301,13 @@ cf_status cli_client_new(const cli_settings *s, unsigned need,
 out:
 	cli_client_free(c);
 	return rc;
+}
+
+cf_status cli_client_connect(cli_settings *s, unsigned need,
+			     cli_client **out, cf_error *err)
+{
+	settings_from_env(s);
+	return cli_client_new(s, need, out, err);
 }
 
 void cli_client_free(cli_client *c)
@@ -628,6 +660,16 @@ long long cli_json_int(const json_t *obj, const char *key)
 	return json_is_integer(v) ? (long long)json_integer_value(v) : 0;
 }
 
+int cli_next_cursor(const json_t *resp, char *after, size_t size)
+{
+	const char *next = json_string_value(json_object_get(resp, "next"));
+
+	if (next == NULL || strlen(next) != 64 || strcmp(next, after) == 0)
+		return 0;
+	snprintf(after, size, "%s", next);
+	return 1;
+}
+
 void cli_json_print(const json_t *v)
 {
 	json_dumpf(v, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -692,18 +734,6 @@ int cli_parse_time(const char *text, long long *unix_seconds)
 		}
 	}
 	return -1;
-}
-
-void cli_unix_iso(long long t, char *buf, size_t size)
-{
-	time_t secs = (time_t)t;
-	struct tm tm;
-
-	if (gmtime_r(&secs, &tm) == NULL) {
-		snprintf(buf, size, "-");
-		return;
-	}
-	strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
 int cli_client_send_failed(const cli_client *c)

@@ -55,8 +55,15 @@ extern const char cli_settings_help[];
 /* Takes getopt_long's result c if it is a settings option: returns 1. */
 int cli_settings_option(cli_settings *s, int c, const char *arg);
 
-/* Fills what no flag gave from the environment (COFFER_*). */
-void cli_settings_from_env(cli_settings *s);
+/*
+ * The whole option parsing of a command that takes nothing but the
+ * settings, --help and, unless as_json is NULL, --json (which sets
+ * *as_json).  Returns -1 when the command goes on (optind is at its
+ * operands), else its exit code: 0 after usage(stdout) for --help, 2
+ * after cli_bad_option(cmd).
+ */
+int cli_settings_parse(const char *cmd, int argc, char **argv,
+		       void (*usage)(FILE *out), cli_settings *s, int *as_json);
 
 typedef struct cli_client cli_client;
 
@@ -74,6 +81,13 @@ enum {
 cf_status cli_client_new(const cli_settings *s, unsigned need,
 			 cli_client **out, cf_error *err);
 void cli_client_free(cli_client *c);
+
+/*
+ * What every command that talks to the server does: fills what no flag
+ * gave in s from the environment (COFFER_*), then cli_client_new.
+ */
+cf_status cli_client_connect(cli_settings *s, unsigned need,
+			     cli_client **out, cf_error *err);
 
 /* The caller's certificate, its chain (may be NULL), key, root, fingerprint. */
 X509 *cli_client_cert(const cli_client *c);
@@ -135,6 +149,14 @@ char *cli_client_escape(const char *s);
  */
 cf_status cli_client_trust(cli_client *c, const cf_trust **out, cf_error *err);
 
+/*
+ * Cursor paging (GET /v1/certs, docs/API.md): copies the answer's "next"
+ * into after (size bytes, at least 65); returns 0 when there is no further
+ * page: no "next", not a fingerprint, or the same cursor again (a server
+ * that would keep a client looping).
+ */
+int cli_next_cursor(const json_t *resp, char *after, size_t size);
+
 /* Decodes standard base64 (a JSON field) into OPENSSL_malloc'd bytes. */
 cf_status cli_b64_decode(const char *text, const char *what,
 			 unsigned char **out, size_t *len, cf_error *err);
@@ -156,8 +178,5 @@ void cli_json_print(const json_t *v);
  */
 int cli_parse_duration(const char *text, long long *seconds);
 int cli_parse_time(const char *text, long long *unix_seconds);
-
-/* "2026-01-31T12:00:00Z" of unix seconds. */
-void cli_unix_iso(long long t, char *buf, size_t size);
 
 #endif

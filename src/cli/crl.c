@@ -122,11 +122,6 @@ out:
 
 static int crl_push(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "help", no_argument, NULL, 'h' },
-		CLI_SETTINGS_OPTIONS,
-		{ NULL, 0, NULL, 0 },
-	};
 	cli_settings set = { 0 };
 	cli_client *c = NULL;
 	X509_CRL *crl = NULL;
@@ -135,22 +130,16 @@ static int crl_push(int argc, char **argv)
 	json_t *body = NULL, *resp = NULL;
 	cf_error err = { 0 };
 	cf_status rc;
-	int ch;
+	int code;
 
-	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if (cli_settings_option(&set, ch, optarg))
-			continue;
-		switch (ch) {
-		case 'h': crl_usage(stdout); return 0;
-		default: return cli_bad_option("crl push");
-		}
-	}
+	code = cli_settings_parse("crl push", argc, argv, crl_usage, &set, NULL);
+	if (code >= 0)
+		return code;
 	if (optind + 1 != argc)
 		return cli_usage("crl push", "give exactly one CRL FILE");
-	cli_settings_from_env(&set);
 	rc = cli_load_crl(argv[optind], &crl, &err);
 	if (rc == CF_OK)
-		rc = cli_client_new(&set, CLI_NEED_IDENTITY, &c, &err);
+		rc = cli_client_connect(&set, CLI_NEED_IDENTITY, &c, &err);
 	if (rc == CF_OK && cli_client_root(c) != NULL)
 		rc = cf_crl_check_signer(crl, cli_client_root(c), &err);
 	if (rc == CF_OK)

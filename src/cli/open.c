@@ -16,6 +16,7 @@
 #include "cli.h"
 #include "envelope.h"
 #include "pki.h"
+#include "sealing.h"
 
 static void open_usage(FILE *out)
 {
@@ -30,24 +31,6 @@ static void open_usage(FILE *out)
 		"and version >= V.  Prints the secret's bytes and nothing else.\n"
 		"--verbose says on stderr what was opened.  Exit codes 10-21 name\n"
 		"the reason of a refusal (docs/EXIT-CODES.md).\n");
-}
-
-static cf_status write_all(int fd, const unsigned char *p, size_t len,
-			   cf_error *err)
-{
-	while (len > 0) {
-		ssize_t w = write(fd, p, len);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return cf_error_set(err, CF_ERR_IO,
-				"cannot write the secret to standard output: %s",
-				strerror(errno));
-		p += w;
-		len -= (size_t)w;
-	}
-	return CF_OK;
 }
 
 int cmd_open(int argc, char **argv)
@@ -122,22 +105,9 @@ int cmd_open(int argc, char **argv)
 		rc = cf_envelope_open(der, der_len, cert, key, trust, name,
 				      min_version, &rec, &signer, &err);
 	if (rc == CF_OK)
-		rc = write_all(STDOUT_FILENO, cf_secret_cdata(rec->value),
-			       cf_secret_len(rec->value), &err);
-	if (rc == CF_OK && verbose) {
-		char cn[CF_CN_MAX_BYTES + 1], when[32];
-		time_t created = (time_t)rec->created;
-		struct tm tm;
-
-		cf_cert_cn(signer, cn, sizeof(cn));
-		gmtime_r(&created, &tm);
-		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-		fprintf(stderr, "coffer: opened \"%s\" version %llu (%s, %zu bytes), "
-			"signed by \"%s\" at %s\n", rec->name,
-			(unsigned long long)rec->version,
-			cf_record_type_name(rec->type), cf_secret_len(rec->value),
-			cn, when);
-	}
+		rc = cli_plaintext_write(NULL, rec, &err);
+	if (rc == CF_OK && verbose)
+		cli_opened_report(rec, signer);
 	cf_record_free(rec);
 	OPENSSL_free(der);
 	cf_trust_free(trust);

@@ -20,6 +20,7 @@
 #include "envelope.h"
 #include "pki.h"
 #include "policy.h"
+#include "sealing.h"
 
 #define MAX_RECIPIENTS 100000
 
@@ -53,28 +54,6 @@ struct recipient {
 	char fp[65];
 };
 
-static cf_status read_secret(const char *in, cf_secret **out, cf_error *err)
-{
-	int fd = STDIN_FILENO;
-	cf_status rc;
-
-	if (in != NULL && strcmp(in, "-") != 0) {
-		fd = open(in, O_RDONLY);
-		if (fd < 0)
-			return cf_error_set(err, CF_ERR_IO, "cannot open %s: %s",
-					    in, strerror(errno));
-	} else if (isatty(STDIN_FILENO)) {
-		return cf_error_set(err, CF_ERR_USAGE,
-			"the secret is read from standard input, which is a "
-			"terminal; pipe it in or give --in FILE");
-	}
-	rc = cf_secret_read_fd(fd, CF_SECRET_MAX_BYTES,
-			       in ? in : "standard input", out, err);
-	if (fd != STDIN_FILENO)
-		close(fd);
-	return rc;
-}
-
 static cf_status check_signer(X509 *signer, const char *name, cf_error *err)
 {
 	struct cf_perms *perms = NULL;
@@ -90,22 +69,6 @@ static cf_status check_signer(X509 *signer, const char *name, cf_error *err)
 			"recipients would refuse this record", cn, name);
 	cf_perms_free(perms);
 	return rc;
-}
-
-/* Progress on a terminal for bulk work; silent otherwise. */
-static void progress(const char *what, size_t done, size_t total)
-{
-	static int tty = -1;
-
-	if (tty < 0)
-		tty = isatty(STDERR_FILENO);
-	if (!tty || total < 100)
-		return;
-	if (done % 100 != 0 && done != total)
-		return;
-	fprintf(stderr, "\r%s %zu/%zu", what, done, total);
-	if (done == total)
-		fputc('\n', stderr);
 }
 
 static int is_hex64(const char *s)
@@ -266,12 +229,12 @@ int cmd_seal(int argc, char **argv)
 					     what, &err);
 		if (rc == CF_OK)
 			rc = cf_cert_fingerprint(rcpt[i].cert, rcpt[i].fp, &err);
-		progress(trust ? "verified" : "loaded", i + 1, n_to);
+		cli_progress(trust ? "verified" : "loaded", i + 1, n_to);
 	}
 	if (rc == CF_OK)
 		rc = cli_load_key(key_path, &pass, &key, &err);
 	if (rc == CF_OK)
-		rc = read_secret(in, &rec.value, &err);
+		rc = cli_plaintext_read(in, "--in FILE", &rec.value, &err);
 	if (rc != CF_OK)
 		goto fail;
 
@@ -321,7 +284,7 @@ int cmd_seal(int argc, char **argv)
 			json_array_append_new(written, json_pack("{s:s, s:s, s:s, s:I}",
 				"recipient", rcpt[i].path, "fingerprint", rcpt[i].fp,
 				"file", path, "bytes", (json_int_t)len));
-			progress("sealed", i + 1, n_to);
+			cli_progress("sealed", i + 1, n_to);
 		}
 	}
 	cf_cert_cn(signer, signer_cn, sizeof(signer_cn));

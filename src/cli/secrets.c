@@ -29,6 +29,7 @@
 #include "envelope.h"
 #include "pki.h"
 #include "policy.h"
+#include "sealing.h"
 
 #define MAX_RECIPIENTS 100000
 #define CERT_PAGE 500
@@ -109,18 +110,6 @@ static void free_rcpts(struct rcpts *r)
 		sk_X509_pop_free(r->v[i].chain, X509_free);
 	}
 	OPENSSL_free(r->v);
-}
-
-/* Progress on a terminal for bulk work; silent otherwise. */
-static void progress(const char *what, size_t done, size_t total)
-{
-	if (total < 100 || !isatty(STDERR_FILENO))
-		return;
-	if (done % 100 != 0 && done != total)
-		return;
-	fprintf(stderr, "\r%s %zu/%zu", what, done, total);
-	if (done == total)
-		fputc('\n', stderr);
 }
 
 /* 1 if the certificate's groups extension lists group exactly. */
@@ -278,7 +267,6 @@ static cf_status resolve(cli_client *c, const char *spec, struct rcpts *r,
 	}
 	for (;;) {
 		char path[700];
-		const char *next;
 
 		snprintf(path, sizeof(path), "/v1/certs?%s&limit=%d%s%s", query,
 			 CERT_PAGE, after[0] ? "&after=" : "", after);
@@ -292,12 +280,10 @@ static cf_status resolve(cli_client *c, const char *spec, struct rcpts *r,
 			rc = take_entry(c, e, spec, lenient, r, &added, err);
 			if (rc != CF_OK)
 				goto out;
-			progress("verified", listed, listed);
+			cli_progress("verified", listed, listed);
 		}
-		next = json_string_value(json_object_get(resp, "next"));
-		if (next == NULL || strlen(next) != 64 || strcmp(next, after) == 0)
+		if (!cli_next_cursor(resp, after, sizeof(after)))
 			break;
-		snprintf(after, sizeof(after), "%s", next);
 	}
 	/* added == 0 otherwise: duplicates, or a group's skipped members. */
 	if (listed == 0)
@@ -306,28 +292,6 @@ static cf_status resolve(cli_client *c, const char *spec, struct rcpts *r,
 out:
 	free(val);
 	json_decref(resp);
-	return rc;
-}
-
-static cf_status read_value(const char *file, cf_secret **out, cf_error *err)
-{
-	int fd = STDIN_FILENO;
-	cf_status rc;
-
-	if (file != NULL && strcmp(file, "-") != 0) {
-		fd = open(file, O_RDONLY);
-		if (fd < 0)
-			return cf_error_set(err, CF_ERR_IO, "cannot open %s: %s",
-					    file, strerror(errno));
-	} else if (isatty(STDIN_FILENO)) {
-		return cf_error_set(err, CF_ERR_USAGE,
-			"the secret is read from standard input, which is a "
-			"terminal; pipe it in or give --file F");
-	}
-	rc = cf_secret_read_fd(fd, CF_SECRET_MAX_BYTES,
-			       file ? file : "standard input", out, err);
-	if (fd != STDIN_FILENO)
-		close(fd);
 	return rc;
 }
 
@@ -615,7 +579,7 @@ static cf_status upload_version(cli_client *c, const char *qname,
 		if (rc == CF_OK)
 			rc = entries_add(&e, r->v[i].fp, der, len, err);
 		OPENSSL_free(der);
-		progress("sealed", i + 1, r->n);
+		cli_progress("sealed", i + 1, r->n);
 	}
 	if (rc == CF_OK && u.id[0] == '\0') {
 		rc = upload_single(&u, &e, err);
@@ -723,8 +687,7 @@ int cmd_put(int argc, char **argv)
 		err.code = CF_ERR_USAGE;
 		goto fail;
 	}
-	cli_settings_from_env(&set);
-	rc = cli_client_new(&set, CLI_NEED_IDENTITY | CLI_NEED_ROOT, &c, &err);
+	rc = cli_client_connect(&set, CLI_NEED_IDENTITY | CLI_NEED_ROOT, &c, &err);
 	if (rc != CF_OK)
 		goto fail;
 	cf_cert_cn(cli_client_cert(c), me, sizeof(me));
@@ -733,7 +696,7 @@ int cmd_put(int argc, char **argv)
 		rc = cf_error_set(&err, CF_ERR_PERMISSION, "you (\"%s\") hold no "
 				  "secret.write rule matching \"%s\"", me, name);
 	if (rc == CF_OK)
-		rc = read_value(file, &rec.value, &err);
+		rc = cli_plaintext_read(file, "--file F", &rec.value, &err);
 	/* The writer first: it must verify like everybody else. */
 	if (rc == CF_OK)
 		rc = cli_client_trust(c, &trust, &err);
@@ -835,24 +798,6 @@ static void get_usage(FILE *out)
 		"\n%s", cli_settings_help);
 }
 
-static cf_status write_all(int fd, const unsigned char *p, size_t len,
-			   cf_error *err)
-{
-	while (len > 0) {
-		ssize_t w = write(fd, p, len);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return cf_error_set(err, CF_ERR_IO,
-				"cannot write the secret to standard output: %s",
-				strerror(errno));
-		p += w;
-		len -= (size_t)w;
-	}
-	return CF_OK;
-}
-
 int cmd_get(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -900,7 +845,6 @@ int cmd_get(int argc, char **argv)
 		err.code = CF_ERR_USAGE;
 		return cli_fail(&err);
 	}
-	cli_settings_from_env(&set);
 	qname = cli_client_escape(name);
 	if (qname == NULL)
 		return 1;
@@ -909,7 +853,7 @@ int cmd_get(int argc, char **argv)
 			 qname, version);
 	else
 		snprintf(path, sizeof(path), "/v1/secrets/envelope?name=%s", qname);
-	rc = cli_client_new(&set, CLI_NEED_IDENTITY | CLI_NEED_ROOT, &c, &err);
+	rc = cli_client_connect(&set, CLI_NEED_IDENTITY | CLI_NEED_ROOT, &c, &err);
 	if (rc == CF_OK)
 		rc = cli_client_trust(c, &trust, &err);
 	if (rc == CF_OK)
@@ -931,25 +875,10 @@ int cmd_get(int argc, char **argv)
 			"%lld of \"%s\" but the envelope holds version %llu",
 			cli_json_int(resp, "version"), name,
 			(unsigned long long)rec->version);
-	if (rc == CF_OK) {
-		if (out != NULL)
-			rc = cli_write_file(out, cf_secret_cdata(rec->value),
-					    cf_secret_len(rec->value), 0600, 0, &err);
-		else
-			rc = write_all(STDOUT_FILENO, cf_secret_cdata(rec->value),
-				       cf_secret_len(rec->value), &err);
-	}
-	if (rc == CF_OK && verbose) {
-		char cn[CF_CN_MAX_BYTES + 1], when[32];
-
-		cf_cert_cn(signer, cn, sizeof(cn));
-		cli_unix_iso(rec->created, when, sizeof(when));
-		fprintf(stderr, "coffer: opened \"%s\" version %llu (%s, %zu bytes), "
-			"signed by \"%s\" at %s\n", rec->name,
-			(unsigned long long)rec->version,
-			cf_record_type_name(rec->type), cf_secret_len(rec->value),
-			cn, when);
-	}
+	if (rc == CF_OK)
+		rc = cli_plaintext_write(out, rec, &err);
+	if (rc == CF_OK && verbose)
+		cli_opened_report(rec, signer);
 	cf_record_free(rec);
 	X509_free(signer);
 	OPENSSL_free(der);
@@ -975,35 +904,26 @@ static void ls_usage(FILE *out)
 		"\n%s", cli_settings_help);
 }
 
-/* Shared by ls, history and rm: options, then one request. */
+/*
+ * Shared by ls, history and rm: options, then one request.  Returns the
+ * exit code; 0 with *resp NULL after --help.
+ */
 static int simple_call(const char *cmd, int argc, char **argv, int need_arg,
 		       const char *method, const char *base, json_t **resp,
 		       const char **arg, int *as_json)
 {
-	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		CLI_SETTINGS_OPTIONS,
-		{ NULL, 0, NULL, 0 },
-	};
 	cli_settings set = { 0 };
 	cli_client *c = NULL;
 	char *q = NULL, path[1100];
 	cf_error err = { 0 };
 	cf_status rc;
-	int ch;
+	int code;
 
 	*resp = NULL;
 	*arg = NULL;
-	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if (cli_settings_option(&set, ch, optarg))
-			continue;
-		switch (ch) {
-		case 'j': *as_json = 1; break;
-		case 'h': ls_usage(stdout); return -1;
-		default: return cli_bad_option(cmd);
-		}
-	}
+	code = cli_settings_parse(cmd, argc, argv, ls_usage, &set, as_json);
+	if (code >= 0)
+		return code;
 	if (argc - optind > 1 || (need_arg && argc - optind != 1))
 		return cli_usage(cmd, need_arg ? "give exactly one secret NAME" :
 				 "give at most one PREFIX");
@@ -1012,12 +932,11 @@ static int simple_call(const char *cmd, int argc, char **argv, int need_arg,
 		err.code = CF_ERR_USAGE;
 		return cli_fail(&err);
 	}
-	cli_settings_from_env(&set);
 	q = cli_client_escape(*arg);
 	if (q == NULL)
 		return 1;
 	snprintf(path, sizeof(path), "%s%s", base, q);
-	rc = cli_client_new(&set, CLI_NEED_IDENTITY, &c, &err);
+	rc = cli_client_connect(&set, CLI_NEED_IDENTITY, &c, &err);
 	if (rc == CF_OK)
 		rc = cli_client_call(c, method, path, NULL, resp, &err);
 	free(q);
@@ -1040,7 +959,7 @@ int cmd_ls(int argc, char **argv)
 	code = simple_call("ls", argc, argv, 0, "GET", "/v1/secrets?prefix=",
 			   &resp, &prefix, &as_json);
 	if (code != 0 || resp == NULL)
-		return code < 0 ? 0 : code;
+		return code;  /* a refusal, or --help */
 	if (as_json) {
 		cli_json_print(resp);
 	} else {
@@ -1070,7 +989,7 @@ int cmd_history(int argc, char **argv)
 	code = simple_call("history", argc, argv, 1, "GET",
 			   "/v1/secrets/history?name=", &resp, &name, &as_json);
 	if (code != 0 || resp == NULL)
-		return code < 0 ? 0 : code;
+		return code;  /* a refusal, or --help */
 	if (as_json) {
 		cli_json_print(resp);
 	} else {
@@ -1100,7 +1019,7 @@ int cmd_rm(int argc, char **argv)
 	code = simple_call("rm", argc, argv, 1, "DELETE", "/v1/secrets?name=",
 			   &resp, &name, &as_json);
 	if (code != 0 || resp == NULL)
-		return code < 0 ? 0 : code;
+		return code;  /* a refusal, or --help */
 	if (as_json)
 		cli_json_print(resp);
 	else

@@ -50,13 +50,6 @@ static void server_usage(FILE *out)
 		"docs/OPERATIONS.md describes running a server.\n");
 }
 
-static int path_in(char *buf, size_t size, const char *dir, const char *file)
-{
-	int n = snprintf(buf, size, "%s/%s", dir, file);
-
-	return n > 0 && (size_t)n < size;
-}
-
 /* A --host is a DNS name or an IP address, nothing that could smuggle a
  * second entry into the subjectAltName text. */
 static int host_ok(const char *h)
@@ -277,9 +270,9 @@ static int server_init(int argc, char **argv)
 	if (tls_cert != NULL && n_hosts > 0)
 		return cli_usage("server init", "--host only applies to the "
 				 "self-signed certificate, not to --tls-cert");
-	if (!path_in(crt_path, sizeof(crt_path), dir, "server.crt") ||
-	    !path_in(key_path, sizeof(key_path), dir, "server.key") ||
-	    !path_in(db_path, sizeof(db_path), dir, "coffer.db"))
+	if (!cli_path_in(crt_path, sizeof(crt_path), dir, "server.crt") ||
+	    !cli_path_in(key_path, sizeof(key_path), dir, "server.key") ||
+	    !cli_path_in(db_path, sizeof(db_path), dir, "coffer.db"))
 		return cli_usage("server init", "--dir is too long");
 	rc = cli_mkdir(dir, 0700, &err);
 	if (rc == CF_OK && chmod(dir, 0700) != 0)
@@ -342,7 +335,7 @@ static cf_status open_store(const char *dir, cf_store **st, cf_error *err)
 	char db[PATH_MAX];
 	cf_status rc;
 
-	if (!path_in(db, sizeof(db), dir, "coffer.db"))
+	if (!cli_path_in(db, sizeof(db), dir, "coffer.db"))
 		return cf_error_set(err, CF_ERR_USAGE, "--dir is too long");
 	rc = cf_store_open(db, 0, st, err);
 	if (rc == CF_ERR_NOT_FOUND)
@@ -475,12 +468,9 @@ static int tenant_ls(int argc, char **argv)
 			if (o == NULL || json_array_append_new(list, o) != 0)
 				rc = cf_error_set(&err, CF_ERR_NOMEM, "out of memory");
 		} else {
-			char when[32] = "-";
-			time_t t = (time_t)rows[i].created;
-			struct tm tm;
+			char when[32];
 
-			if (gmtime_r(&t, &tm) != NULL)
-				strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+			cli_unix_iso(rows[i].created, when, sizeof(when));
 			if (i == 0)
 				printf("%-64s  %-8s  %-20s  %s\n", "TENANT", "CRL",
 				       "CREATED", "ROOT");

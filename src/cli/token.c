@@ -152,8 +152,7 @@ static int token_create(int argc, char **argv)
 		err.code = CF_ERR_USAGE;
 		return cli_fail(&err);
 	}
-	cli_settings_from_env(&set);
-	rc = cli_client_new(&set, CLI_NEED_IDENTITY | CLI_NEED_ROOT, &c, &err);
+	rc = cli_client_connect(&set, CLI_NEED_IDENTITY | CLI_NEED_ROOT, &c, &err);
 	if (rc != CF_OK)
 		goto fail;
 	toks = OPENSSL_zalloc(sizeof(*toks) * count);
@@ -262,33 +261,21 @@ done:
 
 static int token_ls(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		CLI_SETTINGS_OPTIONS,
-		{ NULL, 0, NULL, 0 },
-	};
 	cli_settings set = { 0 };
 	cli_client *c = NULL;
 	json_t *resp = NULL, *t;
 	cf_error err = { 0 };
 	cf_status rc;
 	size_t i;
-	int ch, as_json = 0;
+	int code, as_json = 0;
 
-	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if (cli_settings_option(&set, ch, optarg))
-			continue;
-		switch (ch) {
-		case 'j': as_json = 1; break;
-		case 'h': token_usage(stdout); return 0;
-		default: return cli_bad_option("token ls");
-		}
-	}
+	code = cli_settings_parse("token ls", argc, argv, token_usage, &set,
+				  &as_json);
+	if (code >= 0)
+		return code;
 	if (optind != argc)
 		return cli_usage("token ls", "unexpected argument \"%s\"", argv[optind]);
-	cli_settings_from_env(&set);
-	rc = cli_client_new(&set, CLI_NEED_IDENTITY, &c, &err);
+	rc = cli_client_connect(&set, CLI_NEED_IDENTITY, &c, &err);
 	if (rc == CF_OK)
 		rc = cli_client_call(c, "GET", "/v1/tokens", NULL, &resp, &err);
 	if (rc != CF_OK)
@@ -317,35 +304,25 @@ out:
 
 static int token_revoke(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "help", no_argument, NULL, 'h' },
-		CLI_SETTINGS_OPTIONS,
-		{ NULL, 0, NULL, 0 },
-	};
 	cli_settings set = { 0 };
 	cli_client *c = NULL;
 	json_t *resp = NULL;
 	char path[128];
 	cf_error err = { 0 };
 	cf_status rc;
-	int ch;
+	int code;
 
-	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if (cli_settings_option(&set, ch, optarg))
-			continue;
-		switch (ch) {
-		case 'h': token_usage(stdout); return 0;
-		default: return cli_bad_option("token revoke");
-		}
-	}
+	code = cli_settings_parse("token revoke", argc, argv, token_usage, &set,
+				  NULL);
+	if (code >= 0)
+		return code;
 	if (optind + 1 != argc)
 		return cli_usage("token revoke", "give exactly one token ID");
 	if (!cf_token_id_valid(argv[optind]))
 		return cli_usage("token revoke", "a token ID is 32 lower-case hex "
 				 "characters (the part before the dot)");
-	cli_settings_from_env(&set);
 	snprintf(path, sizeof(path), "/v1/tokens/%s", argv[optind]);
-	rc = cli_client_new(&set, CLI_NEED_IDENTITY, &c, &err);
+	rc = cli_client_connect(&set, CLI_NEED_IDENTITY, &c, &err);
 	if (rc == CF_OK)
 		rc = cli_client_call(c, "DELETE", path, NULL, &resp, &err);
 	if (rc == CF_OK)

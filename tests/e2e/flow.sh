@@ -19,21 +19,12 @@ command -v curl >/dev/null 2>&1 || { echo "FAIL [flow]: curl is not installed" >
 CURL_BIN=$(command -v curl)
 curl() { timeout -k 5 "$E2E_CMD_TIMEOUT" "$CURL_BIN" "$@"; }
 
-SRV_PID=""
-stop_server()
-{
-	if [ -n "$SRV_PID" ]; then
-		kill -TERM "$SRV_PID" 2>/dev/null || true
-		wait "$SRV_PID" 2>/dev/null || true
-		SRV_PID=""
-	fi
-}
 JOIN_PID=""
 on_exit()
 {
 	local rc=$?
 	[ -z "$JOIN_PID" ] || kill "$JOIN_PID" 2>/dev/null || true
-	stop_server
+	srv_stop || true
 	(exit "$rc")
 	cleanup
 }
@@ -63,17 +54,8 @@ mk_operator eve "$W/other" 'secret.write:**' 'secret.read:**'
 step "server"
 expect_ok coffer server init --dir "$W/srv"
 expect_ok coffer server tenant add --dir "$W/srv" "$W/ca/root.crt"
-"$COFFER" server run --dir "$W/srv" --listen 127.0.0.1:0 \
-	--port-file "$W/srv/port" 2>"$W/srv.log" &
-SRV_PID=$!
-for _ in $(seq 1 100); do
-	[ -s "$W/srv/port" ] && break
-	kill -0 "$SRV_PID" 2>/dev/null || fail "the server exited: $(tail -5 "$W/srv.log")"
-	sleep 0.1
-done
-[ -s "$W/srv/port" ] || fail "the server wrote no port file"
-PORT=$(cat "$W/srv/port")
-URL=https://127.0.0.1:$PORT
+srv_start "$W/srv" "$W/srv.log"
+URL=$SRV_URL
 export COFFER_SERVER=$URL COFFER_SERVER_CA=$W/srv/server.crt COFFER_ROOT=$W/ca/root.crt
 
 expect_ok curl -sS --cacert "$W/srv/server.crt" "$URL/v1/health"
@@ -251,7 +233,7 @@ expect_refusal 31 as auditor audit verify
 stderr_has "audit entry 3 "
 
 step "no secret at rest"
-stop_server
+srv_stop || true
 for f in "$W"/srv/coffer.db* "$W/srv.log"; do
 	[ -e "$f" ] || continue
 	for s in "$SECRET_V1" "$SECRET_V2" $(cut -d. -f2 "$W/tokens.txt"); do

@@ -77,12 +77,17 @@ static const RAND_METHOD det_rand = {
 
 /* --------------------------------------------------------- helpers */
 
-static void die(const char *what, const cf_error *err)
+_Noreturn void fuzz_die(const char *who, const char *what, const cf_error *err)
 {
-	fprintf(stderr, "fuzz fixture: %s%s%s\n", what,
-		err != NULL ? ": " : "", err != NULL ? err->msg : "");
+	fprintf(stderr, "%s: %s%s%s\n", who, what, err != NULL ? ": " : "",
+		err != NULL ? err->msg : "");
 	ERR_print_errors_fp(stderr);
 	abort();
+}
+
+static void die(const char *what, const cf_error *err)
+{
+	fuzz_die("fuzz fixture", what, err);
 }
 
 static EVP_PKEY *key_from_label(const char *label)

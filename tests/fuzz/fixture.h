@@ -57,6 +57,13 @@ struct fuzz_fixture {
 const struct fuzz_fixture *fuzz_fixture(void);
 
 /*
+ * A property failed (or the fixture cannot be built): prints "WHO: WHAT:
+ * the sentence of err" (err may be NULL) and OpenSSL's error queue to
+ * stderr, and aborts so that libFuzzer keeps the input.
+ */
+_Noreturn void fuzz_die(const char *who, const char *what, const cf_error *err);
+
+/*
  * Secure heap for a fuzz process.  OpenSSL's secure heap is one mmap'd
  * arena that ASan cannot see into (no overflow, use-after-free or leak is
  * reported inside it), so by default the targets leave it uninitialised

@@ -37,9 +37,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 _Noreturn static void die(const char *what, const cf_error *err)
 {
-	fprintf(stderr, "fuzz_audit: %s%s%s\n", what, err ? ": " : "",
-		err ? err->msg : "");
-	abort();
+	fuzz_die("fuzz_audit", what, err);
 }
 
 static int same_entry(const cf_audit_entry *a, const cf_audit_entry *b)

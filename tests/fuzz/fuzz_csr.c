@@ -46,9 +46,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 _Noreturn static void die(const char *what, const cf_error *err)
 {
-	fprintf(stderr, "fuzz_csr: %s%s%s\n", what, err ? ": " : "",
-		err ? err->msg : "");
-	abort();
+	fuzz_die("fuzz_csr", what, err);
 }
 
 /* Parses buf, which must succeed, and checks it has DER der and CN cn. */

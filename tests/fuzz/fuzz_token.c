@@ -44,9 +44,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 _Noreturn static void die(const char *what, const cf_error *err)
 {
-	fprintf(stderr, "fuzz_token: %s%s%s\n", what, err ? ": " : "",
-		err ? err->msg : "");
-	abort();
+	fuzz_die("fuzz_token", what, err);
 }
 
 static int lower_hex(const char *s, size_t len)

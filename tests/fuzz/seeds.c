@@ -369,26 +369,37 @@ static void envelope_seeds(void)
 
 /* --------------------------------------------------------------- cert */
 
-static void put_cert(const char *name, X509 *cert)
+/*
+ * Writes one object as two seeds of target, NAME.pem and NAME.der (a
+ * der_len <= 0 means its encoding failed), and frees both buffers.
+ */
+static void put_pem_der(const char *target, const char *name,
+			unsigned char *pem, size_t pem_len, unsigned char *der,
+			int der_len)
 {
 	char file[256];
-	unsigned char *buf = NULL;
-	size_t len = 0;
+
+	if (der_len <= 0)
+		fail(name, NULL);
+	snprintf(file, sizeof(file), "%s.pem", name);
+	put(target, file, pem, pem_len);
+	snprintf(file, sizeof(file), "%s.der", name);
+	put(target, file, der, (size_t)der_len);
+	OPENSSL_free(pem);
+	OPENSSL_free(der);
+}
+
+static void put_cert(const char *name, X509 *cert)
+{
+	unsigned char *pem = NULL, *der = NULL;
+	size_t pem_len = 0;
 	int der_len;
 	cf_error err;
 
-	if (cf_cert_to_pem(cert, &buf, &len, &err) != CF_OK)
+	if (cf_cert_to_pem(cert, &pem, &pem_len, &err) != CF_OK)
 		fail(name, &err);
-	snprintf(file, sizeof(file), "%s.pem", name);
-	put("cert", file, buf, len);
-	OPENSSL_free(buf);
-	buf = NULL;
-	der_len = i2d_X509(cert, &buf);
-	if (der_len <= 0)
-		fail(name, NULL);
-	snprintf(file, sizeof(file), "%s.der", name);
-	put("cert", file, buf, (size_t)der_len);
-	OPENSSL_free(buf);
+	der_len = i2d_X509(cert, &der);
+	put_pem_der("cert", name, pem, pem_len, der, der_len);
 }
 
 /* A copy of the writer's certificate with one extension added raw. */
@@ -432,7 +443,7 @@ static void cert_seeds(void)
 		{ "enrolled", &fx->enrolled }, { "rogue", &fx->rogue },
 		{ "orphan", &fx->orphan }, { "foreign-root", &fx->foreign_root },
 	};
-	unsigned char *buf = NULL, *a = NULL, *b = NULL, *c = NULL;
+	unsigned char *buf = NULL, *der = NULL, *a = NULL, *b = NULL, *c = NULL;
 	size_t len = 0, la = 0, lb = 0, lc = 0;
 	X509_REQ *csr = NULL;
 	cf_error err;
@@ -471,26 +482,17 @@ static void cert_seeds(void)
 
 	if (cf_crl_to_pem(fx->crl, &buf, &len, &err) != CF_OK)
 		fail("crl", &err);
-	put("cert", "crl.pem", buf, len);
-	OPENSSL_free(buf);
-	buf = NULL;
-	der_len = i2d_X509_CRL(fx->crl, &buf);
-	if (der_len <= 0)
-		fail("crl", NULL);
-	put("cert", "crl.der", buf, (size_t)der_len);
-	OPENSSL_free(buf);
+	der = NULL;
+	der_len = i2d_X509_CRL(fx->crl, &der);
+	put_pem_der("cert", "crl", buf, len, der, der_len);
 
+	buf = NULL;
 	if (cf_csr_new(fx->agent.key, "web-1.example", &csr, &err) != CF_OK ||
 	    cf_csr_to_pem(csr, &buf, &len, &err) != CF_OK)
 		fail("csr", &err);
-	put("cert", "csr.pem", buf, len);
-	OPENSSL_free(buf);
-	buf = NULL;
-	der_len = i2d_X509_REQ(csr, &buf);
-	if (der_len <= 0)
-		fail("csr", NULL);
-	put("cert", "csr.der", buf, (size_t)der_len);
-	OPENSSL_free(buf);
+	der = NULL;
+	der_len = i2d_X509_REQ(csr, &der);
+	put_pem_der("cert", "csr", buf, len, der, der_len);
 	X509_REQ_free(csr);
 }
 
@@ -712,24 +714,15 @@ static void token_seeds(void)
 
 static void put_csr(const char *name, X509_REQ *csr)
 {
-	char file[64];
-	unsigned char *buf = NULL;
-	size_t len = 0;
+	unsigned char *pem = NULL, *der = NULL;
+	size_t pem_len = 0;
 	int der_len;
 	cf_error err;
 
-	if (cf_csr_to_pem(csr, &buf, &len, &err) != CF_OK)
+	if (cf_csr_to_pem(csr, &pem, &pem_len, &err) != CF_OK)
 		fail(name, &err);
-	snprintf(file, sizeof(file), "%s.pem", name);
-	put("csr", file, buf, len);
-	OPENSSL_free(buf);
-	buf = NULL;
-	der_len = i2d_X509_REQ(csr, &buf);
-	if (der_len <= 0)
-		fail(name, NULL);
-	snprintf(file, sizeof(file), "%s.der", name);
-	put("csr", file, buf, (size_t)der_len);
-	OPENSSL_free(buf);
+	der_len = i2d_X509_REQ(csr, &der);
+	put_pem_der("csr", name, pem, pem_len, der, der_len);
 }
 
 static void csr_seeds(void)
