@@ -106,6 +106,38 @@ static cf_status need_store(cf_store *st, cf_error *err)
 	return CF_OK;
 }
 
+/* An open store and a tenant id: what nearly every call starts with. */
+static cf_status need_tenant(cf_store *st, const char *tenant, cf_error *err)
+{
+	cf_status rc = need_store(st, err);
+
+	return rc != CF_OK ? rc : need_fp(tenant, "tenant id", err);
+}
+
+static cf_status need_secret_name(const char *name, cf_error *err)
+{
+	return need_nonempty(name, CF_STORE_NAME_MAX, "secret name", err);
+}
+
+static cf_status no_output(cf_error *err)
+{
+	return cf_error_set(err, CF_ERR_USAGE, "store: no output");
+}
+
+/*
+ * The outputs of a list call: both required, set to an empty list so
+ * that a refusal leaves nothing to free.  out is the address of the
+ * caller's array pointer.
+ */
+static cf_status need_list_out(void **out, size_t *n, cf_error *err)
+{
+	if (out == NULL || n == NULL)
+		return no_output(err);
+	*out = NULL;
+	*n = 0;
+	return CF_OK;
+}
+
 /* ---- open and close -------------------------------------------------- */
 
 cf_status cf_store_open(const char *url, unsigned flags, cf_store **out,
@@ -114,7 +146,7 @@ cf_status cf_store_open(const char *url, unsigned flags, cf_store **out,
 	cf_status rc;
 
 	if (out == NULL)
-		return cf_error_set(err, CF_ERR_USAGE, "store: no output");
+		return no_output(err);
 	*out = NULL;
 	if ((rc = need_nonempty(url, 4096, "database url", err)) != CF_OK)
 		return rc;
@@ -172,7 +204,7 @@ cf_status cf_store_tenant_get(cf_store *st, const char *id, cf_tenant *out,
 	    (rc = need_fp(id, "tenant id", err)) != CF_OK)
 		return rc;
 	if (out == NULL)
-		return cf_error_set(err, CF_ERR_USAGE, "store: no output");
+		return no_output(err);
 	return DISPATCH(st, tenant_get, id, out, err);
 }
 
@@ -181,10 +213,8 @@ cf_status cf_store_tenant_list(cf_store *st, cf_tenant **out, size_t *n,
 {
 	cf_status rc;
 
-	if (out == NULL || n == NULL)
-		return cf_error_set(err, CF_ERR_USAGE, "store: no output");
-	*out = NULL;
-	*n = 0;
+	if ((rc = need_list_out((void **)out, n, err)) != CF_OK)
+		return rc;
 	if ((rc = need_store(st, err)) != CF_OK)
 		return rc;
 	return DISPATCH(st, tenant_list, out, n, err);
@@ -249,12 +279,11 @@ cf_status cf_store_cert_get(cf_store *st, const char *tenant, const char *fp,
 
 	if (out != NULL)
 		memset(out, 0, sizeof(*out));
-	if ((rc = need_store(st, err)) != CF_OK ||
-	    (rc = need_fp(tenant, "tenant id", err)) != CF_OK ||
+	if ((rc = need_tenant(st, tenant, err)) != CF_OK ||
 	    (rc = need_fp(fp, "certificate fingerprint", err)) != CF_OK)
 		return rc;
 	if (out == NULL)
-		return cf_error_set(err, CF_ERR_USAGE, "store: no output");
+		return no_output(err);
 	return DISPATCH(st, cert_get, tenant, fp, out, err);
 }
 
@@ -265,14 +294,11 @@ cf_status cf_store_cert_list(cf_store *st, const char *tenant,
 	static const cf_cert_filter all = { 0 };
 	cf_status rc;
 
-	if (out == NULL || n == NULL)
-		return cf_error_set(err, CF_ERR_USAGE, "store: no output");
-	*out = NULL;
-	*n = 0;
+	if ((rc = need_list_out((void **)out, n, err)) != CF_OK)
+		return rc;
 	if (filter == NULL)
 		filter = &all;
-	if ((rc = need_store(st, err)) != CF_OK ||
-	    (rc = need_fp(tenant, "tenant id", err)) != CF_OK ||
+	if ((rc = need_tenant(st, tenant, err)) != CF_OK ||
 	    (filter->kind != NULL &&
 	     (rc = need_str(filter->kind, 15, "kind", err)) != CF_OK) ||
 	    (filter->group != NULL &&
@@ -367,7 +393,7 @@ cf_status cf_store_token_get(cf_store *st, const char *id, cf_token_row *out,
 	    (rc = need_nonempty(id, 32, "token id", err)) != CF_OK)
 		return rc;
 	if (out == NULL)
-		return cf_error_set(err, CF_ERR_USAGE, "store: no output");
+		return no_output(err);
 	return DISPATCH(st, token_get, id, out, err);
 }
 
@@ -376,12 +402,9 @@ cf_status cf_store_token_list(cf_store *st, const char *tenant,
 {
 	cf_status rc;
 
-	if (out == NULL || n == NULL)
-		return cf_error_set(err, CF_ERR_USAGE, "store: no output");
-	*out = NULL;
-	*n = 0;
-	if ((rc = need_store(st, err)) != CF_OK ||
-	    (rc = need_fp(tenant, "tenant id", err)) != CF_OK)
+	if ((rc = need_list_out((void **)out, n, err)) != CF_OK)
+		return rc;
+	if ((rc = need_tenant(st, tenant, err)) != CF_OK)
 		return rc;
 	return DISPATCH(st, token_list, tenant, out, n, err);
 }
@@ -392,8 +415,7 @@ cf_status cf_store_token_revoke(cf_store *st, const char *tenant,
 {
 	cf_status rc;
 
-	if ((rc = need_store(st, err)) != CF_OK ||
-	    (rc = need_fp(tenant, "tenant id", err)) != CF_OK ||
+	if ((rc = need_tenant(st, tenant, err)) != CF_OK ||
 	    (rc = need_nonempty(id, 32, "token id", err)) != CF_OK ||
 	    (rc = need_audit(audit, err)) != CF_OK)
 		return rc;
@@ -460,7 +482,7 @@ cf_status cf_store_enroll_get(cf_store *st, const char *id,
 	    (rc = need_nonempty(id, 32, "enrollment id", err)) != CF_OK)
 		return rc;
 	if (out == NULL)
-		return cf_error_set(err, CF_ERR_USAGE, "store: no output");
+		return no_output(err);
 	return DISPATCH(st, enroll_get, id, out, err);
 }
 
@@ -470,12 +492,9 @@ cf_status cf_store_enroll_list(cf_store *st, const char *tenant,
 {
 	cf_status rc;
 
-	if (out == NULL || n == NULL)
-		return cf_error_set(err, CF_ERR_USAGE, "store: no output");
-	*out = NULL;
-	*n = 0;
-	if ((rc = need_store(st, err)) != CF_OK ||
-	    (rc = need_fp(tenant, "tenant id", err)) != CF_OK ||
+	if ((rc = need_list_out((void **)out, n, err)) != CF_OK)
+		return rc;
+	if ((rc = need_tenant(st, tenant, err)) != CF_OK ||
 	    (status != NULL &&
 	     (rc = need_str(status, 15, "status", err)) != CF_OK))
 		return rc;
@@ -491,8 +510,7 @@ cf_status cf_store_enroll_decide(cf_store *st, const char *tenant,
 {
 	cf_status rc;
 
-	if ((rc = need_store(st, err)) != CF_OK ||
-	    (rc = need_fp(tenant, "tenant id", err)) != CF_OK ||
+	if ((rc = need_tenant(st, tenant, err)) != CF_OK ||
 	    (rc = need_nonempty(id, 32, "enrollment id", err)) != CF_OK ||
 	    (rc = need_str(decided_by, 64, "deciding certificate", err)) !=
 		    CF_OK ||
@@ -580,10 +598,8 @@ cf_status cf_store_secret_put(cf_store *st, const char *tenant,
 {
 	cf_status rc;
 
-	if ((rc = need_store(st, err)) != CF_OK ||
-	    (rc = need_fp(tenant, "tenant id", err)) != CF_OK ||
-	    (rc = need_nonempty(name, CF_STORE_NAME_MAX, "secret name",
-				err)) != CF_OK ||
+	if ((rc = need_tenant(st, tenant, err)) != CF_OK ||
+	    (rc = need_secret_name(name, err)) != CF_OK ||
 	    (rc = need_fp(writer, "writer fingerprint", err)) != CF_OK ||
 	    (rc = need_audit(audit, err)) != CF_OK)
 		return rc;
@@ -611,10 +627,8 @@ cf_status cf_store_secret_delete(cf_store *st, const char *tenant,
 		*recipients_out = NULL;
 	if (n_out != NULL)
 		*n_out = 0;
-	if ((rc = need_store(st, err)) != CF_OK ||
-	    (rc = need_fp(tenant, "tenant id", err)) != CF_OK ||
-	    (rc = need_nonempty(name, CF_STORE_NAME_MAX, "secret name",
-				err)) != CF_OK ||
+	if ((rc = need_tenant(st, tenant, err)) != CF_OK ||
+	    (rc = need_secret_name(name, err)) != CF_OK ||
 	    (rc = need_fp(writer, "writer fingerprint", err)) != CF_OK ||
 	    (rc = need_audit(audit, err)) != CF_OK)
 		return rc;
@@ -630,13 +644,11 @@ cf_status cf_store_secret_latest(cf_store *st, const char *tenant,
 
 	if (out != NULL)
 		memset(out, 0, sizeof(*out));
-	if ((rc = need_store(st, err)) != CF_OK ||
-	    (rc = need_fp(tenant, "tenant id", err)) != CF_OK ||
-	    (rc = need_nonempty(name, CF_STORE_NAME_MAX, "secret name",
-				err)) != CF_OK)
+	if ((rc = need_tenant(st, tenant, err)) != CF_OK ||
+	    (rc = need_secret_name(name, err)) != CF_OK)
 		return rc;
 	if (out == NULL)
-		return cf_error_set(err, CF_ERR_USAGE, "store: no output");
+		return no_output(err);
 	return DISPATCH(st, secret_latest, tenant, name, out, err);
 }
 
@@ -646,14 +658,11 @@ cf_status cf_store_secret_list(cf_store *st, const char *tenant,
 {
 	cf_status rc;
 
-	if (out == NULL || n == NULL)
-		return cf_error_set(err, CF_ERR_USAGE, "store: no output");
-	*out = NULL;
-	*n = 0;
+	if ((rc = need_list_out((void **)out, n, err)) != CF_OK)
+		return rc;
 	if (prefix == NULL)
 		prefix = "";
-	if ((rc = need_store(st, err)) != CF_OK ||
-	    (rc = need_fp(tenant, "tenant id", err)) != CF_OK ||
+	if ((rc = need_tenant(st, tenant, err)) != CF_OK ||
 	    (rc = need_str(prefix, CF_STORE_NAME_MAX, "name prefix", err)) !=
 		    CF_OK)
 		return rc;
@@ -666,14 +675,10 @@ cf_status cf_store_secret_history(cf_store *st, const char *tenant,
 {
 	cf_status rc;
 
-	if (out == NULL || n == NULL)
-		return cf_error_set(err, CF_ERR_USAGE, "store: no output");
-	*out = NULL;
-	*n = 0;
-	if ((rc = need_store(st, err)) != CF_OK ||
-	    (rc = need_fp(tenant, "tenant id", err)) != CF_OK ||
-	    (rc = need_nonempty(name, CF_STORE_NAME_MAX, "secret name",
-				err)) != CF_OK)
+	if ((rc = need_list_out((void **)out, n, err)) != CF_OK)
+		return rc;
+	if ((rc = need_tenant(st, tenant, err)) != CF_OK ||
+	    (rc = need_secret_name(name, err)) != CF_OK)
 		return rc;
 	return DISPATCH(st, secret_history, tenant, name, out, n, err);
 }
@@ -687,14 +692,12 @@ cf_status cf_store_envelope_get(cf_store *st, const char *tenant,
 
 	if (out != NULL)
 		memset(out, 0, sizeof(*out));
-	if ((rc = need_store(st, err)) != CF_OK ||
-	    (rc = need_fp(tenant, "tenant id", err)) != CF_OK ||
-	    (rc = need_nonempty(name, CF_STORE_NAME_MAX, "secret name",
-				err)) != CF_OK ||
+	if ((rc = need_tenant(st, tenant, err)) != CF_OK ||
+	    (rc = need_secret_name(name, err)) != CF_OK ||
 	    (rc = need_fp(recipient, "recipient fingerprint", err)) != CF_OK)
 		return rc;
 	if (out == NULL)
-		return cf_error_set(err, CF_ERR_USAGE, "store: no output");
+		return no_output(err);
 	if (version < 0)
 		return cf_error_set(err, CF_ERR_USAGE,
 				    "secret %s: version %" PRId64 " is "
@@ -712,16 +715,13 @@ cf_status cf_store_feed_bounded(cf_store *st, const char *tenant,
 {
 	cf_status rc;
 
-	if (out == NULL || n == NULL)
-		return cf_error_set(err, CF_ERR_USAGE, "store: no output");
-	*out = NULL;
-	*n = 0;
+	if ((rc = need_list_out((void **)out, n, err)) != CF_OK)
+		return rc;
 	if (cursor_out != NULL)
 		*cursor_out = since;
 	if (more_out != NULL)
 		*more_out = 0;
-	if ((rc = need_store(st, err)) != CF_OK ||
-	    (rc = need_fp(tenant, "tenant id", err)) != CF_OK ||
+	if ((rc = need_tenant(st, tenant, err)) != CF_OK ||
 	    (rc = need_fp(recipient, "recipient fingerprint", err)) != CF_OK)
 		return rc;
 	if (since < 0)
@@ -784,14 +784,12 @@ cf_status cf_store_upload_begin(cf_store *st, const char *tenant,
 
 	if (out != NULL)
 		memset(out, 0, sizeof(*out));
-	if ((rc = need_store(st, err)) != CF_OK ||
-	    (rc = need_fp(tenant, "tenant id", err)) != CF_OK ||
-	    (rc = need_nonempty(name, CF_STORE_NAME_MAX, "secret name",
-				err)) != CF_OK ||
+	if ((rc = need_tenant(st, tenant, err)) != CF_OK ||
+	    (rc = need_secret_name(name, err)) != CF_OK ||
 	    (rc = need_fp(writer, "writer fingerprint", err)) != CF_OK)
 		return rc;
 	if (out == NULL)
-		return cf_error_set(err, CF_ERR_USAGE, "store: no output");
+		return no_output(err);
 	if (version < 1)
 		return cf_error_set(err, CF_ERR_USAGE,
 				    "secret %s: version %" PRId64 " is not "
@@ -808,12 +806,11 @@ cf_status cf_store_upload_get(cf_store *st, const char *tenant,
 
 	if (out != NULL)
 		memset(out, 0, sizeof(*out));
-	if ((rc = need_store(st, err)) != CF_OK ||
-	    (rc = need_fp(tenant, "tenant id", err)) != CF_OK ||
+	if ((rc = need_tenant(st, tenant, err)) != CF_OK ||
 	    (rc = need_upload_id(id, err)) != CF_OK)
 		return rc;
 	if (out == NULL)
-		return cf_error_set(err, CF_ERR_USAGE, "store: no output");
+		return no_output(err);
 	return DISPATCH(st, upload_get, tenant, id, now, out, err);
 }
 
@@ -828,8 +825,7 @@ cf_status cf_store_upload_add(cf_store *st, const char *tenant,
 	if (out == NULL)
 		out = &scratch;
 	memset(out, 0, sizeof(*out));
-	if ((rc = need_store(st, err)) != CF_OK ||
-	    (rc = need_fp(tenant, "tenant id", err)) != CF_OK ||
+	if ((rc = need_tenant(st, tenant, err)) != CF_OK ||
 	    (rc = need_upload_id(id, err)) != CF_OK ||
 	    (rc = need_fp(writer, "writer fingerprint", err)) != CF_OK ||
 	    (rc = need_envelopes(id, envs, n, err)) != CF_OK)
@@ -853,8 +849,7 @@ cf_status cf_store_upload_commit(cf_store *st, const char *tenant,
 		*recipients_out = NULL;
 	if (n_out != NULL)
 		*n_out = 0;
-	if ((rc = need_store(st, err)) != CF_OK ||
-	    (rc = need_fp(tenant, "tenant id", err)) != CF_OK ||
+	if ((rc = need_tenant(st, tenant, err)) != CF_OK ||
 	    (rc = need_upload_id(id, err)) != CF_OK ||
 	    (rc = need_fp(writer, "writer fingerprint", err)) != CF_OK ||
 	    (rc = need_audit(audit, err)) != CF_OK)
@@ -869,8 +864,7 @@ cf_status cf_store_upload_abort(cf_store *st, const char *tenant,
 {
 	cf_status rc;
 
-	if ((rc = need_store(st, err)) != CF_OK ||
-	    (rc = need_fp(tenant, "tenant id", err)) != CF_OK ||
+	if ((rc = need_tenant(st, tenant, err)) != CF_OK ||
 	    (rc = need_upload_id(id, err)) != CF_OK ||
 	    (rc = need_fp(writer, "writer fingerprint", err)) != CF_OK)
 		return rc;
@@ -922,10 +916,8 @@ cf_status cf_store_audit_list(cf_store *st, const char *tenant,
 	static const cf_audit_filter all = { 0 };
 	cf_status rc;
 
-	if (out == NULL || n == NULL)
-		return cf_error_set(err, CF_ERR_USAGE, "store: no output");
-	*out = NULL;
-	*n = 0;
+	if ((rc = need_list_out((void **)out, n, err)) != CF_OK)
+		return rc;
 	if (filter == NULL)
 		filter = &all;
 	if ((rc = need_store(st, err)) != CF_OK ||
@@ -946,7 +938,7 @@ cf_status cf_store_stats_get(cf_store *st, cf_store_stats *out, cf_error *err)
 	cf_status rc;
 
 	if (out == NULL)
-		return cf_error_set(err, CF_ERR_USAGE, "store: no output");
+		return no_output(err);
 	memset(out, 0, sizeof(*out));
 	if ((rc = need_store(st, err)) != CF_OK)
 		return rc;

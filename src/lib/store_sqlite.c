@@ -558,6 +558,89 @@ static cf_status nomem(sq_store *s, const char *what, cf_error *err)
 			    what);
 }
 
+/* ---- reading rows ----------------------------------------------------- */
+
+/* Fills elem from the current row of q; 0 if out of memory. */
+typedef int (*read_row_fn)(sqlite3_stmt *q, void *elem);
+/* Frees what a read_row_fn allocated inside one element. */
+typedef void (*clear_row_fn)(void *elem);
+
+/*
+ * Steps q (prepared and bound) once: the row, if any, is read into elem
+ * and *found is 1; no row is CF_OK with *found 0.  `what` names the work
+ * in an error sentence.  Resets q.
+ */
+static cf_status get_row(sq_store *s, sqlite3_stmt *q, read_row_fn read,
+			 void *elem, int *found, const char *what,
+			 cf_error *err)
+{
+	cf_status rc = CF_OK;
+	int src = sqlite3_step(q);
+
+	*found = src == SQLITE_ROW;
+	if (src == SQLITE_ROW) {
+		if (!read(q, elem))
+			rc = nomem(s, what, err);
+	} else if (src != SQLITE_DONE) {
+		rc = db_fail(s, src, what, err);
+	}
+	done(q);
+	return rc;
+}
+
+/*
+ * Steps q (prepared and bound) to its end, reading every row into a
+ * malloc'ed array of elem_size elements.  On success *out (NULL if there
+ * were no rows) and *n receive it; on failure all that was read is freed
+ * (clear, if not NULL, on each element) and *out and *n are untouched.
+ * Resets q.
+ */
+static cf_status collect_rows(sq_store *s, sqlite3_stmt *q, size_t elem_size,
+			      read_row_fn read, clear_row_fn clear,
+			      const char *what, void **out, size_t *n,
+			      cf_error *err)
+{
+	void *arr = NULL;
+	size_t cap = 0, cnt = 0;
+	cf_status rc = CF_OK;
+	int src;
+
+	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
+		/* cnt counts an element whose read failed: it is cleared. */
+		if (!grow(&arr, &cap, cnt, elem_size) ||
+		    !read(q, (char *)arr + cnt++ * elem_size)) {
+			rc = nomem(s, what, err);
+			break;
+		}
+	}
+	if (rc == CF_OK && src != SQLITE_DONE)
+		rc = db_fail(s, src, what, err);
+	done(q);
+	if (rc != CF_OK) {
+		for (size_t i = 0; clear != NULL && i < cnt; i++)
+			clear((char *)arr + i * elem_size);
+		free(arr);
+		return rc;
+	}
+	*out = arr;
+	*n = cnt;
+	return CF_OK;
+}
+
+/* Column 0 as an int64_t. */
+static int read_int64(sqlite3_stmt *q, void *elem)
+{
+	*(int64_t *)elem = sqlite3_column_int64(q, 0);
+	return 1;
+}
+
+/* Column 0 as a certificate fingerprint, into a char[65]. */
+static int read_fp(sqlite3_stmt *q, void *elem)
+{
+	col_fixed(q, 0, elem, 65);
+	return 1;
+}
+
 /* ---- transactions ---------------------------------------------------- */
 
 static cf_status tx_begin(sq_store *s, cf_error *err)
@@ -616,6 +699,18 @@ static cf_status tx_commit(sq_store *s, cf_error *err)
 		write_unlock(s);
 	else
 		tx_rollback(s);
+	return rc;
+}
+
+/*
+ * Ends the open transaction: commits it if rc is CF_OK, else rolls it
+ * back.  The outcome: rc, or the failure to commit.
+ */
+static cf_status tx_end(sq_store *s, cf_status rc, cf_error *err)
+{
+	if (rc == CF_OK)
+		return tx_commit(s, err);
+	tx_rollback(s);
 	return rc;
 }
 
@@ -952,12 +1047,19 @@ out:
 
 /* ---- tenants -------------------------------------------------------- */
 
-static int read_tenant(sqlite3_stmt *q, cf_tenant *t)
+static int read_tenant(sqlite3_stmt *q, void *elem)
 {
+	cf_tenant *t = elem;
+
 	col_fixed(q, 0, t->id, sizeof(t->id));
 	t->crl_number = sqlite3_column_int64(q, 3);
 	t->created = sqlite3_column_int64(q, 4);
 	return col_dup(q, 1, &t->root_pem) && col_dup(q, 2, &t->crl_pem);
+}
+
+static void clear_tenant(void *elem)
+{
+	cf_tenant_clear(elem);
 }
 
 static cf_status sq_tenant_add(cf_store *st, const char *id,
@@ -989,13 +1091,9 @@ static cf_status sq_tenant_add(cf_store *st, const char *id,
 		rc = db_fail(s, src, "adding a tenant", err);
 		goto out;
 	}
-	if ((rc = audit_write(s, audit, id, id, err)) != CF_OK)
-		goto out;
-	rc = tx_commit(s, err);
+	rc = audit_write(s, audit, id, id, err);
 out:
-	if (rc != CF_OK)
-		tx_rollback(s);
-	return rc;
+	return tx_end(s, rc, err);
 }
 
 static cf_status sq_tenant_get(cf_store *st, const char *id, cf_tenant *out,
@@ -1003,24 +1101,17 @@ static cf_status sq_tenant_get(cf_store *st, const char *id, cf_tenant *out,
 {
 	sq_store *s = sq(st);
 	sqlite3_stmt *q = prep(s, S_TENANT_GET, err);
-	cf_status rc = CF_OK;
-	int src;
+	cf_status rc;
+	int found;
 
 	if (q == NULL)
 		return CF_ERR_STORE;
 	bind_text(q, 1, id);
-	src = sqlite3_step(q);
-	if (src == SQLITE_ROW) {
-		if (!read_tenant(q, out))
-			rc = nomem(s, "reading a tenant", err);
-	} else if (src == SQLITE_DONE) {
+	rc = get_row(s, q, read_tenant, out, &found, "reading a tenant", err);
+	if (rc == CF_OK && !found)
 		rc = cf_error_set(err, CF_ERR_NOT_FOUND,
 				  "no tenant %s; register its root with "
 				  "coffer server tenant add", id);
-	} else {
-		rc = db_fail(s, src, "reading a tenant", err);
-	}
-	done(q);
 	if (rc != CF_OK)
 		cf_tenant_clear(out);
 	return rc;
@@ -1031,33 +1122,11 @@ static cf_status sq_tenant_list(cf_store *st, cf_tenant **out, size_t *n,
 {
 	sq_store *s = sq(st);
 	sqlite3_stmt *q = prep(s, S_TENANT_LIST, err);
-	cf_tenant *arr = NULL;
-	size_t cap = 0, cnt = 0;
-	cf_status rc = CF_OK;
-	int src;
 
 	if (q == NULL)
 		return CF_ERR_STORE;
-	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
-		if (!grow((void **)&arr, &cap, cnt, sizeof(*arr))) {
-			rc = nomem(s, "listing tenants", err);
-			break;
-		}
-		if (!read_tenant(q, &arr[cnt++])) {
-			rc = nomem(s, "listing tenants", err);
-			break;
-		}
-	}
-	if (rc == CF_OK && src != SQLITE_DONE)
-		rc = db_fail(s, src, "listing tenants", err);
-	done(q);
-	if (rc != CF_OK) {
-		cf_tenants_free(arr, cnt);
-		return rc;
-	}
-	*out = arr;
-	*n = cnt;
-	return CF_OK;
+	return collect_rows(s, q, sizeof(**out), read_tenant, clear_tenant,
+			    "listing tenants", (void **)out, n, err);
 }
 
 static cf_status sq_tenant_set_crl(cf_store *st, const char *id,
@@ -1068,7 +1137,7 @@ static cf_status sq_tenant_set_crl(cf_store *st, const char *id,
 	sqlite3_stmt *q;
 	cf_status rc;
 	int64_t stored = -1;
-	int src;
+	int found;
 
 	if ((rc = tx_begin(s, err)) != CF_OK)
 		return rc;
@@ -1077,16 +1146,11 @@ static cf_status sq_tenant_set_crl(cf_store *st, const char *id,
 		goto out;
 	}
 	bind_text(q, 1, id);
-	src = sqlite3_step(q);
-	if (src == SQLITE_ROW)
-		stored = sqlite3_column_int64(q, 0);
-	done(q);
-	if (src == SQLITE_DONE) {
-		rc = cf_error_set(err, CF_ERR_NOT_FOUND, "no tenant %s", id);
+	if ((rc = get_row(s, q, read_int64, &stored, &found,
+			  "reading a tenant's CRL number", err)) != CF_OK)
 		goto out;
-	}
-	if (src != SQLITE_ROW) {
-		rc = db_fail(s, src, "reading a tenant's CRL number", err);
+	if (!found) {
+		rc = cf_error_set(err, CF_ERR_NOT_FOUND, "no tenant %s", id);
 		goto out;
 	}
 	if (crl_number <= stored) {
@@ -1103,20 +1167,18 @@ static cf_status sq_tenant_set_crl(cf_store *st, const char *id,
 	bind_text(q, 1, id);
 	bind_text(q, 2, crl_pem);
 	sqlite3_bind_int64(q, 3, crl_number);
-	if ((rc = run(s, q, "storing a CRL", err)) != CF_OK ||
-	    (rc = audit_write(s, audit, id, NULL, err)) != CF_OK)
-		goto out;
-	rc = tx_commit(s, err);
+	if ((rc = run(s, q, "storing a CRL", err)) == CF_OK)
+		rc = audit_write(s, audit, id, NULL, err);
 out:
-	if (rc != CF_OK)
-		tx_rollback(s);
-	return rc;
+	return tx_end(s, rc, err);
 }
 
 /* ---- certificate directory ------------------------------------------ */
 
-static int read_cert(sqlite3_stmt *q, cf_cert_row *r)
+static int read_cert(sqlite3_stmt *q, void *elem)
 {
+	cf_cert_row *r = elem;
+
 	col_fixed(q, 0, r->tenant, sizeof(r->tenant));
 	col_fixed(q, 1, r->fp, sizeof(r->fp));
 	col_fixed(q, 2, r->kind, sizeof(r->kind));
@@ -1127,6 +1189,11 @@ static int read_cert(sqlite3_stmt *q, cf_cert_row *r)
 	r->not_after = sqlite3_column_int64(q, 8);
 	r->created = sqlite3_column_int64(q, 10);
 	return col_dup(q, 4, &r->groups) && col_dup(q, 9, &r->pem);
+}
+
+static void clear_cert(void *elem)
+{
+	cf_cert_row_clear(elem);
 }
 
 /* Inserts row (and its groups) in the open transaction unless there. */
@@ -1213,14 +1280,10 @@ static cf_status sq_cert_put(cf_store *st, const cf_cert_row *row,
 	if ((rc = cert_insert(s, row, &inserted, err)) != CF_OK)
 		goto out;
 	/* Nothing changed, nothing to log. */
-	if (inserted && audit != NULL &&
-	    (rc = audit_write(s, audit, row->tenant, row->fp, err)) != CF_OK)
-		goto out;
-	rc = tx_commit(s, err);
+	if (inserted && audit != NULL)
+		rc = audit_write(s, audit, row->tenant, row->fp, err);
 out:
-	if (rc != CF_OK)
-		tx_rollback(s);
-	return rc;
+	return tx_end(s, rc, err);
 }
 
 static cf_status sq_cert_get(cf_store *st, const char *tenant, const char *fp,
@@ -1228,24 +1291,18 @@ static cf_status sq_cert_get(cf_store *st, const char *tenant, const char *fp,
 {
 	sq_store *s = sq(st);
 	sqlite3_stmt *q = prep(s, S_CERT_GET, err);
-	cf_status rc = CF_OK;
-	int src;
+	cf_status rc;
+	int found;
 
 	if (q == NULL)
 		return CF_ERR_STORE;
 	bind_text(q, 1, tenant);
 	bind_text(q, 2, fp);
-	src = sqlite3_step(q);
-	if (src == SQLITE_ROW) {
-		if (!read_cert(q, out))
-			rc = nomem(s, "reading a certificate", err);
-	} else if (src == SQLITE_DONE) {
+	rc = get_row(s, q, read_cert, out, &found, "reading a certificate",
+		     err);
+	if (rc == CF_OK && !found)
 		rc = cf_error_set(err, CF_ERR_NOT_FOUND,
 				  "no certificate %s in the directory", fp);
-	} else {
-		rc = db_fail(s, src, "reading a certificate", err);
-	}
-	done(q);
 	if (rc != CF_OK)
 		cf_cert_row_clear(out);
 	return rc;
@@ -1257,10 +1314,6 @@ static cf_status sq_cert_list(cf_store *st, const char *tenant,
 {
 	sq_store *s = sq(st);
 	sqlite3_stmt *q;
-	cf_cert_row *arr = NULL;
-	size_t cap = 0, cnt = 0;
-	cf_status rc = CF_OK;
-	int src;
 
 	q = prep(s, f->group != NULL ? S_CERT_LIST_GROUP : S_CERT_LIST, err);
 	if (q == NULL)
@@ -1273,32 +1326,16 @@ static cf_status sq_cert_list(cf_store *st, const char *tenant,
 	sqlite3_bind_int64(q, 6, f->limit == 0 ? -1 : (int64_t)f->limit);
 	if (f->group != NULL)
 		bind_text(q, 7, f->group);
-	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
-		if (!grow((void **)&arr, &cap, cnt, sizeof(*arr))) {
-			rc = nomem(s, "listing certificates", err);
-			break;
-		}
-		if (!read_cert(q, &arr[cnt++])) {
-			rc = nomem(s, "listing certificates", err);
-			break;
-		}
-	}
-	if (rc == CF_OK && src != SQLITE_DONE)
-		rc = db_fail(s, src, "listing certificates", err);
-	done(q);
-	if (rc != CF_OK) {
-		cf_cert_rows_free(arr, cnt);
-		return rc;
-	}
-	*out = arr;
-	*n = cnt;
-	return CF_OK;
+	return collect_rows(s, q, sizeof(**out), read_cert, clear_cert,
+			    "listing certificates", (void **)out, n, err);
 }
 
 /* ---- join tokens ----------------------------------------------------- */
 
-static int read_token(sqlite3_stmt *q, cf_token_row *t)
+static int read_token(sqlite3_stmt *q, void *elem)
 {
+	cf_token_row *t = elem;
+
 	col_fixed(q, 0, t->tenant, sizeof(t->tenant));
 	col_fixed(q, 1, t->id, sizeof(t->id));
 	col_fixed(q, 2, t->hash, sizeof(t->hash));
@@ -1310,6 +1347,11 @@ static int read_token(sqlite3_stmt *q, cf_token_row *t)
 	col_fixed(q, 8, t->creator, sizeof(t->creator));
 	t->revoked = sqlite3_column_int(q, 9);
 	return col_blob(q, 10, &t->envelope, &t->envelope_len);
+}
+
+static void clear_token(void *elem)
+{
+	cf_token_row_clear(elem);
 }
 
 static cf_status sq_token_add(cf_store *st, const cf_token_row *rows,
@@ -1362,11 +1404,8 @@ static cf_status sq_token_add(cf_store *st, const cf_token_row *rows,
 					  OBJECT_FORCE, err)) != CF_OK)
 			goto out;
 	}
-	rc = tx_commit(s, err);
 out:
-	if (rc != CF_OK)
-		tx_rollback(s);
-	return rc;
+	return tx_end(s, rc, err);
 }
 
 static cf_status sq_token_get(cf_store *st, const char *id, cf_token_row *out,
@@ -1374,22 +1413,15 @@ static cf_status sq_token_get(cf_store *st, const char *id, cf_token_row *out,
 {
 	sq_store *s = sq(st);
 	sqlite3_stmt *q = prep(s, S_TOKEN_GET, err);
-	cf_status rc = CF_OK;
-	int src;
+	cf_status rc;
+	int found;
 
 	if (q == NULL)
 		return CF_ERR_STORE;
 	bind_text(q, 1, id);
-	src = sqlite3_step(q);
-	if (src == SQLITE_ROW) {
-		if (!read_token(q, out))
-			rc = nomem(s, "reading a token", err);
-	} else if (src == SQLITE_DONE) {
+	rc = get_row(s, q, read_token, out, &found, "reading a token", err);
+	if (rc == CF_OK && !found)
 		rc = cf_error_set(err, CF_ERR_NOT_FOUND, "no token %s", id);
-	} else {
-		rc = db_fail(s, src, "reading a token", err);
-	}
-	done(q);
 	if (rc != CF_OK)
 		cf_token_row_clear(out);
 	return rc;
@@ -1400,34 +1432,12 @@ static cf_status sq_token_list(cf_store *st, const char *tenant,
 {
 	sq_store *s = sq(st);
 	sqlite3_stmt *q = prep(s, S_TOKEN_LIST, err);
-	cf_token_row *arr = NULL;
-	size_t cap = 0, cnt = 0;
-	cf_status rc = CF_OK;
-	int src;
 
 	if (q == NULL)
 		return CF_ERR_STORE;
 	bind_text(q, 1, tenant);
-	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
-		if (!grow((void **)&arr, &cap, cnt, sizeof(*arr))) {
-			rc = nomem(s, "listing tokens", err);
-			break;
-		}
-		if (!read_token(q, &arr[cnt++])) {
-			rc = nomem(s, "listing tokens", err);
-			break;
-		}
-	}
-	if (rc == CF_OK && src != SQLITE_DONE)
-		rc = db_fail(s, src, "listing tokens", err);
-	done(q);
-	if (rc != CF_OK) {
-		cf_token_rows_free(arr, cnt);
-		return rc;
-	}
-	*out = arr;
-	*n = cnt;
-	return CF_OK;
+	return collect_rows(s, q, sizeof(**out), read_token, clear_token,
+			    "listing tokens", (void **)out, n, err);
 }
 
 static cf_status sq_token_revoke(cf_store *st, const char *tenant,
@@ -1453,19 +1463,17 @@ static cf_status sq_token_revoke(cf_store *st, const char *tenant,
 				  "no token %s in this tenant", id);
 		goto out;
 	}
-	if ((rc = audit_write(s, audit, tenant, id, err)) != CF_OK)
-		goto out;
-	rc = tx_commit(s, err);
+	rc = audit_write(s, audit, tenant, id, err);
 out:
-	if (rc != CF_OK)
-		tx_rollback(s);
-	return rc;
+	return tx_end(s, rc, err);
 }
 
 /* ---- enrollment requests --------------------------------------------- */
 
-static int read_enroll(sqlite3_stmt *q, cf_enroll_row *r)
+static int read_enroll(sqlite3_stmt *q, void *elem)
 {
+	cf_enroll_row *r = elem;
+
 	col_fixed(q, 0, r->id, sizeof(r->id));
 	col_fixed(q, 1, r->tenant, sizeof(r->tenant));
 	col_fixed(q, 2, r->token_id, sizeof(r->token_id));
@@ -1480,6 +1488,23 @@ static int read_enroll(sqlite3_stmt *q, cf_enroll_row *r)
 	r->decided = sqlite3_column_int64(q, 14);
 	return col_dup(q, 5, &r->csr_pem) && col_dup(q, 9, &r->cert_pem) &&
 	       col_dup(q, 10, &r->chain_pem);
+}
+
+static void clear_enroll(void *elem)
+{
+	cf_enroll_row_clear(elem);
+}
+
+/* A fresh id of 32 hex digits into id (33 bytes); 0 if RAND_bytes failed. */
+static int random_id(char *id)
+{
+	unsigned char rnd[16];
+
+	if (RAND_bytes(rnd, (int)sizeof(rnd)) != 1)
+		return 0;
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		snprintf(id + 2 * i, 3, "%02x", rnd[i]);
+	return 1;
 }
 
 static void iso_time(int64_t t, char *buf, size_t cap)
@@ -1502,10 +1527,9 @@ static cf_status sq_enroll_add(cf_store *st, cf_enroll_row *row,
 	sq_store *s = sq(st);
 	sqlite3_stmt *q;
 	cf_token_row tok = { 0 };
-	unsigned char rnd[16];
 	char when[40];
 	cf_status rc;
-	int src;
+	int found;
 
 	if ((rc = tx_begin(s, err)) != CF_OK)
 		return rc;
@@ -1514,18 +1538,11 @@ static cf_status sq_enroll_add(cf_store *st, cf_enroll_row *row,
 		goto out;
 	}
 	bind_text(q, 1, row->token_id);
-	src = sqlite3_step(q);
-	if (src == SQLITE_ROW && !read_token(q, &tok))
-		rc = nomem(s, "reading a token", err);
-	done(q);
-	if (rc != CF_OK)
+	if ((rc = get_row(s, q, read_token, &tok, &found, "reading a token",
+			  err)) != CF_OK)
 		goto out;
-	if (src == SQLITE_DONE) {
+	if (!found) {
 		rc = cf_error_set(err, CF_ERR_TOKEN, "%s", refused);
-		goto out;
-	}
-	if (src != SQLITE_ROW) {
-		rc = db_fail(s, src, "reading a token", err);
 		goto out;
 	}
 	/* Constant time over the hash; lengths are not secret. */
@@ -1561,13 +1578,11 @@ static cf_status sq_enroll_add(cf_store *st, cf_enroll_row *row,
 	if ((rc = run(s, q, "consuming a token use", err)) != CF_OK)
 		goto out;
 
-	if (RAND_bytes(rnd, (int)sizeof(rnd)) != 1) {
+	if (!random_id(row->id)) {
 		rc = cf_error_set_ssl(err, CF_ERR_CRYPTO,
 				      "cannot make an enrollment id");
 		goto out;
 	}
-	for (size_t i = 0; i < sizeof(rnd); i++)
-		snprintf(row->id + 2 * i, 3, "%02x", rnd[i]);
 	snprintf(row->tenant, sizeof(row->tenant), "%s", tok.tenant);
 	snprintf(row->group, sizeof(row->group), "%s", tok.group);
 	snprintf(row->status, sizeof(row->status), "pending");
@@ -1589,15 +1604,10 @@ static cf_status sq_enroll_add(cf_store *st, cf_enroll_row *row,
 	sqlite3_bind_int64(q, 9, now);
 	if ((rc = run(s, q, "queueing an enrollment", err)) != CF_OK)
 		goto out;
-	if ((rc = audit_write(s, audit_template, row->tenant, row->id,
-			      err)) != CF_OK)
-		goto out;
-	rc = tx_commit(s, err);
+	rc = audit_write(s, audit_template, row->tenant, row->id, err);
 out:
-	if (rc != CF_OK) {
-		tx_rollback(s);
+	if ((rc = tx_end(s, rc, err)) != CF_OK)
 		row->id[0] = '\0';
-	}
 	cf_token_row_clear(&tok);
 	return rc;
 }
@@ -1607,23 +1617,17 @@ static cf_status sq_enroll_get(cf_store *st, const char *id,
 {
 	sq_store *s = sq(st);
 	sqlite3_stmt *q = prep(s, S_ENROLL_GET, err);
-	cf_status rc = CF_OK;
-	int src;
+	cf_status rc;
+	int found;
 
 	if (q == NULL)
 		return CF_ERR_STORE;
 	bind_text(q, 1, id);
-	src = sqlite3_step(q);
-	if (src == SQLITE_ROW) {
-		if (!read_enroll(q, out))
-			rc = nomem(s, "reading an enrollment", err);
-	} else if (src == SQLITE_DONE) {
+	rc = get_row(s, q, read_enroll, out, &found, "reading an enrollment",
+		     err);
+	if (rc == CF_OK && !found)
 		rc = cf_error_set(err, CF_ERR_NOT_FOUND,
 				  "no enrollment request %s", id);
-	} else {
-		rc = db_fail(s, src, "reading an enrollment", err);
-	}
-	done(q);
 	if (rc != CF_OK)
 		cf_enroll_row_clear(out);
 	return rc;
@@ -1635,35 +1639,13 @@ static cf_status sq_enroll_list(cf_store *st, const char *tenant,
 {
 	sq_store *s = sq(st);
 	sqlite3_stmt *q = prep(s, S_ENROLL_LIST, err);
-	cf_enroll_row *arr = NULL;
-	size_t cap = 0, cnt = 0;
-	cf_status rc = CF_OK;
-	int src;
 
 	if (q == NULL)
 		return CF_ERR_STORE;
 	bind_text(q, 1, tenant);
 	bind_text(q, 2, status);
-	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
-		if (!grow((void **)&arr, &cap, cnt, sizeof(*arr))) {
-			rc = nomem(s, "listing enrollments", err);
-			break;
-		}
-		if (!read_enroll(q, &arr[cnt++])) {
-			rc = nomem(s, "listing enrollments", err);
-			break;
-		}
-	}
-	if (rc == CF_OK && src != SQLITE_DONE)
-		rc = db_fail(s, src, "listing enrollments", err);
-	done(q);
-	if (rc != CF_OK) {
-		cf_enroll_rows_free(arr, cnt);
-		return rc;
-	}
-	*out = arr;
-	*n = cnt;
-	return CF_OK;
+	return collect_rows(s, q, sizeof(**out), read_enroll, clear_enroll,
+			    "listing enrollments", (void **)out, n, err);
 }
 
 static cf_status sq_enroll_decide(cf_store *st, const char *tenant,
@@ -1721,19 +1703,17 @@ static cf_status sq_enroll_decide(cf_store *st, const char *tenant,
 	}
 	if (approve && (rc = cert_insert(s, cert, &inserted, err)) != CF_OK)
 		goto out;
-	if ((rc = audit_write(s, audit, tenant, id, err)) != CF_OK)
-		goto out;
-	rc = tx_commit(s, err);
+	rc = audit_write(s, audit, tenant, id, err);
 out:
-	if (rc != CF_OK)
-		tx_rollback(s);
-	return rc;
+	return tx_end(s, rc, err);
 }
 
 /* ---- secrets and envelopes ------------------------------------------- */
 
-static void read_version(sqlite3_stmt *q, cf_secret_row *r)
+static int read_version(sqlite3_stmt *q, void *elem)
 {
+	cf_secret_row *r = elem;
+
 	col_fixed(q, 0, r->name, sizeof(r->name));
 	r->version = sqlite3_column_int64(q, 1);
 	r->created = sqlite3_column_int64(q, 2);
@@ -1741,6 +1721,7 @@ static void read_version(sqlite3_stmt *q, cf_secret_row *r)
 	r->recipients = sqlite3_column_int64(q, 4);
 	r->bytes = sqlite3_column_int64(q, 5);
 	r->deleted = sqlite3_column_int(q, 6);
+	return 1;
 }
 
 /* The latest version row of name; *found 0 if it never had one. */
@@ -1749,8 +1730,6 @@ static cf_status version_latest(sq_store *s, const char *tenant,
 				int *found, cf_error *err)
 {
 	sqlite3_stmt *q = prep(s, S_VERSION_LATEST, err);
-	cf_status rc = CF_OK;
-	int src;
 
 	*found = 0;
 	memset(out, 0, sizeof(*out));
@@ -1758,14 +1737,32 @@ static cf_status version_latest(sq_store *s, const char *tenant,
 		return CF_ERR_STORE;
 	bind_text(q, 1, tenant);
 	bind_text(q, 2, name);
-	src = sqlite3_step(q);
-	if (src == SQLITE_ROW) {
-		read_version(q, out);
-		*found = 1;
-	} else if (src != SQLITE_DONE) {
-		rc = db_fail(s, src, "reading a secret's versions", err);
-	}
-	done(q);
+	return get_row(s, q, read_version, out, found,
+		       "reading a secret's versions", err);
+}
+
+/* The refusal of a version of name that is not above latest. */
+static cf_status version_conflict(const char *name, int64_t latest,
+				  cf_error *err)
+{
+	return cf_error_set(err, CF_ERR_CONFLICT,
+			    "secret %s is at version %" PRId64
+			    "; upload version %" PRId64, name, latest,
+			    latest + 1);
+}
+
+/* CF_OK if version is above every version name has had. */
+static cf_status version_is_new(sq_store *s, const char *tenant,
+				const char *name, int64_t version,
+				cf_error *err)
+{
+	cf_secret_row latest;
+	cf_status rc;
+	int found;
+
+	rc = version_latest(s, tenant, name, &latest, &found, err);
+	if (rc == CF_OK && found && version <= latest.version)
+		rc = version_conflict(name, latest.version, err);
 	return rc;
 }
 
@@ -1838,23 +1835,14 @@ static cf_status sq_secret_put(cf_store *st, const char *tenant,
 {
 	sq_store *s = sq(st);
 	sqlite3_stmt *q;
-	cf_secret_row latest;
 	cf_status rc;
 	int64_t bytes = 0, seq = 0;
-	int found, src;
+	int src;
 
 	if ((rc = tx_begin(s, err)) != CF_OK)
 		return rc;
-	if ((rc = version_latest(s, tenant, name, &latest, &found, err)) !=
-	    CF_OK)
+	if ((rc = version_is_new(s, tenant, name, version, err)) != CF_OK)
 		goto out;
-	if (found && version <= latest.version) {
-		rc = cf_error_set(err, CF_ERR_CONFLICT,
-				  "secret %s is at version %" PRId64
-				  "; upload version %" PRId64, name,
-				  latest.version, latest.version + 1);
-		goto out;
-	}
 	for (size_t i = 0; i < n; i++)
 		bytes += (int64_t)envs[i].len;
 	if ((rc = version_insert(s, tenant, name, version, now, writer,
@@ -1888,13 +1876,9 @@ static cf_status sq_secret_put(cf_store *st, const char *tenant,
 			goto out;
 		}
 	}
-	if ((rc = audit_write(s, audit, tenant, name, err)) != CF_OK)
-		goto out;
-	rc = tx_commit(s, err);
+	rc = audit_write(s, audit, tenant, name, err);
 out:
-	if (rc != CF_OK)
-		tx_rollback(s);
-	else if (seq_out != NULL)
+	if ((rc = tx_end(s, rc, err)) == CF_OK && seq_out != NULL)
 		*seq_out = seq;
 	return rc;
 }
@@ -1909,10 +1893,10 @@ static cf_status sq_secret_delete(cf_store *st, const char *tenant,
 	sqlite3_stmt *q;
 	cf_secret_row latest;
 	char (*rcpt)[65] = NULL;
-	size_t cap = 0, cnt = 0;
+	size_t cnt = 0;
 	cf_status rc;
 	int64_t seq;
-	int found, src;
+	int found;
 
 	if ((rc = tx_begin(s, err)) != CF_OK)
 		return rc;
@@ -1933,17 +1917,9 @@ static cf_status sq_secret_delete(cf_store *st, const char *tenant,
 	}
 	bind_text(q, 1, tenant);
 	bind_text(q, 2, name);
-	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
-		if (!grow((void **)&rcpt, &cap, cnt, sizeof(*rcpt))) {
-			rc = nomem(s, "deleting a secret", err);
-			break;
-		}
-		col_fixed(q, 0, rcpt[cnt++], sizeof(rcpt[0]));
-	}
-	if (rc == CF_OK && src != SQLITE_DONE)
-		rc = db_fail(s, src, "deleting a secret", err);
-	done(q);
-	if (rc != CF_OK)
+	if ((rc = collect_rows(s, q, sizeof(*rcpt), read_fp, NULL,
+			       "deleting a secret", (void **)&rcpt, &cnt,
+			       err)) != CF_OK)
 		goto out;
 	if ((q = prep(s, S_ENVELOPE_DEL_NAME, err)) == NULL) {
 		rc = CF_ERR_STORE;
@@ -1960,12 +1936,9 @@ static cf_status sq_secret_delete(cf_store *st, const char *tenant,
 				   latest.version + 1, 1, writer, now, &seq,
 				   err)) != CF_OK)
 			goto out;
-	if ((rc = audit_write(s, audit, tenant, name, err)) != CF_OK)
-		goto out;
-	rc = tx_commit(s, err);
+	rc = audit_write(s, audit, tenant, name, err);
 out:
-	if (rc != CF_OK) {
-		tx_rollback(s);
+	if ((rc = tx_end(s, rc, err)) != CF_OK) {
 		free(rcpt);
 		return rc;
 	}
@@ -1994,28 +1967,8 @@ static cf_status sq_secret_latest(cf_store *st, const char *tenant,
 static cf_status list_versions(sq_store *s, sqlite3_stmt *q,
 			       cf_secret_row **out, size_t *n, cf_error *err)
 {
-	cf_secret_row *arr = NULL;
-	size_t cap = 0, cnt = 0;
-	cf_status rc = CF_OK;
-	int src;
-
-	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
-		if (!grow((void **)&arr, &cap, cnt, sizeof(*arr))) {
-			rc = nomem(s, "listing secrets", err);
-			break;
-		}
-		read_version(q, &arr[cnt++]);
-	}
-	if (rc == CF_OK && src != SQLITE_DONE)
-		rc = db_fail(s, src, "listing secrets", err);
-	done(q);
-	if (rc != CF_OK) {
-		free(arr);
-		return rc;
-	}
-	*out = arr;
-	*n = cnt;
-	return CF_OK;
+	return collect_rows(s, q, sizeof(**out), read_version, NULL,
+			    "listing secrets", (void **)out, n, err);
 }
 
 static cf_status sq_secret_list(cf_store *st, const char *tenant,
@@ -2050,6 +2003,18 @@ static cf_status sq_secret_history(cf_store *st, const char *tenant,
 	return rc;
 }
 
+/* An envelope row of S_ENVELOPE_GET; the name is the caller's. */
+static int read_envelope(sqlite3_stmt *q, void *elem)
+{
+	cf_feed_item *it = elem;
+
+	it->seq = sqlite3_column_int64(q, 0);
+	it->version = sqlite3_column_int64(q, 1);
+	col_fixed(q, 2, it->writer, sizeof(it->writer));
+	it->created = sqlite3_column_int64(q, 3);
+	return col_blob(q, 4, &it->der, &it->len);
+}
+
 static cf_status sq_envelope_get(cf_store *st, const char *tenant,
 				 const char *name, int64_t version,
 				 const char *recipient, cf_feed_item *out,
@@ -2057,8 +2022,8 @@ static cf_status sq_envelope_get(cf_store *st, const char *tenant,
 {
 	sq_store *s = sq(st);
 	sqlite3_stmt *q = prep(s, S_ENVELOPE_GET, err);
-	cf_status rc = CF_OK;
-	int src;
+	cf_status rc;
+	int found;
 
 	if (q == NULL)
 		return CF_ERR_STORE;
@@ -2066,16 +2031,11 @@ static cf_status sq_envelope_get(cf_store *st, const char *tenant,
 	bind_text(q, 2, name);
 	bind_text(q, 3, recipient);
 	sqlite3_bind_int64(q, 4, version);
-	src = sqlite3_step(q);
-	if (src == SQLITE_ROW) {
-		out->seq = sqlite3_column_int64(q, 0);
-		out->version = sqlite3_column_int64(q, 1);
-		col_fixed(q, 2, out->writer, sizeof(out->writer));
-		out->created = sqlite3_column_int64(q, 3);
+	rc = get_row(s, q, read_envelope, out, &found, "reading an envelope",
+		     err);
+	if (rc == CF_OK && found) {
 		snprintf(out->name, sizeof(out->name), "%s", name);
-		if (!col_blob(q, 4, &out->der, &out->len))
-			rc = nomem(s, "reading an envelope", err);
-	} else if (src == SQLITE_DONE) {
+	} else if (rc == CF_OK) {
 		if (version > 0)
 			rc = cf_error_set(err, CF_ERR_NOT_FOUND,
 					  "no envelope of secret %s version "
@@ -2088,10 +2048,7 @@ static cf_status sq_envelope_get(cf_store *st, const char *tenant,
 					  "of secret %s is addressed to "
 					  "certificate %.16s", name,
 					  recipient);
-	} else {
-		rc = db_fail(s, src, "reading an envelope", err);
 	}
-	done(q);
 	if (rc != CF_OK)
 		cf_feed_item_clear(out);
 	return rc;
@@ -2163,8 +2120,10 @@ static cf_status sq_feed(cf_store *st, const char *tenant,
 
 /* ---- staged uploads ------------------------------------------------------ */
 
-static void read_upload(sqlite3_stmt *q, cf_upload_row *u)
+static int read_upload(sqlite3_stmt *q, void *elem)
 {
+	cf_upload_row *u = elem;
+
 	col_fixed(q, 0, u->id, sizeof(u->id));
 	col_fixed(q, 1, u->tenant, sizeof(u->tenant));
 	col_fixed(q, 2, u->name, sizeof(u->name));
@@ -2174,6 +2133,7 @@ static void read_upload(sqlite3_stmt *q, cf_upload_row *u)
 	u->bytes = sqlite3_column_int64(q, 6);
 	u->created = sqlite3_column_int64(q, 7);
 	u->expires = sqlite3_column_int64(q, 8);
+	return 1;
 }
 
 /*
@@ -2186,26 +2146,21 @@ static cf_status upload_load(sq_store *s, const char *tenant, const char *id,
 			     cf_upload_row *out, cf_error *err)
 {
 	sqlite3_stmt *q = prep(s, S_UPLOAD_GET, err);
-	cf_status rc = CF_OK;
-	int src;
+	cf_status rc;
+	int found;
 
 	memset(out, 0, sizeof(*out));
 	if (q == NULL)
 		return CF_ERR_STORE;
 	bind_text(q, 1, id);
 	bind_text(q, 2, tenant);
-	src = sqlite3_step(q);
-	if (src == SQLITE_ROW)
-		read_upload(q, out);
-	else if (src == SQLITE_DONE)
-		rc = cf_error_set(err, CF_ERR_NOT_FOUND,
-				  "there is no upload %s; begin one with POST "
-				  "/v1/secrets/uploads", id);
-	else
-		rc = db_fail(s, src, "reading an upload", err);
-	done(q);
-	if (rc != CF_OK)
+	if ((rc = get_row(s, q, read_upload, out, &found, "reading an upload",
+			  err)) != CF_OK)
 		return rc;
+	if (!found)
+		return cf_error_set(err, CF_ERR_NOT_FOUND,
+				    "there is no upload %s; begin one with "
+				    "POST /v1/secrets/uploads", id);
 	if (out->expires <= now)
 		return cf_error_set(err, CF_ERR_NOT_FOUND,
 				    "upload %s of %s expired (an upload lasts "
@@ -2250,8 +2205,6 @@ static cf_status sq_upload_begin(cf_store *st, const char *tenant,
 {
 	sq_store *s = sq(st);
 	sqlite3_stmt *q;
-	cf_secret_row latest;
-	unsigned char rnd[16];
 	cf_status rc;
 	int64_t open_n = 0;
 	int found, src;
@@ -2273,29 +2226,16 @@ static cf_status sq_upload_begin(cf_store *st, const char *tenant,
 	sqlite3_bind_int64(q, 1, now);
 	if ((rc = run(s, q, "purging expired uploads", err)) != CF_OK)
 		goto out;
-	if ((rc = version_latest(s, tenant, name, &latest, &found, err)) !=
-	    CF_OK)
+	if ((rc = version_is_new(s, tenant, name, version, err)) != CF_OK)
 		goto out;
-	if (found && version <= latest.version) {
-		rc = cf_error_set(err, CF_ERR_CONFLICT,
-				  "secret %s is at version %" PRId64
-				  "; upload version %" PRId64, name,
-				  latest.version, latest.version + 1);
-		goto out;
-	}
 	if ((q = prep(s, S_UPLOAD_COUNT, err)) == NULL) {
 		rc = CF_ERR_STORE;
 		goto out;
 	}
 	bind_text(q, 1, tenant);
 	sqlite3_bind_int64(q, 2, now);
-	src = sqlite3_step(q);
-	if (src == SQLITE_ROW)
-		open_n = sqlite3_column_int64(q, 0);
-	else
-		rc = db_fail(s, src, "counting uploads", err);
-	done(q);
-	if (rc != CF_OK)
+	if ((rc = get_row(s, q, read_int64, &open_n, &found,
+			  "counting uploads", err)) != CF_OK)
 		goto out;
 	if (open_n >= CF_STORE_UPLOADS_MAX) {
 		rc = cf_error_set(err, CF_ERR_LIMIT,
@@ -2305,13 +2245,11 @@ static cf_status sq_upload_begin(cf_store *st, const char *tenant,
 				  open_n);
 		goto out;
 	}
-	if (RAND_bytes(rnd, (int)sizeof(rnd)) != 1) {
+	if (!random_id(out->id)) {
 		rc = cf_error_set(err, CF_ERR_CRYPTO,
 				  "no random bytes for an upload id");
 		goto out;
 	}
-	for (size_t i = 0; i < sizeof(rnd); i++)
-		snprintf(out->id + 2 * i, 3, "%02x", rnd[i]);
 	snprintf(out->tenant, sizeof(out->tenant), "%s", tenant);
 	snprintf(out->name, sizeof(out->name), "%s", name);
 	snprintf(out->writer, sizeof(out->writer), "%s", writer);
@@ -2336,14 +2274,9 @@ static cf_status sq_upload_begin(cf_store *st, const char *tenant,
 				  "secret %s: no tenant %s", name, tenant);
 	else if (src != SQLITE_DONE)
 		rc = db_fail(s, src, "beginning an upload", err);
-	if (rc != CF_OK)
-		goto out;
-	rc = tx_commit(s, err);
 out:
-	if (rc != CF_OK) {
-		tx_rollback(s);
+	if ((rc = tx_end(s, rc, err)) != CF_OK)
 		memset(out, 0, sizeof(*out));
-	}
 	return rc;
 }
 
@@ -2407,14 +2340,10 @@ static cf_status sq_upload_add(cf_store *st, const char *tenant,
 	sqlite3_bind_int64(q, 2, (int64_t)n);
 	sqlite3_bind_int64(q, 3, bytes);
 	sqlite3_bind_int64(q, 4, now + CF_STORE_UPLOAD_TTL);
-	if ((rc = run(s, q, "staging envelopes", err)) != CF_OK)
-		goto out;
-	rc = tx_commit(s, err);
+	rc = run(s, q, "staging envelopes", err);
 out:
-	if (rc != CF_OK) {
-		tx_rollback(s);
+	if ((rc = tx_end(s, rc, err)) != CF_OK)
 		return rc;
-	}
 	out->envelopes += (int64_t)n;
 	out->bytes += bytes;
 	out->expires = now + CF_STORE_UPLOAD_TTL;
@@ -2426,26 +2355,14 @@ static cf_status upload_recipients(sq_store *s, const char *id,
 				   char (**out)[65], size_t *n, cf_error *err)
 {
 	sqlite3_stmt *q = prep(s, S_UPLOAD_RECIPIENTS, err);
-	size_t cap = 0;
-	cf_status rc = CF_OK;
-	int src;
 
 	*out = NULL;
 	*n = 0;
 	if (q == NULL)
 		return CF_ERR_STORE;
 	bind_text(q, 1, id);
-	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
-		if (!grow((void **)out, &cap, *n, sizeof(**out))) {
-			rc = nomem(s, "committing an upload", err);
-			break;
-		}
-		col_fixed(q, 0, (*out)[(*n)++], sizeof((*out)[0]));
-	}
-	if (rc == CF_OK && src != SQLITE_DONE)
-		rc = db_fail(s, src, "committing an upload", err);
-	done(q);
-	return rc;
+	return collect_rows(s, q, sizeof(**out), read_fp, NULL,
+			    "committing an upload", (void **)out, n, err);
 }
 
 static cf_status sq_upload_commit(cf_store *st, const char *tenant,
@@ -2484,10 +2401,7 @@ static cf_status sq_upload_commit(cf_store *st, const char *tenant,
 		    (rc = tx_commit(s, err)) != CF_OK)
 			goto out;
 		dropped = 1;
-		rc = cf_error_set(err, CF_ERR_CONFLICT,
-				  "secret %s is at version %" PRId64
-				  "; upload version %" PRId64, up.name,
-				  latest.version, latest.version + 1);
+		rc = version_conflict(up.name, latest.version, err);
 		goto out;
 	}
 	if ((rc = upload_recipients(s, id, &rcpt, &cnt, err)) != CF_OK ||
@@ -2568,14 +2482,9 @@ static cf_status sq_upload_abort(cf_store *st, const char *tenant,
 
 	if ((rc = tx_begin(s, err)) != CF_OK)
 		return rc;
-	if ((rc = upload_load(s, tenant, id, writer, now, &up, err)) != CF_OK ||
-	    (rc = upload_drop(s, id, err)) != CF_OK)
-		goto out;
-	rc = tx_commit(s, err);
-out:
-	if (rc != CF_OK)
-		tx_rollback(s);
-	return rc;
+	if ((rc = upload_load(s, tenant, id, writer, now, &up, err)) == CF_OK)
+		rc = upload_drop(s, id, err);
+	return tx_end(s, rc, err);
 }
 
 /* ---- audit ------------------------------------------------------------ */
@@ -2588,11 +2497,8 @@ static cf_status sq_audit_append(cf_store *st, const cf_audit_entry *entry,
 
 	if ((rc = tx_begin(s, err)) != CF_OK)
 		return rc;
-	if ((rc = audit_write(s, entry, NULL, NULL, err)) == CF_OK)
-		rc = tx_commit(s, err);
-	if (rc != CF_OK)
-		tx_rollback(s);
-	return rc;
+	rc = audit_write(s, entry, NULL, NULL, err);
+	return tx_end(s, rc, err);
 }
 
 static cf_status sq_audit_append_many(cf_store *st,
@@ -2607,11 +2513,25 @@ static cf_status sq_audit_append_many(cf_store *st,
 		return rc;
 	for (size_t i = 0; i < n && rc == CF_OK; i++)
 		rc = audit_write_head(s, &entries[i], NULL, NULL, 0, &head, err);
-	if (rc == CF_OK)
-		rc = tx_commit(s, err);
-	if (rc != CF_OK)
-		tx_rollback(s);
-	return rc;
+	return tx_end(s, rc, err);
+}
+
+static int read_audit(sqlite3_stmt *q, void *elem)
+{
+	cf_audit_entry *e = elem;
+
+	e->seq = sqlite3_column_int64(q, 0);
+	e->time = sqlite3_column_int64(q, 1);
+	col_fixed(q, 2, e->tenant, sizeof(e->tenant));
+	col_fixed(q, 3, e->actor, sizeof(e->actor));
+	col_fixed(q, 4, e->subject, sizeof(e->subject));
+	col_fixed(q, 5, e->source, sizeof(e->source));
+	col_fixed(q, 6, e->action, sizeof(e->action));
+	col_fixed(q, 7, e->object, sizeof(e->object));
+	e->bytes = sqlite3_column_int64(q, 8);
+	col_fixed(q, 9, e->prev, sizeof(e->prev));
+	col_fixed(q, 10, e->hash, sizeof(e->hash));
+	return 1;
 }
 
 static cf_status sq_audit_list(cf_store *st, const char *tenant,
@@ -2620,10 +2540,7 @@ static cf_status sq_audit_list(cf_store *st, const char *tenant,
 {
 	sq_store *s = sq(st);
 	sqlite3_stmt *q = prep(s, S_AUDIT_LIST, err);
-	cf_audit_entry *arr = NULL;
-	size_t cap = 0, cnt = 0, limit;
-	cf_status rc = CF_OK;
-	int src;
+	size_t limit;
 
 	if (q == NULL)
 		return CF_ERR_STORE;
@@ -2637,36 +2554,8 @@ static cf_status sq_audit_list(cf_store *st, const char *tenant,
 	bind_text(q, 5, f->actor);
 	bind_text(q, 6, f->action);
 	sqlite3_bind_int64(q, 7, (int64_t)limit);
-	while ((src = sqlite3_step(q)) == SQLITE_ROW) {
-		cf_audit_entry *e;
-
-		if (!grow((void **)&arr, &cap, cnt, sizeof(*arr))) {
-			rc = nomem(s, "reading the audit log", err);
-			break;
-		}
-		e = &arr[cnt++];
-		e->seq = sqlite3_column_int64(q, 0);
-		e->time = sqlite3_column_int64(q, 1);
-		col_fixed(q, 2, e->tenant, sizeof(e->tenant));
-		col_fixed(q, 3, e->actor, sizeof(e->actor));
-		col_fixed(q, 4, e->subject, sizeof(e->subject));
-		col_fixed(q, 5, e->source, sizeof(e->source));
-		col_fixed(q, 6, e->action, sizeof(e->action));
-		col_fixed(q, 7, e->object, sizeof(e->object));
-		e->bytes = sqlite3_column_int64(q, 8);
-		col_fixed(q, 9, e->prev, sizeof(e->prev));
-		col_fixed(q, 10, e->hash, sizeof(e->hash));
-	}
-	if (rc == CF_OK && src != SQLITE_DONE)
-		rc = db_fail(s, src, "reading the audit log", err);
-	done(q);
-	if (rc != CF_OK) {
-		free(arr);
-		return rc;
-	}
-	*out = arr;
-	*n = cnt;
-	return CF_OK;
+	return collect_rows(s, q, sizeof(**out), read_audit, NULL,
+			    "reading the audit log", (void **)out, n, err);
 }
 
 /* ---- numbers for /metrics --------------------------------------------- */
