@@ -134,4 +134,20 @@ char *api_bio_text(BIO *bio);
 /* A certificate as PEM text, malloc'ed (NULL on allocation failure). */
 char *api_cert_pem(X509 *cert);
 
+/* 403: "KIND \"NAME\" holds no RULES rule matching NAME"; returns -1. */
+int api_deny_name(srv_req *r, const srv_identity *id, const char *rules,
+		  const char *name);
+
+/* The latest version of name, tombstones included (0 if none). */
+int64_t api_latest_version(srv_req *r, const char *tenant, const char *name);
+
+/*
+ * 409 for a version not above the latest, with "latest" beside "error"
+ * so the writer can retry above it; then says what happened and what to
+ * do ("nothing was stored; seal and upload it again"), before "as version
+ * LATEST+1".
+ */
+void api_reply_stale(srv_req *r, const char *tenant, const char *name,
+		     int64_t version, const char *then);
+
 #endif

@@ -511,3 +511,37 @@ void api_reply(srv_req *r, int status, json_t *body)
 	}
 	srv_reply_json(r, status, body);
 }
+
+int api_deny_name(srv_req *r, const srv_identity *id, const char *rules,
+		  const char *name)
+{
+	srv_reply_error(r, 403, "forbidden",
+		"%s \"%s\" holds no %s rule matching %s",
+		cf_kind_name(id->kind), id->name, rules, name);
+	return -1;
+}
+
+int64_t api_latest_version(srv_req *r, const char *tenant, const char *name)
+{
+	cf_secret_row row;
+
+	if (cf_store_secret_latest(srv_req_store(r), tenant, name, &row,
+				   NULL) != CF_OK)
+		return 0;
+	return row.version;
+}
+
+void api_reply_stale(srv_req *r, const char *tenant, const char *name,
+		     int64_t version, const char *then)
+{
+	int64_t latest = api_latest_version(r, tenant, name);
+	char msg[512];
+
+	snprintf(msg, sizeof(msg), "version %lld of %s is not above the "
+		 "latest stored version, %lld; %s as version %lld",
+		 (long long)version, name, (long long)latest, then,
+		 (long long)latest + 1);
+	api_reply(r, 409, json_pack("{s:{s:s,s:s},s:I}", "error",
+		"code", "conflict", "message", msg,
+		"latest", (json_int_t)latest));
+}

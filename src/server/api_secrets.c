@@ -35,27 +35,7 @@ static int may_read(const srv_identity *id, const char *name)
 	       srv_allows(id, "secret.write", name);
 }
 
-static int deny_name(srv_req *r, const srv_identity *id, const char *rules,
-		     const char *name)
-{
-	srv_reply_error(r, 403, "forbidden",
-		"%s \"%s\" holds no %s rule matching %s",
-		cf_kind_name(id->kind), id->name, rules, name);
-	return -1;
-}
-
 /* ---- PUT /v1/secrets -------------------------------------------------------- */
-
-/* The latest version of name, tombstones included (0 if none). */
-static int64_t latest_version(srv_req *r, const char *tenant, const char *name)
-{
-	cf_secret_row row;
-
-	if (cf_store_secret_latest(srv_req_store(r), tenant, name, &row,
-				   NULL) != CF_OK)
-		return 0;
-	return row.version;
-}
 
 static void secret_put(srv_req *r)
 {
@@ -64,14 +44,13 @@ static void secret_put(srv_req *r)
 	json_t *body = NULL;
 	api_envelopes envs = { 0 };
 	cf_audit_entry audit;
-	int64_t version, latest;
+	int64_t version;
 	cf_error err;
-	char msg[512];
 
 	if (api_param_name(r, "name", &name) != 0)
 		return;
 	if (!srv_allows(id, "secret.write", name)) {
-		deny_name(r, id, "secret.write", name);
+		api_deny_name(r, id, "secret.write", name);
 		return;
 	}
 	body = srv_req_json(r);
@@ -89,16 +68,8 @@ static void secret_put(srv_req *r)
 			api_fail(r, &err, "storing a secret version");
 			goto out;
 		}
-		/* A writer retries with latest + 1: say what latest is. */
-		latest = latest_version(r, id->tenant, name);
-		snprintf(msg, sizeof(msg), "version %lld of %s is not above "
-			 "the latest stored version, %lld; nothing was stored; "
-			 "seal and upload it again as version %lld",
-			 (long long)version, name, (long long)latest,
-			 (long long)latest + 1);
-		api_reply(r, 409, json_pack("{s:{s:s,s:s},s:I}", "error",
-			"code", "conflict", "message", msg,
-			"latest", (json_int_t)latest));
+		api_reply_stale(r, id->tenant, name, version, "nothing was "
+				"stored; seal and upload it again");
 		goto out;
 	}
 	srv_wake(id->tenant, (const char (*)[65])envs.recipients, envs.n);
@@ -173,7 +144,7 @@ static void secret_history(srv_req *r)
 	if (api_param_name(r, "name", &name) != 0)
 		return;
 	if (!may_read(id, name)) {
-		deny_name(r, id, "secret.read or secret.write", name);
+		api_deny_name(r, id, "secret.read or secret.write", name);
 		return;
 	}
 	rc = cf_store_secret_history(srv_req_store(r), id->tenant, name, &rows,
@@ -218,7 +189,7 @@ static void secret_envelope(srv_req *r)
 		return;
 	/* Agents and clusters may read what is addressed to them, no more. */
 	if (srv_is_operator(id) && !may_read(id, name)) {
-		deny_name(r, id, "secret.read or secret.write", name);
+		api_deny_name(r, id, "secret.read or secret.write", name);
 		return;
 	}
 	rc = cf_store_envelope_get(srv_req_store(r), id->tenant, name, version,
@@ -266,7 +237,7 @@ static void secret_delete(srv_req *r)
 	if (api_param_name(r, "name", &name) != 0)
 		return;
 	if (!srv_allows(id, "secret.write", name)) {
-		deny_name(r, id, "secret.write", name);
+		api_deny_name(r, id, "secret.write", name);
 		return;
 	}
 	srv_audit_init(r, &audit, "secret.delete", name, 0);
@@ -285,7 +256,7 @@ static void secret_delete(srv_req *r)
 		srv_wake(id->tenant, (const char (*)[65])recipients, n);
 	free(recipients);
 	api_reply(r, 200, json_pack("{s:s,s:I,s:b}", "name", name,
-		"version", (json_int_t)latest_version(r, id->tenant, name),
+		"version", (json_int_t)api_latest_version(r, id->tenant, name),
 		"deleted", 1));
 }
 

@@ -32,41 +32,6 @@
 #define VERSION_MAX ((int64_t)1 << 53)  /* exact in every JSON reader */
 #define UPLOAD_ID_LEN 32
 
-static int deny_name(srv_req *r, const srv_identity *id, const char *name)
-{
-	srv_reply_error(r, 403, "forbidden",
-		"%s \"%s\" holds no secret.write rule matching %s",
-		cf_kind_name(id->kind), id->name, name);
-	return -1;
-}
-
-/* The latest version of name, tombstones included (0 if none). */
-static int64_t latest_version(srv_req *r, const char *tenant, const char *name)
-{
-	cf_secret_row row;
-
-	if (cf_store_secret_latest(srv_req_store(r), tenant, name, &row,
-				   NULL) != CF_OK)
-		return 0;
-	return row.version;
-}
-
-/* 409 with "latest" beside "error", so the writer can retry above it. */
-static void reply_stale(srv_req *r, const char *tenant, const char *name,
-			int64_t version, const char *then)
-{
-	int64_t latest = latest_version(r, tenant, name);
-	char msg[512];
-
-	snprintf(msg, sizeof(msg), "version %lld of %s is not above the "
-		 "latest stored version, %lld; %s as version %lld",
-		 (long long)version, name, (long long)latest, then,
-		 (long long)latest + 1);
-	api_reply(r, 409, json_pack("{s:{s:s,s:s},s:I}", "error",
-		"code", "conflict", "message", msg,
-		"latest", (json_int_t)latest));
-}
-
 /*
  * The open upload named by the path's ID, begun by the caller and still
  * within its rights; -1 answered (404 none or expired, 403 another's).
@@ -88,7 +53,7 @@ static int load_upload(srv_req *r, const srv_identity *id, const char *upload,
 		return -1;
 	}
 	if (!srv_allows(id, "secret.write", out->name))
-		return deny_name(r, id, out->name);
+		return api_deny_name(r, id, "secret.write", out->name);
 	return 0;
 }
 
@@ -113,13 +78,13 @@ static void upload_begin(srv_req *r)
 	    api_int(r, body, "version", 1, VERSION_MAX, &version) != 0)
 		goto out;
 	if (!srv_allows(id, "secret.write", name)) {
-		deny_name(r, id, name);
+		api_deny_name(r, id, "secret.write", name);
 		goto out;
 	}
 	if (cf_store_upload_begin(srv_req_store(r), id->tenant, name, version,
 				  id->fp, srv_now(), &up, &err) != CF_OK) {
 		if (err.code == CF_ERR_CONFLICT)
-			reply_stale(r, id->tenant, name, version,
+			api_reply_stale(r, id->tenant, name, version,
 				    "nothing was begun; begin again");
 		else
 			api_fail(r, &err, "beginning an upload");
@@ -188,7 +153,7 @@ static void upload_commit(srv_req *r, const char *upload)
 				   id->fp, srv_now(), &audit, &done,
 				   &recipients, &n, &err) != CF_OK) {
 		if (err.code == CF_ERR_CONFLICT)
-			reply_stale(r, id->tenant, up.name, up.version,
+			api_reply_stale(r, id->tenant, up.name, up.version,
 				    "nothing was stored and the upload is "
 				    "dropped; seal and upload it again");
 		else

@@ -253,48 +253,42 @@ static void reply_error_hdr(srv_req *r, int status, const char *code,
 	va_end(ap);
 }
 
+/* The HTTP status and code of each status a handler may pass on. */
+static const struct {
+	cf_status code;
+	int http;
+	const char *name;
+} status_map[] = {
+	{ CF_ERR_USAGE, 400, "bad_request" },
+	{ CF_ERR_PARSE, 400, "bad_request" },
+	{ CF_ERR_DENIED, 401, "unauthenticated" },
+	{ CF_ERR_UNTRUSTED, 401, "unauthenticated" },
+	{ CF_ERR_REVOKED, 401, "unauthenticated" },
+	{ CF_ERR_POLICY, 403, "forbidden" },
+	{ CF_ERR_PERMISSION, 403, "forbidden" },
+	{ CF_ERR_NOT_FOUND, 404, "not_found" },
+	{ CF_ERR_EXISTS, 409, "conflict" },
+	{ CF_ERR_CONFLICT, 409, "conflict" },
+	{ CF_ERR_TOKEN, 410, "gone" },
+	{ CF_ERR_TOO_LARGE, 413, "too_large" },
+	{ CF_ERR_LIMIT, 429, "rate_limited" },
+};
+
 void srv_reply_status(srv_req *r, const cf_error *err)
 {
 	const char *msg = err && err->msg[0] ? err->msg : "failed";
+	cf_status code = err ? err->code : CF_ERR_SERVER;
 
-	switch (err ? err->code : CF_ERR_SERVER) {
-	case CF_ERR_USAGE:
-	case CF_ERR_PARSE:
-		srv_reply_error(r, 400, "bad_request", "%s", msg);
-		return;
-	case CF_ERR_DENIED:
-	case CF_ERR_UNTRUSTED:
-	case CF_ERR_REVOKED:
-		srv_reply_error(r, 401, "unauthenticated", "%s", msg);
-		return;
-	case CF_ERR_POLICY:
-	case CF_ERR_PERMISSION:
-		srv_reply_error(r, 403, "forbidden", "%s", msg);
-		return;
-	case CF_ERR_NOT_FOUND:
-		srv_reply_error(r, 404, "not_found", "%s", msg);
-		return;
-	case CF_ERR_EXISTS:
-	case CF_ERR_CONFLICT:
-		srv_reply_error(r, 409, "conflict", "%s", msg);
-		return;
-	case CF_ERR_TOKEN:
-		srv_reply_error(r, 410, "gone", "%s", msg);
-		return;
-	case CF_ERR_TOO_LARGE:
-		srv_reply_error(r, 413, "too_large", "%s", msg);
-		return;
-	case CF_ERR_LIMIT:
-		srv_reply_error(r, 429, "rate_limited", "%s", msg);
-		return;
-	default:
-		/* The sentence may name database internals: log it, say less. */
-		srv_log(SRV_LOG_ERROR, "%s %s: %s", r->method,
-			r->path ? r->path : "?", msg);
-		srv_reply_error(r, 500, "internal",
-			"the server failed; nothing was changed");
-		return;
-	}
+	for (size_t i = 0; i < sizeof(status_map) / sizeof(status_map[0]); i++)
+		if (status_map[i].code == code) {
+			srv_reply_error(r, status_map[i].http, status_map[i].name,
+					"%s", msg);
+			return;
+		}
+	/* The sentence may name database internals: log it, say less. */
+	srv_log(SRV_LOG_ERROR, "%s %s: %s", r->method, r->path ? r->path : "?",
+		msg);
+	srv_reply_error(r, 500, "internal", "the server failed; nothing was changed");
 }
 
 void srv_audit_init(const srv_req *r, cf_audit_entry *e, const char *action,
