@@ -335,24 +335,24 @@ static cf_status check_signer_rights(X509 *signer, const cf_record *rec,
 	return rc;
 }
 
-cf_status cf_envelope_verify(const cf_secret *signed_der,
-			     const cf_trust *trust, const char *name,
-			     uint64_t min_version, cf_record **out,
-			     X509 **signer_out, cf_error *err)
+cf_status cf_envelope_check_signature(const cf_secret *signed_der,
+				      cf_secret **content, X509 **signer_out,
+				      STACK_OF(X509) **certs_out, cf_error *err)
 {
 	const unsigned char *p = cf_secret_cdata(signed_der);
 	size_t len = cf_secret_len(signed_der);
 	CMS_ContentInfo *cms = NULL;
-	STACK_OF(X509) *signers = NULL, *certs = NULL;
+	STACK_OF(X509) *signers = NULL;
 	X509 *signer;
-	BIO *content = NULL;
-	cf_secret *json = NULL;
-	cf_record *rec = NULL;
-	cf_status rc = CF_OK;
+	X509_ALGOR *dig = NULL;
+	BIO *bio = NULL;
+	int md;
+	cf_status rc;
 
-	*out = NULL;
-	if (signer_out != NULL)
-		*signer_out = NULL;
+	*content = NULL;
+	*signer_out = NULL;
+	if (certs_out != NULL)
+		*certs_out = NULL;
 	rc = cf_pki_init(err);
 	if (rc != CF_OK)
 		return rc;
@@ -375,28 +375,23 @@ cf_status cf_envelope_verify(const cf_secret *signed_der,
 			sk_CMS_SignerInfo_num(CMS_get0_SignerInfos(cms)));
 		goto out;
 	}
-	{
-		X509_ALGOR *dig = NULL;
-		int md;
-
-		CMS_SignerInfo_get0_algs(sk_CMS_SignerInfo_value(
-			CMS_get0_SignerInfos(cms), 0), NULL, NULL, &dig, NULL);
-		md = dig ? OBJ_obj2nid(dig->algorithm) : NID_undef;
-		if (md != NID_sha256 && md != NID_sha384 && md != NID_sha512) {
-			rc = cf_error_set(err, CF_ERR_SIGNATURE,
-				"the record is signed with digest %s; coffer "
-				"accepts SHA-256, SHA-384 or SHA-512 only",
-				md == NID_undef ? "(none)" : OBJ_nid2sn(md));
-			goto out;
-		}
+	CMS_SignerInfo_get0_algs(sk_CMS_SignerInfo_value(CMS_get0_SignerInfos(cms),
+							 0), NULL, NULL, &dig, NULL);
+	md = dig ? OBJ_obj2nid(dig->algorithm) : NID_undef;
+	if (md != NID_sha256 && md != NID_sha384 && md != NID_sha512) {
+		rc = cf_error_set(err, CF_ERR_SIGNATURE,
+			"the record is signed with digest %s; coffer accepts "
+			"SHA-256, SHA-384 or SHA-512 only",
+			md == NID_undef ? "(none)" : OBJ_nid2sn(md));
+		goto out;
 	}
-	content = BIO_new(BIO_s_secmem());
-	if (content == NULL) {
+	bio = BIO_new(BIO_s_secmem());
+	if (bio == NULL) {
 		rc = cf_error_set_ssl(err, CF_ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	/* Signature only here; the chain is ours to check, against one root. */
-	if (!CMS_verify(cms, NULL, NULL, NULL, content,
+	/* Signature only here; the chain is the caller's to check. */
+	if (!CMS_verify(cms, NULL, NULL, NULL, bio,
 			CMS_BINARY | CMS_NO_SIGNER_CERT_VERIFY)) {
 		rc = cf_error_set_ssl(err, CF_ERR_SIGNATURE,
 			"the record's signature does not verify");
@@ -404,16 +399,49 @@ cf_status cf_envelope_verify(const cf_secret *signed_der,
 	}
 	signers = CMS_get0_signers(cms);
 	signer = sk_X509_value(signers, 0);
-	certs = CMS_get1_certs(cms);
 	if (signer == NULL) {
 		rc = cf_error_set(err, CF_ERR_SIGNATURE,
 			"the record does not include its signer's certificate");
 		goto out;
 	}
-	rc = cf_trust_verify(trust, signer, certs, "the record's signer", err);
+	rc = cf_secret_from_bio(bio, content, err);
 	if (rc != CF_OK)
 		goto out;
-	rc = cf_secret_from_bio(content, &json, err);
+	/* NULL (out of memory) only loses the intermediates: fails closed. */
+	if (certs_out != NULL)
+		*certs_out = CMS_get1_certs(cms);
+	X509_up_ref(signer);
+	*signer_out = signer;
+out:
+	if (rc != CF_OK) {
+		cf_secret_free(*content);
+		*content = NULL;
+	}
+	BIO_free(bio);
+	sk_X509_free(signers);
+	cms_free_wiped(cms);
+	return rc;
+}
+
+cf_status cf_envelope_verify(const cf_secret *signed_der,
+			     const cf_trust *trust, const char *name,
+			     uint64_t min_version, cf_record **out,
+			     X509 **signer_out, cf_error *err)
+{
+	STACK_OF(X509) *certs = NULL;
+	X509 *signer = NULL;
+	cf_secret *json = NULL;
+	cf_record *rec = NULL;
+	cf_status rc;
+
+	*out = NULL;
+	if (signer_out != NULL)
+		*signer_out = NULL;
+	rc = cf_envelope_check_signature(signed_der, &json, &signer, &certs, err);
+	if (rc != CF_OK)
+		goto out;
+	/* The chain before the record: only trusted content is parsed. */
+	rc = cf_trust_verify(trust, signer, certs, "the record's signer", err);
 	if (rc != CF_OK)
 		goto out;
 	rc = cf_record_parse(cf_secret_cdata(json), cf_secret_len(json), &rec, err);
@@ -444,18 +472,16 @@ cf_status cf_envelope_verify(const cf_secret *signed_der,
 		goto out;
 	}
 	if (signer_out != NULL) {
-		X509_up_ref(signer);
 		*signer_out = signer;
+		signer = NULL;
 	}
 	*out = rec;
 	rec = NULL;
 out:
 	cf_record_free(rec);
 	cf_secret_free(json);
-	BIO_free(content);
-	sk_X509_free(signers);
+	X509_free(signer);
 	sk_X509_pop_free(certs, X509_free);
-	cms_free_wiped(cms);
 	return rc;
 }
 

@@ -82,9 +82,37 @@ cf_status cf_envelope_decrypt(const unsigned char *der, size_t der_len,
 			      cf_error *err);
 
 /*
- * Verifies a signed record: one signer, the signature, the signer's chain
- * to trust's root and the CRL, secret.write on the record's name, the
- * tenant, the expected name, and version >= min_version (0: no minimum).
+ * The signature half of opening, shared by every reader of a signed
+ * record (cf_envelope_verify, cf_token_open): signed_der must be exactly
+ * one CMS SignedData (DER or BER, nothing after it) with eContentType
+ * CF_OID_RECORD, exactly one SignerInfo, digest SHA-256, SHA-384 or
+ * SHA-512, attached content, and a signature that verifies with the
+ * signer certificate included in it (docs/FORMAT.md rules 9-12).
+ *
+ * It does NOT check the signer's chain, revocation or enroller scope, its
+ * kind or rights, nor anything in the record (it is not even parsed: the
+ * caller parses it with cf_record_parse only after it trusts the signer,
+ * and then checks tenant, name and version).  A signature that verifies
+ * says only "whoever holds this certificate's key signed this"; anybody
+ * can make one, so the caller must check the signer next.
+ *
+ * On success *content is the signed record JSON (secure memory), *signer
+ * the signer's certificate and, when certs is not NULL, *certs the
+ * SignedData's certificates (may be NULL: none), for use as untrusted
+ * intermediates; the caller frees all three (cf_secret_free, X509_free,
+ * sk_X509_pop_free(..., X509_free)).  On failure all are NULL.
+ * Refusals: CF_ERR_MALFORMED (shape, content type, signer count),
+ * CF_ERR_SIGNATURE (digest, signature, missing signer certificate).
+ */
+cf_status cf_envelope_check_signature(const cf_secret *signed_der,
+				      cf_secret **content, X509 **signer,
+				      STACK_OF(X509) **certs, cf_error *err);
+
+/*
+ * Verifies a signed record: cf_envelope_check_signature, then the
+ * signer's chain to trust's root and the CRL, the record's strict parse,
+ * secret.write on the record's name, the tenant, the expected name, and
+ * version >= min_version (0: no minimum), in that order.
  * On success *out is the record and *signer (if not NULL) the signer's
  * certificate (caller frees).  Refusals: CF_ERR_MALFORMED,
  * CF_ERR_SIGNATURE, CF_ERR_UNTRUSTED, CF_ERR_REVOKED, CF_ERR_PERMISSION,

@@ -9,7 +9,6 @@
 #include "token.h"
 
 #include <errno.h>
-#include <openssl/cms.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
@@ -19,7 +18,6 @@
 #include <time.h>
 
 #include "envelope.h"
-#include "pki.h"
 #include "record.h"
 
 static const char hexdigits[] = "0123456789abcdef";
@@ -313,19 +311,6 @@ out:
 	return rc;
 }
 
-/* The signed content of a CMS SignedData holds the secret: wipe it. */
-static void cms_free_wiped(CMS_ContentInfo *cms)
-{
-	ASN1_OCTET_STRING **content;
-
-	if (cms == NULL)
-		return;
-	content = CMS_get0_content(cms);
-	if (content != NULL && *content != NULL && (*content)->data != NULL)
-		OPENSSL_cleanse((*content)->data, (size_t)(*content)->length);
-	CMS_ContentInfo_free(cms);
-}
-
 /*
  * Splits a token record's value "SECRET[\nGROUP\nEXPIRES]" into a new
  * cf_secret of SECRET and, when group is not NULL, the claims (required).
@@ -376,11 +361,9 @@ static cf_status open_token(const unsigned char *der, size_t der_len,
 {
 	char name[CF_NAME_MAX_BYTES + 1];
 	cf_secret *signed_der = NULL, *json = NULL;
-	CMS_ContentInfo *cms = NULL;
-	STACK_OF(X509) *signers = NULL;
-	BIO *content = NULL;
+	X509 *signer = NULL;
 	cf_record *rec = NULL;
-	const unsigned char *p;
+	cf_error why = { 0 };
 	cf_status rc;
 
 	*secret = NULL;
@@ -391,42 +374,23 @@ static cf_status open_token(const unsigned char *der, size_t der_len,
 		rc = cf_envelope_decrypt(der, der_len, cert, key, &signed_der, err);
 	if (rc != CF_OK)
 		goto out;
-	p = cf_secret_cdata(signed_der);
-	cms = d2i_CMS_ContentInfo(NULL, &p, (long)cf_secret_len(signed_der));
-	if (cms == NULL ||
-	    p != cf_secret_cdata(signed_der) + cf_secret_len(signed_der) ||
-	    OBJ_obj2nid(CMS_get0_type(cms)) != NID_pkcs7_signed ||
-	    OBJ_obj2nid(CMS_get0_eContentType(cms)) != cf_nid_record() ||
-	    sk_CMS_SignerInfo_num(CMS_get0_SignerInfos(cms)) != 1) {
-		rc = cf_error_set_ssl(err, CF_ERR_MALFORMED,
-			"the envelope of token %s does not hold a coffer record "
-			"with one signer", id);
+	/* The same profile and signature checks as every other record. */
+	rc = cf_envelope_check_signature(signed_der, &json, &signer, NULL, &why);
+	if (rc != CF_OK) {
+		rc = cf_error_set(err, rc, "the envelope of token %s: %s", id,
+				  why.msg);
 		goto out;
 	}
-	content = BIO_new(BIO_s_secmem());
-	if (content == NULL) {
-		rc = cf_error_set_ssl(err, CF_ERR_NOMEM, "out of memory");
-		goto out;
-	}
-	/* The signer is pinned below, so no chain building here. */
-	if (!CMS_verify(cms, NULL, NULL, NULL, content,
-			CMS_BINARY | CMS_NO_SIGNER_CERT_VERIFY)) {
-		rc = cf_error_set_ssl(err, CF_ERR_SIGNATURE,
-			"the envelope of token %s has a bad signature", id);
-		goto out;
-	}
-	signers = CMS_get0_signers(cms);
-	if (sk_X509_num(signers) != 1 || X509_cmp(sk_X509_value(signers, 0), cert) != 0) {
+	/* The signer is pinned to ourselves, so no chain building here. */
+	if (X509_cmp(signer, cert) != 0) {
 		rc = cf_error_set(err, CF_ERR_SIGNATURE,
 			"the envelope of token %s was not signed by you: only "
 			"the enroller who created a token can check its agents "
 			"(someone else may have replaced the envelope)", id);
 		goto out;
 	}
-	rc = cf_secret_from_bio(content, &json, err);
-	if (rc == CF_OK)
-		rc = cf_record_parse(cf_secret_cdata(json), cf_secret_len(json),
-				     &rec, err);
+	rc = cf_record_parse(cf_secret_cdata(json), cf_secret_len(json), &rec,
+			     err);
 	if (rc != CF_OK)
 		goto out;
 	if (strcmp(rec->tenant, cf_trust_tenant(trust)) != 0 ||
@@ -440,9 +404,7 @@ static cf_status open_token(const unsigned char *der, size_t der_len,
 out:
 	cf_record_free(rec);
 	cf_secret_free(json);
-	BIO_free(content);
-	sk_X509_free(signers);
-	cms_free_wiped(cms);
+	X509_free(signer);
 	cf_secret_free(signed_der);
 	return rc;
 }

@@ -89,7 +89,10 @@ cf_status cf_token_seal(const cf_token *tok, const char *tenant, X509 *cert,
 
 /*
  * Opens such an envelope with key/cert and returns the SECRET text.  The
- * record must be signed by cert itself (the caller made the token; an
+ * signed record must pass cf_envelope_check_signature (the profile, one
+ * signer, a SHA-2 digest, the signature; its refusals are CF_ERR_MALFORMED
+ * or CF_ERR_SIGNATURE, the sentence prefixed "the envelope of token ID: ")
+ * and be signed by cert itself (the caller made the token; an
  * envelope anybody else sealed to us is refused, CF_ERR_SIGNATURE), cert
  * must verify against trust, and the record must be of trust's tenant,
  * named `token/ID` and of type text.  A token secret is not a secret

@@ -6,9 +6,11 @@
  */
 #include "fixture.h"
 
+#include <openssl/cms.h>
 #include <string.h>
 
 #include "envelope.h"
+#include "pki.h"
 #include "record.h"
 #include "secmem.h"
 #include "token.h"
@@ -293,6 +295,87 @@ static void envelope_signed_by_another_is_refused(void **state)
 }
 
 /*
+ * The token record (SECRET only) signed by the enroller itself with the
+ * CMS API directly and digest md, sealed to the enroller: what a client
+ * other than ours could make.  *len bytes, OPENSSL_malloc'd.
+ */
+static unsigned char *token_envelope_with_digest(const cf_token *tok,
+						 const EVP_MD *md, size_t *len)
+{
+	const unsigned int flags = CMS_BINARY | CMS_PARTIAL | CMS_NOSMIMECAP;
+	cf_record rec = { 0 };
+	cf_secret *json = NULL, *signed_der = NULL;
+	cf_sealer *sealer = NULL;
+	CMS_ContentInfo *cms;
+	unsigned char *der = NULL, *out = NULL;
+	BIO *in;
+	int n;
+	cf_error err = { 0 };
+
+	snprintf(rec.tenant, sizeof(rec.tenant), "%s", cf_trust_tenant(trust));
+	snprintf(rec.name, sizeof(rec.name), "token/%s", tok->id);
+	rec.version = 1;
+	rec.created = 1;
+	rec.type = CF_TYPE_TEXT;
+	rec.value = tok->secret;
+	assert_status(CF_OK, cf_record_encode(&rec, &json, &err), &err);
+	in = BIO_new_mem_buf(cf_secret_cdata(json), (int)cf_secret_len(json));
+	cms = CMS_sign(NULL, NULL, NULL, NULL, flags);
+	assert_non_null(in);
+	assert_non_null(cms);
+	assert_true(CMS_set1_eContentType(cms, OBJ_nid2obj(cf_nid_record())));
+	assert_non_null(CMS_add1_signer(cms, enroller, enroller_key, md, flags));
+	assert_true(CMS_final(cms, in, NULL, flags));
+	n = i2d_CMS_ContentInfo(cms, &der);
+	assert_true(n > 0);
+	signed_der = cf_secret_from(der, (size_t)n);
+	assert_non_null(signed_der);
+	assert_status(CF_OK, cf_sealer_new(signed_der, &sealer, &err), &err);
+	assert_status(CF_OK, cf_sealer_seal(sealer, enroller, &out, len, &err),
+		      &err);
+	OPENSSL_free(der);
+	cf_sealer_free(sealer);
+	cf_secret_free(signed_der);
+	CMS_ContentInfo_free(cms);
+	BIO_free(in);
+	cf_secret_free(json);
+	return out;
+}
+
+/*
+ * A token envelope goes through the same signature checks as any record
+ * (cf_envelope_check_signature): signed by the enroller itself, so the
+ * pin holds, but with SHA-1, it is refused; the same with SHA-256 opens.
+ */
+static void envelope_with_weak_digest_is_refused(void **state)
+{
+	cf_token *tok = NULL;
+	unsigned char *der;
+	size_t len = 0;
+	cf_secret *secret = NULL;
+	char prefix[80];
+	cf_error err = { 0 };
+
+	(void)state;
+	assert_status(CF_OK, cf_token_generate(&tok, &err), &err);
+	der = token_envelope_with_digest(tok, EVP_sha1(), &len);
+	assert_status(CF_ERR_SIGNATURE, cf_token_open(der, len, enroller,
+		enroller_key, trust, tok->id, &secret, &err), &err);
+	assert_null(secret);
+	snprintf(prefix, sizeof(prefix), "the envelope of token %s: ", tok->id);
+	assert_int_equal(strncmp(err.msg, prefix, strlen(prefix)), 0);
+	assert_non_null(strstr(err.msg, "SHA1"));
+	OPENSSL_free(der);
+	der = token_envelope_with_digest(tok, EVP_sha256(), &len);
+	assert_status(CF_OK, cf_token_open(der, len, enroller, enroller_key,
+					   trust, tok->id, &secret, &err), &err);
+	assert_true(cf_secret_equal(secret, tok->secret));
+	cf_secret_free(secret);
+	OPENSSL_free(der);
+	cf_token_free(tok);
+}
+
+/*
  * The group and expiry a token was made for travel sealed with its SECRET
  * (signed by the enroller), so a server cannot change which group approve
  * signs an agent into.  A token envelope without them is refused by
@@ -357,6 +440,7 @@ int main(void)
 		cmocka_unit_test(digest_comparison),
 		cmocka_unit_test(envelope_round_trip),
 		cmocka_unit_test(envelope_signed_by_another_is_refused),
+		cmocka_unit_test(envelope_with_weak_digest_is_refused),
 		cmocka_unit_test(envelope_binds_group_and_expiry),
 	};
 
