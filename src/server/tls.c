@@ -26,6 +26,7 @@
  * bare TCP connections cannot hold more descriptors than that.
  */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -329,7 +330,12 @@ static void fix_cb(evutil_socket_t fd, short what, void *arg)
 	if (got < 13 || strncmp(line, "HTTP/1.", 7) != 0)
 		return;
 	line[got] = '\0';
-	status = atoi(line + 9);
+	/* "HTTP/1.x NNN ": exactly three digits, as evhttp writes them. */
+	if (line[8] != ' ' || !isdigit((unsigned char)line[9]) ||
+	    !isdigit((unsigned char)line[10]) ||
+	    !isdigit((unsigned char)line[11]) || line[12] != ' ')
+		return;
+	status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
 	if (status < 400)
 		return;
 	switch (status) {

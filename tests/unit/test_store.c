@@ -11,6 +11,7 @@
 #include "fixture.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
@@ -83,14 +84,21 @@ static int setup(void **state)
 	return 0;
 }
 
+static int remove_entry(const char *path, const struct stat *st, int type,
+			struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	return type == FTW_DP ? rmdir(path) : unlink(path);
+}
+
 static int teardown(void **state)
 {
 	fx_db *db = *state;
-	char cmd[160];
 
 	cf_store_free(db->st);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", db->dir);
-	if (system(cmd) != 0)
+	/* Depth first, no symlinks followed: the temp dir and what is in it. */
+	if (nftw(db->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
 		return -1;
 	free(db);
 	return 0;
