@@ -150,4 +150,14 @@ int64_t api_latest_version(srv_req *r, const char *tenant, const char *name);
 void api_reply_stale(srv_req *r, const char *tenant, const char *name,
 		     int64_t version, const char *then);
 
+/*
+ * The certificate of chain that issued cert, if one did and may have: an
+ * enroller named as cert's issuer whose key verifies cert's signature and
+ * which itself verifies against trust (root, CRL).  X509_check_issued
+ * alone compares names and key ids, so a client could otherwise append a
+ * forged "enroller" with made-up rights.  NULL if none (not an error).
+ */
+X509 *api_proven_issuer(const cf_trust *trust, X509 *cert,
+			STACK_OF(X509) *chain);
+
 #endif

@@ -348,15 +348,13 @@ static void certs_add(srv_req *r)
 	/* Who issued it: the root, or an enroller sent along in "chain". */
 	snprintf(issuer_fp, sizeof(issuer_fp), "%s", id->tenant);
 	if (X509_check_issued(id->root, cert) != X509_V_OK) {
-		for (int i = 0; i < sk_X509_num(chain); i++)
-			if (X509_check_issued(sk_X509_value(chain, i), cert) == X509_V_OK)
-				issuer = sk_X509_value(chain, i);
+		issuer = api_proven_issuer(id->trust, cert, chain);
 		if (issuer == NULL ||
 		    api_cert_row(issuer, id->tenant, id->tenant, srv_now(),
 				 &issuer_row, &err) != CF_OK) {
 			srv_reply_error(r, 400, "bad_request",
 				"\"cert\" was not issued by the root nor by "
-				"a certificate of \"chain\"");
+				"a trusted enroller certificate of \"chain\"");
 			goto out;
 		}
 		snprintf(issuer_fp, sizeof(issuer_fp), "%s", issuer_row.fp);

@@ -17,8 +17,10 @@
 #include <string.h>
 
 #include <openssl/bn.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/x509v3.h>
 
 #include "api.h"
 
@@ -73,45 +75,19 @@ int api_need_operator(srv_req *r, const srv_identity *id, const char *what)
 
 void api_fail(srv_req *r, const cf_error *err, const char *doing)
 {
-	switch (err->code) {
-	case CF_ERR_NOT_FOUND:
-		srv_reply_error(r, 404, "not_found", "%s", err->msg);
-		break;
-	case CF_ERR_CONFLICT:
-	case CF_ERR_EXISTS:
-		srv_reply_error(r, 409, "conflict", "%s", err->msg);
-		break;
-	case CF_ERR_TOKEN:
-		srv_reply_error(r, 410, "gone", "%s", err->msg);
-		break;
-	case CF_ERR_TOO_LARGE:
-		srv_reply_error(r, 413, "too_large", "%s", err->msg);
-		break;
-	case CF_ERR_USAGE:
-	case CF_ERR_PARSE:
-	case CF_ERR_UNTRUSTED:
-	case CF_ERR_REVOKED:
-	case CF_ERR_NAME:
-		srv_reply_error(r, 400, "bad_request", "%s", err->msg);
-		break;
-	case CF_ERR_POLICY:
-	case CF_ERR_PERMISSION:
-	case CF_ERR_DENIED:
-		srv_reply_error(r, 403, "forbidden", "%s", err->msg);
-		break;
-	case CF_ERR_LIMIT:
-		srv_reply_error(r, 429, "rate_limited", "%s", err->msg);
-		break;
-	default:
-		srv_log(SRV_LOG_ERROR, "%s: %s failed (%s): %s",
-			srv_req_source(r), doing, cf_status_name(err->code),
-			err->msg);
-		srv_reply_error(r, 500, "internal",
-			"the server failed while %s; nothing was changed; "
-			"try again, and if it persists tell the server's "
-			"operator (its log has the cause)", doing);
-		break;
+	const char *code;
+	int status = srv_status_http(err->code, &code);
+
+	if (status != 500) {
+		srv_reply_error(r, status, code, "%s", err->msg);
+		return;
 	}
+	srv_log(SRV_LOG_ERROR, "%s: %s failed (%s): %s", srv_req_source(r),
+		doing, cf_status_name(err->code), err->msg);
+	srv_reply_error(r, 500, "internal",
+		"the server failed while %s; nothing was changed; try again, "
+		"and if it persists tell the server's operator (its log has "
+		"the cause)", doing);
 }
 
 int api_is_hex(const char *s, size_t len)
@@ -544,4 +520,26 @@ void api_reply_stale(srv_req *r, const char *tenant, const char *name,
 	api_reply(r, 409, json_pack("{s:{s:s,s:s},s:I}", "error",
 		"code", "conflict", "message", msg,
 		"latest", (json_int_t)latest));
+}
+
+X509 *api_proven_issuer(const cf_trust *trust, X509 *cert,
+			STACK_OF(X509) *chain)
+{
+	X509_NAME *issuer = X509_get_issuer_name(cert);
+
+	for (int i = 0; i < sk_X509_num(chain); i++) {
+		X509 *c = sk_X509_value(chain, i);
+		cf_error err = { 0 };
+
+		if (X509_NAME_cmp(X509_get_subject_name(c), issuer) != 0 ||
+		    cf_cert_kind(c) != CF_KIND_ENROLLER ||
+		    X509_check_issued(c, cert) != X509_V_OK)
+			continue;
+		if (X509_verify(cert, X509_get0_pubkey(c)) == 1 &&
+		    cf_trust_verify(trust, c, NULL, "an enroller certificate "
+				    "sent along", &err) == CF_OK)
+			return c;
+		ERR_clear_error();
+	}
+	return NULL;
 }

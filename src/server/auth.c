@@ -299,12 +299,6 @@ static cf_status fill_identity(srv_conn *conn, srv_tenant *t, X509 *cert,
 }
 
 /*
- * Puts the caller's certificate (and the enroller certificate that issued
- * it, if it came along) in the tenant's directory, once per connection.
- * A failure is logged and does not refuse the request: the certificate is
- * proved, and the directory is a convenience for writers.
- */
-/*
  * Is (tenant, fp) in the directory already?  A read (no write lock): a
  * known certificate, the common case of every new connection, then costs
  * no write transaction.  On a read error, 0: the put decides.
@@ -328,11 +322,16 @@ static cf_status put_cert(cf_store *st, const cf_cert_row *row, cf_error *err)
 	return cf_store_cert_put(st, row, NULL, err);
 }
 
+/*
+ * Puts the caller's certificate (and the enroller certificate that issued
+ * it, if it came along) in the tenant's directory, once per connection.
+ * A failure is logged and does not refuse the request: the certificate is
+ * proved, and the directory is a convenience for writers.
+ */
 static void register_caller(srv_req *r, srv_conn *conn)
 {
 	srv_identity *id = &conn->id;
 	cf_store *st = r->th->store;
-	X509_NAME *issuer = X509_get_issuer_name(id->cert);
 	char issuer_fp[65];
 	cf_cert_row row;
 	cf_error err = { 0 };
@@ -341,36 +340,19 @@ static void register_caller(srv_req *r, srv_conn *conn)
 	if (sk_X509_num(id->chain) <= 0 && known_cert(st, id->tenant, id->fp))
 		return;
 	snprintf(issuer_fp, sizeof(issuer_fp), "%s", id->tenant);
-	for (int i = 0; i < sk_X509_num(id->chain); i++) {
-		X509 *c = sk_X509_value(id->chain, i);
+	if (sk_X509_num(id->chain) > 0) {
+		X509 *c = api_proven_issuer(id->trust, id->cert, id->chain);
 
-		/*
-		 * X509_check_issued compares names and key ids only: a client
-		 * could append a forged "enroller" with its issuer's name and
-		 * key but made-up rights.  Only one that signed the caller's
-		 * certificate and is itself trusted by the tenant goes in.
-		 */
-		if (X509_NAME_cmp(X509_get_subject_name(c), issuer) != 0 ||
-		    cf_cert_kind(c) != CF_KIND_ENROLLER ||
-		    X509_check_issued(c, id->cert) != X509_V_OK)
-			continue;
-		if (X509_verify(id->cert, X509_get0_pubkey(c)) != 1 ||
-		    cf_trust_verify(id->trust, c, NULL, "the enroller "
-				    "certificate sent along", &err) != CF_OK) {
-			ERR_clear_error();
-			srv_log(SRV_LOG_INFO, "%s: an enroller certificate sent "
-				"along with \"%s\" is not trusted; not put in "
-				"the directory", srv_req_source(r), id->name);
-			memset(&err, 0, sizeof(err));
-			continue;
-		}
-		if (api_cert_row(c, id->tenant, id->tenant, srv_now(), &row,
-				 &err) == CF_OK) {
+		if (c == NULL)
+			srv_log(SRV_LOG_INFO, "%s: no certificate sent along with "
+				"\"%s\" is its trusted enroller; not put in the "
+				"directory", srv_req_source(r), id->name);
+		else if (api_cert_row(c, id->tenant, id->tenant, srv_now(), &row,
+				      &err) == CF_OK) {
 			if (put_cert(st, &row, &err) == CF_OK)
 				snprintf(issuer_fp, sizeof(issuer_fp), "%s", row.fp);
 			cf_cert_row_clear(&row);
 		}
-		break;
 	}
 	if (err.code == CF_OK &&
 	    api_cert_row(id->cert, id->tenant, issuer_fp, srv_now(), &row,

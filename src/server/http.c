@@ -253,7 +253,11 @@ static void reply_error_hdr(srv_req *r, int status, const char *code,
 	va_end(ap);
 }
 
-/* The HTTP status and code of each status a handler may pass on. */
+/*
+ * The HTTP status and code of each status a handler may pass on.  The
+ * caller is authenticated by then, so a certificate or name it sent that
+ * does not verify is a bad request, not a 401.
+ */
 static const struct {
 	cf_status code;
 	int http;
@@ -261,11 +265,12 @@ static const struct {
 } status_map[] = {
 	{ CF_ERR_USAGE, 400, "bad_request" },
 	{ CF_ERR_PARSE, 400, "bad_request" },
-	{ CF_ERR_DENIED, 401, "unauthenticated" },
-	{ CF_ERR_UNTRUSTED, 401, "unauthenticated" },
-	{ CF_ERR_REVOKED, 401, "unauthenticated" },
+	{ CF_ERR_UNTRUSTED, 400, "bad_request" },
+	{ CF_ERR_REVOKED, 400, "bad_request" },
+	{ CF_ERR_NAME, 400, "bad_request" },
 	{ CF_ERR_POLICY, 403, "forbidden" },
 	{ CF_ERR_PERMISSION, 403, "forbidden" },
+	{ CF_ERR_DENIED, 403, "forbidden" },
 	{ CF_ERR_NOT_FOUND, 404, "not_found" },
 	{ CF_ERR_EXISTS, 409, "conflict" },
 	{ CF_ERR_CONFLICT, 409, "conflict" },
@@ -274,21 +279,15 @@ static const struct {
 	{ CF_ERR_LIMIT, 429, "rate_limited" },
 };
 
-void srv_reply_status(srv_req *r, const cf_error *err)
+int srv_status_http(cf_status code, const char **name)
 {
-	const char *msg = err && err->msg[0] ? err->msg : "failed";
-	cf_status code = err ? err->code : CF_ERR_SERVER;
-
 	for (size_t i = 0; i < sizeof(status_map) / sizeof(status_map[0]); i++)
 		if (status_map[i].code == code) {
-			srv_reply_error(r, status_map[i].http, status_map[i].name,
-					"%s", msg);
-			return;
+			*name = status_map[i].name;
+			return status_map[i].http;
 		}
-	/* The sentence may name database internals: log it, say less. */
-	srv_log(SRV_LOG_ERROR, "%s %s: %s", r->method, r->path ? r->path : "?",
-		msg);
-	srv_reply_error(r, 500, "internal", "the server failed; nothing was changed");
+	*name = "internal";
+	return 500;
 }
 
 void srv_audit_init(const srv_req *r, cf_audit_entry *e, const char *action,

@@ -220,7 +220,9 @@ cf_status srv_config_set(srv_config *c, const char *key, const char *value,
 				"rate is requests per second (\"20/s\"), from "
 				"0.01 to 1000000, not \"%s\"", value);
 		c->rate_per_s = r;
-		if (c->rate_burst < 1 || c->rate_burst == 40)
+		/* The default burst follows the rate, in whatever order the
+		 * options came; a burst given explicitly stays. */
+		if (!c->burst_set)
 			c->rate_burst = r * 2 < 1 ? 1 : (unsigned)(r * 2);
 		return CF_OK;
 	}
@@ -242,6 +244,7 @@ cf_status srv_config_set(srv_config *c, const char *key, const char *value,
 	} else if (strcmp(key, "burst") == 0) {
 		rc = parse_num(key, value, 1, 1000000, &v, err);
 		c->rate_burst = (unsigned)v;
+		c->burst_set = 1;
 	} else if (strcmp(key, "idle-timeout") == 0) {
 		rc = parse_num(key, value, 1, 86400, &v, err);
 		c->idle_timeout_s = (unsigned)v;

@@ -91,8 +91,12 @@ void srv_reply_json_audited(srv_req *r, int status, json_t *body,
 void srv_reply_error(srv_req *r, int status, const char *code,
 		     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
-/* Replies with the HTTP status and code that fit err->code (docs/API.md). */
-void srv_reply_status(srv_req *r, const cf_error *err);
+/*
+ * The HTTP status (400..429) and error code that fit a handler's status
+ * (docs/API.md, "Errors"); 500 and "internal" for any other (a failure of
+ * the server's own, whose sentence may name database internals).
+ */
+int srv_status_http(cf_status code, const char **name);
 
 /*
  * Fills an audit entry for this request: time now, tenant, actor and

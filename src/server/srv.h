@@ -32,6 +32,7 @@ typedef struct srv_config {
 	unsigned max_conns;            /* default 20,000 (capped by fds) */
 	double rate_per_s;             /* unauthenticated requests/s per IP, 20 */
 	unsigned rate_burst;           /* default 2 x rate */
+	int burst_set;                 /* burst was given: rate leaves it */
 	unsigned idle_timeout_s;       /* keep-alive connection idle, 120 */
 	unsigned request_timeout_s;    /* handshake / reading a request, 10 */
 	int sync_full;                 /* CF_STORE_SYNC_FULL */

@@ -200,6 +200,28 @@ mkjson "$W/web2.json" '{"cert": text(a[0]), "chain": [text(a[1])]}' "$W/web2.crt
 http 403 ops POST /v1/certs "$W/web2.json"
 http 201 enr POST /v1/certs "$W/web2.json"
 [ "$(jq_ 'd["fp"]')" = "$(fingerprint "$W/web2.crt")" ] || fail "fp of web2"
+# A forged "enroller" sent along: the real enroller's name and key id,
+# a key of its own, any rights.  X509_check_issued alone would take it as
+# web2's issuer (names and key ids match) and put it in the directory.
+ENR_SKI=$(openssl x509 -in "$W/enr.crt" -noout -ext subjectKeyIdentifier |
+	sed -n '2s/[ :]//gp')
+openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+	-keyout "$W/forged.key" -out "$W/forged.crt" -days 30 \
+	-subj "$(openssl x509 -in "$W/enr.crt" -noout -subject -nameopt compat |
+		sed 's/^subject=//')" \
+	-addext "subjectKeyIdentifier=$ENR_SKI" \
+	-addext "basicConstraints=critical,CA:TRUE,pathlen:0" \
+	-addext "2.25.2512399633766132092.5=ASN1:UTF8String:enroller" \
+	-addext "2.25.2512399633766132092.1=ASN1:UTF8String:admin:**" 2>/dev/null ||
+	fail "openssl could not make the forged enroller"
+[ "$(openssl x509 -in "$W/forged.crt" -noout -ext subjectKeyIdentifier | sed -n '2s/[ :]//gp')" = "$ENR_SKI" ] ||
+	fail "the forged enroller does not carry the enroller's key id"
+openssl x509 -in "$W/web2.crt" -out "$W/web2-only.crt" || fail "openssl x509"
+mkjson "$W/forged.json" '{"cert": text(a[0]), "chain": [text(a[1]), text(a[2])]}' \
+	"$W/web2-only.crt" "$W/enr.crt" "$W/forged.crt"
+http 201 admin POST /v1/certs "$W/forged.json"
+http 200 admin GET "/v1/certs?fp=$(fingerprint "$W/forged.crt")"
+[ "$(jq_ 'len(d["certs"])')" = 0 ] || fail "a forged enroller got into the directory"
 mkjson "$W/stray.json" '{"cert": text(a[0])}' "$W/stray.crt"
 http 403 enr POST /v1/certs "$W/stray.json"
 http 201 admin POST /v1/certs "$W/stray.json"
