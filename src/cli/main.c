@@ -25,7 +25,7 @@ static const struct {
 	{ "key", cmd_key, "make a P-256 private key" },
 	{ "csr", cmd_csr, "make a certificate request for a key" },
 	{ "cert", cmd_cert, "issue certificates (operator, enroller, agent, cluster); show one" },
-	{ "crl", cmd_crl, "show a certificate revocation list" },
+	{ "crl", cmd_crl, "show a certificate revocation list; push it to the server" },
 	{ "seal", cmd_seal, "sign a secret and encrypt it to recipients' certificates" },
 	{ "open", cmd_open, "decrypt and verify an envelope; print the secret" },
 	{ "server", cmd_server, "set up and run the coffer server; register tenants" },
@@ -51,8 +51,9 @@ static void usage(FILE *out)
 		fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
 	fprintf(out,
 		"\n"
-		"'coffer COMMAND --help' describes a command.  Exit codes are listed\n"
-		"in docs/EXIT-CODES.md; errors go to stderr prefixed 'coffer:'.\n");
+		"'coffer COMMAND --help' describes a command; 'coffer --version'\n"
+		"prints the version.  Exit codes are listed in docs/EXIT-CODES.md;\n"
+		"errors go to stderr prefixed 'coffer:'.\n");
 }
 
 int main(int argc, char **argv)
