@@ -138,10 +138,18 @@ json_t *srv_req_json(srv_req *r)
 
 static void log_request(srv_req *r, int status)
 {
+	const char *path = r->path ? r->path : "?";
+
 	if (!srv_log_enabled(SRV_LOG_DEBUG))
 		return;
-	srv_log(SRV_LOG_DEBUG, "%s %s %d %lldus %s %.12s", r->method,
-		r->path ? r->path : "?", status,
+	/*
+	 * GET /v1/enroll/ID: the ID is the only thing that lets a joining
+	 * agent fetch its certificate; it stays out of the log.
+	 */
+	if (strncmp(path, "/v1/enroll/", 11) == 0)
+		path = "/v1/enroll/(id)";
+	srv_log(SRV_LOG_DEBUG, "%s %s %d %lldus %s %.12s", r->method, path,
+		status,
 		(long long)(srv_now_us() - r->start_us), srv_req_source(r),
 		r->id ? r->id->fp : "-");
 }
