@@ -241,6 +241,16 @@ out:
 	return rc;
 }
 
+/*
+ * An enrollment id goes into request paths: the server makes them 32
+ * lower-case hex characters (the same shape as a token ID), and anything
+ * else, from the server or from enroll.json, is refused.
+ */
+static int enroll_id_valid(const char *id)
+{
+	return id != NULL && cf_token_id_valid(id);
+}
+
 static cf_status send_request(cli_client *c, const struct state *st,
 			      const cf_token *tok, EVP_PKEY *key,
 			      const char *name, char id[65], cf_error *err)
@@ -280,8 +290,7 @@ static cf_status send_request(cli_client *c, const struct state *st,
 	if (rc != CF_OK)
 		goto out;
 	got = cli_json_str(resp, "id");
-	if (strlen(got) == 0 || strlen(got) > 64 || strspn(got,
-	    "0123456789abcdefABCDEF") != strlen(got)) {
+	if (!enroll_id_valid(got)) {
 		rc = cf_error_set(err, CF_ERR_SERVER, "the server accepted the "
 				  "request but sent no usable enrollment id");
 		goto out;
@@ -326,13 +335,13 @@ static int agent_join(int argc, char **argv)
 	json_t *conf = NULL, *pending = NULL, *resp = NULL;
 	unsigned char *ca_pem = NULL;
 	size_t ca_len = 0;
-	char id[65] = "", fp[65], path[128];
+	char id[65] = "", fp[65], path[128], reason[301];
 	time_t deadline;
 	double delay = 1.0;
 	cli_pass nopass = { 0 };
 	cf_error err = { 0 };
 	cf_status rc = CF_OK;
-	int ch, code = 0;
+	int ch, n, code = 0;
 
 	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (ch) {
@@ -382,6 +391,13 @@ static int agent_join(int argc, char **argv)
 		rc = read_json_file(st.enroll, &pending, &err);
 		if (rc != CF_OK)
 			goto fail;
+		if (!enroll_id_valid(cli_json_str(pending, "id"))) {
+			rc = cf_error_set(&err, CF_ERR_PARSE, "%s holds no valid "
+				"enrollment id (32 lower-case hex characters); "
+				"remove it and join again with a new token",
+				st.enroll);
+			goto fail;
+		}
 		snprintf(id, sizeof(id), "%s", cli_json_str(pending, "id"));
 		if (name == NULL)
 			name = cli_json_str(pending, "name");
@@ -444,7 +460,13 @@ static int agent_join(int argc, char **argv)
 		goto fail;
 
 	deadline = time(NULL) + (time_t)wait_s;
-	snprintf(path, sizeof(path), "/v1/enroll/%s", id);
+	n = enroll_id_valid(id) ? snprintf(path, sizeof(path), "/v1/enroll/%s",
+					   id) : -1;
+	if (n < 0 || (size_t)n >= sizeof(path)) {
+		rc = cf_error_set(&err, CF_ERR_SERVER, "enrollment id \"%.64s\" "
+				  "is not 32 lower-case hex characters", id);
+		goto fail;
+	}
 	for (;;) {
 		const char *status;
 
@@ -467,9 +489,10 @@ static int agent_join(int argc, char **argv)
 			/* A new token may be tried with the same key. */
 			unlink(st.enroll);
 			rc = cf_error_set(&err, CF_ERR_REJECTED,
-				"enrollment %s of \"%s\" was rejected%s%.300s",
+				"enrollment %s of \"%s\" was rejected%s%s",
 				id, name, cli_json_str(resp, "reason")[0] ?
-				": " : "", cli_json_str(resp, "reason"));
+				": " : "", cli_printable(cli_json_str(resp,
+				"reason"), reason, sizeof(reason)));
 			goto fail;
 		}
 		if (strcmp(status, "pending") != 0) {
@@ -529,13 +552,22 @@ static void on_signal(int sig)
 static cf_status reject(cli_client *c, const char *id, const char *reason,
 			cf_error *err)
 {
-	char path[160];
-	json_t *body = json_pack("{s:s}", "reason", reason), *resp = NULL;
+	char path[160], shown[72];
+	json_t *body, *resp = NULL;
 	cf_status rc;
+	int n;
 
+	/* id came from the server: it must not steer the request elsewhere. */
+	n = enroll_id_valid(id) ? snprintf(path, sizeof(path),
+					   "/v1/enrollments/%s/reject", id) : -1;
+	if (n < 0 || (size_t)n >= sizeof(path))
+		return cf_error_set(err, CF_ERR_SERVER, "enrollment id \"%s\" "
+				    "is not 32 lower-case hex characters; not "
+				    "rejected", cli_printable(id, shown,
+							      sizeof(shown)));
+	body = json_pack("{s:s}", "reason", reason);
 	if (body == NULL)
 		return cf_error_set(err, CF_ERR_NOMEM, "out of memory");
-	snprintf(path, sizeof(path), "/v1/enrollments/%s/reject", id);
 	rc = cli_client_call(c, "POST", path, body, &resp, err);
 	json_decref(body);
 	json_decref(resp);
@@ -558,7 +590,7 @@ static cf_status approve_one(cli_client *c, const json_t *req, int days,
 	char group[CF_NAME_MAX_BYTES + 1], when[32];
 	int64_t expires = 0;
 	char path[160], want[65], hash[65], cn[CF_CN_MAX_BYTES + 1];
-	char fp[65];
+	char fp[65], pname[CF_NAME_MAX_BYTES + 1], shown[CF_NAME_MAX_BYTES + 1];
 	json_t *tok = NULL, *body = NULL, *resp = NULL;
 	unsigned char *env = NULL, *der = NULL, *pem = NULL;
 	size_t env_len = 0, pem_len = 0;
@@ -572,11 +604,11 @@ static cf_status approve_one(cli_client *c, const json_t *req, int days,
 	cf_status rc;
 
 	/* id goes into a request path: hex only, as the server makes them. */
-	if (strlen(id) == 0 || strlen(id) > 64 ||
-	    strspn(id, "0123456789abcdef") != strlen(id) ||
-	    !cf_token_id_valid(token_id))
+	if (!enroll_id_valid(id) || !cf_token_id_valid(token_id))
 		return cf_error_set(err, CF_ERR_SERVER,
 			"a pending enrollment from the server lacks an id or token id");
+	/* The name is the server's (the agent's) word: printable in messages. */
+	cli_printable(name, pname, sizeof(pname));
 	snprintf(path, sizeof(path), "/v1/tokens/%s", token_id);
 	rc = cli_client_trust(c, &trust, err);
 	if (rc == CF_OK)
@@ -588,7 +620,8 @@ static cf_status approve_one(cli_client *c, const json_t *req, int days,
 		rc = cf_error_set(err, CF_ERR_DENIED,
 			"enrollment %s of \"%s\": token %s was created by another "
 			"enroller (%s); only its creator can check the HMAC",
-			id, name, token_id, cli_json_str(tok, "creator"));
+			id, pname, token_id, cli_printable(cli_json_str(tok,
+			"creator"), shown, sizeof(shown)));
 		goto out;
 	}
 	rc = cli_b64_decode(cli_json_str(tok, "envelope"), "the token's envelope",
@@ -618,7 +651,7 @@ static cf_status approve_one(cli_client *c, const json_t *req, int days,
 		rc = reject(c, id, "HMAC does not match the token", err);
 		if (rc == CF_OK)
 			printf("rejected %s (%s): HMAC does not match the token\n",
-			       name, id);
+			       pname, id);
 		goto out;
 	}
 	cf_cert_cn_of_name(X509_REQ_get_subject_name(csr), cn, sizeof(cn));
@@ -626,7 +659,7 @@ static cf_status approve_one(cli_client *c, const json_t *req, int days,
 		rc = reject(c, id, "the request's common name is not the name asked for", err);
 		if (rc == CF_OK)
 			printf("rejected %s (%s): the request's CN is \"%s\"\n",
-			       name, id, cn);
+			       pname, id, cli_printable(cn, shown, sizeof(shown)));
 		goto out;
 	}
 	/*
@@ -639,7 +672,7 @@ static cf_status approve_one(cli_client *c, const json_t *req, int days,
 			"enrollment %s: the server says token %s is for group "
 			"\"%.100s\", but you made it for \"%s\"; not approved (the "
 			"server's data is wrong or was altered)", id, token_id,
-			server_group, group);
+			cli_printable(server_group, shown, sizeof(shown)), group);
 		goto out;
 	}
 	if ((int64_t)time(NULL) >= expires) {
@@ -647,7 +680,7 @@ static cf_status approve_one(cli_client *c, const json_t *req, int days,
 		rc = cf_error_set(err, CF_ERR_TOKEN,
 			"enrollment %s of \"%s\": token %s expired at %s; not "
 			"approved (reject it, and give the machine a new token)",
-			id, name, token_id, when);
+			id, pname, token_id, when);
 		goto out;
 	}
 	groups[0] = group;
@@ -669,7 +702,7 @@ static cf_status approve_one(cli_client *c, const json_t *req, int days,
 		    cf_error_set(err, CF_ERR_NOMEM, "out of memory");
 	if (rc == CF_OK)
 		printf("approved %s (group %s, enrollment %s): fingerprint %s\n",
-		       name, group, id, fp);
+		       pname, group, id, fp);
 out:
 	json_decref(tok);
 	json_decref(body);
@@ -935,7 +968,8 @@ static int agent_ls(int argc, char **argv)
 	printf("%-24s  %-24s  %-20s  %s\n", "NAME", "GROUPS", "NOT AFTER",
 	       "FINGERPRINT");
 	json_array_foreach(all, i, e) {
-		char groups[256] = "", when[32];
+		char groups[256] = "", when[32], pname[CF_NAME_MAX_BYTES + 1];
+		char shown[sizeof(groups)], pfp[72];
 		json_t *g;
 		size_t j, used = 0;
 
@@ -949,8 +983,10 @@ static int agent_ls(int argc, char **argv)
 			used += (size_t)n;
 		}
 		cli_unix_iso(cli_json_int(e, "not_after"), when, sizeof(when));
-		printf("%-24s  %-24s  %-20s  %s\n", cli_json_str(e, "name"),
-		       groups, when, cli_json_str(e, "fp"));
+		printf("%-24s  %-24s  %-20s  %s\n",
+		       cli_printable(cli_json_str(e, "name"), pname, sizeof(pname)),
+		       cli_printable(groups, shown, sizeof(shown)), when,
+		       cli_printable(cli_json_str(e, "fp"), pfp, sizeof(pfp)));
 	}
 out:
 	free(group_q);

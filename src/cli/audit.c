@@ -4,11 +4,16 @@
  *
  * verify fetches the tenant's whole chain in seq order, page by page, and
  * recomputes every link with cf_audit_check (the same function the store
- * uses to append): an edited, removed or reordered entry breaks the chain
- * at that entry, which is named (exit 31).  Each entry is read with
- * cf_audit_from_json, which bounds every field the server sends.  The
- * last hash printed lets an auditor pin the log: a later run must show
- * the same entry unchanged.
+ * uses to append).  The chain is an unsigned hash chain that the server
+ * builds: it detects an entry edited or removed while later entries stay
+ * in place (the chain breaks at that entry, which is named, exit 31), but
+ * whoever can write the database can rewrite the whole chain from some
+ * entry on, and that is detectable only against a last hash recorded
+ * earlier (docs/THREAT-MODEL.md): the last hash printed is for an auditor
+ * to record, and a later run must show that entry unchanged.  With a root
+ * (--root, COFFER_ROOT), every entry must also be of that root's tenant.
+ * Each entry is read with cf_audit_from_json, which bounds every field
+ * the server sends.
  */
 #include <getopt.h>
 #include <jansson.h>
@@ -33,7 +38,10 @@ static void audit_usage(FILE *out)
 		"(2026-01-31, 2026-01-31T12:00:00Z), or a duration meaning \"ago\"\n"
 		"(90s, 30m, 1h, 7d).  verify checks the whole hash chain and names\n"
 		"the first bad entry (exit 31); on success it prints the number of\n"
-		"entries and the last hash.\n"
+		"entries and the last hash.  The chain catches an entry edited or\n"
+		"removed in place, not a rewrite of the whole chain: record the\n"
+		"last hash and compare it on later runs.  With --root, every entry\n"
+		"must be of that root's organisation.\n"
 		"\n%s", cli_settings_help);
 }
 
@@ -66,6 +74,9 @@ static int audit_verify(int argc, char **argv)
 				 argv[optind]);
 	memcpy(prev, cf_audit_genesis, sizeof(prev));
 	rc = cli_client_connect(&set, CLI_NEED_IDENTITY, &c, &err);
+	/* With a root, the tenant is known, not taken from the first entry. */
+	if (rc == CF_OK)
+		snprintf(tenant, sizeof(tenant), "%s", cli_client_tenant(c));
 	while (rc == CF_OK) {
 		char path[128];
 
@@ -91,8 +102,10 @@ static int audit_verify(int argc, char **argv)
 				memcpy(tenant, e.tenant, sizeof(tenant));
 			if (strcmp(tenant, e.tenant) != 0) {
 				rc = cf_error_set(&err, CF_ERR_AUDIT,
-					"audit entry %lld belongs to another tenant",
-					(long long)e.seq);
+					"audit entry %lld belongs to tenant %.16s..., "
+					"not %.16s...%s", (long long)e.seq, e.tenant,
+					tenant, cli_client_tenant(c)[0] ? " (the "
+					"fingerprint of your --root)" : "");
 				break;
 			}
 			rc = cf_audit_check(&e, prev, &err);
@@ -213,7 +226,9 @@ static int audit_read(int argc, char **argv)
 			       "TIME", "ACTION", "OBJECT", "SUBJECT", "SOURCE", "BYTES");
 		json_array_foreach(json_object_get(resp, "entries"), i, j) {
 			long long seq = cli_json_int(j, "seq");
-			char when[32];
+			char when[32], act[CF_AUDIT_ACTION_MAX];
+			char object[CF_AUDIT_OBJECT_MAX];
+			char subject[CF_AUDIT_SUBJECT_MAX], source[CF_AUDIT_SOURCE_MAX];
 
 			if (seq <= after) {
 				rc = cf_error_set(&err, CF_ERR_SERVER, "the server "
@@ -227,9 +242,15 @@ static int audit_read(int argc, char **argv)
 			}
 			cli_unix_iso(cli_json_int(j, "time"), when, sizeof(when));
 			printf("%6lld  %-20s  %-16s  %-32s  %-24s  %-21s  %lld\n", seq,
-			       when, cli_json_str(j, "action"),
-			       cli_json_str(j, "object"), cli_json_str(j, "subject"),
-			       cli_json_str(j, "source"), cli_json_int(j, "bytes"));
+			       when, cli_printable(cli_json_str(j, "action"), act,
+						   sizeof(act)),
+			       cli_printable(cli_json_str(j, "object"), object,
+					     sizeof(object)),
+			       cli_printable(cli_json_str(j, "subject"), subject,
+					     sizeof(subject)),
+			       cli_printable(cli_json_str(j, "source"), source,
+					     sizeof(source)),
+			       cli_json_int(j, "bytes"));
 		}
 		if (rc != CF_OK || !more_entries(resp))
 			break;

@@ -160,6 +160,21 @@ int cli_path_in(char *buf, size_t size, const char *dir, const char *file)
 	return n > 0 && (size_t)n < size;
 }
 
+const char *cli_printable(const char *s, char *buf, size_t size)
+{
+	size_t j = 0;
+
+	if (size == 0)
+		return "";
+	for (size_t i = 0; s != NULL && s[i] != '\0' && j + 1 < size; i++) {
+		unsigned char ch = (unsigned char)s[i];
+
+		buf[j++] = (ch < 0x20 || ch == 0x7f) ? ' ' : (char)ch;
+	}
+	buf[j] = '\0';
+	return buf;
+}
+
 const char *cli_basename(const char *path)
 {
 	const char *slash = strrchr(path, '/');

@@ -114,6 +114,15 @@ cf_status cli_load_crl(const char *path, X509_CRL **out, cf_error *err);
 /* "DIR/FILE" into buf; 0 if it does not fit. */
 int cli_path_in(char *buf, size_t size, const char *dir, const char *file);
 
+/*
+ * s for a terminal: every control character (below 0x20, and 0x7f) made
+ * a space, cut to fit size (which must be at least 1).  For any string the
+ * server sent that is printed as text (not as JSON, which jansson escapes),
+ * so an untrusted server cannot drive the terminal.  Returns buf; "" if s
+ * is NULL.
+ */
+const char *cli_printable(const char *s, char *buf, size_t size);
+
 /* "a/b/c.crt" -> "c.crt", for messages. */
 const char *cli_basename(const char *path);
 

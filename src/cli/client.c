@@ -28,6 +28,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli.h"
 #include "pki.h"
 
 /* Largest answer read; parsed JSON must also fit in the secure heap. */
@@ -370,19 +371,12 @@ static void server_message(const json_t *resp, char *buf, size_t size)
 	const json_t *e = json_object_get(resp, "error");
 	const char *msg = json_string_value(json_object_get(e, "message"));
 	const char *code = json_string_value(json_object_get(e, "code"));
-	size_t j = 0;
 
-	buf[0] = '\0';
 	if (msg == NULL)
 		msg = code;
-	if (msg == NULL)
-		return;
-	for (size_t i = 0; msg[i] != '\0' && j + 1 < size && j < SERVER_MESSAGE_MAX; i++) {
-		unsigned char ch = (unsigned char)msg[i];
-
-		buf[j++] = (ch < 0x20 || ch == 0x7f) ? ' ' : (char)ch;
-	}
-	buf[j] = '\0';
+	/* The same filter as everything else the server sends, and bounded. */
+	cli_printable(msg, buf, size < SERVER_MESSAGE_MAX + 1 ? size
+						       : SERVER_MESSAGE_MAX + 1);
 }
 
 static cf_status map_status(long http, const char *method, const char *path,

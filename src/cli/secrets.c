@@ -173,6 +173,7 @@ static cf_status take_entry(cli_client *c, const json_t *e, const char *spec,
 	json_t *x;
 	size_t i;
 	char fp[65], cn[CF_CN_MAX_BYTES + 1], what[CF_CN_MAX_BYTES + 128];
+	char pcn[CF_CN_MAX_BYTES + 1];
 	cf_status rc;
 
 	if (chain == NULL)
@@ -197,7 +198,9 @@ static cf_status take_entry(cli_client *c, const json_t *e, const char *spec,
 	if (rc != CF_OK)
 		goto out;
 	cf_cert_cn(cert, cn, sizeof(cn));
-	snprintf(what, sizeof(what), "recipient \"%s\" (%s, %.16s...)", cn, spec, fp);
+	/* what is for messages; the CN is the server's word until verified. */
+	snprintf(what, sizeof(what), "recipient \"%s\" (%s, %.16s...)",
+		 cli_printable(cn, pcn, sizeof(pcn)), spec, fp);
 	/* Before the duplicate check: an answer of our own certificate to
 	 * "agent:db-1" must not pass as a harmless duplicate. */
 	rc = check_match(cert, spec, fp, cn, what, err);
@@ -280,11 +283,15 @@ static cf_status resolve(cli_client *c, const char *spec, struct rcpts *r,
 			rc = take_entry(c, e, spec, lenient, r, &added, err);
 			if (rc != CF_OK)
 				goto out;
-			cli_progress("verified", listed, listed);
+			/* The total is not known before the last page. */
+			if (listed % 100 == 0 && isatty(STDERR_FILENO))
+				fprintf(stderr, "\rverified %zu certificates", listed);
 		}
 		if (!cli_next_cursor(resp, after, sizeof(after)))
 			break;
 	}
+	if (listed >= 100 && isatty(STDERR_FILENO))
+		fprintf(stderr, "\rverified %zu certificates\n", listed);
 	/* added == 0 otherwise: duplicates, or a group's skipped members. */
 	if (listed == 0)
 		rc = cf_error_set(err, CF_ERR_NOT_FOUND, "--to %.200s: the server "
@@ -762,9 +769,12 @@ int cmd_put(int argc, char **argv)
 		printf("stored \"%s\" version %llu (%zu bytes) for %zu recipient(s), "
 		       "each verified against the root:\n", name,
 		       (unsigned long long)rec.version, cf_secret_len(rec.value), r.n);
-		for (size_t i = 0; i < r.n && i < 20; i++)
-			printf("  %-24s %s%s\n", r.v[i].name, r.v[i].fp,
-			       i == 0 ? "  (you)" : "");
+		for (size_t i = 0; i < r.n && i < 20; i++) {
+			char pcn[sizeof(r.v[i].name)];
+
+			printf("  %-24s %s%s\n", cli_printable(r.v[i].name, pcn,
+			       sizeof(pcn)), r.v[i].fp, i == 0 ? "  (you)" : "");
+		}
 		if (r.n > 20)
 			printf("  ... and %zu more\n", r.n - 20);
 	}
@@ -966,11 +976,12 @@ int cmd_ls(int argc, char **argv)
 		printf("%-40s  %7s  %10s  %8s  %-20s\n", "NAME", "VERSION",
 		       "RECIPIENTS", "BYTES", "CREATED");
 		json_array_foreach(json_object_get(resp, "secrets"), i, s) {
-			char when[32];
+			char when[32], pname[CF_NAME_MAX_BYTES + 1];
 
 			cli_unix_iso(cli_json_int(s, "created"), when, sizeof(when));
 			printf("%-40s  %7lld  %10lld  %8lld  %-20s\n",
-			       cli_json_str(s, "name"), cli_json_int(s, "version"),
+			       cli_printable(cli_json_str(s, "name"), pname,
+					     sizeof(pname)), cli_json_int(s, "version"),
 			       cli_json_int(s, "recipients"), cli_json_int(s, "bytes"),
 			       when);
 		}
@@ -996,14 +1007,15 @@ int cmd_history(int argc, char **argv)
 		printf("%7s  %-20s  %10s  %8s  %-8s  %s\n", "VERSION", "CREATED",
 		       "RECIPIENTS", "BYTES", "DELETED", "WRITER");
 		json_array_foreach(json_object_get(resp, "versions"), i, v) {
-			char when[32];
+			char when[32], writer[CF_CN_MAX_BYTES + 72];
 
 			cli_unix_iso(cli_json_int(v, "created"), when, sizeof(when));
 			printf("%7lld  %-20s  %10lld  %8lld  %-8s  %s\n",
 			       cli_json_int(v, "version"), when,
 			       cli_json_int(v, "recipients"), cli_json_int(v, "bytes"),
 			       json_is_true(json_object_get(v, "deleted")) ? "yes" : "no",
-			       cli_json_str(v, "writer"));
+			       cli_printable(cli_json_str(v, "writer"), writer,
+					     sizeof(writer)));
 		}
 	}
 	json_decref(resp);

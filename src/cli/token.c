@@ -152,6 +152,11 @@ static int token_create(int argc, char **argv)
 		err.code = CF_ERR_USAGE;
 		return cli_fail(&err);
 	}
+	/*
+	 * Unbuffered before any output: the SECRETs then go straight to the
+	 * descriptor and are never copied into stdio's (unwiped) heap buffer.
+	 */
+	setvbuf(stdout, NULL, _IONBF, 0);
 	rc = cli_client_connect(&set, CLI_NEED_IDENTITY | CLI_NEED_ROOT, &c, &err);
 	if (rc != CF_OK)
 		goto fail;
@@ -213,16 +218,31 @@ static int token_create(int argc, char **argv)
 		report = json_pack("{s:s, s:I, s:I, s:o}", "group", group,
 				   "uses", (json_int_t)uses, "expires",
 				   (json_int_t)expires, "tokens", list);
-		for (size_t i = 0; report != NULL && i < count; i++) {
+		if (report == NULL) {
+			rc = cf_error_set(&err, CF_ERR_NOMEM, "out of memory");
+			goto fail;
+		}
+		/*
+		 * All or nothing: a partial list would leave stored tokens
+		 * nobody saw, so any failure revokes them all (at fail).
+		 */
+		for (size_t i = 0; i < count; i++) {
 			cf_secret *text = NULL;
+			json_t *one;
 
-			if (cf_token_text(toks[i], &text, &err) != CF_OK)
-				break;
-			json_array_append_new(list, json_pack("{s:s, s:s%}",
-				"id", toks[i]->id, "token",
-				(const char *)cf_secret_cdata(text),
-				cf_secret_len(text)));
+			rc = cf_token_text(toks[i], &text, &err);
+			if (rc != CF_OK)
+				goto fail;
+			one = json_pack("{s:s, s:s%}", "id", toks[i]->id, "token",
+					(const char *)cf_secret_cdata(text),
+					cf_secret_len(text));
 			cf_secret_free(text);
+			if (one == NULL || json_array_append_new(list, one) != 0) {
+				rc = cf_error_set(&err, CF_ERR_NOMEM, "out of memory "
+						  "while listing the tokens, "
+						  "which are revoked again");
+				goto fail;
+			}
 		}
 		cli_json_print(report);
 	} else {
@@ -287,14 +307,16 @@ static int token_ls(int argc, char **argv)
 	printf("%-32s  %-16s  %9s  %-20s  %s\n", "ID", "GROUP", "USED", "EXPIRES",
 	       "STATE");
 	json_array_foreach(json_object_get(resp, "tokens"), i, t) {
-		char when[32], used[32];
+		char when[32], used[32], id[80], group[CF_NAME_MAX_BYTES + 1], state[32];
 
 		cli_unix_iso(cli_json_int(t, "expires"), when, sizeof(when));
 		snprintf(used, sizeof(used), "%lld/%lld", cli_json_int(t, "used"),
 			 cli_json_int(t, "uses"));
-		printf("%-32s  %-16s  %9s  %-20s  %s\n", cli_json_str(t, "id"),
-		       cli_json_str(t, "group"), used, when,
-		       cli_json_str(t, "state"));
+		printf("%-32s  %-16s  %9s  %-20s  %s\n",
+		       cli_printable(cli_json_str(t, "id"), id, sizeof(id)),
+		       cli_printable(cli_json_str(t, "group"), group, sizeof(group)),
+		       used, when,
+		       cli_printable(cli_json_str(t, "state"), state, sizeof(state)));
 	}
 out:
 	json_decref(resp);

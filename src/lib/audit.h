@@ -4,10 +4,14 @@
  * The server logs every state change and every envelope read as an entry
  * of metadata only (who, from where, did what, to which object, how many
  * bytes).  Entries of one tenant form a chain: each holds the SHA-256 of
- * the previous entry's hash and its own fields, so a removed, reordered or
- * edited entry is detectable by anyone who reads the log (docs/API.md,
- * "Audit").  The store computes the chain when it appends; the CLI's
- * `coffer audit verify` recomputes it with the same function.
+ * the previous entry's hash and its own fields (docs/API.md, "Audit").
+ * It is an unsigned hash chain that the server builds: it detects an entry
+ * edited, removed or reordered while later entries stay in place, but
+ * whoever can write the database can rewrite the whole chain from some
+ * entry on, which is detectable only against a last hash recorded earlier
+ * (docs/THREAT-MODEL.md, "Audit").  The store computes the chain when it
+ * appends; the CLI's `coffer audit verify` recomputes it with the same
+ * function.
  */
 #ifndef CF_AUDIT_H
 #define CF_AUDIT_H

@@ -211,6 +211,9 @@ json_assert "$OUT" '"secret.read" in [e["action"] for e in d["entries"]]' true
 expect_ok as auditor audit verify
 grep -q '^audit chain intact: [0-9]* entries, last hash [0-9a-f]\{64\}$' "$OUT" ||
 	fail "audit verify said: $(cat "$OUT")"
+# The chain of another organisation's root is refused, naming an entry.
+expect_refusal 31 as auditor audit verify --root "$W/other/root.crt"
+stderr_has "audit entry"
 
 # ------------------------------------------------------------ revocation
 step "crl push"
