@@ -5,9 +5,11 @@
  *
  * Invariants: no backend is called with an argument store.h forbids (NULL
  * where a value is required, an unterminated fixed-size field, a name or
- * PEM above its limit, an empty or oversized envelope set).  A refusal
- * here is CF_ERR_USAGE (malformed) or CF_ERR_TOO_LARGE (above a limit) and
- * changes nothing.
+ * PEM or group above its limit, an empty or oversized envelope set, a
+ * recipient twice in one set).  A refusal here is CF_ERR_USAGE
+ * (malformed), CF_ERR_TOO_LARGE (above a limit), the status the database
+ * would give for a duplicate recipient (CF_ERR_USAGE for a put,
+ * CF_ERR_EXISTS for an upload chunk) or CF_ERR_NOMEM, and changes nothing.
  */
 #include "store.h"
 
@@ -71,6 +73,33 @@ static cf_status need_audit(const cf_audit_entry *a, cf_error *err)
 	return CF_OK;
 }
 
+/*
+ * Each name of a comma-separated group list (already known to end within
+ * CF_STORE_GROUPS_MAX), blanks around it trimmed as the backend trims
+ * them, within CF_STORE_NAME_MAX.
+ */
+static cf_status need_groups(const cf_cert_row *r, cf_error *err)
+{
+	for (const char *p = r->groups; *p != '\0';) {
+		size_t len = strcspn(p, ",");
+		const char *b = p, *e = p + len;
+
+		while (b < e && (*b == ' ' || *b == '\t'))
+			b++;
+		while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+			e--;
+		if ((size_t)(e - b) > CF_STORE_NAME_MAX)
+			return cf_error_set(err, CF_ERR_TOO_LARGE,
+					    "certificate %.16s: a group name "
+					    "is above %d bytes", r->fp,
+					    CF_STORE_NAME_MAX);
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+	return CF_OK;
+}
+
 static cf_status need_cert_row(const cf_cert_row *r, cf_error *err)
 {
 	cf_status rc;
@@ -89,8 +118,9 @@ static cf_status need_cert_row(const cf_cert_row *r, cf_error *err)
 	    (rc = need_nonempty(r->kind, 15, "certificate kind", err)) !=
 		    CF_OK ||
 	    (r->groups != NULL &&
-	     (rc = need_str(r->groups, 64 * 1024, "certificate groups",
-			    err)) != CF_OK) ||
+	     ((rc = need_str(r->groups, CF_STORE_GROUPS_MAX,
+			     "certificate groups", err)) != CF_OK ||
+	      (rc = need_groups(r, err)) != CF_OK)) ||
 	    (rc = need_nonempty(r->pem, CF_STORE_PEM_MAX, "certificate PEM",
 				err)) != CF_OK)
 		return rc;
@@ -556,9 +586,50 @@ void cf_enroll_rows_free(cf_enroll_row *rows, size_t n)
 
 /* ---- secrets and envelopes ------------------------------------------- */
 
-/* 1 to CF_STORE_ENVELOPES_MAX envelopes, each named and within its limit. */
+static int recipient_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/*
+ * Refuses two envelopes for one recipient among envs (already checked to
+ * be terminated and within CF_STORE_ENVELOPES_MAX) with dup_status, the
+ * status the database gives for it, before any database work.  Sorted
+ * copy of the pointers: n may be 100,000, too many to compare pairwise.
+ */
+static cf_status need_distinct(const char *name, const cf_envelope_in *envs,
+			       size_t n, cf_status dup_status, cf_error *err)
+{
+	const char **r;
+	cf_status rc = CF_OK;
+
+	if (n < 2)
+		return CF_OK;
+	if ((r = malloc(n * sizeof(*r))) == NULL)
+		return cf_error_set(err, CF_ERR_NOMEM,
+				    "secret %s: out of memory checking %zu "
+				    "recipients", name, n);
+	for (size_t i = 0; i < n; i++)
+		r[i] = envs[i].recipient;
+	qsort(r, n, sizeof(*r), recipient_cmp);
+	for (size_t i = 1; i < n; i++)
+		if (strcmp(r[i - 1], r[i]) == 0) {
+			rc = cf_error_set(err, dup_status,
+					  "secret %s: recipient %s has two "
+					  "envelopes in one request; send one "
+					  "per recipient", name, r[i]);
+			break;
+		}
+	free(r);
+	return rc;
+}
+
+/*
+ * 1 to CF_STORE_ENVELOPES_MAX envelopes, each named and within its limit,
+ * no recipient twice (refused with dup_status).
+ */
 static cf_status need_envelopes(const char *name, const cf_envelope_in *envs,
-				size_t n, cf_error *err)
+				size_t n, cf_status dup_status, cf_error *err)
 {
 	if (envs == NULL || n == 0)
 		return cf_error_set(err, CF_ERR_USAGE,
@@ -586,7 +657,7 @@ static cf_status need_envelopes(const char *name, const cf_envelope_in *envs,
 					    envs[i].recipient, envs[i].len,
 					    CF_STORE_ENVELOPE_MAX);
 	}
-	return CF_OK;
+	return need_distinct(name, envs, n, dup_status, err);
 }
 
 cf_status cf_store_secret_put(cf_store *st, const char *tenant,
@@ -607,7 +678,7 @@ cf_status cf_store_secret_put(cf_store *st, const char *tenant,
 		return cf_error_set(err, CF_ERR_USAGE,
 				    "secret %s: version %" PRId64 " is not "
 				    "positive", name, version);
-	if ((rc = need_envelopes(name, envs, n, err)) != CF_OK)
+	if ((rc = need_envelopes(name, envs, n, CF_ERR_USAGE, err)) != CF_OK)
 		return rc;
 	if (seq_out != NULL)
 		*seq_out = 0;
@@ -767,7 +838,7 @@ void cf_feed_items_free(cf_feed_item *items, size_t n)
 /* An upload id: exactly 32 lower-case hex characters. */
 static cf_status need_upload_id(const char *id, cf_error *err)
 {
-	if (id == NULL || strlen(id) != 32 ||
+	if (id == NULL || strnlen(id, 33) != 32 ||
 	    strspn(id, "0123456789abcdef") != 32)
 		return cf_error_set(err, CF_ERR_USAGE,
 				    "store: an upload id is 32 lower-case hex "
@@ -828,7 +899,7 @@ cf_status cf_store_upload_add(cf_store *st, const char *tenant,
 	if ((rc = need_tenant(st, tenant, err)) != CF_OK ||
 	    (rc = need_upload_id(id, err)) != CF_OK ||
 	    (rc = need_fp(writer, "writer fingerprint", err)) != CF_OK ||
-	    (rc = need_envelopes(id, envs, n, err)) != CF_OK)
+	    (rc = need_envelopes(id, envs, n, CF_ERR_EXISTS, err)) != CF_OK)
 		return rc;
 	return DISPATCH(st, upload_add, tenant, id, writer, now, envs, n, out,
 			err);
@@ -899,13 +970,6 @@ cf_status cf_store_audit_append_many(cf_store *st,
 	for (size_t i = 0; i < n; i++)
 		if ((rc = need_audit(&entries[i], err)) != CF_OK)
 			return rc;
-	if (st->ops->audit_append_many == NULL) {
-		for (size_t i = 0; i < n; i++)
-			if ((rc = DISPATCH(st, audit_append, &entries[i],
-					   err)) != CF_OK)
-				return rc;
-		return CF_OK;
-	}
 	return DISPATCH(st, audit_append_many, entries, n, err);
 }
 
@@ -920,6 +984,8 @@ cf_status cf_store_audit_list(cf_store *st, const char *tenant,
 		return rc;
 	if (filter == NULL)
 		filter = &all;
+	/* Not need_tenant: "" is a valid query, the chain of entries logged
+	 * before a tenant was known (the tests check it stays empty). */
 	if ((rc = need_store(st, err)) != CF_OK ||
 	    (rc = need_str(tenant, 64, "tenant id", err)) != CF_OK ||
 	    (filter->actor != NULL &&

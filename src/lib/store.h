@@ -32,8 +32,12 @@
  * does nothing (cf_store_cert_put of a known certificate) logs nothing.
  *
  * Limits (refused with CF_ERR_TOO_LARGE before any database work): names,
- * CNs and groups 255 bytes, PEMs 256 KiB, one envelope 1,664,344 bytes,
- * 100,000 envelopes per version, 10,000 tokens per add.
+ * CNs and each group name 255 bytes, a certificate's whole group list
+ * 64 KiB, PEMs 256 KiB, one envelope 1,664,344 bytes, 100,000 envelopes
+ * per version or per upload chunk, 10,000 tokens per add.  Checked in the
+ * transaction instead, because they depend on what is stored: the
+ * envelopes an upload holds in all (CF_ERR_TOO_LARGE) and the open
+ * uploads of a tenant (CF_ERR_LIMIT).
  *
  * Errors: CF_ERR_NOT_FOUND (no such row), CF_ERR_EXISTS (already there),
  * CF_ERR_CONFLICT (stale version, already decided), CF_ERR_TOKEN (token
@@ -242,9 +246,10 @@ typedef struct cf_secret_row {
 /*
  * Stores version `version` of tenant/name as n envelopes, in one
  * transaction: CF_ERR_CONFLICT if version is not above the latest stored
- * (deleted names included, so versions never repeat).  Each envelope gets
- * a new feed sequence number.  *seq_out (may be NULL) receives the
- * highest sequence number assigned.
+ * (deleted names included, so versions never repeat); CF_ERR_USAGE, before
+ * any database work, if two envelopes name one recipient.  Each envelope
+ * gets a new feed sequence number, in the order of envs.  *seq_out (may
+ * be NULL) receives the highest sequence number assigned.
  */
 cf_status cf_store_secret_put(cf_store *st, const char *tenant,
 			      const char *name, int64_t version,
@@ -254,10 +259,11 @@ cf_status cf_store_secret_put(cf_store *st, const char *tenant,
 			      cf_error *err);
 /*
  * Deletes a name: its envelopes are removed, a tombstone version
- * (latest + 1, deleted = 1) is recorded, and each recipient of the latest
- * version gets a feed entry saying so.  *recipients_out (may be NULL)
- * receives a malloc'ed array of the recipients' fingerprints, for waking
- * their long-polls.
+ * (latest + 1, deleted = 1) is recorded, and every recipient whose feed
+ * still shows the name (of the latest version or of an older one it was
+ * left out of since) gets a feed entry saying so, in fingerprint order.
+ * *recipients_out (may be NULL) receives a malloc'ed array of those
+ * fingerprints, for waking their long-polls.
  */
 cf_status cf_store_secret_delete(cf_store *st, const char *tenant,
 				 const char *name, const char *writer,
@@ -341,11 +347,14 @@ void cf_feed_items_free(cf_feed_item *items, size_t n);
 /*
  * A version too large for one request is staged: begun, filled with
  * envelopes chunk by chunk, then committed in one transaction that stores
- * it exactly as cf_store_secret_put would (one secret.put audit entry,
- * feed entries, the version row).  Until the commit nothing of it is
- * visible to agents, listings, history, stats or the audit log; begin,
- * add and abort change nothing anybody else can see and log no audit
- * entry (the commit does).
+ * it as cf_store_secret_put would (one secret.put audit entry, feed
+ * entries, the version row), with two differences: the feed sequence
+ * numbers are assigned in recipient (fingerprint) order, not in the order
+ * the envelopes were sent, and a recipient sent twice is CF_ERR_EXISTS
+ * from cf_store_upload_add (CF_ERR_USAGE from cf_store_secret_put).
+ * Until the commit nothing of it is visible to agents, listings, history,
+ * stats or the audit log; begin, add and abort change nothing anybody
+ * else can see and log no audit entry (the commit does).
  *
  * An upload belongs to its tenant and to the writer that began it: any
  * other writer gets CF_ERR_PERMISSION, another tenant CF_ERR_NOT_FOUND.
@@ -387,7 +396,8 @@ cf_status cf_store_upload_get(cf_store *st, const char *tenant,
  * Stages n envelopes (1 to CF_STORE_ENVELOPES_MAX, each as for
  * cf_store_secret_put) in one transaction: all of them or none.
  * CF_ERR_EXISTS if a recipient already has an envelope in this upload
- * (from this or an earlier chunk), CF_ERR_TOO_LARGE if the upload would
+ * (from an earlier chunk, or twice in this one, the latter refused before
+ * any database work), CF_ERR_TOO_LARGE if the upload would
  * hold more than CF_STORE_ENVELOPES_MAX.  Moves the expiry to now +
  * CF_STORE_UPLOAD_TTL.  *out (may be NULL) receives the upload after it.
  */

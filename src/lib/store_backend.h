@@ -6,8 +6,9 @@
  * point at its table.  store.c checks and bounds every argument before it
  * dispatches, so a backend may rely on: non-NULL pointers where store.h
  * requires them, NUL-terminated fixed-size fields, names and PEMs within
- * the limits below, n >= 1 envelopes of at most CF_STORE_ENVELOPE_MAX
- * bytes each.  Adding a backend (store_pg.c) means one table of these
+ * the limits below (each group of a certificate's list included), n >= 1
+ * envelopes of at most CF_STORE_ENVELOPE_MAX bytes each and no recipient
+ * twice among them.  Every op is required (no NULL entries).  Adding a backend (store_pg.c) means one table of these
  * functions and one branch in cf_store_open; no caller changes.
  */
 #ifndef CF_STORE_BACKEND_H
@@ -17,6 +18,7 @@
 
 /* Limits checked by store.c before any backend sees the input. */
 #define CF_STORE_NAME_MAX 255              /* secret names, CNs, groups */
+#define CF_STORE_GROUPS_MAX (64 * 1024)    /* a certificate's group list */
 #define CF_STORE_PEM_MAX (256 * 1024)      /* a certificate, CSR, CRL, chain */
 #define CF_STORE_ENVELOPE_MAX 1664344      /* one envelope's DER (API.md) */
 #define CF_STORE_ENVELOPES_MAX 100000      /* envelopes in one version */
@@ -128,7 +130,7 @@ typedef struct cf_store_ops {
 
 	cf_status (*audit_append)(cf_store *st, const cf_audit_entry *entry,
 				  cf_error *err);
-	/* One transaction; NULL: store.c appends one by one. */
+	/* All n in one transaction, all or none (store.h); required. */
 	cf_status (*audit_append_many)(cf_store *st,
 				       const cf_audit_entry *entries, size_t n,
 				       cf_error *err);

@@ -541,7 +541,11 @@ static int grow(void **arr, size_t *cap, size_t n, size_t elem)
 
 	if (n < *cap)
 		return 1;
+	if (elem == 0 || *cap > SIZE_MAX / 2)
+		return 0;
 	want = *cap == 0 ? 16 : *cap * 2;
+	if (want > SIZE_MAX / elem)
+		return 0;
 	p = realloc(*arr, want * elem);
 	if (p == NULL)
 		return 0;
@@ -1245,6 +1249,8 @@ static cf_status cert_insert(sq_store *s, const cf_cert_row *row,
 		while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
 			e--;
 		if (e > b) {
+			/* store.c refused this already; kept because grp
+			 * is a fixed-size buffer. */
 			if ((size_t)(e - b) > CF_STORE_NAME_MAX)
 				return cf_error_set(err, CF_ERR_TOO_LARGE,
 						    "certificate %.16s: a "
