@@ -24,10 +24,12 @@
 #include <openssl/evp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "b64.h"
 #include "cli.h"
 #include "pki.h"
 
@@ -594,48 +596,39 @@ out:
 cf_status cli_b64_decode(const char *text, const char *what,
 			 unsigned char **out, size_t *len, cf_error *err)
 {
-	size_t n = text ? strlen(text) : 0, pad = 0;
-	unsigned char *buf;
-	int got;
+	char label[128];
+	cf_error e = { 0 };
+	cf_status rc;
 
 	*out = NULL;
 	*len = 0;
-	if (text == NULL || n == 0 || n % 4 != 0 ||
-	    n > ((size_t)CF_ENVELOPE_MAX_BYTES + 2) / 3 * 4 + 4)
+	if (text == NULL || text[0] == '\0')
 		return cf_error_set(err, CF_ERR_SERVER,
-			"%s from the server is missing, not base64, or too large",
-			what);
-	if (text[n - 1] == '=')
-		pad++;
-	if (text[n - 2] == '=')
-		pad++;
-	buf = OPENSSL_malloc(n / 4 * 3 + 1);
-	if (buf == NULL)
-		return cf_error_set(err, CF_ERR_NOMEM, "out of memory");
-	got = EVP_DecodeBlock(buf, (const unsigned char *)text, (int)n);
-	if (got < 0 || (size_t)got < pad) {
-		OPENSSL_free(buf);
-		return cf_error_set(err, CF_ERR_SERVER,
-				    "%s from the server is not valid base64", what);
-	}
-	*out = buf;
-	*len = (size_t)got - pad;
-	return CF_OK;
+			"%s from the server is missing or empty", what);
+	snprintf(label, sizeof(label), "%s from the server", what);
+	rc = cf_b64_decode(text, strlen(text), CF_ENVELOPE_MAX_BYTES, label,
+			   out, len, &e);
+	if (rc == CF_OK)
+		return CF_OK;
+	/* Anything the server sent that we cannot read is its failure. */
+	return cf_error_set(err, rc == CF_ERR_NOMEM ? rc : CF_ERR_SERVER, "%s",
+			    e.msg);
 }
 
 json_t *cli_b64_json(const unsigned char *data, size_t len)
 {
-	size_t n = (len + 2) / 3 * 4;
-	unsigned char *buf;
+	size_t cap, n;
+	char *buf;
 	json_t *s;
 
 	if (len > CF_ENVELOPE_MAX_BYTES)
 		return NULL;
-	buf = OPENSSL_malloc(n + 1);
+	cap = cf_b64_encoded_len(len) + 1;
+	buf = OPENSSL_malloc(cap);
 	if (buf == NULL)
 		return NULL;
-	EVP_EncodeBlock(buf, data, (int)len);
-	s = json_stringn_nocheck((const char *)buf, n);
+	s = cf_b64_encode(data, len, buf, cap, &n, NULL) == CF_OK ?
+		json_stringn_nocheck(buf, n) : NULL;
 	OPENSSL_free(buf);
 	return s;
 }

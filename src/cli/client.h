@@ -157,7 +157,11 @@ cf_status cli_client_trust(cli_client *c, const cf_trust **out, cf_error *err);
  */
 int cli_next_cursor(const json_t *resp, char *after, size_t size);
 
-/* Decodes standard base64 (a JSON field) into OPENSSL_malloc'd bytes. */
+/*
+ * Decodes a non-empty base64 field of a server answer, strictly
+ * (cf_b64_decode, at most CF_ENVELOPE_MAX_BYTES), into OPENSSL_malloc'd
+ * bytes; anything unreadable is CF_ERR_SERVER.
+ */
 cf_status cli_b64_decode(const char *text, const char *what,
 			 unsigned char **out, size_t *len, cf_error *err);
 /* Encodes bytes as standard base64 into a jansson string (new reference). */

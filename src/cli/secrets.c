@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "b64.h"
 #include "cli.h"
 #include "client.h"
 #include "envelope.h"
@@ -355,8 +356,9 @@ static void entries_free(struct entries *e)
 static cf_status entries_add(struct entries *e, const char *fp,
 			     const unsigned char *der, size_t len, cf_error *err)
 {
-	size_t b64 = (len + 2) / 3 * 4;
+	size_t b64 = cf_b64_encoded_len(len);
 	size_t need = 64 + b64 + 40;
+	cf_status rc;
 	int w;
 
 	if (len > CF_ENVELOPE_MAX_BYTES)
@@ -388,7 +390,9 @@ static cf_status entries_add(struct entries *e, const char *fp,
 		     "%s{\"recipient\":\"%s\",\"envelope\":\"", e->n ? "," : "",
 		     fp);
 	e->len += (size_t)w;
-	EVP_EncodeBlock((unsigned char *)e->p + e->len, der, (int)len);
+	rc = cf_b64_encode(der, len, e->p + e->len, e->cap - e->len, NULL, err);
+	if (rc != CF_OK)
+		return rc;
 	e->len += b64;
 	w = snprintf(e->p + e->len, e->cap - e->len, "\"}");
 	e->len += (size_t)w;

@@ -10,9 +10,10 @@
  */
 #include "record.h"
 
+#include "b64.h"
+
 #include <jansson.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <string.h>
 
 static const char *const type_names[] = {
@@ -92,13 +93,15 @@ cf_status cf_record_encode(const cf_record *rec, cf_secret **json,
 	if ((size_t)rec->type >= sizeof(type_names) / sizeof(type_names[0]))
 		return cf_error_set(err, CF_ERR_USAGE, "unknown record type");
 
-	b64 = cf_secret_new(((vlen + 2) / 3) * 4);
+	b64 = cf_secret_new(cf_b64_encoded_len(vlen) + 1);
 	if (b64 == NULL)
 		return cf_error_set(err, CF_ERR_NOMEM, "out of secure memory");
-	if (vlen > 0)
-		EVP_EncodeBlock(cf_secret_data(b64), cf_secret_cdata(rec->value),
-				(int)vlen);
-	cf_secret_set_len(b64, ((vlen + 2) / 3) * 4, NULL);
+	rc = cf_b64_encode(vlen ? cf_secret_cdata(rec->value) : NULL, vlen,
+			   (char *)cf_secret_data(b64), cf_secret_cap(b64),
+			   NULL, err);
+	if (rc != CF_OK)
+		goto out;
+	cf_secret_set_len(b64, cf_b64_encoded_len(vlen), NULL);
 
 	obj = json_pack("{s:i, s:s, s:s, s:I, s:I, s:s, s:s%}",
 		"v", 1, "tenant", rec->tenant, "name", rec->name,
@@ -152,60 +155,22 @@ static cf_status check_keys(json_t *obj, cf_error *err)
 }
 
 /*
- * Decodes standard base64 with padding, strictly: the input must be the
- * canonical encoding of what it decodes to (checked by encoding back), so
- * stray '=', non-zero padding bits or white space cannot make two readers
- * see different secrets in one signed record.
+ * The value, strictly (cf_b64_decode_secret: canonical, so stray '=',
+ * non-zero padding bits or white space cannot make two readers see
+ * different secrets in one signed record).  A malformed value is a
+ * malformed record; the message names only a character offset.
  */
 static cf_status decode_value(const char *b64, size_t len, cf_secret **out,
 			      cf_error *err)
 {
-	size_t pad = 0, max = (len / 4) * 3;
-	cf_secret *value = NULL, *again = NULL;
-	cf_status rc = CF_OK;
-	int got;
+	cf_error e = { 0 };
+	cf_status rc = cf_b64_decode_secret(b64, len, CF_SECRET_MAX_BYTES,
+					    "record value", out, &e);
 
-	*out = NULL;
-	if (len % 4 != 0)
-		return cf_error_set(err, CF_ERR_RECORD,
-			"record value is not base64 (length %zu is not a "
-			"multiple of 4)", len);
-	if (len > 0 && b64[len - 1] == '=')
-		pad++;
-	if (len > 1 && b64[len - 2] == '=')
-		pad++;
-	if (max - pad > CF_SECRET_MAX_BYTES)
-		return cf_error_set(err, CF_ERR_TOO_LARGE,
-			"record value is above the limit of %u bytes",
-			CF_SECRET_MAX_BYTES);
-	value = cf_secret_new(max);
-	again = cf_secret_new(len);
-	if (value == NULL || again == NULL) {
-		rc = cf_error_set(err, CF_ERR_NOMEM, "out of secure memory");
-		goto out;
-	}
-	got = len ? EVP_DecodeBlock(cf_secret_data(value),
-				    (const unsigned char *)b64, (int)len) : 0;
-	if (got < 0 || (size_t)got != max) {
-		rc = cf_error_set(err, CF_ERR_RECORD, "record value is not base64");
-		goto out;
-	}
-	cf_secret_set_len(value, max - pad, NULL);
-	if (max - pad > 0)
-		EVP_EncodeBlock(cf_secret_data(again), cf_secret_cdata(value),
-				(int)(max - pad));
-	if (CRYPTO_memcmp(cf_secret_cdata(again), b64, len) != 0) {
-		rc = cf_error_set(err, CF_ERR_RECORD,
-			"record value is not canonical base64 (stray '=', "
-			"white space or non-zero padding bits)");
-		goto out;
-	}
-	*out = value;
-	value = NULL;
-out:
-	cf_secret_free(value);
-	cf_secret_free(again);
-	return rc;
+	if (rc == CF_OK)
+		return CF_OK;
+	return cf_error_set(err, rc == CF_ERR_PARSE ? CF_ERR_RECORD : rc,
+			    "%s", e.msg);
 }
 
 cf_status cf_record_parse(const unsigned char *json, size_t len,

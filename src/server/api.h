@@ -65,8 +65,10 @@ void api_reply(srv_req *r, int status, json_t *body);
 int api_is_hex(const char *s, size_t len);
 
 /*
- * Base64 (RFC 4648, padded, no whitespace) of a JSON string to bytes of
- * at most max: *out malloc'ed.  -1 with the request answered otherwise.
+ * Base64 of a JSON string to 1 to max bytes, strictly (cf_b64_decode:
+ * RFC 4648, padded, canonical, no white space): *out OPENSSL_malloc'ed,
+ * free it with OPENSSL_free.  -1 with the request answered otherwise
+ * (400, 413 above max, 500 out of memory).
  */
 int api_b64_field(srv_req *r, const char *what, const json_t *value,
 		  size_t max, unsigned char **out, size_t *len);
@@ -131,8 +133,12 @@ json_t *api_split_json(const char *list);
 /* The contents of a memory BIO as a malloc'ed string (NULL if none). */
 char *api_bio_text(BIO *bio);
 
-/* A certificate as PEM text, malloc'ed (NULL on allocation failure). */
+/*
+ * A certificate or request as PEM text (cf_cert_to_pem, cf_csr_to_pem),
+ * malloc'ed (NULL on failure).
+ */
 char *api_cert_pem(X509 *cert);
+char *api_csr_pem(X509_REQ *csr);
 
 /* 403: "KIND \"NAME\" holds no RULES rule matching NAME"; returns -1. */
 int api_deny_name(srv_req *r, const srv_identity *id, const char *rules,

@@ -22,7 +22,6 @@
 #include <string.h>
 
 #include <openssl/err.h>
-#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
 #include "api.h"
@@ -34,7 +33,6 @@ static void enroll_request(srv_req *r)
 	json_t *body = NULL;
 	const char *token_id, *token_hash, *name, *csr, *hmac;
 	X509_REQ *req = NULL;
-	BIO *bio = NULL;
 	cf_enroll_row row;
 	cf_audit_entry audit;
 	char cn[CF_CN_MAX_BYTES + 1];
@@ -63,9 +61,8 @@ static void enroll_request(srv_req *r)
 			"make the CSR for the name you enroll", cn, name);
 		goto out;
 	}
-	bio = BIO_new(BIO_s_mem());
-	if (bio == NULL || PEM_write_bio_X509_REQ(bio, req) != 1 ||
-	    (row.csr_pem = api_bio_text(bio)) == NULL) {
+	row.csr_pem = api_csr_pem(req);
+	if (row.csr_pem == NULL) {
 		srv_reply_error(r, 500, "internal", "the server ran out of "
 			"memory; nothing was changed; try again");
 		goto out;
@@ -90,7 +87,6 @@ static void enroll_request(srv_req *r)
 				    "status", "pending"));
 out:
 	free(row.csr_pem);
-	BIO_free(bio);
 	X509_REQ_free(req);
 	json_decref(body);
 }

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include <openssl/bn.h>
+#include <openssl/crypto.h>
 
 #include "api.h"
 #include "envelope.h"
@@ -232,7 +233,7 @@ void api_envelopes_clear(api_envelopes *e)
 	if (e == NULL)
 		return;
 	for (size_t i = 0; e->bufs != NULL && i < e->n; i++)
-		free(e->bufs[i]);
+		OPENSSL_free(e->bufs[i]); /* from api_b64_field */
 	free(e->bufs);
 	free(e->envs);
 	free(e->recipients);

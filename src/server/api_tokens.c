@@ -14,6 +14,7 @@
  * (token.create), or none is.  Tokens of another tenant are answered as
  * absent, not as forbidden.
  */
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,7 +145,7 @@ static void tokens_create(srv_req *r)
 	api_reply(r, 201, ids ? json_pack("{s:o}", "tokens", ids) : NULL);
 out:
 	for (size_t i = 0; i < n; i++)
-		free(rows[i].envelope);
+		OPENSSL_free(rows[i].envelope); /* from api_b64_field */
 	free(rows);
 	json_decref(body);
 }
