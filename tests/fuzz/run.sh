@@ -27,7 +27,7 @@ seconds=$2
 case $seconds in '' | *[!0-9]*) usage ;; esac
 bin=$build/tests/fuzz
 here=$(cd "$(dirname "$0")" && pwd)
-targets=${FUZZ_TARGETS:-envelope cert record perms token csr audit}
+targets=${FUZZ_TARGETS:-envelope cert record perms token csr audit b64}
 out=${FUZZ_RUN_DIR:-$build/fuzz-run}
 
 for t in $targets; do
@@ -60,6 +60,7 @@ max_len() {
 	token) echo 8192 ;;
 	csr) echo 4096 ;;
 	audit) echo 16384 ;;
+	b64) echo 4096 ;;
 	esac
 }
 

@@ -896,6 +896,24 @@ static void audit_seeds(void)
 	json_decref(list);
 }
 
+/* ------------------------------------------------------------- b64 */
+
+/* The RFC 4648 examples, and the ways base64 goes wrong. */
+static void b64_seeds(void)
+{
+	static const char *const texts[] = {
+		"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy",
+		"Zh==", "Zm9=", "Zg", "Z===", "Zg=a", "Zm9v\n", "Zm 9v",
+		"-_-_", "+/+/", "AAAA", "////",
+	};
+	char name[32];
+
+	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+		snprintf(name, sizeof(name), "text-%zu", i);
+		put_str("b64", name, texts[i]);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -913,6 +931,7 @@ int main(int argc, char **argv)
 	make_dir("token");
 	make_dir("csr");
 	make_dir("audit");
+	make_dir("b64");
 	envelope_seeds();
 	cert_seeds();
 	record_seeds();
@@ -920,6 +939,7 @@ int main(int argc, char **argv)
 	token_seeds();
 	csr_seeds();
 	audit_seeds();
+	b64_seeds();
 	printf("make_seeds: %d seeds in %s (tenant %s)\n", n_written, out_dir,
 	       cf_trust_tenant(fx->trust));
 	return 0;
