@@ -58,6 +58,7 @@ int cli_exit_code(cf_status rc)
 	case CF_ERR_STORE: return 29;
 	case CF_ERR_LIMIT: return 30;
 	case CF_ERR_AUDIT: return 31;
+	case CF_ERR_STALE: return 32;
 	}
 	return 1;
 }

@@ -20,6 +20,7 @@
 
 #include <curl/curl.h>
 #include <ctype.h>
+#include <signal.h>
 #include <errno.h>
 #include <openssl/evp.h>
 #include <openssl/err.h>
@@ -70,6 +71,7 @@ struct cli_client {
 	size_t len, cap;
 	int overflow;
 	int send_failed;      /* the last call broke off while sending */
+	volatile sig_atomic_t *abort_flag;  /* cli_client_set_abort */
 };
 
 int cli_settings_option(cli_settings *s, int c, const char *arg)
@@ -143,6 +145,24 @@ long cli_client_http_status(const cli_client *c) { return c->http_status; }
 void cli_client_set_timeout(cli_client *c, long seconds)
 {
 	curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, seconds);
+}
+
+/* Called by curl about once a second, and on every transfer step. */
+static int on_progress(void *parm, curl_off_t dltotal, curl_off_t dlnow,
+		       curl_off_t ultotal, curl_off_t ulnow)
+{
+	cli_client *c = parm;
+
+	(void)dltotal; (void)dlnow; (void)ultotal; (void)ulnow;
+	return c->abort_flag != NULL && *c->abort_flag ? 1 : 0;
+}
+
+void cli_client_set_abort(cli_client *c, volatile sig_atomic_t *flag)
+{
+	c->abort_flag = flag;
+	curl_easy_setopt(c->curl, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(c->curl, CURLOPT_XFERINFODATA, c);
+	curl_easy_setopt(c->curl, CURLOPT_NOPROGRESS, flag != NULL ? 0L : 1L);
 }
 
 static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
@@ -451,7 +471,10 @@ static cf_status perform(cli_client *c, const char *method, const char *path,
 	cc = curl_easy_perform(c->curl);
 	c->send_failed = cc == CURLE_SEND_ERROR;
 	if (cc != CURLE_OK) {
-		if (c->overflow || cc == CURLE_FILESIZE_EXCEEDED)
+		if (cc == CURLE_ABORTED_BY_CALLBACK)
+			rc = cf_error_set(err, CF_ERR_TIMEOUT,
+				"%s %s: interrupted", method, path);
+		else if (c->overflow || cc == CURLE_FILESIZE_EXCEEDED)
 			rc = cf_error_set(err, CF_ERR_SERVER,
 				"%s %s: the answer is larger than %u bytes; ask "
 				"for less (a prefix, a filter)", method, path,

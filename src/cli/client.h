@@ -13,6 +13,7 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <openssl/x509.h>
+#include <signal.h>
 
 #include "cli.h"
 #include "envelope.h"
@@ -103,6 +104,13 @@ const char *cli_client_tenant(const cli_client *c);
  * large uploads.
  */
 void cli_client_set_timeout(cli_client *c, long seconds);
+
+/*
+ * Makes every later call give up (CF_ERR_TIMEOUT, "interrupted") within
+ * about a second once *flag becomes non-zero, e.g. from a signal
+ * handler, so a long poll does not hold up a SIGTERM.  NULL: never.
+ */
+void cli_client_set_abort(cli_client *c, volatile sig_atomic_t *flag);
 
 /*
  * One request: method and path (with any query, already escaped); body

@@ -100,6 +100,7 @@ const char *cf_status_name(cf_status code)
 	case CF_ERR_STORE: return "CF_ERR_STORE";
 	case CF_ERR_LIMIT: return "CF_ERR_LIMIT";
 	case CF_ERR_AUDIT: return "CF_ERR_AUDIT";
+	case CF_ERR_STALE: return "CF_ERR_STALE";
 	}
 	return "CF_ERR_UNKNOWN";
 }

@@ -39,6 +39,8 @@ typedef enum cf_status {
 	CF_ERR_STORE = -18,       /* the database failed or is from the future */
 	CF_ERR_LIMIT = -19,       /* a rate, size or connection limit was hit */
 	CF_ERR_AUDIT = -32,       /* the audit hash chain is broken */
+	CF_ERR_STALE = -33,       /* some outputs could not be brought up to
+				     date (the agent's sinks) */
 
 	/* Refusals of an envelope, one per rule of docs/FORMAT.md. */
 	CF_ERR_TRUNCATED = -20,   /* envelope shorter than its DER says */

@@ -59,6 +59,13 @@ static void json_secure_free(void *p)
 	CRYPTO_secure_clear_free(h, h->size, __FILE__, __LINE__);
 }
 
+static int heap_locked;
+
+int cf_secmem_locked(void)
+{
+	return heap_locked;
+}
+
 cf_status cf_secmem_init(size_t heap_bytes, int *locked, cf_error *err)
 {
 	size_t size = 1;
@@ -74,11 +81,10 @@ cf_status cf_secmem_init(size_t heap_bytes, int *locked, cf_error *err)
 			return cf_error_set_ssl(err, CF_ERR_NOMEM,
 				"could not create the secure heap of %zu bytes; "
 				"check the process's memory limits", size);
-		if (locked != NULL)
-			*locked = (rc == 1);
-	} else if (locked != NULL) {
-		*locked = 1;
+		heap_locked = (rc == 1);
 	}
+	if (locked != NULL)
+		*locked = heap_locked;
 	json_set_alloc_funcs(json_secure_malloc, json_secure_free);
 	return CF_OK;
 }

@@ -30,6 +30,9 @@ typedef struct cf_secret cf_secret;
  */
 cf_status cf_secmem_init(size_t heap_bytes, int *locked, cf_error *err);
 
+/* Whether the secure heap is locked in memory (0 before cf_secmem_init). */
+int cf_secmem_locked(void);
+
 /* A new empty secret with room for cap bytes; NULL when out of memory. */
 cf_secret *cf_secret_new(size_t cap);
 
