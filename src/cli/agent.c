@@ -35,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent.h"
 #include "cli.h"
 #include "client.h"
 #include "pki.h"
@@ -52,6 +53,10 @@ static void agent_usage(FILE *out)
 		"       coffer agent approve (--all | NAME...) [--watch] [--days N] [connection options]\n"
 		"       coffer agent reject ID|NAME [--reason S] [connection options]\n"
 		"       coffer agent ls [--group G] [--json] [connection options]\n"
+		"       coffer agent run --state-dir D --config F [--log-level L]\n"
+		"       coffer agent once --state-dir D --config F [--json]\n"
+		"       coffer agent exec --state-dir D [--env VAR=NAME]... [--file-env VAR=NAME]...\n"
+		"                         [--offline] -- CMD [ARGS...]\n"
 		"\n"
 		"join     on a new machine, silently: makes the agent's key in D (0700;\n"
 		"         D/agent.key 0600), sends a certificate request with the\n"
@@ -60,7 +65,8 @@ static void agent_usage(FILE *out)
 		"         Run it again with the same D to keep waiting.  Exit 27 when\n"
 		"         the wait ends first, 28 when rejected.  --token-file - reads\n"
 		"         the token from standard input (keeps it out of the process\n"
-		"         list); with --root the certificate is verified on arrival.\n"
+		"         list); with --root the certificate is verified on arrival\n"
+		"         and the root is kept as D/root.crt for 'agent run'.\n"
 		"approve  for enrollers: checks each pending request's HMAC with the\n"
 		"         token you created, signs an agent certificate (CN = the\n"
 		"         requested name, group = the token's, --days N, default 825)\n"
@@ -68,6 +74,13 @@ static void agent_usage(FILE *out)
 		"         going every 2 s until interrupted.\n"
 		"reject   rejects a pending request (by ID, or by the requested name).\n"
 		"ls       lists the agents' certificates in the server's directory.\n"
+		"run      the agent daemon (foreground, for systemd): keeps the files\n"
+		"         and templates of F up to date from the server's feed; SIGHUP\n"
+		"         reloads F, SIGTERM exits.  docs/AGENT.md.\n"
+		"once     one sync of every file and template, then exit: 0 when all\n"
+		"         are up to date, 32 when some are not, 24 server unreachable.\n"
+		"exec     runs CMD with secrets in its environment (--env) or in\n"
+		"         memfds whose /proc/self/fd path is in VAR (--file-env).\n"
 		"\n%s", cli_settings_help);
 }
 
@@ -76,7 +89,7 @@ static void agent_usage(FILE *out)
 struct state {
 	const char *dir;
 	char key[PATH_MAX], cert[PATH_MAX], ca[PATH_MAX], enroll[PATH_MAX];
-	char conf[PATH_MAX];
+	char conf[PATH_MAX], root[PATH_MAX];
 };
 
 static cf_status state_paths(struct state *st, const char *dir, cf_error *err)
@@ -89,6 +102,7 @@ static cf_status state_paths(struct state *st, const char *dir, cf_error *err)
 	n |= snprintf(st->ca, sizeof(st->ca), "%s/server-ca.crt", dir) >= (int)sizeof(st->ca);
 	n |= snprintf(st->enroll, sizeof(st->enroll), "%s/enroll.json", dir) >= (int)sizeof(st->enroll);
 	n |= snprintf(st->conf, sizeof(st->conf), "%s/agent.json", dir) >= (int)sizeof(st->conf);
+	n |= snprintf(st->root, sizeof(st->root), "%s/root.crt", dir) >= (int)sizeof(st->root);
 	if (n)
 		return cf_error_set(err, CF_ERR_USAGE, "--state-dir path too long");
 	return CF_OK;
@@ -333,8 +347,8 @@ static int agent_join(int argc, char **argv)
 	cf_token *tok = NULL;
 	EVP_PKEY *key = NULL;
 	json_t *conf = NULL, *pending = NULL, *resp = NULL;
-	unsigned char *ca_pem = NULL;
-	size_t ca_len = 0;
+	unsigned char *ca_pem = NULL, *root_pem = NULL;
+	size_t ca_len = 0, root_len = 0;
 	char id[65] = "", fp[65], path[128], reason[301];
 	time_t deadline;
 	double delay = 1.0;
@@ -422,6 +436,20 @@ static int agent_join(int argc, char **argv)
 		if (rc != CF_OK)
 			goto fail;
 	}
+	if (root != NULL) {
+		X509 *r = NULL;
+
+		rc = cli_read_file(root, CF_PEM_MAX_BYTES, &root_pem, &root_len,
+				   &err);
+		if (rc == CF_OK)
+			rc = cli_load_cert(root, &r, NULL, &err);
+		if (rc == CF_OK && cf_cert_kind(r) != CF_KIND_ROOT)
+			rc = cf_error_set(&err, CF_ERR_USAGE, "--root %s is not "
+				"a root certificate (self-signed CA)", root);
+		X509_free(r);
+		if (rc != CF_OK)
+			goto fail;
+	}
 	rc = cli_mkdir(dir, 0700, &err);
 	if (rc == CF_OK && chmod(dir, 0700) != 0)
 		rc = cf_error_set(&err, CF_ERR_IO, "cannot set mode 0700 on %s: %s",
@@ -430,6 +458,9 @@ static int agent_join(int argc, char **argv)
 		rc = cli_write_file(st.ca, ca_pem, ca_len, 0644, 0, &err);
 		server_ca = st.ca;
 	}
+	/* The anchor `agent run` verifies every record against. */
+	if (rc == CF_OK && root_pem != NULL)
+		rc = cli_write_file(st.root, root_pem, root_len, 0644, 0, &err);
 	if (rc == CF_OK) {
 		json_t *nc = json_pack("{s:s, s:s, s:s?, s:s, s:s}", "server", server,
 			"name", name, "server_ca", server_ca ? "server-ca.crt" : NULL,
@@ -530,6 +561,7 @@ fail:
 	code = cli_fail(&err);
 done:
 	OPENSSL_free(ca_pem);
+	OPENSSL_free(root_pem);
 	json_decref(resp);
 	json_decref(conf);
 	json_decref(pending);
@@ -1003,6 +1035,9 @@ int cmd_agent(int argc, char **argv)
 		{ "approve", agent_approve },
 		{ "reject", agent_reject },
 		{ "ls", agent_ls },
+		{ "run", ag_cmd_run },
+		{ "once", ag_cmd_once },
+		{ "exec", ag_cmd_exec },
 	};
 
 	return cli_dispatch(argc, argv, subs, sizeof(subs) / sizeof(subs[0]),

@@ -12,7 +12,7 @@
 # Exits 1 if any target crashed, leaked, timed out or ran out of memory
 # (each such input is listed), 2 on a usage or setup error.
 #
-# Environment: FUZZ_TARGETS (default: all seven, see below) picks
+# Environment: FUZZ_TARGETS (default: all ten, see below) picks
 # targets; COFFER_FUZZ_SECMEM=1 fuzzes with OpenSSL's secure heap (fixture.h).
 # To reproduce a finding: BUILD_DIR/tests/fuzz/fuzz_TARGET FILE
 set -u
@@ -27,7 +27,7 @@ seconds=$2
 case $seconds in '' | *[!0-9]*) usage ;; esac
 bin=$build/tests/fuzz
 here=$(cd "$(dirname "$0")" && pwd)
-targets=${FUZZ_TARGETS:-envelope cert record perms token csr audit b64}
+targets=${FUZZ_TARGETS:-envelope cert record perms token csr audit b64 agent_config template}
 out=${FUZZ_RUN_DIR:-$build/fuzz-run}
 
 for t in $targets; do
@@ -61,6 +61,8 @@ max_len() {
 	csr) echo 4096 ;;
 	audit) echo 16384 ;;
 	b64) echo 4096 ;;
+	agent_config) echo 8192 ;;
+	template) echo 8192 ;;
 	esac
 }
 

@@ -2,15 +2,18 @@
  * seeds.c - make_seeds OUTDIR: the seed corpora of the fuzz targets.
  *
  * Writes OUTDIR/envelope, OUTDIR/cert, OUTDIR/record, OUTDIR/perms,
- * OUTDIR/token, OUTDIR/csr and OUTDIR/audit, one file per seed, generated in every run (run.sh calls it; nothing here is
- * checked in).  The envelope seeds are made with the fixed fixture of
+ * OUTDIR/token, OUTDIR/csr, OUTDIR/audit, OUTDIR/b64, OUTDIR/agent_config
+ * and OUTDIR/template, one file per seed, generated in every run (run.sh
+ * calls it; nothing here is checked in).  The envelope seeds are made with the fixed fixture of
  * fixture.h, so they open with the key fuzz_envelope holds: one seed per
  * refusal of docs/FORMAT.md and one that passes every check, each both as
  * a sealed AuthEnvelopedData and as the bare SignedData inside it (the
  * target tries every input both ways).  Other seeds cover each branch of
  * the certificate, record and permission parsers; the token seeds include
  * token envelopes sealed by the fixture's enroller (which fuzz_token opens
- * as that enroller), and the audit seeds a real hash chain.
+ * as that enroller), and the audit seeds a real hash chain.  The agent's
+ * configuration and template seeds are one good file using every section,
+ * key and action, and one per refusal.
  */
 #include <errno.h>
 #include <openssl/cms.h>
@@ -914,6 +917,105 @@ static void b64_seeds(void)
 	}
 }
 
+/* ------------------------------------------------------- agent_config */
+
+static void agent_config_seeds(void)
+{
+	static const struct {
+		const char *name;
+		const char *text;
+	} seeds[] = {
+		{ "full",
+		  "# every section and key\n"
+		  "[server]\n"
+		  "url = https://coffer.example:8443\n"
+		  "ca = /etc/coffer/server-ca.pem\n"
+		  "root = /etc/coffer/root.pem\n"
+		  "\n"
+		  "[agent]\n"
+		  "reload_timeout = 30\n"
+		  "wait = 55\n"
+		  "\n"
+		  "[file prod/db/password]\n"
+		  "path = /run/app/db_password\n"
+		  "mode = 0400\n"
+		  "owner = root\n"
+		  "group = root\n"
+		  "reload = /usr/bin/systemctl reload app\n"
+		  "\n"
+		  "[template /etc/app/app.conf]\n"
+		  "source = /etc/coffer/app.conf.tmpl\n"
+		  "mode = 0640\n"
+		  "owner = 0\n"
+		  "group = 0\n"
+		  "reload = /bin/sh -c 'kill -HUP 1' \"a \\\"b\\\\\"\n" },
+		{ "crlf-comments", "; c\r\n  # c\r\n[ server ]\r\n\turl=https://h:1\r\n"
+		  "[file a/b]\r\npath = /x\r\n" },
+		{ "minimal", "[server]\nurl = https://h\n" },
+		{ "unknown-section", "[server]\nurl = https://h\n[secret a]\n" },
+		{ "unknown-key", "[server]\nurl = https://h\nport = 1\n" },
+		{ "key-twice", "[server]\nurl = https://h\nurl = https://i\n" },
+		{ "section-twice", "[server]\nurl = https://h\n[agent]\n[agent]\n" },
+		{ "no-server", "[agent]\nwait = 5\n" },
+		{ "http", "[server]\nurl = http://h\n" },
+		{ "range", "[server]\nurl = https://h\n[agent]\nwait = 61\n"
+		  "reload_timeout = 0\n" },
+		{ "bad-mode", "[server]\nurl = https://h\n[file a]\npath = /a\n"
+		  "mode = 4666\n" },
+		{ "bad-owner", "[server]\nurl = https://h\n[file a]\npath = /a\n"
+		  "owner = nobody-here\ngroup = 99999999999\n" },
+		{ "relative", "[server]\nurl = https://h\n[template etc/x]\n"
+		  "source = ./x\n" },
+		{ "dup-path", "[server]\nurl = https://h\n[file a]\npath = /x\n"
+		  "[template /x]\nsource = /s\n" },
+		{ "bad-name", "[server]\nurl = https://h\n[file ../a]\npath = /x\n" },
+		{ "bad-reload", "[server]\nurl = https://h\n[file a]\npath = /x\n"
+		  "reload = rel 'open\n" },
+		{ "no-path", "[server]\nurl = https://h\n[file a]\n[template /t]\n" },
+		{ "no-equals", "[server]\nurl\n" },
+		{ "control", "[server]\nurl = https://h\x01\n" },
+		{ "argv", "/bin/x a'b c'\"d\\\"e\" '' \"\"\n/bin/y \"unclosed\n" },
+	};
+
+	for (size_t i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++)
+		put_str("agent_config", seeds[i].name, seeds[i].text);
+}
+
+/* ----------------------------------------------------------- template */
+
+/*
+ * fuzz_template's lookup knows names by their first byte (a, p: plain;
+ * e, j: needs escaping; b: not UTF-8; B: 512 KiB; z: empty).
+ */
+static void template_seeds(void)
+{
+	static const struct {
+		const char *name;
+		const char *text;
+	} seeds[] = {
+		{ "full", "password = {{ secret \"prod/db/password\" }}\n"
+		  "{\"token\": {{ secret \"escape/token\" | json }},\n"
+		  " \"empty\": {{secret\"z\"|json}}}\n"
+		  "literal {{ \"{{\" }} and {{ \"q\\\"\\\\\" }} and }} and {\n" },
+		{ "missing", "{{ secret \"a\" }}{{ secret \"missing/x\" }}\n" },
+		{ "binary-json", "{{ secret \"b\" }} {{ secret \"b\" | json }}\n" },
+		{ "too-large", "{{ secret \"B\" }}{{ secret \"B\" }}{{ secret \"B\" }}"
+		  "{{ secret \"B\" }}{{ secret \"B\" }}{{ secret \"B\" }}"
+		  "{{ secret \"B\" }}{{ secret \"B\" }}{{ secret \"B\" }}\n" },
+		{ "json-grows", "{{ secret \"B\" | json }}{{ secret \"e\" | json }}\n" },
+		{ "unclosed", "a\nb {{ secret \"a\"\n" },
+		{ "unknown-action", "{{ range \"a\" }}" },
+		{ "unknown-filter", "{{ secret \"a\" | base64 }}" },
+		{ "bad-name", "{{ secret \"../a\" }}" },
+		{ "bad-escape", "{{ \"\\n\" }}" },
+		{ "unclosed-string", "{{ \"abc }}" },
+		{ "no-quotes", "{{ secret a }}" },
+	};
+
+	for (size_t i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++)
+		put_str("template", seeds[i].name, seeds[i].text);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -932,6 +1034,8 @@ int main(int argc, char **argv)
 	make_dir("csr");
 	make_dir("audit");
 	make_dir("b64");
+	make_dir("agent_config");
+	make_dir("template");
 	envelope_seeds();
 	cert_seeds();
 	record_seeds();
@@ -940,6 +1044,8 @@ int main(int argc, char **argv)
 	csr_seeds();
 	audit_seeds();
 	b64_seeds();
+	agent_config_seeds();
+	template_seeds();
 	printf("make_seeds: %d seeds in %s (tenant %s)\n", n_written, out_dir,
 	       cf_trust_tenant(fx->trust));
 	return 0;

@@ -1,0 +1,114 @@
+/*
+ * config.h - the agent's configuration file (INI, docs/AGENT.md).
+ *
+ *   [server]                     where the server is, what to trust
+ *   url = https://coffer.example:8443
+ *   ca = /etc/coffer/server-ca.pem
+ *   root = /etc/coffer/root.pem
+ *
+ *   [agent]                      optional knobs (all have defaults)
+ *   reload_timeout = 30
+ *   wait = 55
+ *
+ *   [file NAME]                  one secret's value -> one file
+ *   path = /run/app/db_password
+ *   mode = 0400
+ *   owner = app
+ *   group = app
+ *   reload = /usr/bin/systemctl reload app
+ *
+ *   [template PATH]              a template rendered -> PATH
+ *   source = /etc/coffer/app.conf.tmpl
+ *   mode = 0640
+ *   reload = /usr/bin/systemctl reload app
+ *
+ * The file is outside input: every line is bounded, every key known,
+ * every value checked, and a refusal names the file and the line.  The
+ * parsed configuration holds no secret.
+ */
+#ifndef CF_AGENT_CONFIG_H
+#define CF_AGENT_CONFIG_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "error.h"
+
+/* Largest configuration file and template source accepted. */
+#define AG_CONFIG_MAX_BYTES (1024u * 1024u)
+#define AG_TEMPLATE_SOURCE_MAX_BYTES (1024u * 1024u)
+/* Longest line of the configuration, most [file] + [template] sections. */
+#define AG_CONFIG_MAX_LINE 4096u
+#define AG_CONFIG_MAX_SINKS 10000u
+/* Longest reload command and most words in it (ag_argv_split). */
+#define AG_ARGV_MAX_BYTES AG_CONFIG_MAX_LINE
+#define AG_ARGV_MAX_WORDS 256u
+
+typedef enum ag_sink_kind {
+	AG_SINK_FILE = 0,       /* [file NAME]: the value of secret NAME */
+	AG_SINK_TEMPLATE,       /* [template PATH]: source rendered */
+} ag_sink_kind;
+
+typedef struct ag_sink {
+	ag_sink_kind kind;
+	char *secret;           /* FILE: the secret's name; TEMPLATE: NULL */
+	char *path;             /* absolute path of the file written */
+	char *source;           /* TEMPLATE: absolute path of the template */
+	mode_t mode;            /* default 0400 (file), 0440 (template) */
+	uid_t uid;              /* (uid_t)-1: the agent's own */
+	gid_t gid;              /* (gid_t)-1: the agent's own */
+	char **reload;          /* argv (NULL-terminated), NULL for none */
+	char *reload_text;      /* the reload line as written, for logs */
+	int line;               /* line of the section header */
+} ag_sink;
+
+typedef struct ag_config {
+	char *path;             /* the file it was read from */
+	char *server_url;       /* [server] url (https://...) */
+	char *server_ca;        /* [server] ca, NULL: the state dir's copy */
+	char *root;             /* [server] root, NULL: the state dir's copy */
+	long reload_timeout_s;  /* [agent] reload_timeout, 1..3600, default 30 */
+	long wait_s;            /* [agent] wait: long-poll seconds, 1..60,
+				   default 55 */
+	ag_sink *sinks;
+	size_t n_sinks;
+} ag_config;
+
+/*
+ * Reads and parses path (at most AG_CONFIG_MAX_BYTES, not world-writable:
+ * see ag_config_read_text).  Refusals are
+ * CF_ERR_PARSE with "FILE:LINE: what is wrong and what to write instead":
+ * unknown section or key, a key twice, a value out of range, a mode that
+ * is not octal or gives others write access, an owner or group that does
+ * not exist, a relative path, two sinks writing the same path, a reload
+ * line that does not split into an absolute program and arguments.
+ * CF_ERR_TOO_LARGE: above AG_CONFIG_MAX_BYTES or AG_CONFIG_MAX_SINKS.
+ */
+cf_status ag_config_load(const char *path, ag_config **out, cf_error *err);
+
+/* The same from memory (len bytes of text); what names it in messages. */
+cf_status ag_config_parse(const char *text, size_t len, const char *what,
+			  ag_config **out, cf_error *err);
+
+void ag_config_free(ag_config *cfg);
+
+/*
+ * Reads a whole configuration file or template source of at most max
+ * bytes into *text (malloc'd, NUL-terminated, *len bytes before the NUL;
+ * not secret).  Refusals: CF_ERR_IO for what cannot be read, is not a
+ * regular file, or is writable by every user (it decides where secrets
+ * go); CF_ERR_TOO_LARGE above max.
+ */
+cf_status ag_config_read_text(const char *path, size_t max, char **text,
+			      size_t *len, cf_error *err);
+
+/*
+ * Splits a reload line into argv without a shell: words separated by
+ * blanks, '...' and "..." group words (no escapes inside '...'; \" and \\
+ * inside "..."), nothing is expanded.  The first word must be an absolute
+ * path.  *argv is NULL-terminated; free it with ag_argv_free.
+ */
+cf_status ag_argv_split(const char *line, char ***argv, cf_error *err);
+void ag_argv_free(char **argv);
+
+#endif

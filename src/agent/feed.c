@@ -1,0 +1,437 @@
+/*
+ * feed.c - the agent's side of GET /v1/agent/secrets (docs/API.md), and
+ * the runtime every agent command starts from (runtime.h).
+ *
+ * The server is a relay we do not trust: each feed entry is opened with
+ * the agent's key and verified against the organisation's root and the
+ * newest CRL seen (cf_envelope_open, docs/FORMAT.md section 4), under the
+ * name the server said it is for and with the highest version accepted so
+ * far as the minimum.  Whatever fails is logged with the reason and
+ * dropped; the cache and the files keep the last good version.
+ */
+#include "runtime.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "envelope.h"
+#include "log.h"
+#include "pki.h"
+#include "policy.h"
+#include "sink_file.h"
+
+#define FEED_LIMIT 100
+/* How long a request may take beyond the long poll itself. */
+#define FEED_SLACK_S 30L
+
+static int file_exists(const char *path)
+{
+	return access(path, F_OK) == 0;
+}
+
+/* agent.json's "server" (the URL `agent join` used) into buf. */
+static cf_status joined_server(const ag_runtime *rt, char *buf, size_t size,
+			       cf_error *err)
+{
+	char path[PATH_MAX];
+	unsigned char *text = NULL;
+	size_t len = 0;
+	json_t *doc = NULL;
+	const char *url;
+	cf_status rc;
+
+	rc = ag_state_path(rt->st, "agent.json", path, sizeof(path), err);
+	if (rc == CF_OK)
+		rc = cli_read_file(path, 64 * 1024, &text, &len, err);
+	if (rc != CF_OK)
+		return rc;
+	doc = json_loadb((const char *)text, len, 0, NULL);
+	url = json_string_value(json_object_get(doc, "server"));
+	if (url == NULL || snprintf(buf, size, "%s", url) >= (int)size)
+		rc = cf_error_set(err, CF_ERR_PARSE, "%s names no server URL; "
+				  "give one in the config's [server] url", path);
+	json_decref(doc);
+	OPENSSL_free(text);
+	return rc;
+}
+
+static cf_status rebuild_trust(ag_runtime *rt, cf_error *err)
+{
+	cf_trust *trust = NULL;
+	cf_status rc = cf_trust_new(rt->root, rt->crl, &trust, err);
+
+	if (rc != CF_OK)
+		return rc;
+	cf_trust_free(rt->trust);
+	rt->trust = trust;
+	return CF_OK;
+}
+
+cf_status ag_runtime_new(const char *state_dir, const char *server_url,
+			 const char *server_ca, const char *root, int offline,
+			 ag_runtime **out, cf_error *err)
+{
+	ag_runtime *rt;
+	char cert_path[PATH_MAX], key_path[PATH_MAX], root_path[PATH_MAX];
+	char ca_path[PATH_MAX], crl_path[PATH_MAX], url[2048];
+	cli_pass nopass = { 0 };
+	cli_settings set = { 0 };
+	cf_status rc;
+
+	*out = NULL;
+	rt = OPENSSL_zalloc(sizeof(*rt));
+	if (rt == NULL)
+		return cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+	rc = ag_state_open(state_dir, &rt->st, err);
+	if (rc == CF_OK)
+		rc = ag_state_path(rt->st, "agent.crt", cert_path,
+				   sizeof(cert_path), err);
+	if (rc == CF_OK)
+		rc = ag_state_path(rt->st, "agent.key", key_path,
+				   sizeof(key_path), err);
+	if (rc == CF_OK)
+		rc = ag_state_path(rt->st, "crl.pem", crl_path,
+				   sizeof(crl_path), err);
+	if (rc == CF_OK && root == NULL) {
+		rc = ag_state_path(rt->st, "root.crt", root_path,
+				   sizeof(root_path), err);
+		root = root_path;
+	}
+	if (rc != CF_OK)
+		goto out;
+	if (!file_exists(cert_path)) {
+		rc = cf_error_set(err, CF_ERR_USAGE, "%s has no agent.crt: the "
+			"agent has not been approved yet; run 'coffer agent join "
+			"--state-dir %s' to finish enrolling", state_dir, state_dir);
+		goto out;
+	}
+	if (!file_exists(root)) {
+		rc = cf_error_set(err, CF_ERR_USAGE, "no organisation root at %s: "
+			"the agent verifies every secret against it; give it with "
+			"'root =' in the config's [server] section, or join with "
+			"--root", root);
+		goto out;
+	}
+	rc = cli_load_cert(cert_path, &rt->cert, NULL, err);
+	if (rc == CF_OK)
+		rc = cli_load_key(key_path, &nopass, &rt->key, err);
+	if (rc == CF_OK)
+		rc = cli_load_cert(root, &rt->root, NULL, err);
+	if (rc == CF_OK && file_exists(crl_path))
+		rc = cli_load_crl(crl_path, &rt->crl, err);
+	if (rc == CF_OK)
+		rc = rebuild_trust(rt, err);
+	if (rc != CF_OK)
+		goto out;
+	if (X509_check_private_key(rt->cert, rt->key) != 1) {
+		ERR_clear_error();
+		rc = cf_error_set(err, CF_ERR_USAGE, "%s does not belong to %s; "
+				  "the state dir is damaged: join again",
+				  key_path, cert_path);
+		goto out;
+	}
+	if (offline) {
+		*out = rt;
+		return CF_OK;
+	}
+	if (server_url == NULL) {
+		rc = joined_server(rt, url, sizeof(url), err);
+		if (rc != CF_OK)
+			goto out;
+		server_url = url;
+	}
+	if (server_ca == NULL) {
+		rc = ag_state_path(rt->st, "server-ca.crt", ca_path,
+				   sizeof(ca_path), err);
+		if (rc != CF_OK)
+			goto out;
+		if (file_exists(ca_path))
+			server_ca = ca_path;
+	}
+	set.server = server_url;
+	set.server_ca = server_ca;
+	set.cert = cert_path;
+	set.key = key_path;
+	rc = cli_client_new(&set, CLI_NEED_IDENTITY, &rt->client, err);
+	if (rc != CF_OK)
+		goto out;
+	*out = rt;
+	return CF_OK;
+out:
+	ag_runtime_free(rt);
+	return rc;
+}
+
+void ag_runtime_free(ag_runtime *rt)
+{
+	if (rt == NULL)
+		return;
+	ag_runtime_clear_changes(rt);
+	OPENSSL_free(rt->changed);
+	cli_client_free(rt->client);
+	X509_free(rt->cert);
+	EVP_PKEY_free(rt->key);
+	X509_free(rt->root);
+	X509_CRL_free(rt->crl);
+	cf_trust_free(rt->trust);
+	ag_state_free(rt->st);
+	OPENSSL_free(rt);
+}
+
+void ag_runtime_set_abort(ag_runtime *rt, volatile sig_atomic_t *flag)
+{
+	if (rt->client != NULL)
+		cli_client_set_abort(rt->client, flag);
+}
+
+void ag_runtime_clear_changes(ag_runtime *rt)
+{
+	for (size_t i = 0; i < rt->n_changed; i++)
+		OPENSSL_free(rt->changed[i]);
+	rt->n_changed = 0;
+	rt->refused = 0;
+}
+
+static cf_status note_changed(ag_runtime *rt, const char *name, cf_error *err)
+{
+	for (size_t i = 0; i < rt->n_changed; i++)
+		if (strcmp(rt->changed[i], name) == 0)
+			return CF_OK;
+	if (rt->n_changed == rt->cap_changed) {
+		size_t cap = rt->cap_changed ? rt->cap_changed * 2 : 16;
+		char **grown = OPENSSL_realloc(rt->changed, cap * sizeof(*grown));
+
+		if (grown == NULL)
+			return cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+		rt->changed = grown;
+		rt->cap_changed = cap;
+	}
+	rt->changed[rt->n_changed] = OPENSSL_strdup(name);
+	if (rt->changed[rt->n_changed] == NULL)
+		return cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+	rt->n_changed++;
+	return CF_OK;
+}
+
+/* -1, 0, 1 as a's cRLNumber is below, equal to, above b's (none = -1). */
+static int crl_cmp(X509_CRL *a, X509_CRL *b)
+{
+	ASN1_INTEGER *na = X509_CRL_get_ext_d2i(a, NID_crl_number, NULL, NULL);
+	ASN1_INTEGER *nb = b ? X509_CRL_get_ext_d2i(b, NID_crl_number, NULL,
+						   NULL) : NULL;
+	int r;
+
+	if (na == NULL || nb == NULL)
+		r = na != NULL ? 1 : nb != NULL ? -1 : 0;
+	else
+		r = ASN1_INTEGER_cmp(na, nb);
+	ASN1_INTEGER_free(na);
+	ASN1_INTEGER_free(nb);
+	return r < 0 ? -1 : r > 0;
+}
+
+cf_status ag_refresh_crl(ag_runtime *rt, cf_error *err)
+{
+	json_t *resp = NULL;
+	X509_CRL *crl = NULL;
+	unsigned char *pem = NULL;
+	size_t pem_len = 0;
+	char path[PATH_MAX];
+	const char *text;
+	cf_error why = { 0 };
+	cf_status rc;
+
+	if (rt->client == NULL)
+		return CF_OK;
+	cli_client_set_timeout(rt->client, FEED_SLACK_S);
+	rc = cli_client_call(rt->client, "GET", "/v1/crl", NULL, &resp, err);
+	if (rc != CF_OK)
+		goto out;
+	rt->crl_checked = time(NULL);
+	text = json_string_value(json_object_get(resp, "crl"));
+	if (text == NULL)
+		goto out;            /* the organisation has not pushed one */
+	if (cf_crl_parse((const unsigned char *)text, strlen(text),
+			 "the server's CRL", &crl, &why) != CF_OK ||
+	    cf_crl_check_signer(crl, rt->root, &why) != CF_OK) {
+		ag_log(AG_LOG_WARN, "ignoring the server's CRL: %s; keeping the "
+		       "one we have", why.msg);
+		goto out;
+	}
+	if (rt->crl != NULL && crl_cmp(crl, rt->crl) <= 0) {
+		if (crl_cmp(crl, rt->crl) < 0)
+			ag_log(AG_LOG_WARN, "the server serves an older CRL than "
+			       "the one this agent has seen; keeping the newer "
+			       "(a server cannot un-revoke anybody)");
+		goto out;
+	}
+	X509_CRL_free(rt->crl);
+	rt->crl = crl;
+	crl = NULL;
+	rc = rebuild_trust(rt, err);
+	if (rc == CF_OK)
+		rc = cf_crl_to_pem(rt->crl, &pem, &pem_len, err);
+	if (rc == CF_OK)
+		rc = ag_state_path(rt->st, "crl.pem", path, sizeof(path), err);
+	if (rc == CF_OK)
+		rc = ag_file_replace(path, pem, pem_len, 0644, err);
+	if (rc == CF_OK)
+		ag_log(AG_LOG_INFO, "took the organisation's newer CRL");
+out:
+	OPENSSL_free(pem);
+	X509_CRL_free(crl);
+	json_decref(resp);
+	return rc;
+}
+
+/* Verifies one feed entry and, if it is good and new, caches it. */
+static cf_status take_entry(ag_runtime *rt, const json_t *item, size_t *bytes,
+			    cf_error *err)
+{
+	const char *name = json_string_value(json_object_get(item, "name"));
+	const char *b64 = json_string_value(json_object_get(item, "envelope"));
+	json_int_t said = json_integer_value(json_object_get(item, "version"));
+	char shown[CF_NAME_MAX_BYTES * 4 + 8];
+	unsigned char *der = NULL;
+	size_t len = 0;
+	cf_record *rec = NULL;
+	cf_error why = { 0 };
+	uint64_t have;
+	cf_status rc = CF_OK;
+
+	if (name == NULL || cf_name_check("secret name", name, NULL) != CF_OK) {
+		ag_log(AG_LOG_WARN, "the server sent a feed entry without a valid "
+		       "secret name (\"%s\"); ignored",
+		       cli_printable(name ? name : "", shown, sizeof(shown)));
+		rt->refused++;
+		return CF_OK;
+	}
+	have = ag_state_version(rt->st, name);
+	if (json_is_true(json_object_get(item, "deleted"))) {
+		ag_log(AG_LOG_WARN, "the server says %s was deleted (version %lld); "
+		       "deletions are not signed, so this agent keeps its files "
+		       "(remove the sink from the config to stop writing it)",
+		       name, (long long)said);
+		return CF_OK;
+	}
+	if (cli_b64_decode(b64, "an envelope", &der, &len, &why) != CF_OK)
+		goto refused;
+	rc = cf_envelope_open(der, len, rt->cert, rt->key, rt->trust, name, have,
+			      &rec, NULL, &why);
+	if (rc == CF_ERR_NOMEM) {
+		*err = why;
+		goto out;
+	}
+	rc = CF_OK;
+	if (rec == NULL)
+		goto refused;
+	if (said != (json_int_t)rec->version)
+		ag_log(AG_LOG_WARN, "the server listed %s as version %lld but the "
+		       "signed record is version %llu; the record counts", name,
+		       (long long)said, (unsigned long long)rec->version);
+	if (rec->version == have) {
+		ag_log(AG_LOG_DEBUG, "%s v%llu: already have it", name,
+		       (unsigned long long)have);
+		goto out;
+	}
+	rc = ag_state_accept(rt->st, name, rec->version, der, len, err);
+	if (rc == CF_OK)
+		rc = note_changed(rt, name, err);
+	if (rc == CF_OK) {
+		*bytes += len;
+		ag_log(AG_LOG_INFO, "accepted %s v%llu", name,
+		       (unsigned long long)rec->version);
+	}
+	goto out;
+refused:
+	rt->refused++;
+	ag_log(AG_LOG_ERROR, "refused %s from the server (version %lld): %s; "
+	       "keeping version %llu", name, (long long)said, why.msg,
+	       (unsigned long long)have);
+out:
+	cf_record_free(rec);
+	OPENSSL_free(der);
+	return rc;
+}
+
+cf_status ag_fetch(ag_runtime *rt, long wait_s, int *more, cf_error *err)
+{
+	char path[128];
+	json_t *resp = NULL, *list, *item;
+	json_int_t cursor;
+	size_t i, bytes = 0;
+	cf_status rc;
+
+	*more = 0;
+	if (rt->client == NULL)
+		return cf_error_set(err, CF_ERR_USAGE, "no server to fetch from");
+	snprintf(path, sizeof(path), "/v1/agent/secrets?since=%lld&wait=%ld&limit=%d",
+		 (long long)ag_state_cursor(rt->st), wait_s, FEED_LIMIT);
+	cli_client_set_timeout(rt->client, wait_s + FEED_SLACK_S);
+	rc = cli_client_call(rt->client, "GET", path, NULL, &resp, err);
+	if (rc != CF_OK)
+		goto out;
+	list = json_object_get(resp, "secrets");
+	cursor = json_integer_value(json_object_get(resp, "cursor"));
+	if (!json_is_array(list) || !json_is_integer(json_object_get(resp, "cursor")) ||
+	    cursor < 0) {
+		rc = cf_error_set(err, CF_ERR_SERVER, "the server's feed answer has "
+				  "no cursor or secrets list");
+		goto out;
+	}
+	json_array_foreach(list, i, item) {
+		rc = take_entry(rt, item, &bytes, err);
+		if (rc != CF_OK)
+			goto out;
+	}
+	if (cursor < ag_state_cursor(rt->st))
+		ag_log(AG_LOG_WARN, "the server's feed cursor went back (%lld < "
+		       "%lld): its database was restored or replaced; versions "
+		       "below those accepted stay refused", (long long)cursor,
+		       (long long)ag_state_cursor(rt->st));
+	ag_state_set_cursor(rt->st, cursor);
+	*more = json_is_true(json_object_get(resp, "more")) &&
+		json_array_size(list) > 0;
+	rc = ag_state_save(rt->st, err);
+out:
+	json_decref(resp);
+	return rc;
+}
+
+cf_status ag_fetch_all(ag_runtime *rt, cf_error *err)
+{
+	int more = 1;
+	cf_status rc = CF_OK;
+
+	/* Bounded: a server that always says "more" cannot keep us here. */
+	for (int round = 0; more && rc == CF_OK && round < 10000; round++)
+		rc = ag_fetch(rt, 0, &more, err);
+	return rc;
+}
+
+cf_status ag_open_cached(ag_runtime *rt, const char *name, cf_record **out,
+			 cf_error *err)
+{
+	unsigned char *der = NULL;
+	size_t len = 0;
+	uint64_t have = ag_state_version(rt->st, name);
+	cf_status rc;
+
+	*out = NULL;
+	if (have == 0)
+		return cf_error_set(err, CF_ERR_NOT_FOUND, "%s has not been "
+			"received yet (no envelope for this agent on the server, "
+			"or none accepted)", name);
+	rc = ag_state_cached(rt->st, name, &der, &len, err);
+	if (rc == CF_OK)
+		rc = cf_envelope_open(der, len, rt->cert, rt->key, rt->trust,
+				      name, have, out, NULL, err);
+	OPENSSL_free(der);
+	return rc;
+}

@@ -1,0 +1,280 @@
+/*
+ * hook.c - running reload commands (hook.h).
+ *
+ * fork + execv, never a shell and never a PATH search.  Between fork and
+ * exec the child only makes async-signal-safe calls (the agent may have
+ * threads: libcurl's resolver): it becomes the leader of a process group
+ * of its own, takes /dev/null as standard input, puts every signal back
+ * to its default disposition and unblocks them all (the agent blocks or
+ * handles SIGTERM, SIGHUP, SIGCHLD; a reload command must not inherit
+ * that), marks every descriptor above 2 close-on-exec, and execs.  An
+ * exec failure travels back as errno through a close-on-exec pipe, so a
+ * missing program is an error naming it, not an exit status 127.
+ *
+ * The parent waits on a pidfd with poll (no busy polling, no SIGCHLD
+ * handler needed); on timeout it sends SIGTERM to the group, waits up to
+ * KILL_GRACE_MS for the leader, then SIGKILL to the group (which also
+ * catches members that outlived the leader), and reaps the leader.
+ * On that path the leader is reaped only after the last signal to the
+ * group, so its pid, which is the group id, cannot have been reused.
+ * After a normal exit the group is left alone (what the command started
+ * on purpose is its business).
+ *
+ * SIGCHLD: when the process ignores SIGCHLD (SIG_IGN or SA_NOCLDWAIT),
+ * children are reaped by the kernel and their status is lost, so the
+ * disposition is set to SIG_DFL for the duration of the call and then
+ * restored.  A SIGCHLD handler is left alone, but it must not reap with
+ * waitpid(-1, ...): that would steal the status of the hook (the call
+ * then fails with CF_ERR_IO saying so).  A handler that only notes the
+ * signal is fine; poll's EINTR is handled.
+ */
+#include "hook.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/pidfd.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* How long the group gets between SIGTERM and SIGKILL. */
+#define KILL_GRACE_MS 2000
+/* Descriptors marked by hand when close_range is missing (Linux < 5.11). */
+#define FD_SCAN_MAX 65536
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Waits until the process behind pidfd has exited or deadline_ms (on
+ * now_ms's clock) passed.  Returns 1 when it exited, 0 on timeout, -1 on
+ * a poll error (errno set).
+ */
+static int wait_exit(int pidfd, int64_t deadline_ms)
+{
+	struct pollfd pfd;
+	int64_t left;
+	int n;
+
+	for (;;) {
+		left = deadline_ms - now_ms();
+		if (left < 0)
+			left = 0;
+		if (left > INT_MAX)
+			left = INT_MAX;
+		pfd.fd = pidfd;
+		pfd.events = POLLIN;
+		pfd.revents = 0;
+		n = poll(&pfd, 1, (int)left);
+		if (n > 0)
+			return 1;
+		if (n == 0 && now_ms() >= deadline_ms)
+			return 0;
+		if (n < 0 && errno != EINTR)
+			return -1;
+	}
+}
+
+static pid_t reap(pid_t pid, int *wstatus)
+{
+	pid_t got;
+
+	do {
+		got = waitpid(pid, wstatus, 0);
+	} while (got < 0 && errno == EINTR);
+	return got;
+}
+
+/* The child, from fork to exec: async-signal-safe calls only. */
+static void child(char *const argv[], int null_fd, int report_fd)
+{
+	struct sigaction dfl;
+	sigset_t none;
+	struct rlimit lim;
+	int fd, limit, err;
+
+	setpgid(0, 0);
+	/* dup2 clears close-on-exec; an agent started with fd 0 closed got
+	 * /dev/null as fd 0 itself, which must then survive exec too. */
+	if (null_fd != STDIN_FILENO) {
+		if (dup2(null_fd, STDIN_FILENO) < 0)
+			goto fail;
+	} else if (fcntl(STDIN_FILENO, F_SETFD, 0) < 0) {
+		goto fail;
+	}
+	/* Signals are all blocked here (the parent did it before fork). */
+	memset(&dfl, 0, sizeof(dfl));
+	dfl.sa_handler = SIG_DFL;
+	sigemptyset(&dfl.sa_mask);
+	for (int sig = 1; sig < NSIG; sig++)
+		sigaction(sig, &dfl, NULL);  /* fails harmlessly on KILL, STOP */
+	if (close_range(3, ~0u, CLOSE_RANGE_CLOEXEC) != 0) {
+		limit = FD_SCAN_MAX;
+		if (getrlimit(RLIMIT_NOFILE, &lim) == 0 &&
+		    lim.rlim_cur < (rlim_t)FD_SCAN_MAX)
+			limit = (int)lim.rlim_cur;
+		for (fd = 3; fd < limit; fd++)
+			fcntl(fd, F_SETFD, FD_CLOEXEC);
+	}
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	execv(argv[0], argv);
+fail:
+	err = errno;
+	while (write(report_fd, &err, sizeof(err)) < 0 && errno == EINTR)
+		;
+	_exit(127);
+}
+
+cf_status ag_hook_run(char *const argv[], long timeout_s, int *status,
+		      cf_error *err)
+{
+	struct sigaction chld_old, chld_dfl;
+	sigset_t all, old_mask;
+	int report[2] = { -1, -1 };
+	int null_fd = -1, pidfd = -1, restore_chld = 0, exec_errno = 0;
+	int wstatus = 0, exited, wait_errno;
+	int64_t deadline_ms;
+	pid_t pid = -1;
+	ssize_t n;
+	cf_status rc;
+
+	if (status != NULL)
+		*status = 0;
+	if (argv == NULL || argv[0] == NULL || argv[0][0] != '/' ||
+	    status == NULL || timeout_s <= 0) {
+		rc = cf_error_set(err, CF_ERR_USAGE,
+				  "reload command %s: it needs an absolute program path and a timeout above 0 s",
+				  argv != NULL && argv[0] != NULL ? argv[0] : "(none)");
+		goto out;
+	}
+	if (timeout_s > INT32_MAX / 1000)
+		timeout_s = INT32_MAX / 1000;   /* ~24 days is "forever" */
+
+	/* The child's status must not vanish into automatic reaping. */
+	if (sigaction(SIGCHLD, NULL, &chld_old) == 0 &&
+	    (chld_old.sa_handler == SIG_IGN ||
+	     (chld_old.sa_flags & SA_NOCLDWAIT) != 0)) {
+		memset(&chld_dfl, 0, sizeof(chld_dfl));
+		chld_dfl.sa_handler = SIG_DFL;
+		sigemptyset(&chld_dfl.sa_mask);
+		if (sigaction(SIGCHLD, &chld_dfl, NULL) == 0)
+			restore_chld = 1;
+	}
+
+	do {
+		null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	} while (null_fd < 0 && errno == EINTR);
+	if (null_fd < 0) {
+		rc = cf_error_set(err, CF_ERR_IO,
+				  "reload command %s could not be started: opening /dev/null failed: %s",
+				  argv[0], strerror(errno));
+		goto out;
+	}
+	if (pipe2(report, O_CLOEXEC) != 0) {
+		rc = cf_error_set(err, CF_ERR_IO,
+				  "reload command %s could not be started: pipe failed: %s",
+				  argv[0], strerror(errno));
+		goto out;
+	}
+
+	/*
+	 * No handler of the agent may run in the child before it has reset
+	 * the dispositions: block everything across fork.
+	 */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old_mask);
+	pid = fork();
+	if (pid == 0)
+		child(argv, null_fd, report[1]);
+	exec_errno = errno;
+	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+	if (pid < 0) {
+		rc = cf_error_set(err, CF_ERR_IO,
+				  "reload command %s could not be started: fork failed: %s",
+				  argv[0], strerror(exec_errno));
+		goto out;
+	}
+	/* Also here, so that kill(-pid) below can never miss the group. */
+	setpgid(pid, pid);
+	deadline_ms = now_ms() + (int64_t)timeout_s * 1000;
+	close(report[1]);
+	report[1] = -1;
+
+	/* EOF: exec succeeded (the pipe closed on exec); an int: it failed. */
+	do {
+		n = read(report[0], &exec_errno, sizeof(exec_errno));
+	} while (n < 0 && errno == EINTR);
+	if (n == (ssize_t)sizeof(exec_errno)) {
+		reap(pid, &wstatus);
+		pid = -1;
+		rc = cf_error_set(err, CF_ERR_IO,
+				  "reload command %s could not be started: %s",
+				  argv[0], strerror(exec_errno));
+		goto out;
+	}
+
+	pidfd = pidfd_open(pid, 0);
+	if (pidfd < 0) {
+		int saved = errno;
+
+		kill(-pid, SIGKILL);
+		if (reap(pid, &wstatus) == pid)
+			*status = wstatus;
+		pid = -1;
+		rc = cf_error_set(err, CF_ERR_IO,
+				  "reload command %s: cannot wait for it (pidfd_open failed: %s); coffer needs Linux 5.3 or later, and no SIGCHLD handler that reaps every child",
+				  argv[0], strerror(saved));
+		goto out;
+	}
+	exited = wait_exit(pidfd, deadline_ms);
+	wait_errno = errno;
+	if (exited == 1) {
+		rc = CF_OK;
+	} else {
+		/* Timed out (or poll failed, which must not leave it running). */
+		kill(-pid, SIGTERM);
+		wait_exit(pidfd, now_ms() + KILL_GRACE_MS);
+		rc = exited == 0
+		     ? cf_error_set(err, CF_ERR_TIMEOUT,
+				    "reload command %s did not finish within %ld s; its process group was killed (SIGTERM, then SIGKILL after %d s)",
+				    argv[0], timeout_s, KILL_GRACE_MS / 1000)
+		     : cf_error_set(err, CF_ERR_IO,
+				    "reload command %s: waiting for it failed: %s; it was killed",
+				    argv[0], strerror(wait_errno));
+	}
+	if (exited != 1)
+		kill(-pid, SIGKILL);    /* members that outlived the leader */
+	if (reap(pid, &wstatus) != pid) {
+		if (rc == CF_OK)
+			rc = cf_error_set(err, CF_ERR_IO,
+					  "reload command %s: its exit status was taken by someone else (%s); the agent must not reap children in a SIGCHLD handler",
+					  argv[0], strerror(errno));
+	} else {
+		*status = wstatus;
+	}
+	pid = -1;
+out:
+	if (pidfd >= 0)
+		close(pidfd);
+	if (report[0] >= 0)
+		close(report[0]);
+	if (report[1] >= 0)
+		close(report[1]);
+	if (null_fd >= 0)
+		close(null_fd);
+	if (restore_chld)
+		sigaction(SIGCHLD, &chld_old, NULL);
+	return rc;
+}

@@ -1,0 +1,111 @@
+/*
+ * runtime.h - what one agent process holds while it works: its state dir,
+ * identity, trust and connection, and the steps every command is made of.
+ *
+ *   ag_runtime_new     state dir + identity (+ a client when a server is
+ *                      known) + trust from the root and the newest CRL
+ *   ag_refresh_crl     the server's CRL, if root-signed and newer
+ *   ag_fetch           one feed request: every envelope verified, the
+ *                      accepted ones cached and their names remembered
+ *   ag_open_cached     a cached envelope opened and verified again
+ *   ag_apply (apply.c) the sinks brought up to date, reloads run
+ *
+ * Trust (DESIGN invariants 2, 4, 5): nothing the server says is believed
+ * unless the PKI proves it.  A record counts only if its envelope opens
+ * with our key, its signer chains to our root, is not on the newest CRL
+ * we have seen, holds secret.write on the name, the record names the
+ * secret it was served as, and its version is not below the highest we
+ * accepted.  Deletions are metadata (unsigned): they are logged, never
+ * acted upon.
+ */
+#ifndef CF_AGENT_RUNTIME_H
+#define CF_AGENT_RUNTIME_H
+
+#include <openssl/x509.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "client.h"
+#include "config.h"
+#include "record.h"
+#include "state.h"
+#include "trust.h"
+
+typedef struct ag_runtime {
+	ag_state *st;
+	cli_client *client;       /* NULL: no server known (exec --offline) */
+	X509 *cert;               /* the agent's certificate */
+	EVP_PKEY *key;            /* the agent's key */
+	X509 *root;               /* the anchor (D/root.crt or [server] root) */
+	X509_CRL *crl;            /* the newest root-signed CRL seen, or NULL */
+	cf_trust *trust;          /* root + crl */
+	time_t crl_checked;       /* last ag_refresh_crl that reached the server */
+	/* Names accepted by ag_fetch since the caller last cleared them. */
+	char **changed;
+	size_t n_changed, cap_changed;
+	size_t refused;           /* envelopes refused since last cleared */
+} ag_runtime;
+
+/*
+ * What every agent command does first (run.c): no core dumps
+ * (RLIMIT_CORE 0, PR_SET_DUMPABLE 0), umask 077, and a warning when the
+ * secure heap could not be locked.
+ */
+void ag_harden(void);
+
+/*
+ * Opens state_dir and the identity in it.  server_url NULL takes the one
+ * `agent join` recorded; server_ca and root NULL take the state dir's
+ * copies.  With offline set no client is made.
+ */
+cf_status ag_runtime_new(const char *state_dir, const char *server_url,
+			 const char *server_ca, const char *root, int offline,
+			 ag_runtime **out, cf_error *err);
+void ag_runtime_free(ag_runtime *rt);
+
+/* Makes every request give up within ~1 s once *flag is set. */
+void ag_runtime_set_abort(ag_runtime *rt, volatile sig_atomic_t *flag);
+
+/*
+ * Fetches the server's CRL; if it is signed by the root and newer than
+ * ours, keeps it (D/crl.pem) and rebuilds the trust.  An older or
+ * foreign one is refused and logged; ours stays.
+ */
+cf_status ag_refresh_crl(ag_runtime *rt, cf_error *err);
+
+/*
+ * One GET /v1/agent/secrets from the state's cursor, waiting up to wait_s
+ * for a change.  Every envelope is verified; accepted ones are cached and
+ * their names added to rt->changed; refusals are logged and counted in
+ * rt->refused, and leave everything as it was.  The cursor is saved.
+ * *more says the server has more changes ready.  Errors: the request's
+ * (CF_ERR_NETWORK, CF_ERR_DENIED, ...), or the state dir's.
+ */
+cf_status ag_fetch(ag_runtime *rt, long wait_s, int *more, cf_error *err);
+
+/* ag_fetch until the server has nothing more (wait 0). */
+cf_status ag_fetch_all(ag_runtime *rt, cf_error *err);
+
+/* Forgets rt->changed and rt->refused. */
+void ag_runtime_clear_changes(ag_runtime *rt);
+
+/*
+ * Opens the cached envelope of name again (the trust may have changed:
+ * a signer revoked since) with the state's version as the minimum.
+ * CF_ERR_NOT_FOUND when nothing of name was accepted yet.
+ */
+cf_status ag_open_cached(ag_runtime *rt, const char *name, cf_record **out,
+			 cf_error *err);
+
+/*
+ * Brings the sinks of cfg up to date: all of them (names == NULL), or
+ * those that use one of names.  Writes only what changed, then runs each
+ * distinct reload command of the changed sinks once.  Returns how many of
+ * the sinks looked at are not up to date (each logged with the reason).
+ */
+size_t ag_apply(ag_runtime *rt, const ag_config *cfg, char *const *names,
+		size_t n_names, long reload_timeout_s);
+
+#endif
