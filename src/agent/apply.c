@@ -201,7 +201,9 @@ size_t ag_apply(ag_runtime *rt, const ag_config *cfg, char *const *names,
 		if (apply_sink(&p, sink, names, n_names, &changed, &looked,
 			       what, sizeof(what), &err) != CF_OK) {
 			stale++;
-			ag_log(AG_LOG_ERROR, "%s not updated (%s, line %d): %s",
+			/* A secret not put yet is a wait, not a failure. */
+			ag_log(err.code == CF_ERR_NOT_FOUND ? AG_LOG_WARN :
+			       AG_LOG_ERROR, "%s not updated (%s, line %d): %s",
 			       sink->path, cfg->path, sink->line, err.msg);
 			continue;
 		}

@@ -30,13 +30,14 @@ static const struct {
 	{ "open", cmd_open, "decrypt and verify an envelope; print the secret" },
 	{ "server", cmd_server, "set up and run the coffer server; register tenants" },
 	{ "token", cmd_token, "create, list and revoke agent join tokens" },
-	{ "agent", cmd_agent, "join an agent; approve, reject and list enrollments" },
+	{ "agent", cmd_agent, "enroll agents; run the agent daemon, one sync, or a command with secrets" },
 	{ "put", cmd_put, "encrypt a secret to agents and groups and upload it" },
 	{ "get", cmd_get, "fetch and open your own envelope of a secret" },
 	{ "ls", cmd_ls, "list secrets on the server" },
 	{ "history", cmd_history, "list the versions of a secret" },
 	{ "rm", cmd_rm, "delete a secret on the server" },
 	{ "audit", cmd_audit, "read the server's audit log; verify its hash chain" },
+	{ "quickstart", cmd_quickstart, "run the whole system here: CA, server, two agents, a rotation" },
 };
 
 static void usage(FILE *out)
@@ -48,7 +49,7 @@ static void usage(FILE *out)
 		"\n"
 		"Commands:\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
+		fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
 	fprintf(out,
 		"\n"
 		"'coffer COMMAND --help' describes a command; 'coffer --version'\n"
