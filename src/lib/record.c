@@ -188,6 +188,10 @@ cf_status cf_record_parse(const unsigned char *json, size_t len,
 			(unsigned)CF_RECORD_MAX_BYTES);
 	obj = json_loadb((const char *)json, len,
 			 JSON_REJECT_DUPLICATES, &jerr);
+	/* The secure heap ran out: not the record's fault. */
+	if (obj == NULL && json_error_code(&jerr) == json_error_out_of_memory)
+		return cf_error_set(err, CF_ERR_NOMEM, "out of secure memory "
+				    "while reading a record of %zu bytes", len);
 	if (obj == NULL)
 		/*
 		 * Not jerr.text: jansson quotes the input near the error, which

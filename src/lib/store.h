@@ -318,7 +318,9 @@ cf_status cf_store_envelope_get(cf_store *st, const char *tenant,
  * What changed for recipient after cursor since: for each name, the
  * newest entry with seq > since (an envelope, or a deletion), ordered by
  * seq, at most limit of them.  *cursor_out is the seq of the last item
- * returned, or since if none.  The cost depends on the recipient's own
+ * returned, or since if none -- unless since lies beyond the newest
+ * position the store ever gave out (its database was restored from a
+ * backup), in which case it is that newest position, below since.  The cost depends on the recipient's own
  * entries only, not on how many recipients the tenant has.
  */
 cf_status cf_store_feed(cf_store *st, const char *tenant,

@@ -312,6 +312,7 @@ static const char *const migrations[] = {
 	  "AND e.recipient = f.recipient AND e.version = f.version " \
 	  "WHERE f.tenant = ?1 AND f.recipient = ?2 AND f.seq > ?3 " \
 	  "ORDER BY f.seq LIMIT ?4") \
+	X(S_FEED_HEAD, "SELECT seq FROM sqlite_sequence WHERE name = 'feed'") \
 	X(S_UPLOAD_PURGE_ENV, "DELETE FROM upload_envelopes WHERE upload IN " \
 	  "(SELECT id FROM uploads WHERE expires <= ?1)") \
 	X(S_UPLOAD_PURGE, "DELETE FROM uploads WHERE expires <= ?1") \
@@ -2114,6 +2115,25 @@ static cf_status sq_feed(cf_store *st, const char *tenant,
 	if (rc != CF_OK) {
 		cf_feed_items_free(arr, cnt);
 		return rc;
+	}
+	if (cnt == 0 && since > 0 && cursor_out != NULL) {
+		/*
+		 * Nothing after since.  A since beyond the newest position
+		 * ever handed out means the database went back (restored from
+		 * a backup): answer with the real head so the client notices.
+		 */
+		int64_t head = 0;
+		int found = 0;
+
+		q = prep(s, S_FEED_HEAD, err);
+		if (q == NULL)
+			return CF_ERR_STORE;
+		rc = get_row(s, q, read_int64, &head, &found, "reading the feed",
+			     err);
+		if (rc != CF_OK)
+			return rc;
+		if (head < since)
+			since = head;
 	}
 	*out = arr;
 	*n = cnt;

@@ -323,10 +323,10 @@ static void feed(srv_req *r)
 		bytes += (int64_t)items[shown].len;
 	}
 	more = shown < n;
+	/* Nothing to send: the store's answer, since or (a restored
+	 * database) its head below since. */
 	if (shown > 0)
 		cursor = items[shown - 1].seq;
-	else
-		cursor = since;
 	list = json_array();
 	for (size_t i = 0; list && i < shown; i++) {
 		if (items[i].deleted)
