@@ -20,6 +20,14 @@
  * After a normal exit the group is left alone (what the command started
  * on purpose is its business).
  *
+ * Stopping: the agent's SIGTERM handler sets the flag given to
+ * ag_hook_set_abort.  poll is never restarted after a handler (whatever
+ * SA_RESTART says), so the wait sees EINTR and checks the flag; a signal
+ * landing between the check and poll is caught anyway because, while a
+ * flag is watched, poll sleeps at most ABORT_CHECK_MS at a time.  The
+ * command is then stopped like a timed-out one (SIGTERM, grace, SIGKILL);
+ * the grace wait itself is not cut short by the flag.
+ *
  * SIGCHLD: when the process ignores SIGCHLD (SIG_IGN or SA_NOCLDWAIT),
  * children are reaped by the kernel and their status is lost, so the
  * disposition is set to SIG_DFL for the duration of the call and then
@@ -47,6 +55,31 @@
 #define KILL_GRACE_MS 2000
 /* Descriptors marked by hand when close_range is missing (Linux < 5.11). */
 #define FD_SCAN_MAX 65536
+/* The longest poll while an abort flag is watched (see the top). */
+#define ABORT_CHECK_MS 250
+
+/* What wait_exit saw. */
+enum {
+	WAIT_FAILED = -1,       /* poll failed, errno set */
+	WAIT_TIMEOUT = 0,
+	WAIT_EXITED = 1,
+	WAIT_ABORTED = 2        /* the abort flag was set */
+};
+
+/* Set by ag_hook_set_abort; read by the thread running the hooks. */
+static volatile sig_atomic_t *abort_flag;
+
+void ag_hook_set_abort(volatile sig_atomic_t *flag)
+{
+	abort_flag = flag;
+}
+
+static int aborting(void)
+{
+	volatile sig_atomic_t *flag = abort_flag;
+
+	return flag != NULL && *flag != 0;
+}
 
 static int64_t now_ms(void)
 {
@@ -58,31 +91,35 @@ static int64_t now_ms(void)
 
 /*
  * Waits until the process behind pidfd has exited or deadline_ms (on
- * now_ms's clock) passed.  Returns 1 when it exited, 0 on timeout, -1 on
- * a poll error (errno set).
+ * now_ms's clock) passed, or, when watch_abort, the abort flag is set.
+ * Returns a WAIT_ value.
  */
-static int wait_exit(int pidfd, int64_t deadline_ms)
+static int wait_exit(int pidfd, int64_t deadline_ms, int watch_abort)
 {
 	struct pollfd pfd;
 	int64_t left;
 	int n;
 
 	for (;;) {
+		if (watch_abort && aborting())
+			return WAIT_ABORTED;
 		left = deadline_ms - now_ms();
 		if (left < 0)
 			left = 0;
 		if (left > INT_MAX)
 			left = INT_MAX;
+		if (watch_abort && abort_flag != NULL && left > ABORT_CHECK_MS)
+			left = ABORT_CHECK_MS;
 		pfd.fd = pidfd;
 		pfd.events = POLLIN;
 		pfd.revents = 0;
 		n = poll(&pfd, 1, (int)left);
 		if (n > 0)
-			return 1;
+			return WAIT_EXITED;
 		if (n == 0 && now_ms() >= deadline_ms)
-			return 0;
+			return WAIT_TIMEOUT;
 		if (n < 0 && errno != EINTR)
-			return -1;
+			return WAIT_FAILED;
 	}
 }
 
@@ -161,6 +198,12 @@ cf_status ag_hook_run(char *const argv[], long timeout_s, int *status,
 	}
 	if (timeout_s > INT32_MAX / 1000)
 		timeout_s = INT32_MAX / 1000;   /* ~24 days is "forever" */
+	if (aborting()) {
+		rc = cf_error_set(err, CF_ERR_TIMEOUT,
+				  "reload command %s was not started (the agent is stopping)",
+				  argv[0]);
+		goto out;
+	}
 
 	/* The child's status must not vanish into automatic reaping. */
 	if (sigaction(SIGCHLD, NULL, &chld_old) == 0 &&
@@ -238,23 +281,32 @@ cf_status ag_hook_run(char *const argv[], long timeout_s, int *status,
 				  argv[0], strerror(saved));
 		goto out;
 	}
-	exited = wait_exit(pidfd, deadline_ms);
+	exited = wait_exit(pidfd, deadline_ms, 1);
 	wait_errno = errno;
-	if (exited == 1) {
+	if (exited == WAIT_EXITED) {
 		rc = CF_OK;
 	} else {
-		/* Timed out (or poll failed, which must not leave it running). */
+		/*
+		 * Timed out, the agent is stopping, or poll failed (which must
+		 * not leave it running either).
+		 */
 		kill(-pid, SIGTERM);
-		wait_exit(pidfd, now_ms() + KILL_GRACE_MS);
-		rc = exited == 0
-		     ? cf_error_set(err, CF_ERR_TIMEOUT,
-				    "reload command %s did not finish within %ld s; its process group was killed (SIGTERM, then SIGKILL after %d s)",
-				    argv[0], timeout_s, KILL_GRACE_MS / 1000)
-		     : cf_error_set(err, CF_ERR_IO,
-				    "reload command %s: waiting for it failed: %s; it was killed",
-				    argv[0], strerror(wait_errno));
+		wait_exit(pidfd, now_ms() + KILL_GRACE_MS, 0);
+		if (exited == WAIT_TIMEOUT)
+			rc = cf_error_set(err, CF_ERR_TIMEOUT,
+					  "reload command %s did not finish within %ld s; its process group was killed (SIGTERM, then SIGKILL after %d s)",
+					  argv[0], timeout_s,
+					  KILL_GRACE_MS / 1000);
+		else if (exited == WAIT_ABORTED)
+			rc = cf_error_set(err, CF_ERR_TIMEOUT,
+					  "reload command %s interrupted (the agent is stopping); its process group was sent SIGTERM, then SIGKILL after %d s",
+					  argv[0], KILL_GRACE_MS / 1000);
+		else
+			rc = cf_error_set(err, CF_ERR_IO,
+					  "reload command %s: waiting for it failed: %s; it was killed",
+					  argv[0], strerror(wait_errno));
 	}
-	if (exited != 1)
+	if (exited != WAIT_EXITED)
 		kill(-pid, SIGKILL);    /* members that outlived the leader */
 	if (reap(pid, &wstatus) != pid) {
 		if (rc == CF_OK)

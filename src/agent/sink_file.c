@@ -5,15 +5,35 @@
  * a temp file ".NAME.coffer-XXXXXX" in it (O_EXCL, O_NOFOLLOW, 0600, so
  * nobody else can open it while it fills), give it owner and mode, fill
  * it, fsync it, rename it over NAME and fsync the directory.  All steps
- * use the directory's descriptor, so a directory renamed meanwhile cannot
- * redirect the temp file and the final rename to different places.
+ * use the directory's descriptor (openat, fchown/fchmod on descriptors,
+ * renameat, unlinkat, fsync of the directory descriptor), so a directory
+ * renamed or swapped meanwhile cannot redirect the temp file and the
+ * final rename to different places.
+ *
+ * The directory itself is opened without following any symlink, in any
+ * component (openat2 with RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS).
+ * The agent runs as root, and applications legitimately own the
+ * directories their secrets go to: a user who can write an ancestor of a
+ * sink path could otherwise swap a directory for a symlink and have root
+ * create, chown and chmod a file of its choosing anywhere.  Refusing
+ * symlinked ancestors closes that hole entirely, so no ownership check of
+ * the directories (in the manner of sshd's StrictModes) is made: it would
+ * refuse the ordinary case of an application owning its own directory and
+ * add nothing once no link is followed.  Where openat2 is missing (Linux
+ * < 5.6, or a seccomp filter that refuses it with ENOSYS or EPERM) the
+ * path is walked component by component from "/" (or the working
+ * directory), each opened with O_PATH | O_NOFOLLOW relative to the one
+ * before: the same guarantee, a few more system calls.
  *
  * Invariants:
  * - a reader of NAME sees the old content or the new one, never a mix;
  * - on any failure before the rename the temp file is unlinked and NAME
  *   is untouched; no temp file outlives a call;
- * - the agent never writes through a symlink: a symlink at NAME is
- *   refused, as is a directory or any other non-regular file;
+ * - the agent never writes through a symlink: a symlink at NAME, or as
+ *   any directory above it, is refused, as is a directory or any other
+ *   non-regular file at NAME;
+ * - once the rename succeeded, the caller learns that the content
+ *   changed, even when the directory fsync then fails;
  * - the existing content, which is a secret, is read only into a small
  *   cf_secret (secure heap) chunk by chunk, compared in constant time
  *   per chunk, and wiped.
@@ -23,12 +43,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/openat2.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "secmem.h"
@@ -39,6 +61,8 @@
 #define TEMP_ATTEMPTS 64
 /* ".NAME.coffer-XXXXXXXX" must fit NAME_MAX; longer NAMEs are cut. */
 #define TEMP_PREFIX_MAX (NAME_MAX - 24)
+/* openat2 calls retried when the kernel reports a racing rename (EAGAIN). */
+#define OPENAT2_ATTEMPTS 16
 
 /* The target split into the directory to open and the name inside it. */
 typedef struct target {
@@ -95,17 +119,96 @@ static cf_status step_failed(const target *t, const char *step, int errnum,
 			    t->path, step, strerror(errnum), todo);
 }
 
+/*
+ * Opens dir (O_RDONLY | O_DIRECTORY) following no symlink in any of its
+ * components, the fallback for kernels without openat2.  Each component
+ * is opened with O_PATH | O_NOFOLLOW relative to the one before, so a
+ * component swapped for a link after it was passed changes nothing.
+ * Returns the descriptor, or -1 with errno (ELOOP for a symlink).
+ */
+static int open_dir_walk(const char *dir)
+{
+	char part[NAME_MAX + 1];
+	const char *p = dir;
+	struct stat st;
+	size_t len;
+	int fd, next, saved;
+
+	do {
+		fd = open(dir[0] == '/' ? "/" : ".",
+			  O_PATH | O_DIRECTORY | O_CLOEXEC);
+	} while (fd < 0 && errno == EINTR);
+	if (fd < 0)
+		return -1;
+	for (;;) {
+		while (*p == '/')
+			p++;
+		if (*p == '\0')
+			break;
+		len = strcspn(p, "/");
+		if (len > NAME_MAX) {
+			close(fd);
+			errno = ENAMETOOLONG;
+			return -1;
+		}
+		memcpy(part, p, len);
+		part[len] = '\0';
+		p += len;
+		do {
+			next = openat(fd, part,
+				      O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC);
+		} while (next < 0 && errno == EINTR);
+		if (next < 0) {
+			saved = errno;
+			/* A link opened with O_NOFOLLOW | O_DIRECTORY: ENOTDIR. */
+			if (fstatat(fd, part, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+			    S_ISLNK(st.st_mode))
+				saved = ELOOP;
+			close(fd);
+			errno = saved;
+			return -1;
+		}
+		close(fd);
+		fd = next;
+	}
+	/* O_PATH cannot be fsync'd: reopen the directory itself for real. */
+	do {
+		next = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	} while (next < 0 && errno == EINTR);
+	saved = errno;
+	close(fd);
+	errno = saved;
+	return next;
+}
+
+/* Opens t->dir with no symlink followed anywhere in it (see the top). */
 static cf_status open_dir(const target *t, int *dir_fd, cf_error *err)
 {
 	char step[PATH_MAX + 32];
-	int saved;
+	struct open_how how;
+	long fd;
+	int saved, attempt = 0;
 
+	memset(&how, 0, sizeof(how));
+	how.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
+	how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
 	do {
-		*dir_fd = open(t->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	} while (*dir_fd < 0 && errno == EINTR);
-	if (*dir_fd >= 0)
+		fd = syscall(SYS_openat2, AT_FDCWD, t->dir, &how, sizeof(how));
+	} while (fd < 0 && (errno == EINTR ||
+			    (errno == EAGAIN && ++attempt < OPENAT2_ATTEMPTS)));
+	/* No openat2 (old kernel, or a seccomp filter): the same, by hand. */
+	if (fd < 0 && (errno == ENOSYS || errno == EPERM))
+		fd = open_dir_walk(t->dir);
+	if (fd >= 0) {
+		*dir_fd = (int)fd;
 		return CF_OK;
+	}
+	*dir_fd = -1;
 	saved = errno;
+	if (saved == ELOOP)
+		return cf_error_set(err, CF_ERR_IO,
+				    "writing %s: %s (or a directory above it) is a symbolic link; the agent never writes through symbolic links; give the real path (e.g. /run/... rather than /var/run/...)",
+				    t->path, t->dir);
 	snprintf(step, sizeof(step), "opening directory %s", t->dir);
 	return step_failed(t, step, saved,
 			   saved == ENOENT
@@ -190,18 +293,21 @@ static cf_status temp_name(const target *t, char *name, size_t size,
 }
 
 /*
- * The atomic replace itself, in the directory dir_fd.  When with_owner,
- * owner uid:gid is applied; the mode always is (after the owner, since
- * chown may clear set-id bits).
+ * The atomic replace itself, in the directory dir_fd.  Owner uid:gid is
+ * applied unless both are -1; the mode always is (after the owner, since
+ * chown may clear set-id bits).  *renamed is set to 1 as soon as the new
+ * content is in place, which can be before an error (a failed directory
+ * fsync).
  */
 static cf_status replace_in(const target *t, int dir_fd, const void *data,
 			    size_t len, mode_t mode, uid_t uid, gid_t gid,
-			    cf_error *err)
+			    int *renamed, cf_error *err)
 {
 	char tmp[NAME_MAX + 1];
 	int fd = -1, created = 0, attempt;
 	cf_status rc;
 
+	*renamed = 0;
 	for (attempt = 0; attempt < TEMP_ATTEMPTS; attempt++) {
 		rc = temp_name(t, tmp, sizeof(tmp), err);
 		if (rc != CF_OK)
@@ -252,12 +358,15 @@ static cf_status replace_in(const target *t, int dir_fd, const void *data,
 	}
 	created = 0;
 	/*
-	 * From here the new content is in place; a failed directory fsync
-	 * only means it may not survive a crash yet.
+	 * From here the new content is in place (readers see it, so the
+	 * caller must reload); a failed directory fsync only means it may not
+	 * survive a power loss yet.
 	 */
+	*renamed = 1;
 	if (fsync(dir_fd) != 0) {
 		rc = step_failed(t, "fsync of the directory", errno,
-				 "check the file system", err);
+				 "the new content is in place but may not survive a power loss; check the file system",
+				 err);
 		goto out;
 	}
 	rc = CF_OK;
@@ -327,7 +436,7 @@ cf_status ag_file_put(const char *path, const unsigned char *data, size_t len,
 {
 	target t;
 	struct stat st;
-	int dir_fd = -1, fd = -1, same = 0;
+	int dir_fd = -1, fd = -1, same = 0, renamed = 0;
 	cf_status rc;
 
 	if (changed != NULL)
@@ -375,9 +484,10 @@ cf_status ag_file_put(const char *path, const unsigned char *data, size_t len,
 		}
 	}
 	if (!same) {
-		rc = replace_in(&t, dir_fd, data, len, mode, uid, gid, err);
-		if (rc == CF_OK)
-			*changed = 1;
+		/* Even on an error return: the new bytes may be in place. */
+		rc = replace_in(&t, dir_fd, data, len, mode, uid, gid,
+				&renamed, err);
+		*changed = renamed;
 		goto out;
 	}
 
@@ -394,7 +504,9 @@ cf_status ag_file_put(const char *path, const unsigned char *data, size_t len,
 	 * get the new owner and mode too.  A fresh copy leaves them alone.
 	 */
 	if (st.st_nlink != 1) {
-		rc = replace_in(&t, dir_fd, data, len, mode, uid, gid, err);
+		/* The same bytes: nothing a reader could notice changed. */
+		rc = replace_in(&t, dir_fd, data, len, mode, uid, gid,
+				&renamed, err);
 		goto out;
 	}
 	rc = set_owner(&t, fd, uid, gid, err);
@@ -419,7 +531,7 @@ cf_status ag_file_replace(const char *path, const void *data, size_t len,
 {
 	target t;
 	struct stat st;
-	int dir_fd = -1;
+	int dir_fd = -1, renamed = 0;
 	cf_status rc;
 
 	if (path == NULL || (data == NULL && len > 0) ||
@@ -445,7 +557,7 @@ cf_status ag_file_replace(const char *path, const void *data, size_t len,
 		goto out;
 	}
 	rc = replace_in(&t, dir_fd, data, len, mode, (uid_t)-1, (gid_t)-1,
-			err);
+			&renamed, err);
 out:
 	if (dir_fd >= 0)
 		close(dir_fd);

@@ -22,7 +22,16 @@
  * mode and owner are still corrected if they differ); otherwise it is
  * replaced atomically and *changed is 1.  The existing content is read
  * for the comparison into secure memory and wiped.  The directory must
- * exist.  Errors: CF_ERR_IO naming the path, the step and the reason.
+ * exist, and neither it nor any directory above it may be a symbolic
+ * link (nor may the file itself be one): the agent runs as root and never
+ * writes through a link, so give the real path (/run/x, not /var/run/x).
+ * Errors: CF_ERR_IO naming the path, the step and the reason.
+ *
+ * *changed can be 1 on an error return: when the new content was renamed
+ * into place but the directory fsync then failed (CF_ERR_IO, the message
+ * says the content is in place).  Readers already see the new bytes and a
+ * later call finds them equal, so the caller must honour *changed (run
+ * the reload) whatever the status.
  */
 cf_status ag_file_put(const char *path, const unsigned char *data, size_t len,
 		      mode_t mode, uid_t uid, gid_t gid, int *changed,
@@ -30,7 +39,8 @@ cf_status ag_file_put(const char *path, const unsigned char *data, size_t len,
 
 /*
  * Atomic replace for the agent's own state files (no comparison, no
- * owner change): temp file, write, fsync, rename, directory fsync.
+ * owner change): temp file, write, fsync, rename, directory fsync.  The
+ * same refusal of symbolic links in the path as ag_file_put.
  */
 cf_status ag_file_replace(const char *path, const void *data, size_t len,
 			  mode_t mode, cf_error *err);

@@ -5,13 +5,17 @@
  * of the agent's descriptors, default signal dispositions and an empty
  * signal mask; its exit status comes back; a program that cannot start
  * is an error naming it; and a command over its timeout dies with its
- * whole process group, grandchildren included.
+ * whole process group, grandchildren included, as does one running when
+ * the agent is told to stop (the flag of ag_hook_set_abort), which also
+ * keeps commands from starting at all.
  */
 #include "fixture.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -434,6 +438,216 @@ static void interrupted_wait_carries_on(void **state)
 		fail_msg("a 0.5 s command took %.2f s", took);
 }
 
+static volatile sig_atomic_t stop_flag;
+
+static void on_stop_alarm(int sig)
+{
+	(void)sig;
+	stop_flag = 1;
+}
+
+/*
+ * 1 when no live process is left in group pgid.  Zombies do not count:
+ * orphans go to PID 1, which need not reap them at once (in containers
+ * it often does not), and kill(-pgid, 0) still finds them.
+ */
+static int group_gone(pid_t pgid)
+{
+	char path[64], line[512];
+	const char *close_paren;
+	struct dirent *e;
+	DIR *proc;
+	FILE *fp;
+	long pgrp;
+	char st;
+	int alive = 0;
+
+	if (kill(-pgid, 0) != 0 && errno == ESRCH)
+		return 1;
+	proc = opendir("/proc");
+	assert_non_null(proc);
+	while (!alive && (e = readdir(proc)) != NULL) {
+		if (e->d_name[0] < '1' || e->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%.20s/stat", e->d_name);
+		fp = fopen(path, "r");
+		if (fp == NULL)
+			continue;
+		if (fgets(line, sizeof(line), fp) != NULL &&
+		    (close_paren = strrchr(line, ')')) != NULL &&
+		    sscanf(close_paren + 1, " %c %*d %ld", &st, &pgrp) == 2 &&
+		    pgrp == (long)pgid && st != 'Z' && st != 'X')
+			alive = 1;
+		fclose(fp);
+	}
+	closedir(proc);
+	return !alive;
+}
+
+/* Waits up to a second for every member of process group pgid to go. */
+static int group_gone_soon(pid_t pgid)
+{
+	struct timespec step = { 0, 20 * 1000 * 1000 };
+
+	for (int i = 0; i < 50; i++) {
+		if (group_gone(pgid))
+			return 1;
+		nanosleep(&step, NULL);
+	}
+	return 0;
+}
+
+/*
+ * Runs "sleep 30 & ...; sleep 30" with a 60 s timeout while something
+ * sets stop_flag 0.3 s in; fails unless the call ends within 3 s with
+ * CF_ERR_TIMEOUT, "interrupted", the shell killed by SIGTERM and the
+ * whole process group gone.
+ */
+static void assert_stopped_early(const fixture *f, void (*arm)(void),
+				 void (*disarm)(void))
+{
+	char script[PATH_MAX + 128], pids_path[PATH_MAX];
+	cf_error err = { 0 };
+	long shell_pid = 0, grandchild_pid = 0;
+	int wstatus = -1;
+	double start, took;
+	cf_status rc;
+	FILE *fp;
+
+	snprintf(pids_path, sizeof(pids_path), "%s/pids", f->dir);
+	snprintf(script, sizeof(script),
+		 "sleep 30 & echo $$ $! > '%s'; sleep 30", pids_path);
+	stop_flag = 0;
+	ag_hook_set_abort(&stop_flag);
+	arm();
+	start = now_s();
+	rc = run_sh(script, 60, &wstatus, &err);
+	took = now_s() - start;
+	disarm();
+	ag_hook_set_abort(NULL);
+
+	if (rc != CF_ERR_TIMEOUT)
+		fail_msg("got %s, want CF_ERR_TIMEOUT (%s)", cf_status_name(rc),
+			 err.msg);
+	assert_int_equal(stop_flag, 1);
+	if (took < 0.25 || took > 3.0)
+		fail_msg("stopping a command 0.3 s in took %.2f s", took);
+	assert_non_null(strstr(err.msg,
+		"reload command /bin/sh interrupted (the agent is stopping)"));
+	assert_true(WIFSIGNALED(wstatus));
+	assert_int_equal(WTERMSIG(wstatus), SIGTERM);
+	fp = fopen(pids_path, "r");
+	assert_non_null(fp);
+	assert_int_equal(fscanf(fp, "%ld %ld", &shell_pid, &grandchild_pid), 2);
+	fclose(fp);
+	assert_true(shell_pid > 1 && grandchild_pid > 1);
+	assert_true(gone(shell_pid));
+	if (!gone_soon(grandchild_pid))
+		fail_msg("the grandchild %ld outlived the stop", grandchild_pid);
+	if (!group_gone_soon((pid_t)shell_pid))
+		fail_msg("process group %ld outlived the stop", shell_pid);
+}
+
+static struct sigaction saved_alarm;
+
+static void arm_alarm(void)
+{
+	struct sigaction on = { 0 };
+	struct itimerval once = { { 0, 0 }, { 0, 300000 } };
+
+	/* Like the agent's SIGTERM handler: no SA_RESTART. */
+	on.sa_handler = on_stop_alarm;
+	sigemptyset(&on.sa_mask);
+	assert_int_equal(sigaction(SIGALRM, &on, &saved_alarm), 0);
+	assert_int_equal(setitimer(ITIMER_REAL, &once, NULL), 0);
+}
+
+static void disarm_alarm(void)
+{
+	struct itimerval off = { 0 };
+
+	assert_int_equal(setitimer(ITIMER_REAL, &off, NULL), 0);
+	assert_int_equal(sigaction(SIGALRM, &saved_alarm, NULL), 0);
+}
+
+/* The agent's SIGTERM lands while a reload runs: the reload is stopped. */
+static void stop_signal_ends_a_running_command(void **state)
+{
+	assert_stopped_early(*state, arm_alarm, disarm_alarm);
+}
+
+static pthread_t setter;
+
+static void *set_flag_later(void *arg)
+{
+	struct timespec pause = { 0, 300 * 1000 * 1000 };
+
+	(void)arg;
+	nanosleep(&pause, NULL);
+	stop_flag = 1;
+	return NULL;
+}
+
+static void arm_thread(void)
+{
+	assert_int_equal(pthread_create(&setter, NULL, set_flag_later, NULL),
+			 0);
+}
+
+static void disarm_thread(void)
+{
+	assert_int_equal(pthread_join(setter, NULL), 0);
+}
+
+/*
+ * The flag set with no signal interrupting the wait (as when the signal
+ * lands just before poll is entered): still honoured within the check
+ * interval, not at the 60 s timeout.
+ */
+static void stop_flag_seen_without_an_interrupt(void **state)
+{
+	assert_stopped_early(*state, arm_thread, disarm_thread);
+}
+
+/*
+ * A watched flag that is not set changes nothing; once it is set, no
+ * command starts.
+ */
+static void stop_flag_keeps_commands_from_starting(void **state)
+{
+	const fixture *f = *state;
+	char script[PATH_MAX + 64], marker[PATH_MAX];
+	cf_error err = { 0 };
+	int wstatus = -1;
+	double start;
+	cf_status rc, rc_set;
+
+	snprintf(marker, sizeof(marker), "%s/ran", f->dir);
+	snprintf(script, sizeof(script), ": > '%s'; exit 4", marker);
+	stop_flag = 0;
+	ag_hook_set_abort(&stop_flag);
+	rc = run_sh(script, 60, &wstatus, &err);
+	assert_int_equal(rc, CF_OK);
+	assert_true(WIFEXITED(wstatus));
+	assert_int_equal(WEXITSTATUS(wstatus), 4);
+	assert_int_equal(unlink(marker), 0);
+
+	stop_flag = 1;
+	wstatus = -1;
+	start = now_s();
+	rc_set = run_sh(script, 60, &wstatus, &err);
+	ag_hook_set_abort(NULL);
+	stop_flag = 0;
+	if (rc_set != CF_ERR_TIMEOUT)
+		fail_msg("got %s, want CF_ERR_TIMEOUT (%s)",
+			 cf_status_name(rc_set), err.msg);
+	assert_true(now_s() - start < 1.0);
+	assert_non_null(strstr(err.msg, "/bin/sh"));
+	assert_non_null(strstr(err.msg, "not started (the agent is stopping)"));
+	assert_int_equal(wstatus, 0);
+	assert_int_equal(access(marker, F_OK), -1);
+}
+
 /* argv goes to the program as is: no shell word splitting, no globbing. */
 static void argv_passed_verbatim(void **state)
 {
@@ -471,6 +685,12 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test(status_survives_ignored_sigchld),
 		cmocka_unit_test(interrupted_wait_carries_on),
+		cmocka_unit_test_setup_teardown(stop_signal_ends_a_running_command,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(stop_flag_seen_without_an_interrupt,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(stop_flag_keeps_commands_from_starting,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(argv_passed_verbatim,
 						setup, teardown),
 	};

@@ -3,9 +3,15 @@
  *
  * A sink file must hold exactly the bytes and mode asked, be rewritten
  * only when its content changes (a new inode then, the same one and the
- * same mtime otherwise), never be written through a symlink, never leave
- * a temp file behind, and never be seen half-written by a reader looping
- * while it is rotated.
+ * same mtime otherwise), never be written through a symlink (at the file
+ * or at any directory above it, with openat2 and with the fallback walk
+ * for kernels without it), never leave a temp file behind, report a
+ * change that reached the disk even when the directory fsync then fails,
+ * and never be seen half-written by a reader looping while it is rotated.
+ *
+ * Two tests provoke kernel behaviour with a seccomp filter in a forked
+ * child (openat2 answering ENOSYS; fsync of the directory failing with
+ * EIO); they are skipped where seccomp filters cannot be installed.
  */
 #include "fixture.h"
 
@@ -13,12 +19,18 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/filter.h>
+#include <linux/openat2.h>
+#include <linux/seccomp.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -32,19 +44,30 @@ typedef struct fixture {
 	char dir[256];
 } fixture;
 
+/*
+ * The directory is a real path (realpath of mkdtemp's): the agent refuses
+ * paths with a symlinked directory, and TMPDIR may well be one.
+ */
 static int setup(void **state)
 {
 	fixture *f = calloc(1, sizeof(*f));
 	const char *tmp = getenv("TMPDIR");
+	char made[256], real[PATH_MAX];
 
 	if (f == NULL)
 		return -1;
-	snprintf(f->dir, sizeof(f->dir), "%s/coffer-sink-XXXXXX",
+	snprintf(made, sizeof(made), "%s/coffer-sink-XXXXXX",
 		 tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
-	if (mkdtemp(f->dir) == NULL) {
+	if (mkdtemp(made) == NULL) {
 		free(f);
 		return -1;
 	}
+	if (realpath(made, real) == NULL || strlen(real) >= sizeof(f->dir)) {
+		rmdir(made);
+		free(f);
+		return -1;
+	}
+	snprintf(f->dir, sizeof(f->dir), "%s", real);
 	*state = f;
 	return 0;
 }
@@ -630,6 +653,264 @@ static void relative_path_and_long_name(void **state)
 	}
 }
 
+/*
+ * The symlinked-ancestor checks, shared by the openat2 test and the
+ * fallback test (which runs them in a child without cmocka): returns 0
+ * when all hold, else the line of the first check that failed.
+ *
+ * Layout: real/ and real/sub/ are directories; plink -> real (relative),
+ * alink -> DIR/real (absolute), glink -> real again, used as the
+ * grandparent of real/sub/secret.  Writing through any of the links must
+ * be refused, naming the path and the link's reason, and leave real/ and
+ * real/sub/ as they were; the real path itself must still work.
+ */
+#define CHECK(cond) do { if (!(cond)) return __LINE__; } while (0)
+
+static int dir_entries(const char *dir)
+{
+	struct dirent *e;
+	int n = 0;
+	DIR *d = opendir(dir);
+
+	if (d == NULL)
+		return -1;
+	while ((e = readdir(d)) != NULL)
+		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+			n++;
+	closedir(d);
+	return n;
+}
+
+static int refused_as_link(const char *path, const char *dir)
+{
+	cf_error err = { 0 };
+	int changed = -1;
+
+	if (ag_file_put(path, (const unsigned char *)"evil", 4, 0600, NO_UID,
+			NO_GID, &changed, &err) != CF_ERR_IO || changed != 0)
+		return 0;
+	if (strstr(err.msg, path) == NULL ||
+	    strstr(err.msg, "is a symbolic link") == NULL ||
+	    strstr(err.msg, "give the real path") == NULL ||
+	    strstr(err.msg, dir) == NULL)
+		return 0;
+	cf_error_clear(&err);
+	if (ag_file_replace(path, "evil", 4, 0600, &err) != CF_ERR_IO ||
+	    strstr(err.msg, "is a symbolic link") == NULL)
+		return 0;
+	return 1;
+}
+
+/* out = a + b, or 0 when it does not fit. */
+static int join(char *out, size_t size, const char *a, const char *b)
+{
+	int n = snprintf(out, size, "%s%s", a, b);
+
+	return n > 0 && (size_t)n < size;
+}
+
+static int symlinked_ancestor_checks(const char *base)
+{
+	char real[PATH_MAX], sub[PATH_MAX], link_path[PATH_MAX];
+	char path[PATH_MAX], dir[PATH_MAX];
+	unsigned char buf[16];
+	cf_error err = { 0 };
+	int changed = -1, fd;
+	ssize_t n;
+
+	CHECK(join(real, sizeof(real), base, "/real"));
+	CHECK(join(sub, sizeof(sub), base, "/real/sub"));
+	CHECK(mkdir(real, 0700) == 0 && mkdir(sub, 0700) == 0);
+
+	/* The parent a relative symlink. */
+	CHECK(join(link_path, sizeof(link_path), base, "/plink"));
+	CHECK(symlink("real", link_path) == 0);
+	CHECK(join(path, sizeof(path), link_path, "/secret"));
+	CHECK(refused_as_link(path, link_path));
+	/* The parent an absolute symlink. */
+	CHECK(join(link_path, sizeof(link_path), base, "/alink"));
+	CHECK(symlink(real, link_path) == 0);
+	CHECK(join(path, sizeof(path), link_path, "/secret"));
+	CHECK(refused_as_link(path, link_path));
+	/* The grandparent a symlink. */
+	CHECK(join(link_path, sizeof(link_path), base, "/glink"));
+	CHECK(symlink("real", link_path) == 0);
+	CHECK(join(path, sizeof(path), link_path, "/sub/secret"));
+	CHECK(join(dir, sizeof(dir), link_path, "/sub"));
+	CHECK(refused_as_link(path, dir));
+	/* Nothing reached the links' targets. */
+	CHECK(dir_entries(real) == 1);
+	CHECK(dir_entries(sub) == 0);
+
+	/* The real path still works, with ag_file_put and ag_file_replace. */
+	CHECK(join(path, sizeof(path), real, "/sub/secret"));
+	CHECK(ag_file_put(path, (const unsigned char *)"good", 4, 0600,
+			  NO_UID, NO_GID, &changed, &err) == CF_OK);
+	CHECK(changed == 1);
+	CHECK(ag_file_put(path, (const unsigned char *)"good", 4, 0600,
+			  NO_UID, NO_GID, &changed, &err) == CF_OK);
+	CHECK(changed == 0);
+	CHECK(join(path, sizeof(path), real, "/state"));
+	CHECK(ag_file_replace(path, "st", 2, 0600, &err) == CF_OK);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	CHECK(fd >= 0);
+	n = read(fd, buf, sizeof(buf));
+	close(fd);
+	CHECK(n == 2 && memcmp(buf, "st", 2) == 0);
+	/* "." and ".." are no links: a plain relative spelling is fine. */
+	CHECK(join(path, sizeof(path), real, "/sub/../sub/./dots"));
+	CHECK(ag_file_put(path, (const unsigned char *)"d", 1, 0600, NO_UID,
+			  NO_GID, &changed, &err) == CF_OK);
+	CHECK(dir_entries(sub) == 2);
+	return 0;
+}
+
+static void symlinked_directory_refused(void **state)
+{
+	const fixture *f = *state;
+	int line = symlinked_ancestor_checks(f->dir);
+
+	if (line != 0)
+		fail_msg("the check at line %d failed", line);
+}
+
+/*
+ * Runs check(dir) in a child under a seccomp filter that makes syscall
+ * nr fail with errnum, for every call (arg0 < 0) or only when its first
+ * argument is arg0.  Returns the child's line (0: all held), or -1 when
+ * seccomp filters are not available here (the test is then skipped).
+ */
+static int run_filtered(long nr, int arg0, int errnum,
+			int (*check)(const char *dir, int arg0),
+			const char *dir)
+{
+	/* The first argument's low 32 bits (little-endian layout). */
+	const unsigned int arg0_off = offsetof(struct seccomp_data, args[0])
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+		+ 4
+#endif
+		;
+	struct sock_filter code[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+			 offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned int)nr, 0, 4),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, arg0_off),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned int)arg0,
+			 1, 0),
+		/* Every call when arg0 < 0, else only the one descriptor. */
+		BPF_JUMP(BPF_JMP | BPF_JA, arg0 < 0 ? 0 : 1, 0, 0),
+		BPF_STMT(BPF_RET | BPF_K,
+			 SECCOMP_RET_ERRNO | ((unsigned int)errnum &
+					      SECCOMP_RET_DATA)),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { sizeof(code) / sizeof(code[0]), code };
+	int wstatus = 0;
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+		    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+			_exit(255);
+		_exit(check(dir, arg0) & 0xff);
+	}
+	assert_int_equal(waitpid(pid, &wstatus, 0), pid);
+	assert_true(WIFEXITED(wstatus));
+	return WEXITSTATUS(wstatus) == 255 ? -1 : WEXITSTATUS(wstatus);
+}
+
+/* In the child: openat2 really is gone, and the walk holds the line. */
+static int walk_checks(const char *dir, int arg0)
+{
+	struct open_how how = { .flags = O_RDONLY | O_DIRECTORY };
+	int line;
+
+	(void)arg0;
+	if (syscall(SYS_openat2, AT_FDCWD, "/", &how, sizeof(how)) >= 0 ||
+	    errno != ENOSYS)
+		return 2;       /* the filter did not take */
+	line = symlinked_ancestor_checks(dir);
+	if (line != 0)
+		fprintf(stderr, "fallback walk: the check at line %d failed\n",
+			line);
+	return line == 0 ? 0 : 1;
+}
+
+static void symlinked_directory_refused_without_openat2(void **state)
+{
+	const fixture *f = *state;
+	int rc = run_filtered(SYS_openat2, -1, ENOSYS, walk_checks, f->dir);
+
+	if (rc < 0)
+		skip();
+	assert_int_equal(rc, 0);
+}
+
+/*
+ * In the child: the lowest free descriptor (arg0) is the one the
+ * directory gets, since ag_file_put opens it first; its fsync fails.
+ */
+static int fsync_checks(const char *dir, int arg0)
+{
+	char path[PATH_MAX];
+	unsigned char buf[16];
+	cf_error err = { 0 };
+	int changed = -1, fd;
+	ssize_t n;
+	cf_status rc;
+
+	(void)arg0;
+	snprintf(path, sizeof(path), "%s/durable", dir);
+	rc = ag_file_put(path, (const unsigned char *)"new", 3, 0600, NO_UID,
+			 NO_GID, &changed, &err);
+	if (rc != CF_ERR_IO)
+		return 2;
+	if (changed != 1)
+		return 3;
+	if (strstr(err.msg, "fsync of the directory") == NULL ||
+	    strstr(err.msg, "in place") == NULL)
+		return 4;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 5;
+	n = read(fd, buf, sizeof(buf));
+	close(fd);
+	if (n != 3 || memcmp(buf, "new", 3) != 0)
+		return 6;
+	/* The same bytes again: unchanged (so the first call must say so). */
+	rc = ag_file_put(path, (const unsigned char *)"new", 3, 0600, NO_UID,
+			 NO_GID, &changed, &err);
+	if (rc != CF_OK || changed != 0)
+		return 7;
+	return 0;
+}
+
+static void changed_even_when_directory_fsync_fails(void **state)
+{
+	const fixture *f = *state;
+	const char *const only[] = { "durable", NULL };
+	char path[PATH_MAX];
+	cf_error err = { 0 };
+	int changed = -1, next_fd, rc;
+
+	path_in(f, "durable", path, sizeof(path));
+	assert_status(CF_OK, ag_file_put(path, (const unsigned char *)"old", 3,
+					 0600, NO_UID, NO_GID, &changed, &err),
+		      &err);
+	next_fd = dup(STDIN_FILENO);
+	assert_true(next_fd >= 0);
+	close(next_fd);
+	rc = run_filtered(SYS_fsync, next_fd, EIO, fsync_checks, f->dir);
+	if (rc < 0)
+		skip();
+	if (rc != 0)
+		fail_msg("the child's check %d failed", rc);
+	assert_dir_holds(f->dir, only);
+}
+
 #define READER_A_BYTES (10 * 1024)
 #define READER_B_BYTES (20 * 1024)
 #define ROTATIONS 500
@@ -730,6 +1011,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(owner_set_or_refused,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(symlink_target_refused,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(symlinked_directory_refused,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(symlinked_directory_refused_without_openat2,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(changed_even_when_directory_fsync_fails,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(directory_and_fifo_targets_refused,
 						setup, teardown),
