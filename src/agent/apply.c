@@ -2,16 +2,17 @@
  * apply.c - bringing the configured sinks up to date (docs/AGENT.md
  * "Files, templates and reloads").
  *
- * A pass opens each secret it needs once from the cache (verifying it
- * again: a signer may have been revoked since), writes each file or
- * rendered template only if its bytes changed, and then runs each
+ * A pass opens the secrets of one sink at a time from the cache
+ * (verifying them again: a signer may have been revoked since), writes
+ * the file or rendered template only if its bytes changed, and then runs each
  * distinct reload command of the changed sinks once.  A sink that cannot
  * be brought up to date (a secret not received, a template that does not
  * parse or names an unknown secret, a write that fails) is logged and
  * left exactly as it was.
  *
  * Plaintext lives here in the opened records (cf_record, secure memory)
- * and the rendered templates (cf_secret) for the length of one pass.
+ * and the rendered template (cf_secret) of one sink, and is wiped before
+ * the next sink.
  */
 #include "runtime.h"
 
@@ -181,7 +182,6 @@ static void run_reload(const ag_sink *sink, long timeout_s)
 size_t ag_apply(ag_runtime *rt, const ag_config *cfg, char *const *names,
 		size_t n_names, long reload_timeout_s)
 {
-	struct pass p = { .rt = rt };
 	const ag_sink **reloads = NULL;
 	size_t n_reloads = 0, stale = 0;
 
@@ -194,18 +194,26 @@ size_t ag_apply(ag_runtime *rt, const ag_config *cfg, char *const *names,
 	}
 	for (size_t i = 0; i < cfg->n_sinks; i++) {
 		const ag_sink *sink = &cfg->sinks[i];
+		struct pass p = { .rt = rt };
 		cf_error err = { 0 };
 		char what[PATH_MAX + 32] = "";
 		int changed = 0, looked = 0, dup = 0;
+		cf_status rc;
 
-		if (apply_sink(&p, sink, names, n_names, &changed, &looked,
-			       what, sizeof(what), &err) != CF_OK) {
+		/* One sink's values at a time: the secure heap holds at most
+		 * what one file or one template needs. */
+		rc = apply_sink(&p, sink, names, n_names, &changed, &looked,
+				what, sizeof(what), &err);
+		pass_free(&p);
+		if (rc != CF_OK) {
 			stale++;
 			/* A secret not put yet is a wait, not a failure. */
 			ag_log(err.code == CF_ERR_NOT_FOUND ? AG_LOG_WARN :
 			       AG_LOG_ERROR, "%s not updated (%s, line %d): %s",
 			       sink->path, cfg->path, sink->line, err.msg);
-			continue;
+			/* Written but not made durable: the reload still runs. */
+			if (!changed)
+				continue;
 		}
 		if (!changed) {
 			if (looked)
@@ -221,9 +229,8 @@ size_t ag_apply(ag_runtime *rt, const ag_config *cfg, char *const *names,
 		if (!dup)
 			reloads[n_reloads++] = sink;
 	}
-	/* Values are wiped before any reload runs. */
-	pass_free(&p);
-	for (size_t j = 0; j < n_reloads; j++)
+	/* Every value is wiped before any reload runs. */
+	for (size_t j = 0; j < n_reloads && !ag_stopping(); j++)
 		run_reload(reloads[j], reload_timeout_s);
 	OPENSSL_free(reloads);
 	return stale;

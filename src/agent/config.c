@@ -359,9 +359,14 @@ static cf_status set_key(struct parser *p, const char *key, const char *value)
 						       "without spaces", value);
 			slot = &cfg->server_url;
 		} else {
-			rc = check_path(p, key, value);
-			if (rc != CF_OK)
-				return rc;
+			/* ca = system: the system's CA store (a server with a
+			 * publicly trusted certificate), said on purpose. */
+			if (!(strcmp(key, "ca") == 0 &&
+			      strcmp(value, "system") == 0)) {
+				rc = check_path(p, key, value);
+				if (rc != CF_OK)
+					return rc;
+			}
 			slot = strcmp(key, "ca") == 0 ? &cfg->server_ca : &cfg->root;
 		}
 		break;

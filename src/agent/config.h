@@ -65,7 +65,8 @@ typedef struct ag_sink {
 typedef struct ag_config {
 	char *path;             /* the file it was read from */
 	char *server_url;       /* [server] url (https://...) */
-	char *server_ca;        /* [server] ca, NULL: the state dir's copy */
+	char *server_ca;        /* [server] ca, NULL: the state dir's copy;
+				   "system": the system's CA store */
 	char *root;             /* [server] root, NULL: the state dir's copy */
 	long reload_timeout_s;  /* [agent] reload_timeout, 1..3600, default 30 */
 	long wait_s;            /* [agent] wait: long-poll seconds, 1..60,

@@ -4,10 +4,11 @@
  * holds /proc/self/fd/N, a sealed in-memory file, so the secret never
  * touches a disk).  docs/AGENT.md "exec".
  *
- * The secrets come from the state dir's cache after a quick sync with
- * the server (skipped with --offline, or when the server cannot be
- * reached: the cached versions are then used, with a warning).  Each one
- * is verified again on the way out.  The environment block is built in
+ * Each secret is the server's copy of this agent's envelope when the
+ * server can be reached (not with --offline) and it verifies at or above
+ * the version the agent accepted; else the state dir's cached one, with
+ * a warning.  exec only reads the state dir (`agent run` owns it), so the
+ * two can run side by side.  The environment block is built in
  * secure memory and handed to execve, which replaces this process: the
  * plaintext then lives only in the command.
  */
@@ -18,12 +19,14 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "log.h"
+#include "policy.h"
 #include "runtime.h"
 
 #define MAX_MAPPINGS 256
@@ -54,10 +57,11 @@ static void exec_usage(FILE *out)
 		"                       (default: what 'agent join' recorded in D)\n"
 		"  --offline            do not ask the server; use the cached versions\n"
 		"\n"
-		"Before running CMD, the agent syncs with the server (as 'agent once'\n"
-		"does, without writing any sink); if the server cannot be reached, the\n"
-		"versions cached in D are used and a warning says so.  Every secret is\n"
-		"verified (signer, root, CRL, name, highest version seen) first.  Exit\n"
+		"Each secret is this agent's envelope fetched from the server, or, when\n"
+		"the server cannot be reached (or with --offline), the one cached in D\n"
+		"(a warning says so).  Every secret is verified (signer, root, CRL,\n"
+		"name, not below the version the agent accepted) first.  D is only\n"
+		"read, so exec may run beside 'agent run'.  Exit\n"
 		"codes: CMD's own once it runs; 9 for a secret this agent does not\n"
 		"have; 3 when CMD cannot be started.\n");
 }
@@ -154,6 +158,61 @@ static int overridden(const char *e, const struct mapping *maps, size_t n)
 	return 0;
 }
 
+/*
+ * The newest verified version of name: the server's copy of our envelope
+ * (GET /v1/secrets/envelope) when it can be had and verifies at or above
+ * the version the agent accepted, else the cached one.  *use_server is
+ * cleared when the server cannot be reached, so it is asked once.
+ */
+static cf_status newest(ag_runtime *rt, const char *name, int *use_server,
+			cf_record **out, cf_error *err)
+{
+	char path[64 + 3 * CF_NAME_MAX_BYTES];
+	char *escaped = NULL;
+	json_t *resp = NULL;
+	unsigned char *der = NULL;
+	size_t len = 0;
+	cf_error why = { 0 };
+	cf_status rc;
+
+	*out = NULL;
+	if (!*use_server)
+		goto cached;
+	escaped = cli_client_escape(name);
+	if (escaped == NULL)
+		return cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+	snprintf(path, sizeof(path), "/v1/secrets/envelope?name=%s", escaped);
+	free(escaped);
+	rc = cli_client_call(rt->client, "GET", path, NULL, &resp, &why);
+	if (rc == CF_OK)
+		rc = cli_b64_decode(json_string_value(json_object_get(resp,
+				    "envelope")), "an envelope", &der, &len, &why);
+	if (rc == CF_OK)
+		rc = cf_envelope_open(der, len, rt->cert, rt->key, rt->trust,
+				      name, ag_state_version(rt->st, name), out,
+				      NULL, &why);
+	OPENSSL_free(der);
+	json_decref(resp);
+	if (rc == CF_OK)
+		return CF_OK;
+	if (rc == CF_ERR_NETWORK) {
+		*use_server = 0;
+		ag_log(AG_LOG_WARN, "%s; using the versions cached in %s", why.msg,
+		       ag_state_dir(rt->st));
+	} else if (rc == CF_ERR_NOT_FOUND &&
+		   ag_state_version(rt->st, name) == 0) {
+		/* Neither the server nor the cache has it: say it once. */
+		return cf_error_set(err, rc, "%s", why.msg);
+	} else if (rc == CF_ERR_NOT_FOUND || rc == CF_ERR_DENIED) {
+		ag_log(AG_LOG_WARN, "%s; using the cached version", why.msg);
+	} else {
+		ag_log(AG_LOG_ERROR, "refused %s from the server: %s; using the "
+		       "cached version", name, why.msg);
+	}
+cached:
+	return ag_open_cached(rt, name, out, err);
+}
+
 int ag_cmd_exec(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -174,7 +233,7 @@ int ag_cmd_exec(int argc, char **argv)
 	char **envp = NULL;
 	cf_error err = { 0 };
 	cf_status rc = CF_OK;
-	int ch, offline = 0, code;
+	int ch, offline = 0, use_server, code;
 
 	optind = 1;
 	/* "+": options stop at the first non-option (CMD's own flags). */
@@ -212,13 +271,16 @@ int ag_cmd_exec(int argc, char **argv)
 				    cfg ? cfg->root : NULL, offline, &rt, &err);
 	if (rc != CF_OK)
 		goto fail;
-	if (!offline) {
+	rt->read_only = 1;
+	use_server = !offline;
+	if (use_server) {
 		cf_error why = { 0 };
 
-		if (ag_refresh_crl(rt, &why) != CF_OK ||
-		    ag_fetch_all(rt, &why) != CF_OK)
+		if (ag_refresh_crl(rt, &why) != CF_OK) {
 			ag_log(AG_LOG_WARN, "%s; using the versions cached in %s",
 			       why.msg, dir);
+			use_server = 0;
+		}
 	}
 	for (size_t i = 0; i < n_maps; i++) {
 		cf_record *rec = NULL;
@@ -226,7 +288,7 @@ int ag_cmd_exec(int argc, char **argv)
 		char path[64];
 		int fd = -1;
 
-		rc = ag_open_cached(rt, maps[i].name, &rec, &err);
+		rc = newest(rt, maps[i].name, &use_server, &rec, &err);
 		if (rc != CF_OK)
 			goto fail;
 		v = rec->value;

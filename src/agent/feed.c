@@ -27,6 +27,8 @@
 #include "sink_file.h"
 
 #define FEED_LIMIT 100
+/* Before accepting anything, the CRL is at most this old (seconds). */
+#define CRL_BEFORE_ACCEPT_S 10
 /* How long a request may take beyond the long poll itself. */
 #define FEED_SLACK_S 30L
 
@@ -82,6 +84,7 @@ cf_status ag_runtime_new(const char *state_dir, const char *server_url,
 	char ca_path[PATH_MAX], crl_path[PATH_MAX], url[2048];
 	cli_pass nopass = { 0 };
 	cli_settings set = { 0 };
+	cf_error trust_err = { 0 };
 	cf_status rc;
 
 	*out = NULL;
@@ -114,8 +117,9 @@ cf_status ag_runtime_new(const char *state_dir, const char *server_url,
 	if (!file_exists(root)) {
 		rc = cf_error_set(err, CF_ERR_USAGE, "no organisation root at %s: "
 			"the agent verifies every secret against it; give it with "
-			"'root =' in the config's [server] section, or join with "
-			"--root", root);
+			"'root =' in the config's [server] section, or install it "
+			"with 'coffer agent join --state-dir %s --root ROOT.crt'",
+			root, state_dir);
 		goto out;
 	}
 	rc = cli_load_cert(cert_path, &rt->cert, NULL, err);
@@ -125,10 +129,13 @@ cf_status ag_runtime_new(const char *state_dir, const char *server_url,
 		rc = cli_load_cert(root, &rt->root, NULL, err);
 	if (rc == CF_OK && file_exists(crl_path))
 		rc = cli_load_crl(crl_path, &rt->crl, err);
-	if (rc == CF_OK)
-		rc = rebuild_trust(rt, err);
 	if (rc != CF_OK)
 		goto out;
+	/* A CRL past its next update: the server may have a newer one. */
+	if (rebuild_trust(rt, &trust_err) != CF_OK && (rt->crl == NULL || offline)) {
+		rc = cf_error_set(err, trust_err.code, "%s", trust_err.msg);
+		goto out;
+	}
 	if (X509_check_private_key(rt->cert, rt->key) != 1) {
 		ERR_clear_error();
 		rc = cf_error_set(err, CF_ERR_USAGE, "%s does not belong to %s; "
@@ -146,21 +153,40 @@ cf_status ag_runtime_new(const char *state_dir, const char *server_url,
 			goto out;
 		server_url = url;
 	}
+	rc = ag_state_path(rt->st, "server-ca.crt", ca_path, sizeof(ca_path),
+			   err);
+	if (rc != CF_OK)
+		goto out;
+	if (server_ca == NULL && file_exists(ca_path))
+		server_ca = ca_path;
 	if (server_ca == NULL) {
-		rc = ag_state_path(rt->st, "server-ca.crt", ca_path,
-				   sizeof(ca_path), err);
-		if (rc != CF_OK)
-			goto out;
-		if (file_exists(ca_path))
-			server_ca = ca_path;
+		rc = cf_error_set(err, CF_ERR_USAGE, "no server CA: %s is missing "
+			"and the config's [server] has no ca; give ca = PATH (the "
+			"server's certificate or its CA), or ca = system to trust "
+			"the system's CA store", ca_path);
+		goto out;
 	}
 	set.server = server_url;
-	set.server_ca = server_ca;
+	/* NULL: curl's default, the system's store (said on purpose). */
+	set.server_ca = strcmp(server_ca, "system") == 0 ? NULL : server_ca;
 	set.cert = cert_path;
 	set.key = key_path;
 	rc = cli_client_new(&set, CLI_NEED_IDENTITY, &rt->client, err);
 	if (rc != CF_OK)
 		goto out;
+	if (rt->trust == NULL) {
+		cf_error why = { 0 };
+
+		(void)ag_refresh_crl(rt, &why);
+		if (rt->trust == NULL) {
+			rc = cf_error_set(err, CF_ERR_UNTRUSTED, "%s (%s)%s%s; "
+				"until the organisation re-signs its CRL and pushes "
+				"it ('coffer ca revoke --ca DIR', 'coffer crl push'), "
+				"this agent accepts nothing", trust_err.msg, crl_path,
+				why.msg[0] ? "; the server's: " : "", why.msg);
+			goto out;
+		}
+	}
 	*out = rt;
 	return CF_OK;
 out:
@@ -240,6 +266,7 @@ cf_status ag_refresh_crl(ag_runtime *rt, cf_error *err)
 {
 	json_t *resp = NULL;
 	X509_CRL *crl = NULL;
+	cf_trust *trust = NULL;
 	unsigned char *pem = NULL;
 	size_t pem_len = 0;
 	char path[PATH_MAX];
@@ -271,12 +298,20 @@ cf_status ag_refresh_crl(ag_runtime *rt, cf_error *err)
 			       "(a server cannot un-revoke anybody)");
 		goto out;
 	}
+	/* The new trust first: a CRL that cannot be used changes nothing. */
+	if (cf_trust_new(rt->root, crl, &trust, &why) != CF_OK) {
+		ag_log(AG_LOG_WARN, "ignoring the server's newer CRL: %s; "
+		       "keeping the one we have", why.msg);
+		goto out;
+	}
+	cf_trust_free(rt->trust);
+	rt->trust = trust;
 	X509_CRL_free(rt->crl);
 	rt->crl = crl;
 	crl = NULL;
-	rc = rebuild_trust(rt, err);
-	if (rc == CF_OK)
-		rc = cf_crl_to_pem(rt->crl, &pem, &pem_len, err);
+	if (rt->read_only)
+		goto out;
+	rc = cf_crl_to_pem(rt->crl, &pem, &pem_len, err);
 	if (rc == CF_OK)
 		rc = ag_state_path(rt->st, "crl.pem", path, sizeof(path), err);
 	if (rc == CF_OK)
@@ -336,9 +371,27 @@ static cf_status take_entry(ag_runtime *rt, const json_t *item, size_t *bytes,
 		       "signed record is version %llu; the record counts", name,
 		       (long long)said, (unsigned long long)rec->version);
 	if (rec->version == have) {
-		ag_log(AG_LOG_DEBUG, "%s v%llu: already have it", name,
-		       (unsigned long long)have);
-		goto out;
+		unsigned char *cached = NULL;
+		size_t cached_len = 0;
+		cf_error ignored = { 0 };
+		int same = ag_state_cached(rt->st, name, &cached, &cached_len,
+					   &ignored) == CF_OK &&
+			   cached_len == len && memcmp(cached, der, len) == 0;
+
+		OPENSSL_free(cached);
+		if (same) {
+			ag_log(AG_LOG_DEBUG, "%s v%llu: already have it", name,
+			       (unsigned long long)have);
+			goto out;
+		}
+		/*
+		 * The same version in another envelope (the cache lost it, or
+		 * a restored server had it put again): it verified and is not
+		 * below the highest seen, so it is accepted like any other;
+		 * the sinks rewrite only what really changed.
+		 */
+		ag_log(AG_LOG_INFO, "%s v%llu again, in another envelope than the "
+		       "cached one", name, (unsigned long long)have);
 	}
 	rc = ag_state_accept(rt->st, name, rec->version, der, len, err);
 	if (rc == CF_OK)
@@ -365,14 +418,15 @@ cf_status ag_fetch(ag_runtime *rt, long wait_s, int *more, cf_error *err)
 	char path[128];
 	json_t *resp = NULL, *list, *item;
 	json_int_t cursor;
-	size_t i, bytes = 0;
+	int64_t mine = ag_state_cursor(rt->st);
+	size_t i, bytes = 0, accepted = rt->n_changed;
 	cf_status rc;
 
 	*more = 0;
 	if (rt->client == NULL)
 		return cf_error_set(err, CF_ERR_USAGE, "no server to fetch from");
 	snprintf(path, sizeof(path), "/v1/agent/secrets?since=%lld&wait=%ld&limit=%d",
-		 (long long)ag_state_cursor(rt->st), wait_s, FEED_LIMIT);
+		 (long long)mine, wait_s, FEED_LIMIT);
 	cli_client_set_timeout(rt->client, wait_s + FEED_SLACK_S);
 	rc = cli_client_call(rt->client, "GET", path, NULL, &resp, err);
 	if (rc != CF_OK)
@@ -385,20 +439,38 @@ cf_status ag_fetch(ag_runtime *rt, long wait_s, int *more, cf_error *err)
 				  "no cursor or secrets list");
 		goto out;
 	}
+	/*
+	 * Something new is about to be accepted: make sure a revocation the
+	 * organisation pushed since our last look counts (a server cannot
+	 * hold the CRL back for long: it is fetched at most this far apart).
+	 */
+	if (json_array_size(list) > 0 &&
+	    time(NULL) - rt->crl_checked >= CRL_BEFORE_ACCEPT_S) {
+		rc = ag_refresh_crl(rt, err);
+		if (rc != CF_OK)
+			goto out;
+	}
 	json_array_foreach(list, i, item) {
 		rc = take_entry(rt, item, &bytes, err);
 		if (rc != CF_OK)
 			goto out;
 	}
-	if (cursor < ag_state_cursor(rt->st))
-		ag_log(AG_LOG_WARN, "the server's feed cursor went back (%lld < "
-		       "%lld): its database was restored or replaced; versions "
-		       "below those accepted stay refused", (long long)cursor,
-		       (long long)ag_state_cursor(rt->st));
+	if (cursor < mine && json_array_size(list) == 0) {
+		/* The server's database went back (a restore): start over
+		 * from 0.  Versions below those accepted stay refused. */
+		ag_log(AG_LOG_WARN, "the server's feed position went back (%lld, "
+		       "this agent was at %lld): its database was restored; "
+		       "reading the whole feed again", (long long)cursor,
+		       (long long)mine);
+		cursor = 0;
+		*more = 1;
+	} else {
+		*more = json_is_true(json_object_get(resp, "more")) &&
+			json_array_size(list) > 0;
+	}
 	ag_state_set_cursor(rt->st, cursor);
-	*more = json_is_true(json_object_get(resp, "more")) &&
-		json_array_size(list) > 0;
-	rc = ag_state_save(rt->st, err);
+	if (cursor != mine || rt->n_changed != accepted)
+		rc = ag_state_save(rt->st, err);
 out:
 	json_decref(resp);
 	return rc;

@@ -8,8 +8,33 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static int max_level = AG_LOG_INFO;
+
+/*
+ * Whether stderr is the journal's stream: JOURNAL_STREAM ("DEV:INO")
+ * names it, and is only believed when it matches stderr itself (a child
+ * with stderr redirected inherits the variable, not the stream).
+ */
+static int to_journal(void)
+{
+	static int known, yes;
+	const char *env;
+	unsigned long long dev, ino;
+	struct stat sb;
+
+	if (known)
+		return yes;
+	known = 1;
+	env = getenv("JOURNAL_STREAM");
+	yes = env != NULL && sscanf(env, "%llu:%llu", &dev, &ino) == 2 &&
+	      fstat(STDERR_FILENO, &sb) == 0 &&
+	      (unsigned long long)sb.st_dev == dev &&
+	      (unsigned long long)sb.st_ino == ino;
+	return yes;
+}
 
 void ag_log_set_level(int level)
 {
@@ -49,7 +74,7 @@ void ag_log(int level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (getenv("JOURNAL_STREAM") != NULL)
+	if (to_journal())
 		fprintf(stderr, "<%d>coffer agent: %s: %s\n", level,
 			level_name(level), msg);
 	else

@@ -4,7 +4,7 @@
  *
  *   coffer agent: info: prod/db/password v3 -> /run/app/db_password
  *
- * Under systemd (JOURNAL_STREAM set) each line starts with the syslog
+ * Under systemd (JOURNAL_STREAM names stderr) each line starts with the syslog
  * priority ("<6>"), so the journal records the level.  A message never
  * holds a secret: callers log names, versions, paths and our own error
  * sentences, and text that came from the server goes through

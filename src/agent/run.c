@@ -29,6 +29,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "hook.h"
 #include "log.h"
 #include "runtime.h"
 
@@ -37,6 +38,11 @@
 #define CRL_REFRESH_S 300
 
 static volatile sig_atomic_t got_stop, got_hup, wake;
+
+int ag_stopping(void)
+{
+	return got_stop != 0;
+}
 
 static void on_signal(int sig)
 {
@@ -91,6 +97,14 @@ static void nap(double seconds)
 		nanosleep(&slice, NULL);
 		slept += 0.2;
 	}
+}
+
+static double mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* Full jitter: uniform in [backoff/2, backoff]. */
@@ -206,6 +220,11 @@ int ag_cmd_once(int argc, char **argv)
 		code = cli_fail(&err);
 		goto out;
 	}
+	rc = ag_state_lock_run(rt->st, &err);
+	if (rc != CF_OK) {
+		code = cli_fail(&err);
+		goto out;
+	}
 	ag_runtime_set_abort(rt, &got_stop);
 	rc = ag_refresh_crl(rt, &err);
 	if (rc == CF_OK)
@@ -233,36 +252,61 @@ out:
 	return code;
 }
 
-/* SIGHUP: the new config if it reads, else the old one. */
-static void reload_config(const struct run_opts *o, ag_config **cfg,
+/* SIGHUP: the new config if it reads, else the old one.  Returns the
+ * number of sinks not up to date, or -1 when the old config stays. */
+static long reload_config(const struct run_opts *o, ag_config **cfg,
 			  ag_runtime *rt)
 {
 	ag_config *fresh = NULL;
 	cf_error err = { 0 };
-	size_t stale;
 
 	if (ag_config_load(o->config, &fresh, &err) != CF_OK) {
 		ag_log(AG_LOG_ERROR, "SIGHUP: %s; keeping the configuration "
 		       "already loaded", err.msg);
-		return;
+		return -1;
 	}
 	ag_config_free(*cfg);
 	*cfg = fresh;
 	ag_log(AG_LOG_INFO, "SIGHUP: reloaded %s (%zu sink(s))", o->config,
 	       fresh->n_sinks);
-	stale = ag_apply(rt, *cfg, NULL, 0, (*cfg)->reload_timeout_s);
-	if (stale > 0)
-		ag_log(AG_LOG_WARN, "%zu sink(s) not up to date", stale);
+	return (long)ag_apply(rt, *cfg, NULL, 0, (*cfg)->reload_timeout_s);
+}
+
+/*
+ * Sinks that could not be brought up to date (a directory not there yet,
+ * a secret not put yet) are tried again, all of them, on this schedule:
+ * 5 s, doubling to 5 minutes, reset once all are up to date.
+ */
+#define RETRY_MIN_S 5
+#define RETRY_MAX_S 300
+
+struct retry {
+	size_t stale;           /* sinks not up to date after the last pass */
+	time_t at;              /* when to try them again */
+	long every_s;
+};
+
+static void retry_note(struct retry *r, size_t stale)
+{
+	r->stale = stale;
+	if (stale == 0) {
+		r->every_s = RETRY_MIN_S;
+		return;
+	}
+	ag_log(AG_LOG_WARN, "%zu sink(s) not up to date; trying again in %ld s",
+	       stale, r->every_s);
+	r->at = time(NULL) + r->every_s;
+	r->every_s = r->every_s * 2 > RETRY_MAX_S ? RETRY_MAX_S : r->every_s * 2;
 }
 
 int ag_cmd_run(int argc, char **argv)
 {
 	struct run_opts o = { 0 };
+	struct retry retry = { .every_s = RETRY_MIN_S };
 	ag_config *cfg = NULL;
 	ag_runtime *rt = NULL;
 	cf_error err = { 0 };
 	double backoff = BACKOFF_MIN_S;
-	size_t stale;
 	cf_status rc;
 	int code = parse_run("run", argc, argv, &o);
 
@@ -277,26 +321,59 @@ int ag_cmd_run(int argc, char **argv)
 		goto out;
 	}
 	ag_runtime_set_abort(rt, &wake);
+	ag_hook_set_abort(&got_stop);
 	ag_log(AG_LOG_INFO, "started: state dir %s, %zu sink(s), %zu secret(s) "
 	       "cached", o.state_dir, cfg->n_sinks, ag_state_count(rt->st));
-	stale = ag_apply(rt, cfg, NULL, 0, cfg->reload_timeout_s);
-	if (stale > 0)
-		ag_log(AG_LOG_WARN, "%zu sink(s) not up to date yet", stale);
+	retry_note(&retry, ag_apply(rt, cfg, NULL, 0, cfg->reload_timeout_s));
 	while (!got_stop) {
+		time_t asked = time(NULL);
+		double asked_mono = mono_s();
+		int64_t cursor = ag_state_cursor(rt->st);
+		long wait_s = cfg->wait_s;
 		int more = 0;
 
 		if (got_hup) {
+			long stale;
+
 			got_hup = 0;
 			wake = got_stop;
-			reload_config(&o, &cfg, rt);
+			stale = reload_config(&o, &cfg, rt);
+			if (stale >= 0) {
+				/* Every sink was applied: nothing is pending. */
+				ag_runtime_clear_changes(rt);
+				retry.every_s = RETRY_MIN_S;
+				retry_note(&retry, (size_t)stale);
+			}
 			continue;
 		}
-		ag_runtime_clear_changes(rt);
+		if (retry.stale > 0 && asked >= retry.at) {
+			retry_note(&retry, ag_apply(rt, cfg, NULL, 0,
+						    cfg->reload_timeout_s));
+			if (retry.stale == 0)
+				ag_log(AG_LOG_INFO, "all sinks are up to date");
+		}
+		/* Wake up in time for the next retry. */
+		if (retry.stale > 0 && retry.at - asked < wait_s)
+			wait_s = retry.at > asked ? (long)(retry.at - asked) : 1;
 		rc = CF_OK;
 		if (time(NULL) - rt->crl_checked >= CRL_REFRESH_S)
 			rc = ag_refresh_crl(rt, &err);
 		if (rc == CF_OK)
-			rc = ag_fetch(rt, cfg->wait_s, &more, &err);
+			rc = ag_fetch(rt, wait_s, &more, &err);
+		/*
+		 * Whatever was accepted is applied, even when the request
+		 * then failed, and stays pending until it was (a SIGHUP
+		 * arriving first applies everything anyway).
+		 */
+		if (rt->n_changed > 0 && !got_stop && !got_hup) {
+			size_t stale = ag_apply(rt, cfg, rt->changed,
+						rt->n_changed,
+						cfg->reload_timeout_s);
+
+			ag_runtime_clear_changes(rt);
+			if (stale > 0 && retry.stale == 0)
+				retry_note(&retry, stale);
+		}
 		if (got_stop || got_hup)
 			continue;
 		if (rc != CF_OK) {
@@ -313,13 +390,13 @@ int ag_cmd_run(int argc, char **argv)
 		if (backoff > BACKOFF_MIN_S)
 			ag_log(AG_LOG_INFO, "the server answers again");
 		backoff = BACKOFF_MIN_S;
-		if (rt->n_changed > 0) {
-			stale = ag_apply(rt, cfg, rt->changed, rt->n_changed,
-					 cfg->reload_timeout_s);
-			if (stale > 0)
-				ag_log(AG_LOG_WARN, "%zu sink(s) not up to date",
-				       stale);
-		}
+		/*
+		 * A server (or a proxy) that answers at once with nothing,
+		 * though asked to wait, must not make us spin.
+		 */
+		if (!more && ag_state_cursor(rt->st) == cursor &&
+		    mono_s() - asked_mono < 1.0)
+			nap(jittered(2.0));
 	}
 	ag_log(AG_LOG_INFO, "stopping");
 	code = 0;

@@ -42,6 +42,7 @@ typedef struct ag_runtime {
 	X509_CRL *crl;            /* the newest root-signed CRL seen, or NULL */
 	cf_trust *trust;          /* root + crl */
 	time_t crl_checked;       /* last ag_refresh_crl that reached the server */
+	int read_only;            /* agent exec: D is not changed at all */
 	/* Names accepted by ag_fetch since the caller last cleared them. */
 	char **changed;
 	size_t n_changed, cap_changed;
@@ -54,6 +55,9 @@ typedef struct ag_runtime {
  * secure heap could not be locked.
  */
 void ag_harden(void);
+
+/* Whether SIGTERM/SIGINT arrived (run.c): long work should stop. */
+int ag_stopping(void);
 
 /*
  * Opens state_dir and the identity in it.  server_url NULL takes the one

@@ -2,9 +2,10 @@
  * state.c - the agent's state directory; see state.h for its layout.
  *
  * Invariants:
- *   - the version recorded for a name only ever goes up, in memory and on
- *     disk, even with two processes (`agent run` and `agent exec`) saving
- *     in turn: a save merges under D/.lock and keeps the higher one;
+ *   - one process writes D at a time: `agent run` and `agent once` hold
+ *     D/run.lock (ag_state_lock_run) before they change anything, and
+ *     `agent exec` only reads;
+ *   - the version recorded for a name only ever goes up;
  *   - a version is recorded only after its envelope is in the cache, so
  *     after a crash the cache holds at least what state.json promises;
  *   - nothing here holds plaintext: the cache is ciphertext, state.json
@@ -49,8 +50,7 @@ const char *ag_state_name_at(const ag_state *st, size_t i)
 
 void ag_state_set_cursor(ag_state *st, int64_t cursor)
 {
-	if (cursor > st->cursor)
-		st->cursor = cursor;
+	st->cursor = cursor;
 }
 
 cf_status ag_state_path(const ag_state *st, const char *file, char *buf,
@@ -299,14 +299,13 @@ static int lock_file(const ag_state *st, const char *file, int how,
 			     strerror(errno));
 		return -1;
 	}
-	while (flock(fd, how) != 0) {
-		if (errno == EINTR)
-			continue;
+	if (flock(fd, how) != 0) {
 		cf_error_set(err, errno == EWOULDBLOCK ? CF_ERR_CONFLICT :
 			     CF_ERR_IO, "cannot lock %s: %s", path,
 			     errno == EWOULDBLOCK ?
-			     "another 'coffer agent run' uses this state dir" :
-			     strerror(errno));
+			     "another 'coffer agent run' or 'agent once' uses "
+			     "this state dir (it keeps the sinks up to date "
+			     "already)" : strerror(errno));
 		close(fd);
 		return -1;
 	}
@@ -320,16 +319,10 @@ cf_status ag_state_save(ag_state *st, cf_error *err)
 	char *text = NULL;
 	size_t len;
 	cf_status rc;
-	int fd;
 
-	fd = lock_file(st, ".lock", LOCK_EX, err);
-	if (fd < 0)
-		return err != NULL ? err->code : CF_ERR_IO;
 	rc = ag_state_path(st, "state.json", path, sizeof(path), err);
-	if (rc == CF_OK)
-		rc = merge_file(st, path, err);
 	if (rc != CF_OK)
-		goto out;
+		return rc;
 	secrets = json_object();
 	doc = json_pack("{s:I,s:o}", "cursor", (json_int_t)st->cursor,
 			"secrets", secrets);
@@ -359,7 +352,6 @@ cf_status ag_state_save(ag_state *st, cf_error *err)
 out:
 	OPENSSL_free(text);
 	json_decref(doc);
-	close(fd);
 	return rc;
 }
 

@@ -15,8 +15,8 @@
  *   D/cache/HEX.cms  the envelope of that version (HEX = SHA-256 of the
  *                    name): ciphertext for this agent only, so that a
  *                    restart with the server down re-materializes all
- *   D/.lock          flock'd around every change of state.json
- *   D/run.lock       flock'd by `agent run` for its lifetime
+ *   D/run.lock       flock'd by `agent run` / `agent once` for their
+ *                    lifetime: the one process that may change D
  *
  * D must belong to the agent's user and be closed to everybody else
  * (0700), and so must the key: anything else is refused, not repaired.
@@ -67,16 +67,13 @@ cf_status ag_state_accept(ag_state *st, const char *name, uint64_t version,
 cf_status ag_state_cached(const ag_state *st, const char *name,
 			  unsigned char **der, size_t *len, cf_error *err);
 
-/*
- * Writes state.json under D/.lock, merged with what another process
- * (agent exec) may have written meanwhile: the higher version per name
- * and the higher cursor win, so nothing ever goes backwards.
- */
+/* Writes state.json (atomically).  Only under ag_state_lock_run. */
 cf_status ag_state_save(ag_state *st, cf_error *err);
 
 /*
- * Takes D/run.lock for the life of the process (one `agent run` per
- * state dir).  CF_ERR_CONFLICT when another process holds it.
+ * Takes D/run.lock for the life of the process: the one process that
+ * may change D (`agent run` or `agent once`).  CF_ERR_CONFLICT when
+ * another process holds it.
  */
 cf_status ag_state_lock_run(ag_state *st, cf_error *err);
 

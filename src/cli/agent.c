@@ -255,6 +255,37 @@ out:
 	return rc;
 }
 
+/* Copies root_path to D/root.crt once agent.crt is shown to chain to it. */
+static cf_status install_root(const struct state *st, const char *root_path,
+			      cf_error *err)
+{
+	X509 *root = NULL, *cert = NULL;
+	STACK_OF(X509) *chain = NULL;
+	cf_trust *trust = NULL;
+	unsigned char *pem = NULL;
+	size_t len = 0;
+	cf_status rc;
+
+	rc = cli_read_file(root_path, CF_PEM_MAX_BYTES, &pem, &len, err);
+	if (rc == CF_OK)
+		rc = cli_load_cert(root_path, &root, NULL, err);
+	if (rc == CF_OK)
+		rc = cli_load_cert(st->cert, &cert, &chain, err);
+	if (rc == CF_OK)
+		rc = cf_trust_new(root, NULL, &trust, err);
+	if (rc == CF_OK)
+		rc = cf_trust_verify(trust, cert, chain, "the agent's certificate",
+				     err);
+	if (rc == CF_OK)
+		rc = cli_write_file(st->root, pem, len, 0644, 0, err);
+	OPENSSL_free(pem);
+	X509_free(root);
+	X509_free(cert);
+	sk_X509_pop_free(chain, X509_free);
+	cf_trust_free(trust);
+	return rc;
+}
+
 /*
  * An enrollment id goes into request paths: the server makes them 32
  * lower-case hex characters (the same shape as a token ID), and anything
@@ -386,9 +417,21 @@ static int agent_join(int argc, char **argv)
 	if (rc != CF_OK)
 		goto fail;
 	if (exists(st.cert)) {
+		/* Joined without --root: the root may be added afterwards,
+		 * once it is shown to be the one the certificate chains to. */
+		if (root != NULL && !exists(st.root)) {
+			rc = install_root(&st, root, &err);
+			if (rc != CF_OK)
+				goto fail;
+			printf("installed %s as %s\n", root, st.root);
+		}
 		printf("already joined: %s holds the agent's certificate\n", st.cert);
 		return 0;
 	}
+	if (token_text != NULL)
+		fprintf(stderr, "coffer: warning: --token puts the token in the "
+			"process list, where other users can read it; prefer "
+			"--token-file F (or --token-file - and standard input)\n");
 	/* A previous run's settings fill in what this one does not say. */
 	if (exists(st.conf)) {
 		rc = read_json_file(st.conf, &conf, &err);
@@ -508,7 +551,8 @@ static int agent_join(int argc, char **argv)
 			goto fail;
 		status = cli_json_str(resp, "status");
 		if (strcmp(status, "approved") == 0) {
-			rc = save_cert(&st, resp, key, name, root, fp, &err);
+			rc = save_cert(&st, resp, key, name, root != NULL ? root :
+				       exists(st.root) ? st.root : NULL, fp, &err);
 			if (rc != CF_OK)
 				goto fail;
 			unlink(st.enroll);

@@ -109,6 +109,10 @@ done
 step "secrets for group web"
 put prod/db/password 'pw-1'
 put prod/api/token 'tok "one"\1'
+# a backup of the server's database, restored near the end
+python3 -c 'import sqlite3, sys
+src = sqlite3.connect(sys.argv[1]); dst = sqlite3.connect(sys.argv[2])
+src.backup(dst); dst.close()' "$W/srv/coffer.db" "$W/backup.db" || fail "cannot back up the database"
 
 # ------------------------------------------------------------ agent once
 mkdir -p "$W/out" "$W/tmpl"
@@ -221,6 +225,28 @@ step "the server returns: the agent recovers and takes the next rotation"
 SRV_PORT=$SRV_PORT_KEEP srv_start "$W/srv" "$W/srv.log"
 put prod/db/password 'pw-3'
 wait_for "$W/out/db_password" pw-3 40
+
+step "only one process changes a state dir"
+expect_exit 22 coffer agent once --state-dir "$W/a1" --config "$W/agent.conf"
+stderr_has "uses this state dir"
+
+step "a change that arrives with a broken config on SIGHUP is still applied"
+cp "$W/agent.conf" "$W/agent.conf.good"
+printf '[file nonsense\n' >>"$W/agent.conf"
+put prod/db/password 'pw-4'
+kill -HUP "$AGENT_PID"
+wait_for "$W/out/db_password" pw-4
+cp "$W/agent.conf.good" "$W/agent.conf"
+
+step "a sink whose directory appears later is retried"
+printf '[file prod/api/token]\npath = %s/late/token\n' "$W" >>"$W/agent.conf"
+kill -HUP "$AGENT_PID"
+wait_log "trying again in 5 s"
+mkdir "$W/late"
+wait_for "$W/late/token" 'tok "one"\1' 20
+cp "$W/agent.conf.good" "$W/agent.conf"
+kill -HUP "$AGENT_PID"
+
 agent_stop
 
 # ------------------------------------------------------------ agent exec
@@ -228,17 +254,22 @@ step "agent exec: --env and --file-env"
 expect_ok coffer agent exec --state-dir "$W/a2" --env DBPW=prod/db/password \
 	--file-env TOKEN_FILE=prod/api/token -- /bin/sh -c \
 	'printf "%s|" "$DBPW"; case "$TOKEN_FILE" in /proc/self/fd/*) ;; *) echo "bad path $TOKEN_FILE"; exit 9;; esac; cat "$TOKEN_FILE"'
-assert_eq "$(cat "$OUT")" 'pw-3|tok "one"\1' "exec output"
+assert_eq "$(cat "$OUT")" 'pw-4|tok "one"\1' "exec output"
 # the memfd is sealed: the command can read it but not write it
 expect_fail coffer agent exec --state-dir "$W/a2" --file-env F=prod/db/password \
 	-- /bin/sh -c 'echo x >"$F"'
 expect_refusal 9 coffer agent exec --state-dir "$W/a2" --env X=prod/none -- /bin/true
 expect_exit 2 coffer agent exec --state-dir "$W/a2" --env 1X=prod/db/password -- /bin/true
-# offline: the cache alone
+# exec only reads the state dir: with no sync there, nothing is cached
+expect_refusal 9 coffer agent exec --state-dir "$W/a2" --offline --env V=prod/db/password -- /bin/true
+[ -z "$(ls -A "$W/a2/cache" 2>/dev/null)" ] || fail "exec wrote to the cache"
+# a sync (no sinks needed) fills the cache; then offline works
+printf '[server]\nurl = %s\n' "$SRV_URL" >"$W/a2.conf"
+expect_ok coffer agent once --state-dir "$W/a2" --config "$W/a2.conf"
 srv_stop
 expect_ok coffer agent exec --state-dir "$W/a2" --offline --env V=prod/db/password \
 	-- /bin/sh -c 'printf %s "$V"'
-assert_eq "$(cat "$OUT")" pw-3 "exec --offline"
+assert_eq "$(cat "$OUT")" pw-4 "exec --offline"
 
 step "refusals of the state dir"
 chmod 755 "$W/a2"
@@ -246,8 +277,23 @@ expect_refusal 2 coffer agent exec --state-dir "$W/a2" --offline --env V=prod/db
 stderr_has "chmod 700"
 chmod 700 "$W/a2"
 
+step "the server's database is restored from a backup"
+agent_start
+srv_stop
+rm -f "$W/srv/coffer.db-wal" "$W/srv/coffer.db-shm"
+cp "$W/backup.db" "$W/srv/coffer.db"
+SRV_PORT=$SRV_PORT_KEEP srv_start "$W/srv" "$W/srv.log"
+wait_log "feed position went back" 40
+# the restored database's version 1 is a rollback for this agent
+wait_log "refusing a rollback"
+assert_eq "$(cat "$W/out/db_password")" pw-4 "file kept after the restore"
+# what is written after the restore reaches the agent again
+put prod/fresh 'new after restore'
+wait_log "accepted prod/fresh v1"
+agent_stop
+
 step "no secret in the server's files or the agents' logs"
-for v in pw-1 pw-2 pw-3 'tok "one"'; do
+for v in pw-1 pw-2 pw-3 pw-4 'tok "one"' 'new after restore'; do
 	if grep -aqF -- "$v" "$W"/srv/coffer.db* "$W/srv.log" "$W/agent.log"; then
 		fail "secret \"$v\" found in the server's files or the agent's log"
 	fi
