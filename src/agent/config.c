@@ -199,93 +199,83 @@ static int numeric_id(const char *value, unsigned long *out)
 /* getpw*_r / getgr*_r buffers: grown on ERANGE up to this. */
 #define NSS_BUF_MAX (1024u * 1024u)
 
-static cf_status lookup_owner(struct parser *p, const char *value, uid_t *out)
+/*
+ * owner = / group =: a numeric id, or a name looked up in the user or the
+ * group database (getpwnam_r / getgrnam_r, the buffer grown on ERANGE).
+ */
+static cf_status lookup_id(struct parser *p, const char *value, int is_group,
+			   unsigned long *out)
 {
+	const char *what = is_group ? "group" : "owner";
+	const char *kind = is_group ? "group" : "user";
+	const char *idname = is_group ? "gid" : "uid";
 	unsigned long id;
 	int num = numeric_id(value, &id);
-	struct passwd pw, *found = NULL;
+	struct passwd pw, *pw_found = NULL;
+	struct group gr, *gr_found = NULL;
 	size_t size = 4096;
 	char *buf = NULL;
-	int rc;
+	int rc, found = 0;
 
 	if (num == 1) {
-		*out = (uid_t)id;
+		*out = id;
 		return CF_OK;
 	}
 	if (num < 0)
-		return fail_at(p, p->line, "owner %.64s is not a valid uid; give "
-			       "a user name or a uid below 4294967295", value);
+		return fail_at(p, p->line, "%s %.64s is not a valid %s; give "
+			       "a %s name or a %s below 4294967295", what, value,
+			       idname, kind, idname);
 	for (;;) {
 		char *bigger = realloc(buf, size);
 
 		if (bigger == NULL) {
 			free(buf);
 			return cf_error_set(p->err, CF_ERR_NOMEM, "%s:%d: out of "
-					    "memory looking up user \"%.64s\"",
-					    p->what, p->line, value);
+					    "memory looking up %s \"%.64s\"",
+					    p->what, p->line, kind, value);
 		}
 		buf = bigger;
-		rc = getpwnam_r(value, &pw, buf, size, &found);
+		rc = is_group ? getgrnam_r(value, &gr, buf, size, &gr_found) :
+				getpwnam_r(value, &pw, buf, size, &pw_found);
 		if (rc != ERANGE || size >= NSS_BUF_MAX)
 			break;
 		size *= 2;
 	}
-	if (found != NULL)
-		*out = found->pw_uid;
+	if (gr_found != NULL || pw_found != NULL) {
+		*out = gr_found != NULL ? (unsigned long)gr_found->gr_gid :
+					  (unsigned long)pw_found->pw_uid;
+		found = 1;
+	}
 	free(buf);
-	if (found != NULL)
+	if (found)
 		return CF_OK;
 	if (rc != 0 && rc != ENOENT && rc != ESRCH)
-		return fail_at(p, p->line, "owner \"%.64s\" could not be looked "
-			       "up (%s); check the user database or give a numeric uid",
-			       value, strerror(rc));
-	return fail_at(p, p->line, "owner \"%.64s\" is not a user on this "
-		       "system; create the user first or give a numeric uid", value);
+		return fail_at(p, p->line, "%s \"%.64s\" could not be looked "
+			       "up (%s); check the %s database or give a numeric "
+			       "%s", what, value, strerror(rc), kind, idname);
+	return fail_at(p, p->line, "%s \"%.64s\" is not a %s on this "
+		       "system; create the %s first or give a numeric %s",
+		       what, value, kind, kind, idname);
+}
+
+static cf_status lookup_owner(struct parser *p, const char *value, uid_t *out)
+{
+	unsigned long id = 0;
+	cf_status rc = lookup_id(p, value, 0, &id);
+
+	if (rc == CF_OK)
+		*out = (uid_t)id;
+	return rc;
 }
 
 static cf_status lookup_group(struct parser *p, const char *value, gid_t *out)
 {
-	unsigned long id;
-	int num = numeric_id(value, &id);
-	struct group gr, *found = NULL;
-	size_t size = 4096;
-	char *buf = NULL;
-	int rc;
+	unsigned long id = 0;
+	cf_status rc = lookup_id(p, value, 1, &id);
 
-	if (num == 1) {
+	if (rc == CF_OK)
 		*out = (gid_t)id;
-		return CF_OK;
-	}
-	if (num < 0)
-		return fail_at(p, p->line, "group %.64s is not a valid gid; give "
-			       "a group name or a gid below 4294967295", value);
-	for (;;) {
-		char *bigger = realloc(buf, size);
-
-		if (bigger == NULL) {
-			free(buf);
-			return cf_error_set(p->err, CF_ERR_NOMEM, "%s:%d: out of "
-					    "memory looking up group \"%.64s\"",
-					    p->what, p->line, value);
-		}
-		buf = bigger;
-		rc = getgrnam_r(value, &gr, buf, size, &found);
-		if (rc != ERANGE || size >= NSS_BUF_MAX)
-			break;
-		size *= 2;
-	}
-	if (found != NULL)
-		*out = found->gr_gid;
-	free(buf);
-	if (found != NULL)
-		return CF_OK;
-	if (rc != 0 && rc != ENOENT && rc != ESRCH)
-		return fail_at(p, p->line, "group \"%.64s\" could not be looked "
-			       "up (%s); check the group database or give a numeric "
-			       "gid", value, strerror(rc));
-	return fail_at(p, p->line, "group \"%.64s\" is not a group on this "
-		       "system; create the group first or give a numeric gid",
-		       value);
+	return rc;
 }
 
 static ag_sink *current_sink(struct parser *p)

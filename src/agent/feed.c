@@ -257,6 +257,15 @@ static int crl_cmp(X509_CRL *a, X509_CRL *b)
 		r = na != NULL ? 1 : nb != NULL ? -1 : 0;
 	else
 		r = ASN1_INTEGER_cmp(na, nb);
+	/* Equal (or both unnumbered, as other tools may make them): the
+	 * later thisUpdate is the newer list. */
+	if (r == 0 && b != NULL) {
+		int day = 0, sec = 0;
+
+		if (ASN1_TIME_diff(&day, &sec, X509_CRL_get0_lastUpdate(b),
+				   X509_CRL_get0_lastUpdate(a)) == 1)
+			r = day > 0 || sec > 0 ? 1 : day < 0 || sec < 0 ? -1 : 0;
+	}
 	ASN1_INTEGER_free(na);
 	ASN1_INTEGER_free(nb);
 	return r < 0 ? -1 : r > 0;

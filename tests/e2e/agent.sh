@@ -25,13 +25,6 @@ on_exit()
 }
 trap on_exit EXIT
 
-as()
-{
-	local who=$1
-	shift
-	coffer "$@" --cert "$W/$who.crt" --key "$W/$who.key"
-}
-
 # put NAME VALUE: a new version of NAME for group web, as alice.
 put()
 {
@@ -41,15 +34,7 @@ put()
 }
 
 # wait_for FILE CONTENT [SECONDS]: until FILE holds exactly CONTENT.
-wait_for()
-{
-	local i
-	for i in $(seq 1 $((${3:-15} * 10))); do
-		[ "$(cat "$1" 2>/dev/null)" = "$2" ] && return 0
-		sleep 0.1
-	done
-	fail "$1 does not hold \"$2\" after ${3:-15} s (holds \"$(cat "$1" 2>/dev/null)\"); agent log: $(tail -5 "$W/agent.log")"
-}
+wait_for() { wait_file "$1" "$2" "${3:-15}" "$W/agent.log"; }
 
 # wait_log TEXT [SECONDS]: until the agent's log says TEXT.
 wait_log()

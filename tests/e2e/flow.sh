@@ -30,14 +30,6 @@ on_exit()
 }
 trap on_exit EXIT
 
-# as WHO ARGS...: coffer with WHO's certificate and key.
-as()
-{
-	local who=$1
-	shift
-	coffer "$@" --cert "$W/$who.crt" --key "$W/$who.key"
-}
-
 # ---------------------------------------------------------------- PKI
 step "PKI"
 mk_ca "$W/ca" Acme

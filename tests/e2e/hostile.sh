@@ -46,13 +46,6 @@ LOG=$W/agent.log      # web-1's `agent run`
 LOG2=$W/once.log      # every `agent once` of web-2, appended
 DB=$W/srv/coffer.db
 
-as()
-{
-	local who=$1
-	shift
-	coffer "$@" --cert "$W/$who.crt" --key "$W/$who.key"
-}
-
 # put NAME VALUE: a new version of NAME for group web, as alice.
 put()
 {
@@ -62,15 +55,7 @@ put()
 }
 
 # wait_for FILE CONTENT [SECONDS]: until FILE holds exactly CONTENT.
-wait_for()
-{
-	local i
-	for i in $(seq 1 $((${3:-15} * 10))); do
-		[ "$(cat "$1" 2>/dev/null)" = "$2" ] && return 0
-		sleep 0.1
-	done
-	fail "$1 does not hold \"$2\" after ${3:-15} s; agent log: $(tail -5 "$LOG")"
-}
+wait_for() { wait_file "$1" "$2" "${3:-15}" "$LOG"; }
 
 # log_mark: the current length of web-1's log, for log_since.
 log_mark() { MARK=$(wc -l <"$LOG"); }

@@ -377,6 +377,26 @@ ossl_encrypt()
 # ------------------------------------------------------------ a server
 # For the scenarios that run a real coffer server on 127.0.0.1.
 
+# as WHO ARGS...: coffer with WHO's certificate and key ($W/WHO.crt, .key).
+as()
+{
+	local who=$1
+	shift
+	coffer "$@" --cert "$W/$who.crt" --key "$W/$who.key"
+}
+
+# wait_file FILE CONTENT SECONDS LOG: until FILE holds exactly CONTENT
+# (an agent's sink); on failure the message shows the end of LOG.
+wait_file()
+{
+	local i
+	for i in $(seq 1 $(($3 * 10))); do
+		[ "$(cat "$1" 2>/dev/null)" = "$2" ] && return 0
+		sleep 0.1
+	done
+	fail "$1 does not hold \"$2\" after $3 s (holds \"$(cat "$1" 2>/dev/null)\"); log: $(tail -5 "$4")"
+}
+
 SRV_PID=""
 
 # srv_start DIR LOG [RUN_OPTIONS...]: `coffer server run --dir DIR` on

@@ -48,7 +48,6 @@ d = json.load(open(sys.argv[1]))
 v = eval(sys.argv[2], {"d": d, "len": len})
 print(v if isinstance(v, str) else json.dumps(v))' "$RESP" "$1"
 }
-as() { local who=$1; shift; coffer "$@" --cert "$W/$who.crt" --key "$W/$who.key"; }
 
 # ---------------------------------------------------------------- setup
 step "PKI and a server with a 64 KiB body limit"
