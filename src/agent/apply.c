@@ -3,9 +3,12 @@
  * "Files, templates and reloads").
  *
  * A pass opens the secrets of one sink at a time from the cache
- * (verifying them again: a signer may have been revoked since), writes
- * the file or rendered template only if its bytes changed, and then runs each
- * distinct reload command of the changed sinks once.  A sink that cannot
+ * (verifying them again: a signer may have been revoked since) and
+ * writes the file or rendered template only if its bytes changed; then
+ * each changed sink's on_change command (reload or restart), and each
+ * [group]'s once if one of its members changed, runs once per distinct
+ * command line.  When they run is the caller's: at once, or after the
+ * sink or group settled (run.c).  A sink that cannot
  * be brought up to date (a secret not received, a template that does not
  * parse or names an unknown secret, a write that fails) is logged and
  * left exactly as it was.
@@ -20,6 +23,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "hook.h"
 #include "log.h"
@@ -98,22 +103,44 @@ static int names_hit(char *const *names, size_t n, const char *name)
 }
 
 /* Whether sink uses one of names; a template's source is parsed for it. */
-static int sink_uses(const ag_sink *sink, const ag_template *t,
-		     char *const *names, size_t n)
+static int sink_uses(const ag_sink *sink, char *const *names, size_t n)
 {
+	ag_template *t = NULL;
+	int hit = 0;
+
 	if (sink->kind == AG_SINK_FILE)
 		return names_hit(names, n, sink->secret);
-	for (size_t i = 0; t != NULL && i < ag_template_n_names(t); i++)
-		if (names_hit(names, n, ag_template_name(t, i)))
-			return 1;
-	return 0;
+	/* A template that does not load is news: say it is used. */
+	if (ag_template_load(sink->source, &t, NULL) != CF_OK)
+		return 1;
+	for (size_t i = 0; !hit && i < ag_template_n_names(t); i++)
+		hit = names_hit(names, n, ag_template_name(t, i));
+	ag_template_free(t);
+	return hit;
+}
+
+void ag_sinks_using(const ag_config *cfg, char *const *names, size_t n,
+		    unsigned char *out)
+{
+	for (size_t i = 0; i < cfg->n_sinks; i++)
+		out[i] = sink_uses(&cfg->sinks[i], names, n) ? 1 : 0;
+}
+
+/*
+ * max_stale: a sink whose values the server has not confirmed for that
+ * long is taken away rather than served.
+ */
+static int too_stale(const ag_runtime *rt, const ag_sink *sink)
+{
+	time_t confirmed = ag_state_confirmed(rt->st);
+
+	return sink->max_stale_s > 0 &&
+	       (confirmed == 0 || time(NULL) - confirmed > sink->max_stale_s);
 }
 
 /* Brings one sink up to date; *changed says its file was rewritten. */
-static cf_status apply_sink(struct pass *p, const ag_sink *sink,
-			    char *const *names, size_t n_names, int *changed,
-			    int *looked, char *what, size_t what_size,
-			    cf_error *err)
+static cf_status apply_sink(struct pass *p, const ag_sink *sink, int *changed,
+			    char *what, size_t what_size, cf_error *err)
 {
 	ag_template *t = NULL;
 	cf_secret *rendered = NULL;
@@ -121,17 +148,23 @@ static cf_status apply_sink(struct pass *p, const ag_sink *sink,
 	cf_status rc = CF_OK;
 
 	*changed = 0;
-	*looked = 0;
+	if (too_stale(p->rt, sink)) {
+		time_t confirmed = ag_state_confirmed(p->rt->st);
+
+		if (unlink(sink->path) == 0)
+			ag_log(AG_LOG_WARN, "removed %s: the server has not "
+			       "confirmed its value for more than max_stale (%ld s)",
+			       sink->path, sink->max_stale_s);
+		return cf_error_set(err, CF_ERR_STALE, "not served: the server "
+			"has not confirmed this agent's secrets for %lld s, more "
+			"than max_stale = %ld s", confirmed ? (long long)(time(NULL) -
+			confirmed) : -1LL, sink->max_stale_s);
+	}
 	if (sink->kind == AG_SINK_TEMPLATE) {
 		rc = ag_template_load(sink->source, &t, err);
-		if (rc != CF_OK) {
-			*looked = 1;  /* a broken template is news, always */
+		if (rc != CF_OK)
 			goto out;
-		}
 	}
-	if (names != NULL && !sink_uses(sink, t, names, n_names))
-		goto out;
-	*looked = 1;
 	if (sink->kind == AG_SINK_FILE) {
 		struct opened *o = opened_get(p, sink->secret);
 
@@ -161,77 +194,142 @@ out:
 	return rc;
 }
 
-static void run_reload(const ag_sink *sink, long timeout_s)
+static void run_command(const char *what, char **argv, const char *text,
+			long timeout_s)
 {
 	cf_error err = { 0 };
 	int status = 0;
 
-	ag_log(AG_LOG_INFO, "running reload: %s", sink->reload_text);
-	if (ag_hook_run(sink->reload, timeout_s, &status, &err) != CF_OK)
+	ag_log(AG_LOG_INFO, "running %s: %s", what, text);
+	if (ag_hook_run(argv, timeout_s, &status, &err) != CF_OK)
 		ag_log(AG_LOG_ERROR, "%s", err.msg);
 	else if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-		ag_log(AG_LOG_INFO, "reload exited 0: %s", sink->reload_text);
+		ag_log(AG_LOG_INFO, "%s exited 0: %s", what, text);
 	else if (WIFEXITED(status))
-		ag_log(AG_LOG_ERROR, "reload exited %d: %s", WEXITSTATUS(status),
-		       sink->reload_text);
+		ag_log(AG_LOG_ERROR, "%s exited %d: %s", what, WEXITSTATUS(status),
+		       text);
 	else if (WIFSIGNALED(status))
-		ag_log(AG_LOG_ERROR, "reload killed by signal %d: %s",
-		       WTERMSIG(status), sink->reload_text);
+		ag_log(AG_LOG_ERROR, "%s killed by signal %d: %s", what,
+		       WTERMSIG(status), text);
 }
 
-size_t ag_apply(ag_runtime *rt, const ag_config *cfg, char *const *names,
-		size_t n_names, long reload_timeout_s)
+size_t ag_apply_sinks(ag_runtime *rt, const ag_config *cfg,
+		      const unsigned char *which, unsigned char *changed_out,
+		      unsigned char *failed_out)
 {
-	const ag_sink **reloads = NULL;
-	size_t n_reloads = 0, stale = 0;
+	size_t stale = 0;
 
-	if (cfg->n_sinks > 0) {
-		reloads = OPENSSL_zalloc(cfg->n_sinks * sizeof(*reloads));
-		if (reloads == NULL) {
-			ag_log(AG_LOG_ERROR, "out of memory");
-			return cfg->n_sinks;
-		}
-	}
 	for (size_t i = 0; i < cfg->n_sinks; i++) {
 		const ag_sink *sink = &cfg->sinks[i];
 		struct pass p = { .rt = rt };
 		cf_error err = { 0 };
 		char what[PATH_MAX + 32] = "";
-		int changed = 0, looked = 0, dup = 0;
+		int changed = 0;
 		cf_status rc;
 
+		if (changed_out != NULL)
+			changed_out[i] = 0;
+		if (which != NULL && !which[i])
+			continue;
+		if (failed_out != NULL)
+			failed_out[i] = 0;
 		/* One sink's values at a time: the secure heap holds at most
 		 * what one file or one template needs. */
-		rc = apply_sink(&p, sink, names, n_names, &changed, &looked,
-				what, sizeof(what), &err);
+		rc = apply_sink(&p, sink, &changed, what, sizeof(what), &err);
 		pass_free(&p);
 		if (rc != CF_OK) {
 			stale++;
+			if (failed_out != NULL)
+				failed_out[i] = 1;
 			/* A secret not put yet is a wait, not a failure. */
 			ag_log(err.code == CF_ERR_NOT_FOUND ? AG_LOG_WARN :
 			       AG_LOG_ERROR, "%s not updated (%s, line %d): %s",
 			       sink->path, cfg->path, sink->line, err.msg);
-			/* Written but not made durable: the reload still runs. */
+			/* Written but not made durable: the command still runs. */
 			if (!changed)
 				continue;
 		}
 		if (!changed) {
-			if (looked)
-				ag_log(AG_LOG_DEBUG, "%s is up to date", sink->path);
+			ag_log(AG_LOG_DEBUG, "%s is up to date", sink->path);
 			continue;
 		}
 		ag_log(AG_LOG_INFO, "wrote %s (%s)", sink->path, what);
-		if (sink->reload == NULL)
-			continue;
-		for (size_t j = 0; j < n_reloads; j++)
-			dup |= strcmp(reloads[j]->reload_text,
-				      sink->reload_text) == 0;
-		if (!dup)
-			reloads[n_reloads++] = sink;
+		if (changed_out != NULL)
+			changed_out[i] = 1;
 	}
-	/* Every value is wiped before any reload runs. */
-	for (size_t j = 0; j < n_reloads && !ag_stopping(); j++)
-		run_reload(reloads[j], reload_timeout_s);
-	OPENSSL_free(reloads);
+	return stale;
+}
+
+/* Whether text is among the first n of done (each command runs once). */
+static int ran(const char **done, size_t n, const char *text)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(done[i], text) == 0)
+			return 1;
+	return 0;
+}
+
+void ag_run_commands(const ag_config *cfg, const unsigned char *changed,
+		     long timeout_s)
+{
+	size_t max = cfg->n_sinks + cfg->n_groups, n_done = 0;
+	const char **done = max ? OPENSSL_zalloc(max * sizeof(*done)) : NULL;
+
+	if (max > 0 && done == NULL) {
+		ag_log(AG_LOG_ERROR, "out of memory; no command runs");
+		return;
+	}
+	/* Every value is wiped before any command runs (apply_sink). */
+	for (size_t i = 0; i < cfg->n_sinks && !ag_stopping(); i++) {
+		const ag_sink *sink = &cfg->sinks[i];
+		int restart = sink->on_change == AG_ON_RESTART;
+		const char *text = restart ? sink->restart_text : sink->reload_text;
+
+		if (!changed[i] || sink->group >= 0 ||
+		    sink->on_change == AG_ON_NONE || ran(done, n_done, text))
+			continue;
+		done[n_done++] = text;
+		run_command(restart ? "restart" : "reload",
+			    restart ? sink->restart : sink->reload, text,
+			    timeout_s);
+	}
+	for (size_t g = 0; g < cfg->n_groups && !ag_stopping(); g++) {
+		const ag_group *grp = &cfg->groups[g];
+		int restart = grp->on_change == AG_ON_RESTART, any = 0;
+		const char *text = restart ? grp->restart_text : grp->reload_text;
+
+		for (size_t i = 0; i < cfg->n_sinks; i++)
+			any |= changed[i] && cfg->sinks[i].group == (int)g;
+		if (!any || grp->on_change == AG_ON_NONE || ran(done, n_done, text))
+			continue;
+		done[n_done++] = text;
+		run_command(restart ? "restart" : "reload",
+			    restart ? grp->restart : grp->reload, text, timeout_s);
+	}
+	OPENSSL_free(done);
+}
+
+size_t ag_apply(ag_runtime *rt, const ag_config *cfg, char *const *names,
+		size_t n_names, long reload_timeout_s)
+{
+	unsigned char *which = NULL, *changed = NULL;
+	size_t stale;
+
+	if (cfg->n_sinks == 0)
+		return 0;
+	changed = OPENSSL_zalloc(cfg->n_sinks);
+	which = names != NULL ? OPENSSL_zalloc(cfg->n_sinks) : NULL;
+	if (changed == NULL || (names != NULL && which == NULL)) {
+		OPENSSL_free(changed);
+		OPENSSL_free(which);
+		ag_log(AG_LOG_ERROR, "out of memory");
+		return cfg->n_sinks;
+	}
+	if (which != NULL)
+		ag_sinks_using(cfg, names, n_names, which);
+	stale = ag_apply_sinks(rt, cfg, which, changed, NULL);
+	ag_run_commands(cfg, changed, reload_timeout_s);
+	OPENSSL_free(which);
+	OPENSSL_free(changed);
 	return stale;
 }

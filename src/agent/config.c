@@ -30,17 +30,28 @@
 #include "config.h"
 #include "policy.h"
 
-enum section { SEC_NONE, SEC_SERVER, SEC_AGENT, SEC_FILE, SEC_TEMPLATE };
+enum section { SEC_NONE, SEC_SERVER, SEC_AGENT, SEC_FILE, SEC_TEMPLATE,
+	       SEC_GROUP };
 
-#define MAX_KEYS 5
+#define MAX_KEYS 9
 
 /* The keys of each section, in the order the messages list them. */
 static const char *const section_keys[][MAX_KEYS + 1] = {
 	[SEC_NONE] = { NULL },
 	[SEC_SERVER] = { "url", "ca", "root", NULL },
 	[SEC_AGENT] = { "reload_timeout", "wait", NULL },
-	[SEC_FILE] = { "path", "mode", "owner", "group", "reload", NULL },
-	[SEC_TEMPLATE] = { "source", "mode", "owner", "group", "reload", NULL },
+	[SEC_FILE] = { "path", "mode", "owner", "group", "reload", "restart",
+		       "on_change", "wait", "max_stale", NULL },
+	[SEC_TEMPLATE] = { "source", "mode", "owner", "group", "reload",
+			   "restart", "on_change", "wait", "max_stale", NULL },
+	[SEC_GROUP] = { "sinks", "reload", "restart", "on_change", "wait",
+			NULL },
+};
+
+/* The members of a [group], as written, until the file is read. */
+struct group_members {
+	char **paths;           /* ag_argv_split of the sinks = line */
+	int line;
 };
 
 struct parser {
@@ -54,7 +65,11 @@ struct parser {
 	int key_line[MAX_KEYS];    /* where each key was set, 0: not yet */
 	int server_line;           /* 0: no [server] yet */
 	int agent_line;            /* 0: no [agent] yet */
+	bool on_change_set;        /* on_change given in this section */
+	struct group_members *members; /* one per cfg->groups */
 };
+
+static cf_status nomem(struct parser *p);
 
 __attribute__((format(printf, 3, 4)))
 static cf_status fail_at(struct parser *p, int line, const char *fmt, ...)
@@ -145,6 +160,89 @@ static cf_status parse_number(struct parser *p, const char *key,
 			       key, min, max, value);
 	*out = n;
 	return CF_OK;
+}
+
+/*
+ * A duration: digits and a unit (ms, s, m, h, d; none: seconds), into
+ * milliseconds, min_ms..max_ms.  NULL end: the whole value; else the
+ * text stops at *end (for MIN:MAX).
+ */
+static int duration_ms(const char *text, size_t len, long *out)
+{
+	long long n = 0, unit = 1000;
+	size_t i = 0;
+
+	while (i < len && text[i] >= '0' && text[i] <= '9' && i < 9)
+		n = n * 10 + (text[i++] - '0');
+	if (i == 0)
+		return -1;
+	if (len - i == 2 && strncmp(text + i, "ms", 2) == 0)
+		unit = 1;
+	else if (len - i == 1 && text[i] == 's')
+		unit = 1000;
+	else if (len - i == 1 && text[i] == 'm')
+		unit = 60 * 1000;
+	else if (len - i == 1 && text[i] == 'h')
+		unit = 3600 * 1000;
+	else if (len - i == 1 && text[i] == 'd')
+		unit = 86400LL * 1000;
+	else if (len != i)
+		return -1;
+	if (n > 400LL * 86400 * 1000 / unit)
+		return -1;
+	*out = (long)(n * unit);
+	return 0;
+}
+
+/* wait = MIN[:MAX] (MAX >= MIN; both at most an hour). */
+static cf_status parse_wait(struct parser *p, const char *value, long *min_ms,
+			    long *max_ms)
+{
+	const char *colon = strchr(value, ':');
+	size_t first = colon != NULL ? (size_t)(colon - value) : strlen(value);
+	long lo = 0, hi = 0;
+
+	if (duration_ms(value, first, &lo) != 0 ||
+	    (colon != NULL && duration_ms(colon + 1, strlen(colon + 1), &hi) != 0) ||
+	    lo > 3600L * 1000 || hi > 3600L * 1000 ||
+	    (colon != NULL && hi < lo))
+		return fail_at(p, p->line, "wait must be MIN or MIN:MAX, durations "
+			       "such as 500ms, 2s or 1m up to 1h with MAX >= MIN, "
+			       "not \"%.64s\"; e.g. wait = 2s:10s", value);
+	*min_ms = lo;
+	*max_ms = colon != NULL ? hi : lo;
+	return CF_OK;
+}
+
+static cf_status parse_on_change(struct parser *p, const char *value,
+				 ag_on_change *out)
+{
+	if (strcmp(value, "reload") == 0)
+		*out = AG_ON_RELOAD;
+	else if (strcmp(value, "restart") == 0)
+		*out = AG_ON_RESTART;
+	else if (strcmp(value, "none") == 0)
+		*out = AG_ON_NONE;
+	else
+		return fail_at(p, p->line, "on_change is reload, restart or none, "
+			       "not \"%.64s\"", value);
+	p->on_change_set = true;
+	return CF_OK;
+}
+
+/* reload = / restart =: an argv for fork/exec, and the line for logs. */
+static cf_status parse_command(struct parser *p, const char *key,
+			       const char *value, char ***argv, char **text)
+{
+	cf_error inner = { 0 };
+	cf_status rc = ag_argv_split(value, argv, &inner);
+
+	if (rc == CF_ERR_NOMEM)
+		return nomem(p);
+	if (rc != CF_OK)
+		return fail_at(p, p->line, "%s: %s", key, inner.msg);
+	*text = strdup(value);
+	return *text != NULL ? CF_OK : nomem(p);
 }
 
 static cf_status parse_mode(struct parser *p, const char *value, mode_t *out)
@@ -379,17 +477,63 @@ static cf_status set_key(struct parser *p, const char *key, const char *value)
 			return lookup_owner(p, value, &sink->uid);
 		} else if (strcmp(key, "group") == 0) {
 			return lookup_group(p, value, &sink->gid);
+		} else if (strcmp(key, "reload") == 0) {
+			return parse_command(p, key, value, &sink->reload,
+					     &sink->reload_text);
+		} else if (strcmp(key, "restart") == 0) {
+			return parse_command(p, key, value, &sink->restart,
+					     &sink->restart_text);
+		} else if (strcmp(key, "on_change") == 0) {
+			return parse_on_change(p, value, &sink->on_change);
+		} else if (strcmp(key, "wait") == 0) {
+			return parse_wait(p, value, &sink->wait_min_ms,
+					  &sink->wait_max_ms);
 		} else {
+			long ms = 0;
+
+			if (duration_ms(value, strlen(value), &ms) != 0 ||
+			    ms < 1000 || ms > 366L * 86400 * 1000)
+				return fail_at(p, p->line, "max_stale must be a "
+					       "duration from 1s to 366d such as "
+					       "30m, 12h or 7d, not \"%.64s\"",
+					       value);
+			sink->max_stale_s = ms / 1000;
+			return CF_OK;
+		}
+		break;
+	case SEC_GROUP: {
+		ag_group *g = &cfg->groups[cfg->n_groups - 1];
+
+		if (strcmp(key, "sinks") == 0) {
+			struct group_members *m = &p->members[cfg->n_groups - 1];
 			cf_error inner = { 0 };
 
-			rc = ag_argv_split(value, &sink->reload, &inner);
+			rc = ag_argv_split(value, &m->paths, &inner);
 			if (rc == CF_ERR_NOMEM)
 				return nomem(p);
 			if (rc != CF_OK)
-				return fail_at(p, p->line, "reload: %s", inner.msg);
-			slot = &sink->reload_text;
+				return fail_at(p, p->line, "sinks: %s; list the "
+					       "paths of the [file] and [template] "
+					       "sections, separated by blanks",
+					       inner.msg);
+			m->line = p->line;
+			for (size_t i = 0; m->paths[i] != NULL; i++) {
+				rc = check_path(p, "sinks", m->paths[i]);
+				if (rc != CF_OK)
+					return rc;
+			}
+			return CF_OK;
 		}
-		break;
+		if (strcmp(key, "reload") == 0)
+			return parse_command(p, key, value, &g->reload,
+					     &g->reload_text);
+		if (strcmp(key, "restart") == 0)
+			return parse_command(p, key, value, &g->restart,
+					     &g->restart_text);
+		if (strcmp(key, "on_change") == 0)
+			return parse_on_change(p, value, &g->on_change);
+		return parse_wait(p, value, &g->wait_min_ms, &g->wait_max_ms);
+	}
 	case SEC_NONE:
 		break;
 	}
@@ -401,10 +545,43 @@ static cf_status set_key(struct parser *p, const char *key, const char *value)
 	return CF_OK;
 }
 
+/*
+ * on_change of a sink or group: given, or reload / restart / none by the
+ * commands present; a mode whose command is missing is refused.
+ */
+static cf_status settle_on_change(struct parser *p, ag_on_change *on,
+				  char **reload, char **restart)
+{
+	if (!p->on_change_set)
+		*on = reload != NULL ? AG_ON_RELOAD :
+		      restart != NULL ? AG_ON_RESTART : AG_ON_NONE;
+	else if (*on == AG_ON_RELOAD && reload == NULL)
+		return fail_at(p, p->section_line, "%.200s has on_change = "
+			       "reload but no reload = command; add one, or say "
+			       "on_change = none", p->header);
+	else if (*on == AG_ON_RESTART && restart == NULL)
+		return fail_at(p, p->section_line, "%.200s has on_change = "
+			       "restart but no restart = command; add one",
+			       p->header);
+	return CF_OK;
+}
+
 /* The checks that need the whole section: required keys. */
 static cf_status end_section(struct parser *p)
 {
+	cf_status rc;
+
 	switch (p->section) {
+	case SEC_GROUP: {
+		ag_group *g = &p->cfg->groups[p->cfg->n_groups - 1];
+
+		if (p->members[p->cfg->n_groups - 1].paths == NULL)
+			return fail_at(p, p->section_line, "%.200s has no sinks; "
+				       "add sinks = PATH PATH ... (the paths of "
+				       "its [file] and [template] sections)",
+				       p->header);
+		return settle_on_change(p, &g->on_change, g->reload, g->restart);
+	}
 	case SEC_SERVER:
 		if (p->cfg->server_url == NULL)
 			return fail_at(p, p->section_line, "[server] has no url; "
@@ -415,12 +592,22 @@ static cf_status end_section(struct parser *p)
 			return fail_at(p, p->section_line, "%.200s has no path; add "
 				       "path = /absolute/file to say where the value "
 				       "goes", p->header);
+		rc = settle_on_change(p, &current_sink(p)->on_change,
+				      current_sink(p)->reload,
+				      current_sink(p)->restart);
+		if (rc != CF_OK)
+			return rc;
 		break;
 	case SEC_TEMPLATE:
 		if (current_sink(p)->source == NULL)
 			return fail_at(p, p->section_line, "%.200s has no source; "
 				       "add source = /absolute/template to say what to "
 				       "render", p->header);
+		rc = settle_on_change(p, &current_sink(p)->on_change,
+				      current_sink(p)->reload,
+				      current_sink(p)->restart);
+		if (rc != CF_OK)
+			return rc;
 		break;
 	case SEC_AGENT:
 	case SEC_NONE:
@@ -454,6 +641,7 @@ static cf_status new_sink(struct parser *p, ag_sink_kind kind, const char *arg)
 	sink->mode = kind == AG_SINK_FILE ? 0400 : 0440;
 	sink->uid = (uid_t)-1;
 	sink->gid = (gid_t)-1;
+	sink->group = -1;
 	sink->line = p->line;
 	if (kind == AG_SINK_FILE)
 		sink->secret = strdup(arg);
@@ -461,6 +649,98 @@ static cf_status new_sink(struct parser *p, ag_sink_kind kind, const char *arg)
 		sink->path = strdup(arg);
 	if ((kind == AG_SINK_FILE ? sink->secret : sink->path) == NULL)
 		return nomem(p);
+	return CF_OK;
+}
+
+#define MAX_GROUPS 1000
+
+static cf_status new_group(struct parser *p, const char *name)
+{
+	ag_config *cfg = p->cfg;
+	ag_group *g;
+	size_t len = strlen(name);
+
+	if (len == 0 || len > 64 || strspn(name, "abcdefghijklmnopqrstuvwxyz"
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != len)
+		return fail_at(p, p->line, "[group %.64s]: a group's name is 1 to "
+			       "64 letters, digits, '-', '_' or '.'; write e.g. "
+			       "[group app]", name);
+	for (size_t i = 0; i < cfg->n_groups; i++)
+		if (strcmp(cfg->groups[i].name, name) == 0)
+			return fail_at(p, p->line, "[group %s] appears twice "
+				       "(first at line %d); keep one", name,
+				       cfg->groups[i].line);
+	if (cfg->n_groups >= MAX_GROUPS)
+		return cf_error_set(p->err, CF_ERR_TOO_LARGE, "%s:%d: more than "
+				    "%d [group] sections", p->what, p->line,
+				    MAX_GROUPS);
+	if ((cfg->n_groups & (cfg->n_groups + 1)) == 0 || cfg->n_groups == 0) {
+		size_t cap = (cfg->n_groups + 1) * 2;
+		ag_group *bigger = realloc(cfg->groups, cap * sizeof(*bigger));
+		struct group_members *more = realloc(p->members,
+						     cap * sizeof(*more));
+
+		if (bigger != NULL)
+			cfg->groups = bigger;
+		if (more != NULL)
+			p->members = more;
+		if (bigger == NULL || more == NULL)
+			return nomem(p);
+	}
+	g = &cfg->groups[cfg->n_groups];
+	memset(g, 0, sizeof(*g));
+	memset(&p->members[cfg->n_groups], 0, sizeof(p->members[0]));
+	cfg->n_groups++;
+	g->line = p->line;
+	g->name = strdup(name);
+	if (g->name == NULL)
+		return nomem(p);
+	p->section = SEC_GROUP;
+	snprintf(p->header, sizeof(p->header), "[group %s]", name);
+	return CF_OK;
+}
+
+/*
+ * Each [group]'s sinks = paths name [file]/[template] sections (by the
+ * path they write); a sink is in one group at most, and acts only
+ * through it: no command or wait of its own.
+ */
+static cf_status resolve_groups(struct parser *p)
+{
+	ag_config *cfg = p->cfg;
+
+	for (size_t g = 0; g < cfg->n_groups; g++) {
+		struct group_members *m = &p->members[g];
+
+		for (size_t i = 0; m->paths[i] != NULL; i++) {
+			ag_sink *sink = NULL;
+
+			for (size_t j = 0; j < cfg->n_sinks && sink == NULL; j++)
+				if (strcmp(cfg->sinks[j].path, m->paths[i]) == 0)
+					sink = &cfg->sinks[j];
+			if (sink == NULL)
+				return fail_at(p, m->line, "[group %s]: no [file] "
+					       "or [template] section writes %.200s; "
+					       "list the paths of this file's sinks",
+					       cfg->groups[g].name, m->paths[i]);
+			if (sink->group >= 0)
+				return fail_at(p, m->line, "[group %s]: %.200s is "
+					       "already in [group %s]; a sink belongs "
+					       "to one group", cfg->groups[g].name,
+					       m->paths[i],
+					       cfg->groups[sink->group].name);
+			if (sink->reload != NULL || sink->restart != NULL ||
+			    sink->wait_max_ms > 0)
+				return fail_at(p, sink->line, "this section is in "
+					       "[group %s] (line %d), which decides "
+					       "when it acts: move its reload, "
+					       "restart and wait to the group",
+					       cfg->groups[g].name,
+					       cfg->groups[g].line);
+			sink->group = (int)g;
+			sink->on_change = AG_ON_NONE;
+		}
+	}
 	return CF_OK;
 }
 
@@ -479,6 +759,7 @@ static cf_status start_section(struct parser *p, char *inner)
 	if (rc != CF_OK)
 		return rc;
 	memset(p->key_line, 0, sizeof(p->key_line));
+	p->on_change_set = false;
 	p->section_line = p->line;
 
 	if ((word == 6 && strncmp(inner, "server", 6) == 0) ||
@@ -527,9 +808,12 @@ static cf_status start_section(struct parser *p, char *inner)
 		snprintf(p->header, sizeof(p->header), "[template %s]", arg);
 		return new_sink(p, AG_SINK_TEMPLATE, arg);
 	}
+	if (word == 5 && strncmp(inner, "group", 5) == 0)
+		return new_group(p, arg);
 	inner[word] = '\0';
 	return fail_at(p, p->line, "unknown section [%.64s]; the sections are "
-		       "[server], [agent], [file NAME] and [template PATH]", inner);
+		       "[server], [agent], [file NAME], [template PATH] and "
+		       "[group NAME]", inner);
 }
 
 /* One line (NUL-terminated, without its end of line). */
@@ -685,11 +969,19 @@ cf_status ag_config_parse(const char *text, size_t len, const char *what,
 		goto out;
 	}
 	rc = check_duplicate_paths(p);
+	if (rc == CF_OK)
+		rc = resolve_groups(p);
 	if (rc != CF_OK)
 		goto out;
 	*out = cfg;
 	cfg = NULL;
 out:
+	/* p->cfg is still the configuration, handed out or not. */
+	if (p != NULL && p->members != NULL)
+		for (size_t g = 0; g < p->cfg->n_groups; g++)
+			ag_argv_free(p->members[g].paths);
+	if (p != NULL)
+		free(p->members);
 	ag_config_free(cfg);
 	free(line);
 	free(p);
@@ -794,7 +1086,19 @@ void ag_config_free(ag_config *cfg)
 		free(sink->source);
 		ag_argv_free(sink->reload);
 		free(sink->reload_text);
+		ag_argv_free(sink->restart);
+		free(sink->restart_text);
 	}
+	for (size_t i = 0; i < cfg->n_groups; i++) {
+		ag_group *g = &cfg->groups[i];
+
+		free(g->name);
+		ag_argv_free(g->reload);
+		free(g->reload_text);
+		ag_argv_free(g->restart);
+		free(g->restart_text);
+	}
+	free(cfg->groups);
 	free(cfg->sinks);
 	free(cfg->path);
 	free(cfg->server_url);

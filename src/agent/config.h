@@ -21,6 +21,15 @@
  *   source = /etc/coffer/app.conf.tmpl
  *   mode = 0640
  *   reload = /usr/bin/systemctl reload app
+ *   wait = 2s:10s                settle before acting (any sink)
+ *   on_change = reload           reload | restart | none
+ *   restart = /usr/bin/systemctl restart app
+ *   max_stale = 1h               remove when unconfirmed that long
+ *
+ *   [group app]                  sinks acting together
+ *   sinks = /etc/app/tls.crt /etc/app/tls.key
+ *   wait = 2s:10s
+ *   reload = /usr/bin/systemctl reload app
  *
  * The file is outside input: every line is bounded, every key known,
  * every value checked, and a refusal names the file and the line.  The
@@ -49,6 +58,13 @@ typedef enum ag_sink_kind {
 	AG_SINK_TEMPLATE,       /* [template PATH]: source rendered */
 } ag_sink_kind;
 
+/* What a change of a sink (or group) runs once it has settled. */
+typedef enum ag_on_change {
+	AG_ON_NONE = 0,
+	AG_ON_RELOAD,           /* the reload command */
+	AG_ON_RESTART,          /* the restart command */
+} ag_on_change;
+
 typedef struct ag_sink {
 	ag_sink_kind kind;
 	char *secret;           /* FILE: the secret's name; TEMPLATE: NULL */
@@ -59,8 +75,33 @@ typedef struct ag_sink {
 	gid_t gid;              /* (gid_t)-1: the agent's own */
 	char **reload;          /* argv (NULL-terminated), NULL for none */
 	char *reload_text;      /* the reload line as written, for logs */
+	char **restart;         /* restart = ..., as reload */
+	char *restart_text;
+	ag_on_change on_change; /* default: reload if set, else restart if
+				   set, else none */
+	long wait_min_ms;       /* wait = MIN[:MAX]: act once no change came */
+	long wait_max_ms;       /* for MIN, or MAX after the first; 0: at once */
+	long max_stale_s;       /* max_stale: the file is removed when the
+				   server has not confirmed it for this long;
+				   0: never */
+	int group;              /* index in cfg->groups, -1: none */
 	int line;               /* line of the section header */
 } ag_sink;
+
+/*
+ * [group NAME]: sinks that settle together and one command run once
+ * after all of them were written (a certificate, its key and a password
+ * that must change together).  Its members have no command or wait of
+ * their own.
+ */
+typedef struct ag_group {
+	char *name;
+	char **reload, *reload_text;
+	char **restart, *restart_text;
+	ag_on_change on_change;
+	long wait_min_ms, wait_max_ms;
+	int line;
+} ag_group;
 
 typedef struct ag_config {
 	char *path;             /* the file it was read from */
@@ -73,6 +114,8 @@ typedef struct ag_config {
 				   default 55 */
 	ag_sink *sinks;
 	size_t n_sinks;
+	ag_group *groups;
+	size_t n_groups;
 } ag_config;
 
 /*

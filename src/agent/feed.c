@@ -478,8 +478,16 @@ cf_status ag_fetch(ag_runtime *rt, long wait_s, int *more, cf_error *err)
 			json_array_size(list) > 0;
 	}
 	ag_state_set_cursor(rt->st, cursor);
-	if (cursor != mine || rt->n_changed != accepted)
-		rc = ag_state_save(rt->st, err);
+	/* The server answered: every accepted value is confirmed current
+	 * (written down once a minute when nothing else changes). */
+	{
+		time_t before = ag_state_confirmed(rt->st), now = time(NULL);
+
+		ag_state_set_confirmed(rt->st, now);
+		if (cursor != mine || rt->n_changed != accepted ||
+		    now - before >= 60)
+			rc = ag_state_save(rt->st, err);
+	}
 out:
 	json_decref(resp);
 	return rc;

@@ -252,57 +252,292 @@ out:
 	return code;
 }
 
-/* SIGHUP: the new config if it reads, else the old one.  Returns the
- * number of sinks not up to date, or -1 when the old config stays. */
-static long reload_config(const struct run_opts *o, ag_config **cfg,
-			  ag_runtime *rt)
+/*
+ * What the daemon keeps about its sinks between loop rounds, indexed like
+ * cfg->sinks (and cfg->groups): which failed (retried 5 s, doubling to
+ * 5 min, until they are up to date), and which wait to settle.
+ */
+#define RETRY_MIN_S 5
+#define RETRY_MAX_S 300
+
+struct unit {                   /* a sink, or a group of sinks */
+	int pending;
+	double first, last;     /* CLOCK_MONOTONIC of the first, last change */
+};
+
+struct sched {
+	size_t n_sinks, n_groups;
+	unsigned char *failed;  /* per sink */
+	size_t n_failed;
+	double retry_at;
+	long retry_every_s;
+	struct unit *sinks, *groups;
+	unsigned char *which, *changed, *using; /* scratch, per sink */
+};
+
+static void sched_free(struct sched *sc)
+{
+	OPENSSL_free(sc->failed);
+	OPENSSL_free(sc->sinks);
+	OPENSSL_free(sc->groups);
+	OPENSSL_free(sc->which);
+	OPENSSL_free(sc->changed);
+	OPENSSL_free(sc->using);
+	memset(sc, 0, sizeof(*sc));
+}
+
+/* For cfg (again after a SIGHUP: nothing pending survives, all is applied). */
+static cf_status sched_init(struct sched *sc, const ag_config *cfg,
+			    cf_error *err)
+{
+	size_t n = cfg->n_sinks ? cfg->n_sinks : 1;
+
+	sched_free(sc);
+	sc->n_sinks = cfg->n_sinks;
+	sc->n_groups = cfg->n_groups;
+	sc->retry_every_s = RETRY_MIN_S;
+	sc->failed = OPENSSL_zalloc(n);
+	sc->which = OPENSSL_zalloc(n);
+	sc->changed = OPENSSL_zalloc(n);
+	sc->using = OPENSSL_zalloc(n);
+	sc->sinks = OPENSSL_zalloc(n * sizeof(*sc->sinks));
+	sc->groups = OPENSSL_zalloc((cfg->n_groups ? cfg->n_groups : 1) *
+				    sizeof(*sc->groups));
+	if (sc->failed == NULL || sc->which == NULL || sc->changed == NULL ||
+	    sc->using == NULL || sc->sinks == NULL || sc->groups == NULL) {
+		sched_free(sc);
+		return cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+	}
+	return CF_OK;
+}
+
+/* Applies the sinks in sc->which, runs their commands, notes failures. */
+static void sched_apply(struct sched *sc, ag_runtime *rt, const ag_config *cfg)
+{
+	unsigned char *failed = sc->using;   /* scratch */
+	size_t was = sc->n_failed;
+
+	ag_apply_sinks(rt, cfg, sc->which, sc->changed, failed);
+	ag_run_commands(cfg, sc->changed, cfg->reload_timeout_s);
+	for (size_t i = 0; i < sc->n_sinks; i++)
+		if (sc->which[i])
+			sc->failed[i] = failed[i];
+	sc->n_failed = 0;
+	for (size_t i = 0; i < sc->n_sinks; i++)
+		sc->n_failed += sc->failed[i];
+	if (sc->n_failed == 0) {
+		if (was > 0)
+			ag_log(AG_LOG_INFO, "all sinks are up to date");
+		sc->retry_every_s = RETRY_MIN_S;
+		return;
+	}
+	if (sc->n_failed > was || sc->retry_at == 0) {
+		ag_log(AG_LOG_WARN, "%zu sink(s) not up to date; trying again in "
+		       "%ld s", sc->n_failed, sc->retry_every_s);
+		sc->retry_at = mono_s() + (double)sc->retry_every_s;
+	}
+}
+
+/* Everything, now (start, SIGHUP, after a config change). */
+static void sched_apply_all(struct sched *sc, ag_runtime *rt,
+			    const ag_config *cfg)
+{
+	memset(sc->which, 1, sc->n_sinks);
+	for (size_t i = 0; i < sc->n_sinks; i++)
+		sc->sinks[i].pending = 0;
+	for (size_t g = 0; g < sc->n_groups; g++)
+		sc->groups[g].pending = 0;
+	sc->retry_at = 0;
+	sched_apply(sc, rt, cfg);
+}
+
+static long unit_wait(const ag_config *cfg, size_t i, long *max_ms)
+{
+	const ag_sink *sink = &cfg->sinks[i];
+
+	if (sink->group >= 0) {
+		*max_ms = cfg->groups[sink->group].wait_max_ms;
+		return cfg->groups[sink->group].wait_min_ms;
+	}
+	*max_ms = sink->wait_max_ms;
+	return sink->wait_min_ms;
+}
+
+/*
+ * The sinks that use the names just accepted: those that act at once
+ * are applied now; the others (wait = MIN:MAX, on them or their group)
+ * start or extend their settling.
+ */
+static void sched_changed(struct sched *sc, ag_runtime *rt,
+			  const ag_config *cfg, char *const *names, size_t n)
+{
+	double now = mono_s();
+	int any = 0;
+
+	ag_sinks_using(cfg, names, n, sc->using);
+	memset(sc->which, 0, sc->n_sinks);
+	for (size_t i = 0; i < sc->n_sinks; i++) {
+		struct unit *u;
+		long max_ms;
+
+		if (!sc->using[i])
+			continue;
+		if (unit_wait(cfg, i, &max_ms) == 0 && max_ms == 0) {
+			/* A group acts as one: all its members, now. */
+			for (size_t j = 0; j < sc->n_sinks; j++)
+				if (j == i || (cfg->sinks[i].group >= 0 &&
+				    cfg->sinks[j].group == cfg->sinks[i].group))
+					sc->which[j] = 1;
+			any = 1;
+			continue;
+		}
+		u = cfg->sinks[i].group >= 0 ? &sc->groups[cfg->sinks[i].group] :
+					       &sc->sinks[i];
+		if (!u->pending) {
+			u->pending = 1;
+			u->first = now;
+			ag_log(AG_LOG_DEBUG, "%s: settling before it is written",
+			       cfg->sinks[i].path);
+		}
+		u->last = now;
+	}
+	if (any)
+		sched_apply(sc, rt, cfg);
+}
+
+/* Seconds until the next settled unit or retry is due (big: none). */
+static double sched_next(const struct sched *sc, const ag_config *cfg)
+{
+	double next = 1e9, now = mono_s();
+
+	for (size_t i = 0; i < sc->n_sinks + sc->n_groups; i++) {
+		const struct unit *u = i < sc->n_sinks ? &sc->sinks[i] :
+				       &sc->groups[i - sc->n_sinks];
+		long min_ms, max_ms;
+		double due;
+
+		if (!u->pending)
+			continue;
+		if (i < sc->n_sinks) {
+			min_ms = cfg->sinks[i].wait_min_ms;
+			max_ms = cfg->sinks[i].wait_max_ms;
+		} else {
+			min_ms = cfg->groups[i - sc->n_sinks].wait_min_ms;
+			max_ms = cfg->groups[i - sc->n_sinks].wait_max_ms;
+		}
+		due = u->last + (double)min_ms / 1000.0;
+		if (u->first + (double)max_ms / 1000.0 < due)
+			due = u->first + (double)max_ms / 1000.0;
+		if (due - now < next)
+			next = due - now;
+	}
+	if (sc->n_failed > 0 && sc->retry_at - now < next)
+		next = sc->retry_at - now;
+	return next;
+}
+
+/* Applies what has settled, and retries what failed, when due. */
+static void sched_due(struct sched *sc, ag_runtime *rt, const ag_config *cfg)
+{
+	double now = mono_s();
+	int any = 0;
+
+	memset(sc->which, 0, sc->n_sinks);
+	for (size_t i = 0; i < sc->n_sinks; i++) {
+		struct unit *u = cfg->sinks[i].group >= 0 ?
+				 &sc->groups[cfg->sinks[i].group] : &sc->sinks[i];
+		long max_ms, min_ms = unit_wait(cfg, i, &max_ms);
+
+		if (!u->pending ||
+		    (now - u->last < (double)min_ms / 1000.0 &&
+		     now - u->first < (double)max_ms / 1000.0))
+			continue;
+		sc->which[i] = 1;
+		any = 1;
+	}
+	/* Members of a settled group, even those the change did not touch. */
+	for (size_t i = 0; i < sc->n_sinks; i++)
+		if (cfg->sinks[i].group >= 0 &&
+		    sc->groups[cfg->sinks[i].group].pending) {
+			for (size_t j = 0; j < sc->n_sinks; j++)
+				if (sc->which[j] && cfg->sinks[j].group ==
+						    cfg->sinks[i].group)
+					sc->which[i] = 1;
+		}
+	for (size_t i = 0; i < sc->n_sinks; i++)
+		if (sc->which[i]) {
+			if (cfg->sinks[i].group >= 0)
+				sc->groups[cfg->sinks[i].group].pending = 0;
+			else
+				sc->sinks[i].pending = 0;
+		}
+	if (sc->n_failed > 0 && now >= sc->retry_at) {
+		for (size_t i = 0; i < sc->n_sinks; i++)
+			if (sc->failed[i])
+				sc->which[i] = any = 1;
+		sc->retry_every_s = sc->retry_every_s * 2 > RETRY_MAX_S ?
+				    RETRY_MAX_S : sc->retry_every_s * 2;
+		sc->retry_at = now + (double)sc->retry_every_s;
+	}
+	if (any)
+		sched_apply(sc, rt, cfg);
+}
+
+/* Sinks with max_stale, applied again: removed if now too stale. */
+static void sched_stale(struct sched *sc, ag_runtime *rt, const ag_config *cfg)
+{
+	int any = 0;
+
+	memset(sc->which, 0, sc->n_sinks);
+	for (size_t i = 0; i < sc->n_sinks; i++)
+		if (cfg->sinks[i].max_stale_s > 0 && !sc->failed[i] &&
+		    time(NULL) - ag_state_confirmed(rt->st) >
+		    cfg->sinks[i].max_stale_s)
+			sc->which[i] = any = 1;
+	if (any)
+		sched_apply(sc, rt, cfg);
+}
+
+/* The server answers again: sinks with max_stale are written back. */
+static void sched_apply_stale(struct sched *sc, ag_runtime *rt,
+			      const ag_config *cfg)
+{
+	int any = 0;
+
+	memset(sc->which, 0, sc->n_sinks);
+	for (size_t i = 0; i < sc->n_sinks; i++)
+		if (cfg->sinks[i].max_stale_s > 0)
+			sc->which[i] = any = 1;
+	if (any)
+		sched_apply(sc, rt, cfg);
+}
+
+/* SIGHUP: the new config if it reads, else the old one (returns 0). */
+static int reload_config(const struct run_opts *o, ag_config **cfg,
+			 struct sched *sc, ag_runtime *rt)
 {
 	ag_config *fresh = NULL;
 	cf_error err = { 0 };
 
-	if (ag_config_load(o->config, &fresh, &err) != CF_OK) {
+	if (ag_config_load(o->config, &fresh, &err) != CF_OK ||
+	    sched_init(sc, fresh, &err) != CF_OK) {
 		ag_log(AG_LOG_ERROR, "SIGHUP: %s; keeping the configuration "
 		       "already loaded", err.msg);
-		return -1;
+		ag_config_free(fresh);
+		return 0;
 	}
 	ag_config_free(*cfg);
 	*cfg = fresh;
 	ag_log(AG_LOG_INFO, "SIGHUP: reloaded %s (%zu sink(s))", o->config,
 	       fresh->n_sinks);
-	return (long)ag_apply(rt, *cfg, NULL, 0, (*cfg)->reload_timeout_s);
-}
-
-/*
- * Sinks that could not be brought up to date (a directory not there yet,
- * a secret not put yet) are tried again, all of them, on this schedule:
- * 5 s, doubling to 5 minutes, reset once all are up to date.
- */
-#define RETRY_MIN_S 5
-#define RETRY_MAX_S 300
-
-struct retry {
-	size_t stale;           /* sinks not up to date after the last pass */
-	time_t at;              /* when to try them again */
-	long every_s;
-};
-
-static void retry_note(struct retry *r, size_t stale)
-{
-	r->stale = stale;
-	if (stale == 0) {
-		r->every_s = RETRY_MIN_S;
-		return;
-	}
-	ag_log(AG_LOG_WARN, "%zu sink(s) not up to date; trying again in %ld s",
-	       stale, r->every_s);
-	r->at = time(NULL) + r->every_s;
-	r->every_s = r->every_s * 2 > RETRY_MAX_S ? RETRY_MAX_S : r->every_s * 2;
+	sched_apply_all(sc, rt, *cfg);
+	return 1;
 }
 
 int ag_cmd_run(int argc, char **argv)
 {
 	struct run_opts o = { 0 };
-	struct retry retry = { .every_s = RETRY_MIN_S };
+	struct sched sc = { 0 };
 	ag_config *cfg = NULL;
 	ag_runtime *rt = NULL;
 	cf_error err = { 0 };
@@ -316,6 +551,8 @@ int ag_cmd_run(int argc, char **argv)
 	rc = start(&o, &cfg, &rt, &err);
 	if (rc == CF_OK)
 		rc = ag_state_lock_run(rt->st, &err);
+	if (rc == CF_OK)
+		rc = sched_init(&sc, cfg, &err);
 	if (rc != CF_OK) {
 		code = cli_fail(&err);
 		goto out;
@@ -324,55 +561,44 @@ int ag_cmd_run(int argc, char **argv)
 	ag_hook_set_abort(&got_stop);
 	ag_log(AG_LOG_INFO, "started: state dir %s, %zu sink(s), %zu secret(s) "
 	       "cached", o.state_dir, cfg->n_sinks, ag_state_count(rt->st));
-	retry_note(&retry, ag_apply(rt, cfg, NULL, 0, cfg->reload_timeout_s));
+	sched_apply_all(&sc, rt, cfg);
 	while (!got_stop) {
-		time_t asked = time(NULL);
-		double asked_mono = mono_s();
+		double asked = mono_s(), next;
 		int64_t cursor = ag_state_cursor(rt->st);
 		long wait_s = cfg->wait_s;
 		int more = 0;
 
 		if (got_hup) {
-			long stale;
-
 			got_hup = 0;
 			wake = got_stop;
-			stale = reload_config(&o, &cfg, rt);
-			if (stale >= 0) {
-				/* Every sink was applied: nothing is pending. */
+			if (reload_config(&o, &cfg, &sc, rt))
 				ag_runtime_clear_changes(rt);
-				retry.every_s = RETRY_MIN_S;
-				retry_note(&retry, (size_t)stale);
-			}
 			continue;
 		}
-		if (retry.stale > 0 && asked >= retry.at) {
-			retry_note(&retry, ag_apply(rt, cfg, NULL, 0,
-						    cfg->reload_timeout_s));
-			if (retry.stale == 0)
-				ag_log(AG_LOG_INFO, "all sinks are up to date");
+		sched_due(&sc, rt, cfg);
+		/* Something settles (or is retried) within a second: wait for
+		 * it here, not in a long poll that counts in whole seconds. */
+		next = sched_next(&sc, cfg);
+		if (next < 1.0) {
+			if (next > 0)
+				nap(next);
+			continue;
 		}
-		/* Wake up in time for the next retry. */
-		if (retry.stale > 0 && retry.at - asked < wait_s)
-			wait_s = retry.at > asked ? (long)(retry.at - asked) : 1;
+		if (next < (double)wait_s)
+			wait_s = (long)next;
 		rc = CF_OK;
 		if (time(NULL) - rt->crl_checked >= CRL_REFRESH_S)
 			rc = ag_refresh_crl(rt, &err);
 		if (rc == CF_OK)
 			rc = ag_fetch(rt, wait_s, &more, &err);
 		/*
-		 * Whatever was accepted is applied, even when the request
-		 * then failed, and stays pending until it was (a SIGHUP
-		 * arriving first applies everything anyway).
+		 * Whatever was accepted is applied (or starts settling), even
+		 * when the request then failed, and stays pending until it
+		 * was (a SIGHUP arriving first applies everything anyway).
 		 */
 		if (rt->n_changed > 0 && !got_stop && !got_hup) {
-			size_t stale = ag_apply(rt, cfg, rt->changed,
-						rt->n_changed,
-						cfg->reload_timeout_s);
-
+			sched_changed(&sc, rt, cfg, rt->changed, rt->n_changed);
 			ag_runtime_clear_changes(rt);
-			if (stale > 0 && retry.stale == 0)
-				retry_note(&retry, stale);
 		}
 		if (got_stop || got_hup)
 			continue;
@@ -382,25 +608,31 @@ int ag_cmd_run(int argc, char **argv)
 			ag_log(rc == CF_ERR_NETWORK ? AG_LOG_WARN : AG_LOG_ERROR,
 			       "%s; files stay as they are; retrying in %.1f s",
 			       err.msg, delay);
+			/* max_stale may now take a sink away. */
+			sched_stale(&sc, rt, cfg);
 			nap(delay);
 			backoff = backoff * 2 > BACKOFF_MAX_S ? BACKOFF_MAX_S :
 				  backoff * 2;
 			continue;
 		}
-		if (backoff > BACKOFF_MIN_S)
+		if (backoff > BACKOFF_MIN_S) {
 			ag_log(AG_LOG_INFO, "the server answers again");
+			/* Sinks taken away for max_stale come back. */
+			sched_apply_stale(&sc, rt, cfg);
+		}
 		backoff = BACKOFF_MIN_S;
 		/*
 		 * A server (or a proxy) that answers at once with nothing,
 		 * though asked to wait, must not make us spin.
 		 */
 		if (!more && ag_state_cursor(rt->st) == cursor &&
-		    mono_s() - asked_mono < 1.0)
+		    mono_s() - asked < 1.0)
 			nap(jittered(2.0));
 	}
 	ag_log(AG_LOG_INFO, "stopping");
 	code = 0;
 out:
+	sched_free(&sc);
 	ag_runtime_free(rt);
 	ag_config_free(cfg);
 	return code;

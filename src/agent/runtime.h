@@ -103,6 +103,27 @@ void ag_runtime_clear_changes(ag_runtime *rt);
 cf_status ag_open_cached(ag_runtime *rt, const char *name, cf_record **out,
 			 cf_error *err);
 
+/* out[i] = 1 for each sink of cfg that uses one of names (apply.c). */
+void ag_sinks_using(const ag_config *cfg, char *const *names, size_t n,
+		    unsigned char *out);
+
+/*
+ * Brings the sinks marked in which (NULL: all) up to date, running no
+ * command: changed[i] (may be NULL) says sink i was rewritten, failed[i]
+ * (may be NULL) that it could not be brought up to date.  Returns how
+ * many failed.
+ */
+size_t ag_apply_sinks(ag_runtime *rt, const ag_config *cfg,
+		      const unsigned char *which, unsigned char *changed,
+		      unsigned char *failed);
+
+/*
+ * The commands of the changed sinks (their on_change) and of each group
+ * with a changed member, each distinct command line once.
+ */
+void ag_run_commands(const ag_config *cfg, const unsigned char *changed,
+		     long timeout_s);
+
 /*
  * Brings the sinks of cfg up to date: all of them (names == NULL), or
  * those that use one of names.  Writes only what changed, then runs each

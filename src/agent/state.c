@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -37,6 +38,7 @@ struct ag_state {
 	char **names;            /* the keys of versions, for iteration */
 	size_t n_names, cap_names;
 	int64_t cursor;
+	int64_t confirmed;       /* last answer from the server (UNIX s) */
 	int run_lock_fd;
 };
 
@@ -51,6 +53,16 @@ const char *ag_state_name_at(const ag_state *st, size_t i)
 void ag_state_set_cursor(ag_state *st, int64_t cursor)
 {
 	st->cursor = cursor;
+}
+
+time_t ag_state_confirmed(const ag_state *st)
+{
+	return (time_t)st->confirmed;
+}
+
+void ag_state_set_confirmed(ag_state *st, time_t when)
+{
+	st->confirmed = (int64_t)when;
 }
 
 cf_status ag_state_path(const ag_state *st, const char *file, char *buf,
@@ -149,6 +161,9 @@ static cf_status merge_file(ag_state *st, const char *path, cf_error *err)
 		goto out;
 	}
 	ag_state_set_cursor(st, json_integer_value(cursor));
+	if (json_is_integer(json_object_get(doc, "confirmed")))
+		st->confirmed = json_integer_value(json_object_get(doc,
+								   "confirmed"));
 	json_object_foreach(secrets, name, v) {
 		json_t *ver = json_object_get(v, "version");
 
@@ -324,8 +339,9 @@ cf_status ag_state_save(ag_state *st, cf_error *err)
 	if (rc != CF_OK)
 		return rc;
 	secrets = json_object();
-	doc = json_pack("{s:I,s:o}", "cursor", (json_int_t)st->cursor,
-			"secrets", secrets);
+	doc = json_pack("{s:I,s:I,s:o}", "cursor", (json_int_t)st->cursor,
+			"confirmed", (json_int_t)st->confirmed, "secrets",
+			secrets);
 	if (doc == NULL) {
 		rc = cf_error_set(err, CF_ERR_NOMEM, "out of memory");
 		goto out;

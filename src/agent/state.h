@@ -9,9 +9,10 @@
  *                    every record is verified against
  *   D/crl.pem        the newest root-signed CRL seen (never replaced by
  *                    an older one)
- *   D/state.json     {"cursor":N,"secrets":{NAME:{"version":V}}}: the
- *                    feed cursor and the highest version accepted per
- *                    secret (anti-rollback)
+ *   D/state.json     {"cursor":N,"confirmed":T,"secrets":{NAME:
+ *                    {"version":V}}}: the feed cursor, when the server
+ *                    last answered (for max_stale), and the highest
+ *                    version accepted per secret (anti-rollback)
  *   D/cache/HEX.cms  the envelope of that version (HEX = SHA-256 of the
  *                    name): ciphertext for this agent only, so that a
  *                    restart with the server down re-materializes all
@@ -27,6 +28,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "error.h"
 
@@ -54,6 +56,10 @@ size_t ag_state_count(const ag_state *st);
 const char *ag_state_name_at(const ag_state *st, size_t i);
 
 int64_t ag_state_cursor(const ag_state *st);
+
+/* When the server last answered the feed (UNIX s, 0: never). */
+time_t ag_state_confirmed(const ag_state *st);
+void ag_state_set_confirmed(ag_state *st, time_t when);
 void ag_state_set_cursor(ag_state *st, int64_t cursor);
 
 /*

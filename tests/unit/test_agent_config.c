@@ -465,6 +465,64 @@ static char **split_ok(const char *line, size_t want_n)
 	return argv;
 }
 
+#define SRV "[server]\nurl = https://x:1\n"
+
+/* wait, on_change, restart, max_stale and [group] (issue 7). */
+static void settle_and_groups(void **state)
+{
+	ag_config *cfg;
+
+	(void)state;
+	cfg = parse_ok(SRV
+		"[file a/b]\npath = /o/a\n"                        /* 3 */
+		"[template /o/t]\nsource = /o/t.tmpl\n"            /* 5 */
+		"[file a/c]\npath = /o/c\nwait = 1500ms:1m\n"      /* 7 */
+		"restart = /bin/true x\nmax_stale = 2h\n"
+		"[file a/d]\npath = /o/d\nreload = /bin/r\nrestart = /bin/s\n"
+		"on_change = restart\n"
+		"[group app]\nsinks = /o/a /o/t\nwait = 2s\n"
+		"reload = /bin/echo hi\n");
+	assert_int_equal(cfg->n_sinks, 4);
+	assert_int_equal(cfg->n_groups, 1);
+	assert_string_equal(cfg->groups[0].name, "app");
+	assert_int_equal(cfg->groups[0].on_change, AG_ON_RELOAD);
+	assert_int_equal(cfg->groups[0].wait_min_ms, 2000);
+	assert_int_equal(cfg->groups[0].wait_max_ms, 2000);
+	assert_int_equal(cfg->sinks[0].group, 0);
+	assert_int_equal(cfg->sinks[1].group, 0);
+	assert_int_equal(cfg->sinks[2].group, -1);
+	assert_int_equal(cfg->sinks[2].wait_min_ms, 1500);
+	assert_int_equal(cfg->sinks[2].wait_max_ms, 60000);
+	assert_int_equal(cfg->sinks[2].max_stale_s, 7200);
+	/* only restart given: on_change defaults to restart */
+	assert_int_equal(cfg->sinks[2].on_change, AG_ON_RESTART);
+	assert_string_equal(cfg->sinks[2].restart[1], "x");
+	assert_int_equal(cfg->sinks[3].on_change, AG_ON_RESTART);
+	assert_int_equal(cfg->sinks[0].on_change, AG_ON_NONE);
+	ag_config_free(cfg);
+
+	parse_fail(SRV "[file a/b]\npath = /o/a\nwait = 2s:1s\n", 5, "MAX >= MIN");
+	parse_fail(SRV "[file a/b]\npath = /o/a\nwait = 2x\n", 5, "wait must be");
+	parse_fail(SRV "[file a/b]\npath = /o/a\nwait = 2h\n", 5, "up to 1h");
+	parse_fail(SRV "[file a/b]\npath = /o/a\nmax_stale = 0s\n", 5,
+		   "max_stale must be");
+	parse_fail(SRV "[file a/b]\npath = /o/a\non_change = bounce\n", 5,
+		   "reload, restart or none");
+	parse_fail(SRV "[file a/b]\npath = /o/a\non_change = restart\n", 3,
+		   "no restart = command");
+	parse_fail(SRV "[file a/b]\npath = /o/a\non_change = reload\n", 3,
+		   "no reload = command");
+	parse_fail(SRV "[group g]\nwait = 1s\n", 3, "has no sinks");
+	parse_fail(SRV "[group g]\nsinks = /o/none\n", 4, "no [file] or [template]");
+	parse_fail(SRV "[file a/b]\npath = /o/a\nreload = /bin/r\n"
+		   "[group g]\nsinks = /o/a\n", 3, "move its reload");
+	parse_fail(SRV "[file a/b]\npath = /o/a\n[group g]\nsinks = /o/a\n"
+		   "[group h]\nsinks = /o/a\n", 8, "already in [group g]");
+	parse_fail(SRV "[group g]\nsinks = /o/a\n[group g]\n", 5, "appears twice");
+	parse_fail(SRV "[group b@d]\n", 3, "a group's name");
+	parse_fail(SRV "[group g]\nsinks = relative\n", 4, "absolute");
+}
+
 static void split_fail(cf_status want, const char *line, const char *needle)
 {
 	cf_error err = { 0 };
@@ -654,6 +712,7 @@ int main(void)
 		cmocka_unit_test(duplicate_paths),
 		cmocka_unit_test(bytes_and_limits),
 		cmocka_unit_test(argv_split),
+		cmocka_unit_test(settle_and_groups),
 		cmocka_unit_test(load),
 	};
 
