@@ -18,7 +18,10 @@
 #include "agent.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
+#include <unistd.h>
 #include <openssl/rand.h>
 #include <signal.h>
 #include <stdio.h>
@@ -38,6 +41,8 @@
 #define CRL_REFRESH_S 300
 
 static volatile sig_atomic_t got_stop, got_hup, wake;
+/* Written by the signal handler: wakes a long poll or a nap at once. */
+static int wake_pipe[2] = { -1, -1 };
 
 int ag_stopping(void)
 {
@@ -46,11 +51,16 @@ int ag_stopping(void)
 
 static void on_signal(int sig)
 {
+	int saved = errno;
+
 	if (sig == SIGHUP)
 		got_hup = 1;
 	else
 		got_stop = 1;
 	wake = 1;
+	if (wake_pipe[1] >= 0)
+		(void)!write(wake_pipe[1], "", 1);
+	errno = saved;
 }
 
 /*
@@ -76,6 +86,8 @@ static void install_signals(void)
 {
 	struct sigaction sa;
 
+	if (wake_pipe[0] < 0 && pipe2(wake_pipe, O_NONBLOCK | O_CLOEXEC) != 0)
+		wake_pipe[0] = wake_pipe[1] = -1;   /* naps fall back to slices */
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
 	sigemptyset(&sa.sa_mask);
@@ -93,6 +105,16 @@ static void nap(double seconds)
 	struct timespec slice = { 0, 200 * 1000 * 1000 };
 	double slept = 0;
 
+	if (wake_pipe[0] >= 0) {
+		struct pollfd pfd = { .fd = wake_pipe[0], .events = POLLIN };
+		char drain[64];
+
+		if (!wake)
+			(void)poll(&pfd, 1, (int)(seconds * 1000));
+		while (read(wake_pipe[0], drain, sizeof(drain)) > 0)
+			;
+		return;
+	}
 	while (slept < seconds && !wake) {
 		nanosleep(&slice, NULL);
 		slept += 0.2;
@@ -558,6 +580,8 @@ int ag_cmd_run(int argc, char **argv)
 		goto out;
 	}
 	ag_runtime_set_abort(rt, &wake);
+	if (rt->client != NULL && wake_pipe[0] >= 0)
+		cli_client_set_abort_fd(rt->client, wake_pipe[0]);
 	ag_hook_set_abort(&got_stop);
 	ag_log(AG_LOG_INFO, "started: state dir %s, %zu sink(s), %zu secret(s) "
 	       "cached", o.state_dir, cfg->n_sinks, ag_state_count(rt->st));

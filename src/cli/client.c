@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "b64.h"
 #include "cli.h"
@@ -72,6 +73,8 @@ struct cli_client {
 	int overflow;
 	int send_failed;      /* the last call broke off while sending */
 	volatile sig_atomic_t *abort_flag;  /* cli_client_set_abort */
+	int abort_fd;         /* readable when abort_flag may have been set */
+	CURLM *multi;         /* with abort_fd: drives the transfer */
 };
 
 int cli_settings_option(cli_settings *s, int c, const char *arg)
@@ -155,6 +158,11 @@ static int on_progress(void *parm, curl_off_t dltotal, curl_off_t dlnow,
 
 	(void)dltotal; (void)dlnow; (void)ultotal; (void)ulnow;
 	return c->abort_flag != NULL && *c->abort_flag ? 1 : 0;
+}
+
+void cli_client_set_abort_fd(cli_client *c, int fd)
+{
+	c->abort_fd = fd;
 }
 
 void cli_client_set_abort(cli_client *c, volatile sig_atomic_t *flag)
@@ -283,6 +291,7 @@ cf_status cli_client_new(const cli_settings *s, unsigned need,
 			goto out;
 		}
 	}
+	c->abort_fd = -1;
 	c->curl = curl_easy_init();
 	c->headers = curl_slist_append(NULL, "Accept: application/json");
 	if (c->headers != NULL)
@@ -337,6 +346,8 @@ void cli_client_free(cli_client *c)
 {
 	if (c == NULL)
 		return;
+	if (c->multi != NULL)
+		curl_multi_cleanup(c->multi);
 	if (c->curl != NULL)
 		curl_easy_cleanup(c->curl);
 	curl_slist_free_all(c->headers);
@@ -436,6 +447,62 @@ static cf_status map_status(long http, const char *method, const char *path,
 }
 
 /* One request with an already serialized body (data NULL: none). */
+/*
+ * curl_easy_perform wakes every second to look at its sockets; a long
+ * poll that waits a minute should not.  With an abort descriptor the
+ * transfer is driven here and sleeps until the socket, curl's own timer
+ * or that descriptor (written by a signal handler) says otherwise.
+ */
+static CURLcode perform_multi(cli_client *c)
+{
+	struct curl_waitfd extra = { .fd = c->abort_fd, .events = CURL_WAIT_POLLIN };
+	CURLcode result = CURLE_OK;
+	CURLMsg *msg;
+	int running = 1, left;
+
+	if (c->multi == NULL && (c->multi = curl_multi_init()) == NULL)
+		return CURLE_OUT_OF_MEMORY;
+	if (curl_multi_add_handle(c->multi, c->curl) != CURLM_OK)
+		return CURLE_OUT_OF_MEMORY;
+	while (running) {
+		long timeout_ms = -1;
+
+		if (curl_multi_perform(c->multi, &running) != CURLM_OK) {
+			result = CURLE_RECV_ERROR;
+			break;
+		}
+		if (!running)
+			break;
+		if (c->abort_flag != NULL && *c->abort_flag) {
+			result = CURLE_ABORTED_BY_CALLBACK;
+			break;
+		}
+		curl_multi_timeout(c->multi, &timeout_ms);
+		if (timeout_ms < 0 || timeout_ms > 60000)
+			timeout_ms = 60000;
+		if (curl_multi_poll(c->multi, &extra, 1, (int)timeout_ms,
+				    NULL) != CURLM_OK) {
+			result = CURLE_RECV_ERROR;
+			break;
+		}
+		if (extra.revents & CURL_WAIT_POLLIN) {
+			char drain[64];
+
+			while (read(c->abort_fd, drain, sizeof(drain)) > 0)
+				;
+			extra.revents = 0;
+		}
+	}
+	if (result == CURLE_OK) {
+		result = CURLE_RECV_ERROR;
+		while ((msg = curl_multi_info_read(c->multi, &left)) != NULL)
+			if (msg->msg == CURLMSG_DONE && msg->easy_handle == c->curl)
+				result = msg->data.result;
+	}
+	curl_multi_remove_handle(c->multi, c->curl);
+	return result;
+}
+
 static cf_status perform(cli_client *c, const char *method, const char *path,
 			 const char *data, size_t data_len, json_t **resp,
 			 cf_error *err)
@@ -468,7 +535,7 @@ static cf_status perform(cli_client *c, const char *method, const char *path,
 		curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, data);
 		curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, method);
 	}
-	cc = curl_easy_perform(c->curl);
+	cc = c->abort_fd >= 0 ? perform_multi(c) : curl_easy_perform(c->curl);
 	c->send_failed = cc == CURLE_SEND_ERROR;
 	if (cc != CURLE_OK) {
 		if (cc == CURLE_ABORTED_BY_CALLBACK)

@@ -113,6 +113,14 @@ void cli_client_set_timeout(cli_client *c, long seconds);
 void cli_client_set_abort(cli_client *c, volatile sig_atomic_t *flag);
 
 /*
+ * A descriptor (non-blocking, e.g. a pipe's read end a signal handler
+ * writes to) that wakes a transfer to look at the abort flag.  With one,
+ * a long poll sleeps until the server answers instead of waking every
+ * second; -1: none.  The client never closes it.
+ */
+void cli_client_set_abort_fd(cli_client *c, int fd);
+
+/*
  * One request: method and path (with any query, already escaped); body
  * may be NULL.  On a 2xx answer *resp is the JSON object.  Otherwise the
  * status is mapped (401/403 CF_ERR_DENIED, 404 CF_ERR_NOT_FOUND, 409
