@@ -9,5 +9,6 @@
 int ag_cmd_run(int argc, char **argv);   /* run.c */
 int ag_cmd_once(int argc, char **argv);  /* run.c */
 int ag_cmd_exec(int argc, char **argv);  /* exec.c */
+int ag_cmd_status(int argc, char **argv); /* status.c */
 
 #endif

@@ -20,6 +20,7 @@
 #include "runtime.h"
 
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -140,7 +141,8 @@ static int too_stale(const ag_runtime *rt, const ag_sink *sink)
 
 /* Brings one sink up to date; *changed says its file was rewritten. */
 static cf_status apply_sink(struct pass *p, const ag_sink *sink, int *changed,
-			    char *what, size_t what_size, cf_error *err)
+			    uint64_t *version, char *what, size_t what_size,
+			    cf_error *err)
 {
 	ag_template *t = NULL;
 	cf_secret *rendered = NULL;
@@ -177,6 +179,7 @@ static cf_status apply_sink(struct pass *p, const ag_sink *sink, int *changed,
 			goto out;
 		}
 		value = o->rec->value;
+		*version = o->rec->version;
 		snprintf(what, what_size, "%s v%llu", sink->secret,
 			 (unsigned long long)o->rec->version);
 	} else {
@@ -224,6 +227,10 @@ size_t ag_apply_sinks(ag_runtime *rt, const ag_config *cfg,
 		struct pass p = { .rt = rt };
 		cf_error err = { 0 };
 		char what[PATH_MAX + 32] = "";
+		const char *kind = sink->kind == AG_SINK_FILE ? "file" : "template";
+		const char *from = sink->kind == AG_SINK_FILE ? sink->secret :
+				   sink->source;
+		uint64_t version = 0;
 		int changed = 0;
 		cf_status rc;
 
@@ -235,8 +242,15 @@ size_t ag_apply_sinks(ag_runtime *rt, const ag_config *cfg,
 			failed_out[i] = 0;
 		/* One sink's values at a time: the secure heap holds at most
 		 * what one file or one template needs. */
-		rc = apply_sink(&p, sink, &changed, what, sizeof(what), &err);
+		rc = apply_sink(&p, sink, &changed, &version, what, sizeof(what),
+				&err);
 		pass_free(&p);
+		if (rt->status != NULL && rc != CF_OK)
+			ag_status_sink_failed(rt->status, sink->path, kind, from,
+					      err.msg);
+		else if (rt->status != NULL)
+			ag_status_sink_ok(rt->status, sink->path, kind, from,
+					  version, changed);
 		if (rc != CF_OK) {
 			stale++;
 			if (failed_out != NULL)
@@ -257,6 +271,7 @@ size_t ag_apply_sinks(ag_runtime *rt, const ag_config *cfg,
 		if (changed_out != NULL)
 			changed_out[i] = 1;
 	}
+	ag_report(rt);
 	return stale;
 }
 

@@ -200,6 +200,7 @@ void ag_runtime_free(ag_runtime *rt)
 		return;
 	ag_runtime_clear_changes(rt);
 	OPENSSL_free(rt->changed);
+	ag_status_free(rt->status);
 	cli_client_free(rt->client);
 	X509_free(rt->cert);
 	EVP_PKEY_free(rt->key);
@@ -214,6 +215,15 @@ void ag_runtime_set_abort(ag_runtime *rt, volatile sig_atomic_t *flag)
 {
 	if (rt->client != NULL)
 		cli_client_set_abort(rt->client, flag);
+}
+
+void ag_report(ag_runtime *rt)
+{
+	cf_error err = { 0 };
+
+	if (rt->status != NULL &&
+	    ag_status_save(rt->status, ag_state_dir(rt->st), &err) != CF_OK)
+		ag_log(AG_LOG_WARN, "status.json not written: %s", err.msg);
 }
 
 void ag_runtime_clear_changes(ag_runtime *rt)
@@ -438,6 +448,10 @@ cf_status ag_fetch(ag_runtime *rt, long wait_s, int *more, cf_error *err)
 		 (long long)mine, wait_s, FEED_LIMIT);
 	cli_client_set_timeout(rt->client, wait_s + FEED_SLACK_S);
 	rc = cli_client_call(rt->client, "GET", path, NULL, &resp, err);
+	if (rt->status != NULL)
+		ag_status_server(rt->status, rc == CF_OK, rc == CF_OK ? NULL :
+				 err->msg);
+	ag_report(rt);
 	if (rc != CF_OK)
 		goto out;
 	list = json_object_get(resp, "secrets");

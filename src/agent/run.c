@@ -221,6 +221,16 @@ static cf_status start(const struct run_opts *o, ag_config **cfg,
 	if (rc == CF_OK)
 		rc = ag_runtime_new(o->state_dir, (*cfg)->server_url,
 				    (*cfg)->server_ca, (*cfg)->root, 0, rt, err);
+	if (rc == CF_OK)
+		rc = ag_state_lock_run((*rt)->st, err);
+	if (rc == CF_OK && ((*rt)->status = ag_status_new()) == NULL)
+		rc = cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+	if (rc == CF_OK)
+		rc = ag_status_config((*rt)->status, *cfg);
+	if (rc == CF_OK) {
+		ag_status_carry((*rt)->status, o->state_dir);
+		ag_report(*rt);
+	}
 	return rc;
 }
 
@@ -238,11 +248,6 @@ int ag_cmd_once(int argc, char **argv)
 		return code;
 	install_signals();
 	rc = start(&o, &cfg, &rt, &err);
-	if (rc != CF_OK) {
-		code = cli_fail(&err);
-		goto out;
-	}
-	rc = ag_state_lock_run(rt->st, &err);
 	if (rc != CF_OK) {
 		code = cli_fail(&err);
 		goto out;
@@ -268,6 +273,8 @@ int ag_cmd_once(int argc, char **argv)
 		ag_log(AG_LOG_INFO, "all %zu sink(s) are up to date", cfg->n_sinks);
 		code = 0;
 	}
+	ag_status_stopped(rt->status);
+	ag_report(rt);
 out:
 	ag_runtime_free(rt);
 	ag_config_free(cfg);
@@ -550,6 +557,8 @@ static int reload_config(const struct run_opts *o, ag_config **cfg,
 	}
 	ag_config_free(*cfg);
 	*cfg = fresh;
+	if (ag_status_config(rt->status, *cfg) != CF_OK)
+		ag_log(AG_LOG_WARN, "out of memory updating status.json");
 	ag_log(AG_LOG_INFO, "SIGHUP: reloaded %s (%zu sink(s))", o->config,
 	       fresh->n_sinks);
 	sched_apply_all(sc, rt, *cfg);
@@ -571,8 +580,6 @@ int ag_cmd_run(int argc, char **argv)
 		return code;
 	install_signals();
 	rc = start(&o, &cfg, &rt, &err);
-	if (rc == CF_OK)
-		rc = ag_state_lock_run(rt->st, &err);
 	if (rc == CF_OK)
 		rc = sched_init(&sc, cfg, &err);
 	if (rc != CF_OK) {
@@ -654,6 +661,8 @@ int ag_cmd_run(int argc, char **argv)
 			nap(jittered(2.0));
 	}
 	ag_log(AG_LOG_INFO, "stopping");
+	ag_status_stopped(rt->status);
+	ag_report(rt);
 	code = 0;
 out:
 	sched_free(&sc);

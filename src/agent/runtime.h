@@ -31,6 +31,7 @@
 #include "config.h"
 #include "record.h"
 #include "state.h"
+#include "status.h"
 #include "trust.h"
 
 typedef struct ag_runtime {
@@ -43,6 +44,8 @@ typedef struct ag_runtime {
 	cf_trust *trust;          /* root + crl */
 	time_t crl_checked;       /* last ag_refresh_crl that reached the server */
 	int read_only;            /* agent exec: D is not changed at all */
+	ag_status *status;        /* run and once: reported in D/status.json
+				     (ag_report); NULL: nothing reported */
 	/* Names accepted by ag_fetch since the caller last cleared them. */
 	char **changed;
 	size_t n_changed, cap_changed;
@@ -91,6 +94,9 @@ cf_status ag_fetch(ag_runtime *rt, long wait_s, int *more, cf_error *err);
 
 /* ag_fetch until the server has nothing more (wait 0). */
 cf_status ag_fetch_all(ag_runtime *rt, cf_error *err);
+
+/* Writes D/status.json if the status changed (a failure is logged). */
+void ag_report(ag_runtime *rt);
 
 /* Forgets rt->changed and rt->refused. */
 void ag_runtime_clear_changes(ag_runtime *rt);

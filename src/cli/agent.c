@@ -54,9 +54,10 @@ static void agent_usage(FILE *out)
 		"       coffer agent reject ID|NAME [--reason S] [connection options]\n"
 		"       coffer agent ls [--group G] [--json] [connection options]\n"
 		"       coffer agent run --state-dir D --config F [--log-level L]\n"
-		"       coffer agent once --state-dir D --config F [--json]\n"
+		"       coffer agent once --state-dir D --config F [--log-level L]\n"
 		"       coffer agent exec --state-dir D [--env VAR=NAME]... [--file-env VAR=NAME]...\n"
 		"                         [--offline] -- CMD [ARGS...]\n"
+		"       coffer agent status --state-dir D [--config F] [--json]\n"
 		"\n"
 		"join     on a new machine, silently: makes the agent's key in D (0700;\n"
 		"         D/agent.key 0600), sends a certificate request with the\n"
@@ -81,6 +82,10 @@ static void agent_usage(FILE *out)
 		"         are up to date, 32 when some are not, 24 server unreachable.\n"
 		"exec     runs CMD with secrets in its environment (--env) or in\n"
 		"         memfds whose /proc/self/fd path is in VAR (--file-env).\n"
+		"status   what the agent using D last reported, without the server:\n"
+		"         each sink (version, last write, last error), the secrets\n"
+		"         accepted, running and connected or not.  Exit 0 when every\n"
+		"         sink is up to date, 32 when not.\n"
 		"\n%s", cli_settings_help);
 }
 
@@ -1082,6 +1087,7 @@ int cmd_agent(int argc, char **argv)
 		{ "run", ag_cmd_run },
 		{ "once", ag_cmd_once },
 		{ "exec", ag_cmd_exec },
+		{ "status", ag_cmd_status },
 	};
 
 	return cli_dispatch(argc, argv, subs, sizeof(subs) / sizeof(subs[0]),

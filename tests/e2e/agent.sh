@@ -141,6 +141,15 @@ json_assert "$W/a1/state.json" 'd["secrets"]["prod/db/password"]["version"]' 1 \
 	'd["secrets"]["prod/api/token"]["version"]' 1
 ls "$W"/a1/cache/*.cms >/dev/null 2>&1 || fail "no cached envelopes in a1/cache"
 
+step "agent status: what the last run reported, without the server"
+expect_ok coffer agent status --state-dir "$W/a1" --json
+json_assert "$OUT" 'len(d["sinks"])' 2 \
+	'sorted(x["state"] for x in d["sinks"])' '["ok", "ok"]' \
+	'[x["version"] for x in d["sinks"] if x["kind"] == "file"]' '[1]' \
+	'd["ok"]' true
+expect_ok coffer agent status --state-dir "$W/a1"
+grep -qF "$W/out/db_password" "$OUT" || fail "status does not list the file sink"
+
 step "agent once again: nothing changed, no reload"
 INODE=$(stat -c %i "$W/out/db_password")
 expect_ok coffer agent once --state-dir "$W/a1" --config "$W/agent.conf"
@@ -154,6 +163,10 @@ expect_exit 32 coffer agent once --state-dir "$W/a1" --config "$W/bad.conf"
 stderr_has "prod/missing"
 [ ! -e "$W/out/missing" ] || fail "a sink without its secret was written"
 
+run_capture coffer agent status --state-dir "$W/a1"
+assert_eq "$RC" 32 "agent status exit with a failed sink"
+grep -q "1 failed" "$OUT" || fail "status does not count the failed sink: $(head -3 "$OUT")"
+
 step "agent once: a config error names file and line"
 printf '[server]\nurl = %s\nbogus = 1\n' "$SRV_URL" >"$W/bad2.conf"
 expect_refusal 4 coffer agent once --state-dir "$W/a1" --config "$W/bad2.conf"
@@ -163,6 +176,8 @@ stderr_has "bad2.conf:3"
 step "agent run: rotation reaches the file, one reload per change"
 agent_start
 wait_log "started:"
+expect_ok coffer agent status --state-dir "$W/a1" --json
+json_assert "$OUT" 'd["agent"]["running"]' true 'd["ok"]' true
 put prod/db/password 'pw-2'
 wait_for "$W/out/db_password" pw-2
 wait_log "reload exited 0"
