@@ -197,23 +197,29 @@ out:
 	return rc;
 }
 
-static void run_command(const char *what, char **argv, const char *text,
-			long timeout_s)
+/* Runs one command; 0 when it ran and exited 0. */
+static int run_command(const char *what, char **argv, const char *text,
+		       long timeout_s)
 {
 	cf_error err = { 0 };
 	int status = 0;
 
 	ag_log(AG_LOG_INFO, "running %s: %s", what, text);
-	if (ag_hook_run(argv, timeout_s, &status, &err) != CF_OK)
+	if (ag_hook_run(argv, timeout_s, &status, &err) != CF_OK) {
 		ag_log(AG_LOG_ERROR, "%s", err.msg);
-	else if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return -1;
+	}
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
 		ag_log(AG_LOG_INFO, "%s exited 0: %s", what, text);
-	else if (WIFEXITED(status))
+		return 0;
+	}
+	if (WIFEXITED(status))
 		ag_log(AG_LOG_ERROR, "%s exited %d: %s", what, WEXITSTATUS(status),
 		       text);
 	else if (WIFSIGNALED(status))
 		ag_log(AG_LOG_ERROR, "%s killed by signal %d: %s", what,
 		       WTERMSIG(status), text);
+	return -1;
 }
 
 size_t ag_apply_sinks(ag_runtime *rt, const ag_config *cfg,
@@ -285,7 +291,7 @@ static int ran(const char **done, size_t n, const char *text)
 }
 
 void ag_run_commands(const ag_config *cfg, const unsigned char *changed,
-		     long timeout_s)
+		     long timeout_s, unsigned char *failed)
 {
 	size_t max = cfg->n_sinks + cfg->n_groups, n_done = 0;
 	const char **done = max ? OPENSSL_zalloc(max * sizeof(*done)) : NULL;
@@ -304,9 +310,19 @@ void ag_run_commands(const ag_config *cfg, const unsigned char *changed,
 		    sink->on_change == AG_ON_NONE || ran(done, n_done, text))
 			continue;
 		done[n_done++] = text;
-		run_command(restart ? "restart" : "reload",
-			    restart ? sink->restart : sink->reload, text,
-			    timeout_s);
+		if (run_command(restart ? "restart" : "reload",
+				restart ? sink->restart : sink->reload, text,
+				timeout_s) != 0 && failed != NULL)
+			/* Every changed sink sharing this command line. */
+			for (size_t j = i; j < cfg->n_sinks; j++)
+				if (changed[j] && cfg->sinks[j].group < 0 &&
+				    cfg->sinks[j].on_change == sink->on_change &&
+				    strcmp(restart ? cfg->sinks[j].restart_text ?
+					   cfg->sinks[j].restart_text : "" :
+					   cfg->sinks[j].reload_text ?
+					   cfg->sinks[j].reload_text : "",
+					   text) == 0)
+					failed[j] = 1;
 	}
 	for (size_t g = 0; g < cfg->n_groups && !ag_stopping(); g++) {
 		const ag_group *grp = &cfg->groups[g];
@@ -318,8 +334,12 @@ void ag_run_commands(const ag_config *cfg, const unsigned char *changed,
 		if (!any || grp->on_change == AG_ON_NONE || ran(done, n_done, text))
 			continue;
 		done[n_done++] = text;
-		run_command(restart ? "restart" : "reload",
-			    restart ? grp->restart : grp->reload, text, timeout_s);
+		if (run_command(restart ? "restart" : "reload",
+				restart ? grp->restart : grp->reload, text,
+				timeout_s) != 0 && failed != NULL)
+			for (size_t i = 0; i < cfg->n_sinks; i++)
+				if (cfg->sinks[i].group == (int)g)
+					failed[i] = 1;
 	}
 	OPENSSL_free(done);
 }
@@ -343,7 +363,7 @@ size_t ag_apply(ag_runtime *rt, const ag_config *cfg, char *const *names,
 	if (which != NULL)
 		ag_sinks_using(cfg, names, n_names, which);
 	stale = ag_apply_sinks(rt, cfg, which, changed, NULL);
-	ag_run_commands(cfg, changed, reload_timeout_s);
+	ag_run_commands(cfg, changed, reload_timeout_s, NULL);
 	OPENSSL_free(which);
 	OPENSSL_free(changed);
 	return stale;

@@ -302,6 +302,7 @@ struct sched {
 	long retry_every_s;
 	struct unit *sinks, *groups;
 	unsigned char *which, *changed, *using; /* scratch, per sink */
+	unsigned char *rerun;   /* per sink: its command failed, run it again */
 };
 
 static void sched_free(struct sched *sc)
@@ -312,6 +313,7 @@ static void sched_free(struct sched *sc)
 	OPENSSL_free(sc->which);
 	OPENSSL_free(sc->changed);
 	OPENSSL_free(sc->using);
+	OPENSSL_free(sc->rerun);
 	memset(sc, 0, sizeof(*sc));
 }
 
@@ -329,11 +331,13 @@ static cf_status sched_init(struct sched *sc, const ag_config *cfg,
 	sc->which = OPENSSL_zalloc(n);
 	sc->changed = OPENSSL_zalloc(n);
 	sc->using = OPENSSL_zalloc(n);
+	sc->rerun = OPENSSL_zalloc(n);
 	sc->sinks = OPENSSL_zalloc(n * sizeof(*sc->sinks));
 	sc->groups = OPENSSL_zalloc((cfg->n_groups ? cfg->n_groups : 1) *
 				    sizeof(*sc->groups));
 	if (sc->failed == NULL || sc->which == NULL || sc->changed == NULL ||
-	    sc->using == NULL || sc->sinks == NULL || sc->groups == NULL) {
+	    sc->using == NULL || sc->rerun == NULL || sc->sinks == NULL ||
+	    sc->groups == NULL) {
 		sched_free(sc);
 		return cf_error_set(err, CF_ERR_NOMEM, "out of memory");
 	}
@@ -347,10 +351,26 @@ static void sched_apply(struct sched *sc, ag_runtime *rt, const ag_config *cfg)
 	size_t was = sc->n_failed;
 
 	ag_apply_sinks(rt, cfg, sc->which, sc->changed, failed);
-	ag_run_commands(cfg, sc->changed, cfg->reload_timeout_s);
-	for (size_t i = 0; i < sc->n_sinks; i++)
+	/* A command that failed before runs again, changed file or not. */
+	for (size_t i = 0; i < sc->n_sinks; i++) {
+		if (sc->which[i] && sc->rerun[i])
+			sc->changed[i] = 1;
 		if (sc->which[i])
-			sc->failed[i] = failed[i];
+			sc->rerun[i] = 0;
+	}
+	ag_run_commands(cfg, sc->changed, cfg->reload_timeout_s, sc->rerun);
+	for (size_t i = 0; i < sc->n_sinks; i++) {
+		if (sc->which[i])
+			sc->failed[i] = failed[i] | sc->rerun[i];
+		if (sc->rerun[i] && rt->status != NULL)
+			ag_status_sink_failed(rt->status, cfg->sinks[i].path,
+				cfg->sinks[i].kind == AG_SINK_FILE ? "file" :
+				"template", cfg->sinks[i].kind == AG_SINK_FILE ?
+				cfg->sinks[i].secret : cfg->sinks[i].source,
+				"the file is up to date but its command failed "
+				"(see the log); it runs again at the next retry");
+	}
+	ag_report(rt);
 	sc->n_failed = 0;
 	for (size_t i = 0; i < sc->n_sinks; i++)
 		sc->n_failed += sc->failed[i];

@@ -125,10 +125,12 @@ size_t ag_apply_sinks(ag_runtime *rt, const ag_config *cfg,
 
 /*
  * The commands of the changed sinks (their on_change) and of each group
- * with a changed member, each distinct command line once.
+ * with a changed member, each distinct command line once.  failed[i]
+ * (may be NULL) is set to 1 for each sink whose command (or whose
+ * group's) failed or timed out, and left alone otherwise.
  */
 void ag_run_commands(const ag_config *cfg, const unsigned char *changed,
-		     long timeout_s);
+		     long timeout_s, unsigned char *failed);
 
 /*
  * Brings the sinks of cfg up to date: all of them (names == NULL), or

@@ -56,7 +56,7 @@ expect_ok coffer agent join --server "$SRV_URL" --server-ca "$W/srv/server.crt" 
 expect_ok as bob agent approve --all
 expect_ok coffer agent join --state-dir "$W/a1" --wait 10
 
-for n in burst tls/cert tls/key db/password other stale; do
+for n in burst tls/cert tls/key db/password other stale flaky; do
 	put "prod/$n" "$n-0"
 done
 
@@ -95,6 +95,10 @@ path = $W/out/other
 [file prod/stale]
 path = $W/out/stale
 max_stale = 3s
+
+[file prod/flaky]
+path = $W/out/flaky
+reload = /bin/sh -c "test -e '$W/flaky-ok' && echo ran >>'$W/flaky-log'"
 CONF
 
 step "start: every sink but the broken template is written"
@@ -154,6 +158,24 @@ step "a broken template does not hold up another sink"
 put prod/other other-1
 wait_for "$W/out/other" other-1
 [ ! -e "$W/out/broken.conf" ] || fail "the broken template was written"
+
+step "a command that fails is run again, with no new change"
+put prod/flaky flaky-1
+wait_for "$W/out/flaky" flaky-1
+for _ in $(seq 1 100); do
+	grep -q "reload exited 1: /bin/sh -c \"test -e '$W/flaky-ok'" "$LOG" && break
+	sleep 0.1
+done
+grep -q "reload exited 1: /bin/sh -c \"test -e '$W/flaky-ok'" "$LOG" ||
+	fail "the failing reload was not logged"
+touch "$W/flaky-ok"
+for _ in $(seq 1 200); do
+	[ -s "$W/flaky-log" ] && break
+	sleep 0.1
+done
+assert_eq "$(cat "$W/flaky-log" 2>/dev/null)" ran "the failed reload, run again once"
+sleep 6
+assert_eq "$(wc -l <"$W/flaky-log")" 1 "a reload that succeeded is not run again"
 
 step "max_stale: the server away for longer takes the file away"
 srv_stop
