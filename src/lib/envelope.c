@@ -230,6 +230,39 @@ static int ri_matches(CMS_RecipientInfo *ri, X509 *cert)
 	}
 }
 
+/*
+ * The key-wrap algorithm of a KeyAgreeRecipientInfo must be AES key wrap
+ * (RFC 3394: id-aes128-wrap, id-aes192-wrap or id-aes256-wrap; coffer
+ * writes id-aes256-wrap, `openssl cms -encrypt` one of the three).  Checked
+ * before OpenSSL unwraps anything, because OpenSSL 3.0's unwrap for the
+ * padded variant (RFC 5649, id-aes*-wrap-pad: CRYPTO_128_unwrap_pad) wipes
+ * inlen bytes of an (inlen - 8)-byte output buffer when the unwrap fails,
+ * i.e. writes 8 zero bytes past a heap block (openssl/openssl PR #30663);
+ * a hostile envelope only has to name that algorithm to trigger it.
+ * Same parse as OpenSSL's ecdh_cms_set_shared_info: the parameter of
+ * keyEncryptionAlgorithm is the DER of the wrap AlgorithmIdentifier.
+ */
+static int kari_wrap_ok(CMS_RecipientInfo *ri)
+{
+	X509_ALGOR *alg = NULL, *wrap;
+	const unsigned char *p;
+	int nid;
+
+	if (!CMS_RecipientInfo_kari_get0_alg(ri, &alg, NULL) || alg == NULL ||
+	    alg->parameter == NULL || alg->parameter->type != V_ASN1_SEQUENCE)
+		return 0;
+	p = alg->parameter->value.sequence->data;
+	wrap = d2i_X509_ALGOR(NULL, &p, alg->parameter->value.sequence->length);
+	if (wrap == NULL) {
+		ERR_clear_error();
+		return 0;
+	}
+	nid = OBJ_obj2nid(wrap->algorithm);
+	X509_ALGOR_free(wrap);
+	return nid == NID_id_aes128_wrap || nid == NID_id_aes192_wrap ||
+	       nid == NID_id_aes256_wrap;
+}
+
 cf_status cf_envelope_decrypt(const unsigned char *der, size_t der_len,
 			      X509 *cert, EVP_PKEY *key, cf_secret **content,
 			      cf_error *err)
@@ -273,8 +306,27 @@ cf_status cf_envelope_decrypt(const unsigned char *der, size_t der_len,
 		goto out;
 	ris = CMS_get0_RecipientInfos(cms);
 	n = sk_CMS_RecipientInfo_num(ris);
-	for (int i = 0; i < n && !found; i++)
-		found = ri_matches(sk_CMS_RecipientInfo_value(ris, i), cert);
+	/*
+	 * Every recipient info naming us, not only the first: which of them
+	 * CMS_decrypt_set1_pkey_and_peer unwraps is OpenSSL's choice, so
+	 * each must pass.
+	 */
+	for (int i = 0; i < n; i++) {
+		CMS_RecipientInfo *ri = sk_CMS_RecipientInfo_value(ris, i);
+
+		if (!ri_matches(ri, cert))
+			continue;
+		found = 1;
+		if (CMS_RecipientInfo_type(ri) == CMS_RECIPINFO_AGREE &&
+		    !kari_wrap_ok(ri)) {
+			rc = cf_error_set(err, CF_ERR_MALFORMED,
+				"the envelope's recipient info for this "
+				"certificate does not use AES key wrap (RFC "
+				"3394); coffer accepts id-aes128-wrap, "
+				"id-aes192-wrap or id-aes256-wrap only");
+			goto out;
+		}
+	}
 	if (!found) {
 		char cn[CF_CN_MAX_BYTES + 1];
 

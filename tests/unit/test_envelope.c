@@ -651,6 +651,39 @@ static void undecryptable(void **state)
 	OPENSSL_free(der);
 }
 
+/*
+ * The key-wrap algorithm must be AES key wrap (RFC 3394), checked before
+ * OpenSSL unwraps: OpenSSL 3.0's failed RFC 5649 unwrap (id-aes*-wrap-pad)
+ * zeroes 8 bytes past its output buffer, in uninstrumented code that ASan
+ * does not see.  The OID's last arc is one byte: 45 (0x2d) is
+ * id-aes256-wrap, 48 (0x30) id-aes256-wrap-pad, 5 id-aes128-wrap.
+ */
+static void padded_key_wrap_refused(void **state)
+{
+	static const unsigned char aes256_wrap[] = {
+		0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x2d,
+	};
+	size_t len = 0;
+	unsigned char *der = envelope_by(alice, alice_key, NAME, 1, &len);
+	unsigned char *oid = memmem(der, len, aes256_wrap, sizeof(aes256_wrap));
+	unsigned char *last;
+
+	(void)state;
+	assert_non_null(oid);
+	/* Only in the recipient info: the KDF's SharedInfo is not sent. */
+	last = oid + sizeof(aes256_wrap) - 1;
+	assert_null(memmem(last, len - (size_t)(last - der), aes256_wrap,
+			   sizeof(aes256_wrap)));
+	*last = 0x30;
+	expect_open(CF_ERR_MALFORMED, der, len, web1, web1_key, NAME, 0);
+	/* Another RFC 3394 size passes the check (and fails the unwrap). */
+	*last = 0x05;
+	expect_open(CF_ERR_UNDECRYPTABLE, der, len, web1, web1_key, NAME, 0);
+	*last = 0x2d;
+	expect_open(CF_OK, der, len, web1, web1_key, NAME, 0);
+	OPENSSL_free(der);
+}
+
 static void tampered_ciphertext_and_mac(void **state)
 {
 	size_t len = 0;
@@ -943,6 +976,7 @@ int main(void)
 		cmocka_unit_test(malformed),
 		cmocka_unit_test(not_for_this_recipient),
 		cmocka_unit_test(undecryptable),
+		cmocka_unit_test(padded_key_wrap_refused),
 		cmocka_unit_test(tampered_ciphertext_and_mac),
 		cmocka_unit_test(bad_signature),
 		cmocka_unit_test(signer_certificate_missing),
