@@ -353,7 +353,7 @@ MEM_PID=$AGENT_PID
 wait_started mem
 for i in $(seq 1 300); do
 	n=$(find out/mem -maxdepth 1 -type f -name 's*' | wc -l)
-	[ "$n" -ge "$SECRETS" ] && grep -q 'wrote .*/s'"$SECRETS"'$' "logs/mem.log" && break
+	[ "$n" -ge "$SECRETS" ] && grep -q 'wrote .*/s'"$SECRETS"' ' "logs/mem.log" && break
 	alive "$MEM_PID"
 	[ "$i" -lt 300 ] || die "the memory agent wrote $n of $SECRETS files in 30 s: $(tail -3 logs/mem.log)"
 	sleep 0.1
