@@ -135,7 +135,9 @@ static int too_stale(const ag_runtime *rt, const ag_sink *sink)
 {
 	time_t confirmed = ag_state_confirmed(rt->st);
 
-	return sink->max_stale_s > 0 &&
+	/* Only once the server was asked and did not answer: at start (or
+	 * on SIGHUP) it may well be there. */
+	return sink->max_stale_s > 0 && rt->contact_failed &&
 	       (confirmed == 0 || time(NULL) - confirmed > sink->max_stale_s);
 }
 
@@ -363,7 +365,27 @@ size_t ag_apply(ag_runtime *rt, const ag_config *cfg, char *const *names,
 	if (which != NULL)
 		ag_sinks_using(cfg, names, n_names, which);
 	stale = ag_apply_sinks(rt, cfg, which, changed, NULL);
-	ag_run_commands(cfg, changed, reload_timeout_s, NULL);
+	{
+		unsigned char *failed = OPENSSL_zalloc(cfg->n_sinks);
+
+		ag_run_commands(cfg, changed, reload_timeout_s, failed);
+		for (size_t i = 0; failed != NULL && i < cfg->n_sinks; i++) {
+			const ag_sink *sink = &cfg->sinks[i];
+
+			if (!failed[i])
+				continue;
+			stale++;
+			if (rt->status != NULL)
+				ag_status_sink_failed(rt->status, sink->path,
+					sink->kind == AG_SINK_FILE ? "file" :
+					"template", sink->kind == AG_SINK_FILE ?
+					sink->secret : sink->source, "the file is "
+					"up to date but its command failed (see the "
+					"log)");
+		}
+		OPENSSL_free(failed);
+		ag_report(rt);
+	}
 	OPENSSL_free(which);
 	OPENSSL_free(changed);
 	return stale;

@@ -646,7 +646,9 @@ static int supervise(struct sup *x, int sfd, ag_watch *w, pid_t child)
 			ag_log(AG_LOG_DEBUG, "%s: sent on to the command",
 			       ag_signal_name(sig, signame, sizeof(signame)));
 			kill(-child, sig);
-			if (sig == SIGTERM || sig == SIGINT || sig == SIGQUIT)
+			/* SIGQUIT is often a request for a dump (a JVM's
+			 * thread dump), not to stop: changes still count. */
+			if (sig == SIGTERM || sig == SIGINT)
 				stopping = 1;
 		}
 		/* Every child: as PID 1 of a container, orphans are ours. */
@@ -692,6 +694,10 @@ static int supervise(struct sup *x, int sfd, ag_watch *w, pid_t child)
 				restarting = 1;
 				kill(-child, x->stop_sig);
 				kill_at = now_ms() + (int64_t)x->grace_s * 1000;
+			} else if (x->mode == ON_RESTART) {
+				ag_log(AG_LOG_WARN, "a secret given to the command "
+				       "changed, but the command was told to stop "
+				       "(SIGTERM/SIGINT sent on): not restarted");
 			} else if (x->mode == ON_SIGNAL) {
 				ag_signal_name(x->change_sig, signame,
 					       sizeof(signame));

@@ -297,6 +297,8 @@ cf_status ag_refresh_crl(ag_runtime *rt, cf_error *err)
 		return CF_OK;
 	cli_client_set_timeout(rt->client, FEED_SLACK_S);
 	rc = cli_client_call(rt->client, "GET", "/v1/crl", NULL, &resp, err);
+	if (rc != CF_ERR_TIMEOUT)
+		rt->contact_failed = rc != CF_OK;
 	if (rc != CF_OK)
 		goto out;
 	rt->crl_checked = time(NULL);
@@ -344,12 +346,33 @@ out:
 	return rc;
 }
 
+cf_status ag_open_entry(ag_runtime *rt, const json_t *item, const char *name,
+			uint64_t min_version, unsigned char **der, size_t *len,
+			cf_record **rec, cf_error *why)
+{
+	const char *b64 = json_string_value(json_object_get(item, "envelope"));
+	json_int_t said = json_integer_value(json_object_get(item, "version"));
+	cf_status rc;
+
+	*der = NULL;
+	*len = 0;
+	*rec = NULL;
+	rc = cli_b64_decode(b64, "an envelope", der, len, why);
+	if (rc == CF_OK)
+		rc = cf_envelope_open(*der, *len, rt->cert, rt->key, rt->trust,
+				      name, min_version, rec, NULL, why);
+	if (rc == CF_OK && said != (json_int_t)(*rec)->version)
+		ag_log(AG_LOG_WARN, "the server listed %s as version %lld but the "
+		       "signed record is version %llu; the record counts", name,
+		       (long long)said, (unsigned long long)(*rec)->version);
+	return rc;
+}
+
 /* Verifies one feed entry and, if it is good and new, caches it. */
 static cf_status take_entry(ag_runtime *rt, const json_t *item, size_t *bytes,
 			    cf_error *err)
 {
 	const char *name = json_string_value(json_object_get(item, "name"));
-	const char *b64 = json_string_value(json_object_get(item, "envelope"));
 	json_int_t said = json_integer_value(json_object_get(item, "version"));
 	char shown[CF_NAME_MAX_BYTES * 4 + 8];
 	unsigned char *der = NULL;
@@ -374,10 +397,7 @@ static cf_status take_entry(ag_runtime *rt, const json_t *item, size_t *bytes,
 		       name, (long long)said);
 		return CF_OK;
 	}
-	if (cli_b64_decode(b64, "an envelope", &der, &len, &why) != CF_OK)
-		goto refused;
-	rc = cf_envelope_open(der, len, rt->cert, rt->key, rt->trust, name, have,
-			      &rec, NULL, &why);
+	rc = ag_open_entry(rt, item, name, have, &der, &len, &rec, &why);
 	if (rc == CF_ERR_NOMEM) {
 		*err = why;
 		goto out;
@@ -385,10 +405,6 @@ static cf_status take_entry(ag_runtime *rt, const json_t *item, size_t *bytes,
 	rc = CF_OK;
 	if (rec == NULL)
 		goto refused;
-	if (said != (json_int_t)rec->version)
-		ag_log(AG_LOG_WARN, "the server listed %s as version %lld but the "
-		       "signed record is version %llu; the record counts", name,
-		       (long long)said, (unsigned long long)rec->version);
 	if (rec->version == have) {
 		unsigned char *cached = NULL;
 		size_t cached_len = 0;
@@ -448,10 +464,12 @@ cf_status ag_fetch(ag_runtime *rt, long wait_s, int *more, cf_error *err)
 		 (long long)mine, wait_s, FEED_LIMIT);
 	cli_client_set_timeout(rt->client, wait_s + FEED_SLACK_S);
 	rc = cli_client_call(rt->client, "GET", path, NULL, &resp, err);
-	if (rt->status != NULL)
+	/* CF_ERR_TIMEOUT: our own signal cut the long poll short. */
+	if (rt->status != NULL && rc != CF_ERR_TIMEOUT)
 		ag_status_server(rt->status, rc == CF_OK, rc == CF_OK ? NULL :
 				 err->msg);
 	ag_report(rt);
+	rt->contact_failed = rc != CF_OK && rc != CF_ERR_TIMEOUT;
 	if (rc != CF_OK)
 		goto out;
 	list = json_object_get(resp, "secrets");

@@ -121,7 +121,7 @@ static void nap(double seconds)
 	}
 }
 
-static double mono_s(void)
+double ag_mono_s(void)
 {
 	struct timespec ts;
 
@@ -130,7 +130,7 @@ static double mono_s(void)
 }
 
 /* Full jitter: uniform in [backoff/2, backoff]. */
-static double jittered(double backoff)
+double ag_jittered(double backoff)
 {
 	unsigned int r = 0;
 
@@ -358,10 +358,17 @@ static void sched_apply(struct sched *sc, ag_runtime *rt, const ag_config *cfg)
 		if (sc->which[i])
 			sc->rerun[i] = 0;
 	}
+	/* A group's command runs for all its members: it is no longer
+	 * owed to any of them (it fails again for all, if it fails). */
+	for (size_t i = 0; i < sc->n_sinks; i++)
+		if (sc->changed[i] && cfg->sinks[i].group >= 0)
+			for (size_t j = 0; j < sc->n_sinks; j++)
+				if (cfg->sinks[j].group == cfg->sinks[i].group)
+					sc->rerun[j] = 0;
 	ag_run_commands(cfg, sc->changed, cfg->reload_timeout_s, sc->rerun);
 	for (size_t i = 0; i < sc->n_sinks; i++) {
-		if (sc->which[i])
-			sc->failed[i] = failed[i] | sc->rerun[i];
+		sc->failed[i] = (sc->which[i] ? failed[i] : sc->failed[i]) |
+				sc->rerun[i];
 		if (sc->rerun[i] && rt->status != NULL)
 			ag_status_sink_failed(rt->status, cfg->sinks[i].path,
 				cfg->sinks[i].kind == AG_SINK_FILE ? "file" :
@@ -383,7 +390,7 @@ static void sched_apply(struct sched *sc, ag_runtime *rt, const ag_config *cfg)
 	if (sc->n_failed > was || sc->retry_at == 0) {
 		ag_log(AG_LOG_WARN, "%zu sink(s) not up to date; trying again in "
 		       "%ld s", sc->n_failed, sc->retry_every_s);
-		sc->retry_at = mono_s() + (double)sc->retry_every_s;
+		sc->retry_at = ag_mono_s() + (double)sc->retry_every_s;
 	}
 }
 
@@ -420,7 +427,7 @@ static long unit_wait(const ag_config *cfg, size_t i, long *max_ms)
 static void sched_changed(struct sched *sc, ag_runtime *rt,
 			  const ag_config *cfg, char *const *names, size_t n)
 {
-	double now = mono_s();
+	double now = ag_mono_s();
 	int any = 0;
 
 	ag_sinks_using(cfg, names, n, sc->using);
@@ -454,10 +461,11 @@ static void sched_changed(struct sched *sc, ag_runtime *rt,
 		sched_apply(sc, rt, cfg);
 }
 
-/* Seconds until the next settled unit or retry is due (big: none). */
-static double sched_next(const struct sched *sc, const ag_config *cfg)
+/* Seconds until the next settled unit (or, with retries, retry) is due. */
+static double sched_next(const struct sched *sc, const ag_config *cfg,
+			 int retries)
 {
-	double next = 1e9, now = mono_s();
+	double next = 1e9, now = ag_mono_s();
 
 	for (size_t i = 0; i < sc->n_sinks + sc->n_groups; i++) {
 		const struct unit *u = i < sc->n_sinks ? &sc->sinks[i] :
@@ -480,7 +488,7 @@ static double sched_next(const struct sched *sc, const ag_config *cfg)
 		if (due - now < next)
 			next = due - now;
 	}
-	if (sc->n_failed > 0 && sc->retry_at - now < next)
+	if (retries && sc->n_failed > 0 && sc->retry_at - now < next)
 		next = sc->retry_at - now;
 	return next;
 }
@@ -488,7 +496,7 @@ static double sched_next(const struct sched *sc, const ag_config *cfg)
 /* Applies what has settled, and retries what failed, when due. */
 static void sched_due(struct sched *sc, ag_runtime *rt, const ag_config *cfg)
 {
-	double now = mono_s();
+	double now = ag_mono_s();
 	int any = 0;
 
 	memset(sc->which, 0, sc->n_sinks);
@@ -568,13 +576,23 @@ static int reload_config(const struct run_opts *o, ag_config **cfg,
 	ag_config *fresh = NULL;
 	cf_error err = { 0 };
 
+	struct sched next = { 0 };
+
 	if (ag_config_load(o->config, &fresh, &err) != CF_OK ||
-	    sched_init(sc, fresh, &err) != CF_OK) {
+	    sched_init(&next, fresh, &err) != CF_OK) {
 		ag_log(AG_LOG_ERROR, "SIGHUP: %s; keeping the configuration "
 		       "already loaded", err.msg);
 		ag_config_free(fresh);
 		return 0;
 	}
+	/* A command still owed (it failed) stays owed, by the sink's path. */
+	for (size_t i = 0; i < next.n_sinks; i++)
+		for (size_t j = 0; j < sc->n_sinks; j++)
+			if (sc->rerun[j] && strcmp(fresh->sinks[i].path,
+						   (*cfg)->sinks[j].path) == 0)
+				next.rerun[i] = 1;
+	sched_free(sc);
+	*sc = next;
 	ag_config_free(*cfg);
 	*cfg = fresh;
 	if (ag_status_config(rt->status, *cfg) != CF_OK)
@@ -614,7 +632,7 @@ int ag_cmd_run(int argc, char **argv)
 	       "cached", o.state_dir, cfg->n_sinks, ag_state_count(rt->st));
 	sched_apply_all(&sc, rt, cfg);
 	while (!got_stop) {
-		double asked = mono_s(), next;
+		double asked = ag_mono_s(), next;
 		int64_t cursor = ag_state_cursor(rt->st);
 		long wait_s = cfg->wait_s;
 		int more = 0;
@@ -627,9 +645,11 @@ int ag_cmd_run(int argc, char **argv)
 			continue;
 		}
 		sched_due(&sc, rt, cfg);
-		/* Something settles (or is retried) within a second: wait for
-		 * it here, not in a long poll that counts in whole seconds. */
-		next = sched_next(&sc, cfg);
+		/* Something settles within a second: wait for it here, not in
+		 * a long poll that counts in whole seconds.  Retries of failed
+		 * sinks do not shorten the poll (they cost the server nothing):
+		 * they run when it returns. */
+		next = sched_next(&sc, cfg, 0);
 		if (next < 1.0) {
 			if (next > 0)
 				nap(next);
@@ -654,14 +674,16 @@ int ag_cmd_run(int argc, char **argv)
 		if (got_stop || got_hup)
 			continue;
 		if (rc != CF_OK) {
-			double delay = jittered(backoff);
+			double delay = ag_jittered(backoff);
 
 			ag_log(rc == CF_ERR_NETWORK ? AG_LOG_WARN : AG_LOG_ERROR,
 			       "%s; files stay as they are; retrying in %.1f s",
 			       err.msg, delay);
 			/* max_stale may now take a sink away. */
 			sched_stale(&sc, rt, cfg);
-			nap(delay);
+			/* ... and a settling sink is not kept waiting. */
+			next = sched_next(&sc, cfg, 0);
+			nap(next < delay ? (next > 0 ? next : 0) : delay);
 			backoff = backoff * 2 > BACKOFF_MAX_S ? BACKOFF_MAX_S :
 				  backoff * 2;
 			continue;
@@ -677,8 +699,8 @@ int ag_cmd_run(int argc, char **argv)
 		 * though asked to wait, must not make us spin.
 		 */
 		if (!more && ag_state_cursor(rt->st) == cursor &&
-		    mono_s() - asked < 1.0)
-			nap(jittered(2.0));
+		    ag_mono_s() - asked < 1.0)
+			nap(ag_jittered(2.0));
 	}
 	ag_log(AG_LOG_INFO, "stopping");
 	ag_status_stopped(rt->status);

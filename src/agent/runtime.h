@@ -44,6 +44,8 @@ typedef struct ag_runtime {
 	cf_trust *trust;          /* root + crl */
 	time_t crl_checked;       /* last ag_refresh_crl that reached the server */
 	int read_only;            /* agent exec: D is not changed at all */
+	int contact_failed;       /* the last feed request failed: max_stale
+				     applies (never before one was tried) */
 	ag_status *status;        /* run and once: reported in D/status.json
 				     (ag_report); NULL: nothing reported */
 	/* Names accepted by ag_fetch since the caller last cleared them. */
@@ -61,6 +63,11 @@ void ag_harden(void);
 
 /* Whether SIGTERM/SIGINT arrived (run.c): long work should stop. */
 int ag_stopping(void);
+
+/* CLOCK_MONOTONIC in seconds; backoff with full jitter, uniform in
+ * [backoff/2, backoff] (run.c, shared with exec's watcher). */
+double ag_mono_s(void);
+double ag_jittered(double backoff);
 
 /*
  * Opens state_dir and the identity in it.  server_url NULL takes the one
@@ -91,6 +98,18 @@ cf_status ag_refresh_crl(ag_runtime *rt, cf_error *err);
  * (CF_ERR_NETWORK, CF_ERR_DENIED, ...), or the state dir's.
  */
 cf_status ag_fetch(ag_runtime *rt, long wait_s, int *more, cf_error *err);
+
+/*
+ * The verification every feed entry (not a deletion) gets, in ag_fetch
+ * and in exec's watcher: its envelope decoded and opened under name with
+ * min_version as the minimum (a warning when the feed listed another
+ * version than the signed one).  CF_OK: the record, the envelope
+ * and its length are the caller's.  CF_ERR_NOMEM is ours to fail on; any other status is a
+ * refusal, said in *why.
+ */
+cf_status ag_open_entry(ag_runtime *rt, const json_t *item, const char *name,
+			uint64_t min_version, unsigned char **der, size_t *len,
+			cf_record **rec, cf_error *why);
 
 /* ag_fetch until the server has nothing more (wait 0). */
 cf_status ag_fetch_all(ag_runtime *rt, cf_error *err);

@@ -248,31 +248,14 @@ struct ag_watch {
 	volatile sig_atomic_t stop; /* also the client's abort flag */
 };
 
-static double mono_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Full jitter: uniform in [backoff/2, backoff]. */
-static double jittered(double backoff)
-{
-	unsigned int r = 0;
-
-	if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1)
-		r = (unsigned int)time(NULL);
-	return backoff / 2 + backoff / 2 * ((double)r / 4294967295.0);
-}
 
 /* Sleeps about seconds, or until ag_watch_stop. */
 static void nap(ag_watch *w, double seconds)
 {
 	struct pollfd pfd = { .fd = w->stop_fd, .events = POLLIN };
-	double until = mono_s() + seconds, left;
+	double until = ag_mono_s() + seconds, left;
 
-	while (!w->stop && (left = until - mono_s()) > 0)
+	while (!w->stop && (left = until - ag_mono_s()) > 0)
 		(void)poll(&pfd, 1, (int)(left * 1000) + 1);
 }
 
@@ -311,7 +294,6 @@ static cf_status check_entry(ag_watch *w, const json_t *item, size_t *changes,
 {
 	ag_runtime *rt = w->rt;
 	const char *name = json_string_value(json_object_get(item, "name"));
-	const char *b64 = json_string_value(json_object_get(item, "envelope"));
 	json_int_t said = json_integer_value(json_object_get(item, "version"));
 	char shown[CF_NAME_MAX_BYTES * 4 + 8];
 	struct watched *s;
@@ -339,10 +321,7 @@ static cf_status check_entry(ag_watch *w, const json_t *item, size_t *changes,
 		       name, (long long)said, (unsigned long long)s->version);
 		return CF_OK;
 	}
-	if (cli_b64_decode(b64, "an envelope", &der, &len, &why) != CF_OK)
-		goto refused;
-	rc = cf_envelope_open(der, len, rt->cert, rt->key, rt->trust, name,
-			      s->version, &rec, NULL, &why);
+	rc = ag_open_entry(rt, item, name, s->version, &der, &len, &rec, &why);
 	if (rc == CF_ERR_NOMEM) {
 		*err = why;
 		goto out;
@@ -350,10 +329,6 @@ static cf_status check_entry(ag_watch *w, const json_t *item, size_t *changes,
 	rc = CF_OK;
 	if (rec == NULL)
 		goto refused;
-	if (said != (json_int_t)rec->version)
-		ag_log(AG_LOG_WARN, "the server listed %s as version %lld but the "
-		       "signed record is version %llu; the record counts", name,
-		       (long long)said, (unsigned long long)rec->version);
 	if (rec->version == s->version) {
 		ag_log(AG_LOG_DEBUG, "%s v%llu: the version in use", name,
 		       (unsigned long long)rec->version);
@@ -479,7 +454,7 @@ static void *watch_main(void *arg)
 	double backoff = BACKOFF_MIN_S;
 
 	while (!w->stop) {
-		double asked = mono_s();
+		double asked = ag_mono_s();
 		int64_t cursor = w->cursor;
 		size_t changes = 0;
 		int more = 0, rounds = 0;
@@ -499,7 +474,7 @@ static void *watch_main(void *arg)
 		if (w->stop)
 			break;
 		if (rc != CF_OK) {
-			double delay = jittered(backoff);
+			double delay = ag_jittered(backoff);
 
 			ag_log(rc == CF_ERR_NETWORK ? AG_LOG_WARN : AG_LOG_ERROR,
 			       "%s; the command keeps running; retrying in %.1f s",
@@ -514,8 +489,8 @@ static void *watch_main(void *arg)
 		backoff = BACKOFF_MIN_S;
 		/* A server that answers at once with nothing, though asked to
 		 * wait, must not make us spin. */
-		if (w->cursor == cursor && mono_s() - asked < 1.0)
-			nap(w, jittered(2.0));
+		if (w->cursor == cursor && ag_mono_s() - asked < 1.0)
+			nap(w, ag_jittered(2.0));
 	}
 	return NULL;
 }

@@ -194,4 +194,16 @@ wait_for "$W/out/stale" stale-0 40
 kill -TERM "$AGENT_PID"
 wait "$AGENT_PID" || fail "agent exit status $? after SIGTERM"
 AGENT_PID=""
+# the broken template keeps it at 32; the server was reached to the end
+run_capture coffer agent status --state-dir "$W/a1" --json
+assert_eq "$RC" 32 "agent status with the broken template"
+json_assert "$OUT" 'd["server"]["connected"]' true \
+	'[x["state"] for x in d["sinks"] if x["path"].endswith("broken.conf")]' '["failed"]'
+
+step "agent once: a command that fails is a sink not up to date"
+printf '[server]\nurl = %s\n[file prod/other]\npath = %s/out/other2\nreload = /bin/false\n' \
+	"$SRV_URL" "$W" >"$W/once.conf"
+expect_exit 32 coffer agent once --state-dir "$W/a1" --config "$W/once.conf"
+stderr_has "reload exited 1"
+assert_eq "$(cat "$W/out/other2")" other-1 "the file is written all the same"
 pass
