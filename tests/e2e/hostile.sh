@@ -509,6 +509,12 @@ val() { printf 'v-%03d-%s' "$1" "$X4000"; }
 X4000=$(printf '%4000s' '' | tr ' ' x)
 put "$A" "$(val 0)"
 wait_for "$W/out1/db_password" "$(val 0)"
+# The file is written before its reload runs: wait for that reload, so
+# that it is not counted as one of the rotations'.
+for _ in $(seq 1 100); do
+	[ "$(grep -c db "$W/reloads1")" -ge "$(grep -cF "wrote $W/out1/db_password" "$LOG")" ] && break
+	sleep 0.1
+done
 RELOADS0=$(grep -c db "$W/reloads1")
 log_mark
 rm -f "$W/reader.out" "$W/reader.stop"
