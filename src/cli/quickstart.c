@@ -1019,6 +1019,7 @@ static cf_status configs(struct quick *q, cf_error *err)
 {
 	char conf[8192], rel[64], app[PATH_MAX], tmpl[PATH_MAX];
 	cf_status rc;
+	int len;
 
 	section(q, "4. Each agent's configuration: a file and a template, each "
 		"with a reload command");
@@ -1036,7 +1037,7 @@ static cf_status configs(struct quick *q, cf_error *err)
 		/* No owner=/group= lines: the files belong to whoever runs the
 		 * agent, root or not.  The reload runs without a shell of the
 		 * agent's: it execs /bin/sh, whose $0 is the log's path. */
-		snprintf(conf, sizeof(conf),
+		len = snprintf(conf, sizeof(conf),
 			 "# %s.conf - written by 'coffer quickstart' (docs/AGENT.md)\n"
 			 "[server]\n"
 			 "url = %s\n"
@@ -1051,6 +1052,10 @@ static cf_status configs(struct quick *q, cf_error *err)
 			 "mode = 0440\n"
 			 "reload = /bin/sh -c 'echo template >>\"$0\"' \"%s/reloads.log\"\n",
 			 q->agents[n].name, q->url, app, app, app, tmpl, app);
+		if (len < 0 || (size_t)len >= sizeof(conf))
+			return cf_error_set(err, CF_ERR_USAGE, "the paths under %s "
+					    "are too long for an agent configuration; "
+					    "use a shorter --dir", q->dir);
 		snprintf(rel, sizeof(rel), "%s.conf", q->agents[n].name);
 		rc = write_text(q, rel, conf, 0600, err);
 		if (rc != CF_OK)
