@@ -276,6 +276,24 @@ chmod 755 "$W/a2"
 expect_refusal 2 coffer agent exec --state-dir "$W/a2" --offline --env V=prod/db/password -- /bin/true
 stderr_has "chmod 700"
 chmod 700 "$W/a2"
+# no server CA: refused, not the system's CA store unasked
+mv "$W/a2/server-ca.crt" "$W/a2-server-ca.crt"
+expect_refusal 2 coffer agent exec --state-dir "$W/a2" --env V=prod/db/password -- /bin/true
+stderr_has "ca = system"
+mv "$W/a2-server-ca.crt" "$W/a2/server-ca.crt"
+
+step "the root can be installed after joining, only the right one"
+mv "$W/a2/root.crt" "$W/a2-root.crt"
+expect_refusal 2 coffer agent exec --state-dir "$W/a2" --offline --env V=prod/db/password -- /bin/true
+stderr_has "no organisation root"
+mk_ca "$W/other" Other
+expect_refusal 16 coffer agent join --state-dir "$W/a2" --root "$W/other/root.crt"
+[ ! -e "$W/a2/root.crt" ] || fail "a root the certificate does not chain to was installed"
+expect_ok coffer agent join --state-dir "$W/a2" --root "$W/ca/root.crt"
+grep -q "^installed" "$OUT" || fail "join did not install the root"
+same_file "$W/a2/root.crt" "$W/ca/root.crt"
+expect_ok coffer agent exec --state-dir "$W/a2" --offline --env V=prod/db/password \
+	-- /bin/sh -c 'printf %s "$V"'
 
 step "the server's database is restored from a backup"
 agent_start
