@@ -569,8 +569,6 @@ static cf_status settle_on_change(struct parser *p, ag_on_change *on,
 /* The checks that need the whole section: required keys. */
 static cf_status end_section(struct parser *p)
 {
-	cf_status rc;
-
 	switch (p->section) {
 	case SEC_GROUP: {
 		ag_group *g = &p->cfg->groups[p->cfg->n_groups - 1];
@@ -588,27 +586,20 @@ static cf_status end_section(struct parser *p)
 				       "add url = https://HOST:PORT");
 		break;
 	case SEC_FILE:
-		if (current_sink(p)->path == NULL)
+	case SEC_TEMPLATE: {
+		ag_sink *sink = current_sink(p);
+
+		if (p->section == SEC_FILE && sink->path == NULL)
 			return fail_at(p, p->section_line, "%.200s has no path; add "
 				       "path = /absolute/file to say where the value "
 				       "goes", p->header);
-		rc = settle_on_change(p, &current_sink(p)->on_change,
-				      current_sink(p)->reload,
-				      current_sink(p)->restart);
-		if (rc != CF_OK)
-			return rc;
-		break;
-	case SEC_TEMPLATE:
-		if (current_sink(p)->source == NULL)
+		if (p->section == SEC_TEMPLATE && sink->source == NULL)
 			return fail_at(p, p->section_line, "%.200s has no source; "
 				       "add source = /absolute/template to say what to "
 				       "render", p->header);
-		rc = settle_on_change(p, &current_sink(p)->on_change,
-				      current_sink(p)->reload,
-				      current_sink(p)->restart);
-		if (rc != CF_OK)
-			return rc;
-		break;
+		return settle_on_change(p, &sink->on_change, sink->reload,
+					sink->restart);
+	}
 	case SEC_AGENT:
 	case SEC_NONE:
 		break;

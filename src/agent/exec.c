@@ -33,6 +33,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
@@ -219,9 +220,16 @@ static void note_inherited(struct sup *x)
 		return;
 	self = dirfd(d);
 	while ((de = readdir(d)) != NULL) {
+		char *end = NULL;
+		long n;
+
 		if (!isdigit((unsigned char)de->d_name[0]))
 			continue;
-		fd = atoi(de->d_name);
+		errno = 0;
+		n = strtol(de->d_name, &end, 10);
+		if (errno != 0 || *end != '\0' || n > INT_MAX)
+			continue;
+		fd = (int)n;
 		if (fd <= 2 || fd == self)
 			continue;
 		flags = fcntl(fd, F_GETFD);

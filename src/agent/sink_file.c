@@ -113,10 +113,10 @@ static cf_status split_path(const char *path, target *t, cf_error *err)
 }
 
 static cf_status step_failed(const target *t, const char *step, int errnum,
-			     const char *todo, cf_error *err)
+			     const char *advice, cf_error *err)
 {
 	return cf_error_set(err, CF_ERR_IO, "writing %s: %s failed: %s; %s",
-			    t->path, step, strerror(errnum), todo);
+			    t->path, step, strerror(errnum), advice);
 }
 
 /*

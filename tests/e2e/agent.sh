@@ -14,7 +14,6 @@
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-AGENT_PID=""
 on_exit()
 {
 	local rc=$?
@@ -47,24 +46,7 @@ wait_log()
 	fail "the agent never logged \"$1\": $(tail -5 "$W/agent.log")"
 }
 
-# count_lines FILE: lines in FILE (0 when missing).
-count_lines() { [ -e "$1" ] && wc -l <"$1" || echo 0; }
-
-agent_start()
-{
-	"$COFFER" agent run --state-dir "$W/a1" --config "$W/agent.conf" \
-		--log-level debug 2>>"$W/agent.log" &
-	AGENT_PID=$!
-}
-
-agent_stop()
-{
-	kill -TERM "$AGENT_PID"
-	local rc=0
-	wait "$AGENT_PID" || rc=$?
-	AGENT_PID=""
-	assert_eq "$rc" 0 "agent exit status after SIGTERM"
-}
+agent_start() { run_agent "$W/a1" "$W/agent.conf" "$W/agent.log"; }
 
 # ------------------------------------------------------------ PKI, server
 step "PKI and server"

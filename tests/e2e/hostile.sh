@@ -27,7 +27,6 @@
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-AGENT_PID=""
 READER_PID=""
 on_exit()
 {
@@ -85,23 +84,7 @@ log_since_has()
 	[ -n "$lines" ] || fail "no line of the agent's log holds all of: $*"
 }
 
-count_lines() { [ -e "$1" ] && wc -l <"$1" || echo 0; }
-
-agent_start()
-{
-	"$COFFER" agent run --state-dir "$W/a1" --config "$W/a1.conf" \
-		--log-level debug 2>>"$LOG" &
-	AGENT_PID=$!
-}
-
-agent_stop()
-{
-	kill -TERM "$AGENT_PID"
-	local rc=0
-	wait "$AGENT_PID" || rc=$?
-	AGENT_PID=""
-	assert_eq "$rc" 0 "agent exit status after SIGTERM"
-}
+agent_start() { run_agent "$W/a1" "$W/a1.conf" "$LOG"; }
 
 agent_alive() { kill -0 "$AGENT_PID" 2>/dev/null || fail "the agent died: $(tail -5 "$LOG")"; }
 

@@ -397,6 +397,29 @@ wait_file()
 	fail "$1 does not hold \"$2\" after $3 s (holds \"$(cat "$1" 2>/dev/null)\"); log: $(tail -5 "$4")"
 }
 
+# count_lines FILE: lines in FILE (0 when missing).
+count_lines() { [ -e "$1" ] && wc -l <"$1" || echo 0; }
+
+# run_agent STATE_DIR CONFIG LOG: `coffer agent run` in the background at
+# debug level, its PID in AGENT_PID; agent_stop: SIGTERM, which must end
+# it with status 0.
+AGENT_PID=""
+run_agent()
+{
+	"$COFFER" agent run --state-dir "$1" --config "$2" \
+		--log-level debug 2>>"$3" &
+	AGENT_PID=$!
+}
+
+agent_stop()
+{
+	kill -TERM "$AGENT_PID"
+	local rc=0
+	wait "$AGENT_PID" || rc=$?
+	AGENT_PID=""
+	assert_eq "$rc" 0 "agent exit status after SIGTERM"
+}
+
 SRV_PID=""
 
 # srv_start DIR LOG [RUN_OPTIONS...]: `coffer server run --dir DIR` on

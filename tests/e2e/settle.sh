@@ -11,7 +11,6 @@
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-AGENT_PID=""
 on_exit()
 {
 	local rc=$?
@@ -37,8 +36,6 @@ wait_for() { wait_file "$1" "$2" "${3:-15}" "$LOG"; }
 # count TEXT: lines of the agent's log holding TEXT.
 count() { grep -cF -- "$1" "$LOG" || true; }
 
-# lines FILE: its number of lines (0 when missing).
-lines() { [ -e "$1" ] && wc -l <"$1" || echo 0; }
 
 step "PKI, server, an agent"
 mk_ca "$W/ca" Acme
@@ -102,9 +99,7 @@ reload = /bin/sh -c "test -e '$W/flaky-ok' && echo ran >>'$W/flaky-log'"
 CONF
 
 step "start: every sink but the broken template is written"
-"$COFFER" agent run --state-dir "$W/a1" --config "$W/agent.conf" \
-	--log-level debug 2>>"$LOG" &
-AGENT_PID=$!
+run_agent "$W/a1" "$W/agent.conf" "$LOG"
 wait_for "$W/out/burst" burst-0
 wait_for "$W/out/password" db/password-0
 wait_for "$W/out/stale" stale-0
@@ -191,9 +186,7 @@ step "the server answers again: the file comes back"
 SRV_PORT=$PORT srv_start "$W/srv" "$W/srv.log"
 wait_for "$W/out/stale" stale-0 40
 
-kill -TERM "$AGENT_PID"
-wait "$AGENT_PID" || fail "agent exit status $? after SIGTERM"
-AGENT_PID=""
+agent_stop
 # the broken template keeps it at 32; the server was reached to the end
 run_capture coffer agent status --state-dir "$W/a1" --json
 assert_eq "$RC" 32 "agent status with the broken template"

@@ -8,8 +8,13 @@
  */
 #include "fixture.h"
 
+#include <dirent.h>
+#include <limits.h>
 #include <openssl/rsa.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "secmem.h"
 
@@ -140,4 +145,30 @@ unsigned char *fx_cert_der(X509 *cert, size_t *len)
 	assert_true(n > 0);
 	*len = (size_t)n;
 	return der;
+}
+
+void fx_remove_tree(const char *dir)
+{
+	char path[PATH_MAX];
+	struct dirent *e;
+	struct stat st;
+	DIR *d = opendir(dir);
+
+	if (d == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		int n;
+
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		n = snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if (n < 0 || (size_t)n >= sizeof(path))
+			continue;
+		if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
+			fx_remove_tree(path);
+		else
+			unlink(path);
+	}
+	closedir(d);
+	rmdir(dir);
 }

@@ -83,4 +83,7 @@ void fx_add_utf8_ext(X509 *cert, int nid, const char *text);
 /* The DER of cert into a new buffer (OPENSSL_free). */
 unsigned char *fx_cert_der(X509 *cert, size_t *len);
 
+/* Removes dir and everything below it (symbolic links are not followed). */
+void fx_remove_tree(const char *dir);
+
 #endif

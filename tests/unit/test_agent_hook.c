@@ -52,12 +52,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	fixture *f = *state;
-	char cmd[PATH_MAX + 16];
 
-	/* Only files the tests made; no shell-quoting issue in mkdtemp names. */
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	if (system(cmd) != 0)
-		print_error("could not remove %s\n", f->dir);
+	fx_remove_tree(f->dir);
 	free(f);
 	return 0;
 }
@@ -335,7 +331,7 @@ static void parent_fds_not_inherited(void **state)
 	assert_non_null(strstr(out, "0\n1\n2\n"));
 	for (line = strtok_r(out, "\n", &save); line != NULL;
 	     line = strtok_r(NULL, "\n", &save))
-		if (atoi(line) > 3)
+		if (strtol(line, NULL, 10) > 3)
 			fail_msg("the command inherited fd %s (leaked: %d, %d)",
 				 line, low, high);
 }

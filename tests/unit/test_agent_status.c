@@ -62,12 +62,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	fixture *f = *state;
-	char cmd[PATH_MAX + 16];
 
-	/* Only files the tests made; no shell-quoting issue in mkdtemp names. */
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	if (system(cmd) != 0)
-		print_error("could not remove %s\n", f->dir);
+	fx_remove_tree(f->dir);
 	free(f);
 	return 0;
 }
