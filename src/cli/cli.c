@@ -59,6 +59,9 @@ int cli_exit_code(cf_status rc)
 	case CF_ERR_LIMIT: return 30;
 	case CF_ERR_AUDIT: return 31;
 	case CF_ERR_STALE: return 32;
+	case CF_ERR_EXPIRED: return 33;
+	case CF_ERR_REPLAY: return 34;
+	case CF_ERR_FAILED: return 35;
 	}
 	return 1;
 }

@@ -46,6 +46,29 @@ cf_status cf_envelope_sign(const cf_secret *record_json, X509 *signer_cert,
 			   EVP_PKEY *signer_key, STACK_OF(X509) *extra,
 			   cf_secret **signed_der, cf_error *err)
 {
+	cf_status rc = cf_pki_init(err);
+
+	if (rc != CF_OK)
+		return rc;
+	return cf_envelope_sign_as(record_json, cf_nid_record(), signer_cert,
+				   signer_key, extra, signed_der, err);
+}
+
+/* What a content type is called in messages. */
+static const char *content_name(int nid)
+{
+	if (nid == cf_nid_command())
+		return "command";
+	if (nid == cf_nid_result())
+		return "command result";
+	return "record";
+}
+
+cf_status cf_envelope_sign_as(const cf_secret *record_json, int content_nid,
+			      X509 *signer_cert, EVP_PKEY *signer_key,
+			      STACK_OF(X509) *extra, cf_secret **signed_der,
+			      cf_error *err)
+{
 	const unsigned int flags = CMS_BINARY | CMS_PARTIAL | CMS_NOSMIMECAP;
 	CMS_ContentInfo *cms = NULL;
 	BIO *in = NULL;
@@ -66,7 +89,7 @@ cf_status cf_envelope_sign(const cf_secret *record_json, X509 *signer_cert,
 			     (int)cf_secret_len(record_json));
 	cms = CMS_sign(NULL, NULL, NULL, NULL, flags);
 	if (in == NULL || cms == NULL ||
-	    !CMS_set1_eContentType(cms, OBJ_nid2obj(cf_nid_record())) ||
+	    !CMS_set1_eContentType(cms, OBJ_nid2obj(content_nid)) ||
 	    CMS_add1_signer(cms, signer_cert, signer_key, EVP_sha256(),
 			    flags) == NULL)
 		goto ssl_fail;
@@ -86,7 +109,8 @@ cf_status cf_envelope_sign(const cf_secret *record_json, X509 *signer_cert,
 	out = NULL;
 	goto out;
 ssl_fail:
-	rc = cf_error_set_ssl(err, CF_ERR_CRYPTO, "could not sign the record");
+	rc = cf_error_set_ssl(err, CF_ERR_CRYPTO, "could not sign the %s",
+			      content_name(content_nid));
 out:
 	cf_secret_free(out);
 	cms_free_wiped(cms);
@@ -391,6 +415,21 @@ cf_status cf_envelope_check_signature(const cf_secret *signed_der,
 				      cf_secret **content, X509 **signer_out,
 				      STACK_OF(X509) **certs_out, cf_error *err)
 {
+	cf_status rc = cf_pki_init(err);
+
+	if (rc != CF_OK)
+		return rc;
+	return cf_envelope_check_signature_as(signed_der, cf_nid_record(),
+					      content, signer_out, certs_out,
+					      err);
+}
+
+cf_status cf_envelope_check_signature_as(const cf_secret *signed_der,
+					 int content_nid, cf_secret **content,
+					 X509 **signer_out,
+					 STACK_OF(X509) **certs_out,
+					 cf_error *err)
+{
 	const unsigned char *p = cf_secret_cdata(signed_der);
 	size_t len = cf_secret_len(signed_der);
 	CMS_ContentInfo *cms = NULL;
@@ -415,10 +454,13 @@ cf_status cf_envelope_check_signature(const cf_secret *signed_der,
 			"the envelope's content is not a CMS SignedData");
 		goto out;
 	}
-	if (OBJ_obj2nid(CMS_get0_eContentType(cms)) != cf_nid_record()) {
+	if (OBJ_obj2nid(CMS_get0_eContentType(cms)) != content_nid) {
+		char oid[80];
+
+		OBJ_obj2txt(oid, sizeof(oid), OBJ_nid2obj(content_nid), 1);
 		rc = cf_error_set(err, CF_ERR_MALFORMED,
-			"the signed content is not a coffer record (eContentType "
-			"must be %s)", CF_OID_RECORD);
+			"the signed content is not a coffer %s (eContentType "
+			"must be %s)", content_name(content_nid), oid);
 		goto out;
 	}
 	if (sk_CMS_SignerInfo_num(CMS_get0_SignerInfos(cms)) != 1) {

@@ -37,6 +37,15 @@ cf_status cf_envelope_sign(const cf_secret *record_json, X509 *signer_cert,
 			   EVP_PKEY *signer_key, STACK_OF(X509) *extra,
 			   cf_secret **signed_der, cf_error *err);
 
+/*
+ * The same for another signed content type (cf_nid_command(),
+ * cf_nid_result(): docs/COMMANDS.md); content_nid must be one of coffer's.
+ */
+cf_status cf_envelope_sign_as(const cf_secret *record_json, int content_nid,
+			      X509 *signer_cert, EVP_PKEY *signer_key,
+			      STACK_OF(X509) *extra, cf_secret **signed_der,
+			      cf_error *err);
+
 typedef struct cf_sealer cf_sealer;
 
 /*
@@ -107,6 +116,11 @@ cf_status cf_envelope_decrypt(const unsigned char *der, size_t der_len,
 cf_status cf_envelope_check_signature(const cf_secret *signed_der,
 				      cf_secret **content, X509 **signer,
 				      STACK_OF(X509) **certs, cf_error *err);
+/* The same for another content type (a command or a result). */
+cf_status cf_envelope_check_signature_as(const cf_secret *signed_der,
+					 int content_nid, cf_secret **content,
+					 X509 **signer, STACK_OF(X509) **certs,
+					 cf_error *err);
 
 /*
  * Verifies a signed record: cf_envelope_check_signature, then the

@@ -101,6 +101,9 @@ const char *cf_status_name(cf_status code)
 	case CF_ERR_LIMIT: return "CF_ERR_LIMIT";
 	case CF_ERR_AUDIT: return "CF_ERR_AUDIT";
 	case CF_ERR_STALE: return "CF_ERR_STALE";
+	case CF_ERR_EXPIRED: return "CF_ERR_EXPIRED";
+	case CF_ERR_REPLAY: return "CF_ERR_REPLAY";
+	case CF_ERR_FAILED: return "CF_ERR_FAILED";
 	}
 	return "CF_ERR_UNKNOWN";
 }

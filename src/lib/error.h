@@ -41,6 +41,10 @@ typedef enum cf_status {
 	CF_ERR_AUDIT = -32,       /* the audit hash chain is broken */
 	CF_ERR_STALE = -33,       /* some outputs could not be brought up to
 				     date (the agent's sinks) */
+	CF_ERR_EXPIRED = -34,     /* an operator command expired before it ran */
+	CF_ERR_REPLAY = -35,      /* an operator command was seen before */
+	CF_ERR_FAILED = -36,      /* a command failed, was refused or went
+				     unanswered on some agent (cmd run) */
 
 	/* Refusals of an envelope, one per rule of docs/FORMAT.md. */
 	CF_ERR_TRUNCATED = -20,   /* envelope shorter than its DER says */

@@ -26,6 +26,7 @@
 static CRYPTO_ONCE oid_once = CRYPTO_ONCE_STATIC_INIT;
 static int oid_ok;
 static int nid_perms, nid_groups, nid_cluster, nid_record, nid_kind;
+static int nid_command, nid_result;
 
 static int create_oid(const char *oid, const char *sn, const char *ln)
 {
@@ -48,9 +49,14 @@ static void oid_init(void)
 				"coffer signed secret record");
 	nid_kind = create_oid(CF_OID_KIND, "cofferKind",
 			      "coffer certificate kind");
+	nid_command = create_oid(CF_OID_COMMAND, "cofferCommand",
+				 "coffer signed operator command");
+	nid_result = create_oid(CF_OID_RESULT, "cofferResult",
+				"coffer signed command result");
 	oid_ok = nid_perms != NID_undef && nid_groups != NID_undef &&
 		 nid_cluster != NID_undef && nid_record != NID_undef &&
-		 nid_kind != NID_undef;
+		 nid_kind != NID_undef && nid_command != NID_undef &&
+		 nid_result != NID_undef;
 }
 
 cf_status cf_pki_init(cf_error *err)
@@ -66,6 +72,8 @@ int cf_nid_groups(void) { return nid_groups; }
 int cf_nid_cluster(void) { return nid_cluster; }
 int cf_nid_record(void) { return nid_record; }
 int cf_nid_kind(void) { return nid_kind; }
+int cf_nid_command(void) { return nid_command; }
+int cf_nid_result(void) { return nid_result; }
 
 static const char *const kind_names[] = {
 	[CF_KIND_UNKNOWN] = "unknown", [CF_KIND_ROOT] = "root",
