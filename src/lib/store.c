@@ -597,8 +597,9 @@ static int recipient_cmp(const void *a, const void *b)
  * status the database gives for it, before any database work.  Sorted
  * copy of the pointers: n may be 100,000, too many to compare pairwise.
  */
-static cf_status need_distinct(const char *name, const cf_envelope_in *envs,
-			       size_t n, cf_status dup_status, cf_error *err)
+static cf_status need_distinct(const char *what, const char *name,
+			       const cf_envelope_in *envs, size_t n,
+			       cf_status dup_status, cf_error *err)
 {
 	const char **r;
 	cf_status rc = CF_OK;
@@ -607,17 +608,17 @@ static cf_status need_distinct(const char *name, const cf_envelope_in *envs,
 		return CF_OK;
 	if ((r = malloc(n * sizeof(*r))) == NULL)
 		return cf_error_set(err, CF_ERR_NOMEM,
-				    "secret %s: out of memory checking %zu "
-				    "recipients", name, n);
+				    "%s %s: out of memory checking %zu "
+				    "recipients", what, name, n);
 	for (size_t i = 0; i < n; i++)
 		r[i] = envs[i].recipient;
 	qsort(r, n, sizeof(*r), recipient_cmp);
 	for (size_t i = 1; i < n; i++)
 		if (strcmp(r[i - 1], r[i]) == 0) {
 			rc = cf_error_set(err, dup_status,
-					  "secret %s: recipient %s has two "
+					  "%s %s: recipient %s has two "
 					  "envelopes in one request; send one "
-					  "per recipient", name, r[i]);
+					  "per recipient", what, name, r[i]);
 			break;
 		}
 	free(r);
@@ -657,7 +658,7 @@ static cf_status need_envelopes(const char *name, const cf_envelope_in *envs,
 					    envs[i].recipient, envs[i].len,
 					    CF_STORE_ENVELOPE_MAX);
 	}
-	return need_distinct(name, envs, n, dup_status, err);
+	return need_distinct("secret", name, envs, n, dup_status, err);
 }
 
 cf_status cf_store_secret_put(cf_store *st, const char *tenant,
@@ -940,6 +941,204 @@ cf_status cf_store_upload_abort(cf_store *st, const char *tenant,
 	    (rc = need_fp(writer, "writer fingerprint", err)) != CF_OK)
 		return rc;
 	return DISPATCH(st, upload_abort, tenant, id, writer, now, err);
+}
+
+/* ---- operator commands --------------------------------------------------- */
+
+static cf_status need_cmd_id(const char *id, cf_error *err)
+{
+	if (id == NULL || strnlen(id, 33) != 32 ||
+	    strspn(id, "0123456789abcdef") != 32)
+		return cf_error_set(err, CF_ERR_USAGE,
+				    "store: a command id is 32 lower-case hex "
+				    "characters");
+	return CF_OK;
+}
+
+static cf_status need_cmd_envelopes(const char *id, const cf_envelope_in *envs,
+				    size_t n, cf_error *err)
+{
+	if (envs == NULL || n == 0)
+		return cf_error_set(err, CF_ERR_USAGE,
+				    "command %s: at least one envelope is "
+				    "needed", id);
+	if (n > CF_STORE_ENVELOPES_MAX)
+		return cf_error_set(err, CF_ERR_TOO_LARGE,
+				    "command %s: %zu envelopes in one request; "
+				    "at most %d", id, n, CF_STORE_ENVELOPES_MAX);
+	for (size_t i = 0; i < n; i++) {
+		if (!FIXED_OK(envs[i].recipient) ||
+		    envs[i].recipient[0] == '\0')
+			return cf_error_set(err, CF_ERR_USAGE,
+					    "command %s: envelope %zu names no "
+					    "recipient", id, i);
+		if (envs[i].der == NULL || envs[i].len == 0)
+			return cf_error_set(err, CF_ERR_USAGE,
+					    "command %s: the envelope for %.16s "
+					    "is empty", id, envs[i].recipient);
+		if (envs[i].len > CF_STORE_CMD_ENVELOPE_MAX)
+			return cf_error_set(err, CF_ERR_TOO_LARGE,
+					    "command %s: the envelope for %.16s "
+					    "is %zu bytes; at most %d", id,
+					    envs[i].recipient, envs[i].len,
+					    CF_STORE_CMD_ENVELOPE_MAX);
+	}
+	return need_distinct("command", id, envs, n, CF_ERR_EXISTS, err);
+}
+
+static cf_status need_limit(size_t limit, cf_error *err)
+{
+	if (limit == 0 || limit > CF_STORE_FEED_MAX)
+		return cf_error_set(err, CF_ERR_USAGE,
+				    "store: a limit is 1 to %d",
+				    CF_STORE_FEED_MAX);
+	return CF_OK;
+}
+
+cf_status cf_store_cmd_post(cf_store *st, const char *tenant, const char *id,
+			    const char *sender, int64_t now, int64_t expires,
+			    int create, const cf_envelope_in *envs, size_t n,
+			    const cf_audit_entry *audit, cf_error *err)
+{
+	cf_status rc;
+
+	if ((rc = need_tenant(st, tenant, err)) != CF_OK ||
+	    (rc = need_cmd_id(id, err)) != CF_OK ||
+	    (rc = need_fp(sender, "sender fingerprint", err)) != CF_OK ||
+	    (rc = need_audit(audit, err)) != CF_OK ||
+	    (rc = need_cmd_envelopes(id, envs, n, err)) != CF_OK)
+		return rc;
+	if (create && expires < now)
+		return cf_error_set(err, CF_ERR_USAGE,
+				    "command %s: expires before it is posted",
+				    id);
+	return DISPATCH(st, cmd_post, tenant, id, sender, now, expires,
+			create, envs, n, audit, err);
+}
+
+cf_status cf_store_cmd_pending(cf_store *st, const char *tenant,
+			       const char *recipient, int64_t since,
+			       int64_t now, size_t limit, cf_cmd_item **out,
+			       size_t *n, int64_t *cursor_out, cf_error *err)
+{
+	cf_status rc;
+
+	if ((rc = need_list_out((void **)out, n, err)) != CF_OK ||
+	    (rc = need_tenant(st, tenant, err)) != CF_OK ||
+	    (rc = need_fp(recipient, "recipient fingerprint", err)) != CF_OK ||
+	    (rc = need_limit(limit, err)) != CF_OK)
+		return rc;
+	if (cursor_out != NULL)
+		*cursor_out = since;
+	return DISPATCH(st, cmd_pending, tenant, recipient, since, now, limit,
+			out, n, cursor_out, err);
+}
+
+cf_status cf_store_cmd_answer(cf_store *st, const char *tenant,
+			      const char *id, const char *recipient,
+			      int64_t now, const unsigned char *der,
+			      size_t len, const cf_audit_entry *audit,
+			      char sender_out[65], cf_error *err)
+{
+	cf_status rc;
+
+	if (sender_out == NULL)
+		return no_output(err);
+	sender_out[0] = '\0';
+	if ((rc = need_tenant(st, tenant, err)) != CF_OK ||
+	    (rc = need_cmd_id(id, err)) != CF_OK ||
+	    (rc = need_fp(recipient, "recipient fingerprint", err)) != CF_OK ||
+	    (rc = need_audit(audit, err)) != CF_OK)
+		return rc;
+	if (der == NULL || len == 0)
+		return cf_error_set(err, CF_ERR_USAGE,
+				    "command %s: the answer is empty", id);
+	if (len > CF_STORE_CMD_RESULT_MAX)
+		return cf_error_set(err, CF_ERR_TOO_LARGE,
+				    "command %s: the answer is %zu bytes; at "
+				    "most %d", id, len, CF_STORE_CMD_RESULT_MAX);
+	return DISPATCH(st, cmd_answer, tenant, id, recipient, now, der, len,
+			audit, sender_out, err);
+}
+
+cf_status cf_store_cmd_get(cf_store *st, const char *tenant, const char *id,
+			   cf_cmd_row *out, cf_error *err)
+{
+	cf_status rc;
+
+	if (out == NULL)
+		return no_output(err);
+	memset(out, 0, sizeof(*out));
+	if ((rc = need_tenant(st, tenant, err)) != CF_OK ||
+	    (rc = need_cmd_id(id, err)) != CF_OK)
+		return rc;
+	return DISPATCH(st, cmd_get, tenant, id, out, err);
+}
+
+cf_status cf_store_cmd_recipients(cf_store *st, const char *tenant,
+				  const char *id, cf_cmd_item **out,
+				  size_t *n, cf_error *err)
+{
+	cf_status rc;
+
+	if ((rc = need_list_out((void **)out, n, err)) != CF_OK ||
+	    (rc = need_tenant(st, tenant, err)) != CF_OK ||
+	    (rc = need_cmd_id(id, err)) != CF_OK)
+		return rc;
+	return DISPATCH(st, cmd_recipients, tenant, id, out, n, err);
+}
+
+cf_status cf_store_cmd_answers(cf_store *st, const char *tenant,
+			       const char *id, int64_t since, size_t limit,
+			       cf_cmd_item **out, size_t *n, cf_error *err)
+{
+	cf_status rc;
+
+	if ((rc = need_list_out((void **)out, n, err)) != CF_OK ||
+	    (rc = need_tenant(st, tenant, err)) != CF_OK ||
+	    (rc = need_cmd_id(id, err)) != CF_OK ||
+	    (rc = need_limit(limit, err)) != CF_OK)
+		return rc;
+	return DISPATCH(st, cmd_answers, tenant, id, since, limit, out, n, err);
+}
+
+cf_status cf_store_cmd_list(cf_store *st, const char *tenant,
+			    const char *sender, int64_t before, size_t limit,
+			    cf_cmd_row **out, size_t *n, cf_error *err)
+{
+	cf_status rc;
+
+	if ((rc = need_list_out((void **)out, n, err)) != CF_OK ||
+	    (rc = need_tenant(st, tenant, err)) != CF_OK ||
+	    (rc = need_fp(sender, "sender fingerprint", err)) != CF_OK ||
+	    (rc = need_limit(limit, err)) != CF_OK)
+		return rc;
+	return DISPATCH(st, cmd_list, tenant, sender, before, limit, out, n,
+			err);
+}
+
+cf_status cf_store_cmd_expire(cf_store *st, int64_t now, int64_t retention,
+			      int64_t *removed, cf_error *err)
+{
+	cf_status rc;
+
+	if (removed != NULL)
+		*removed = 0;
+	if ((rc = need_store(st, err)) != CF_OK)
+		return rc;
+	if (retention < 0)
+		return cf_error_set(err, CF_ERR_USAGE,
+				    "store: a negative retention");
+	return DISPATCH(st, cmd_expire, now, retention, removed, err);
+}
+
+void cf_cmd_items_free(cf_cmd_item *items, size_t n)
+{
+	if (items == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
+		free(items[i].der);
+	free(items);
 }
 
 /* ---- audit ------------------------------------------------------------ */

@@ -428,6 +428,103 @@ cf_status cf_store_upload_abort(cf_store *st, const char *tenant,
 				const char *id, const char *writer,
 				int64_t now, cf_error *err);
 
+/* ---- operator commands: the mailbox (docs/COMMANDS.md) ------------------ */
+
+/*
+ * A command is stored as opaque envelopes, one per recipient agent, each
+ * a mailbox entry with its own sequence number (the agent's command
+ * cursor); an agent's answer (also an envelope, to the sender) is stored
+ * in its entry with an answer sequence number per command (the sender's
+ * cursor).  An entry is pending while unanswered and not expired.
+ * Envelopes of a command are dropped when it expires, the whole command
+ * and its answers CF_STORE_CMD_RETENTION seconds after (cf_store_cmd_expire).
+ */
+#define CF_STORE_CMD_PENDING_MAX 100   /* pending commands per agent */
+#define CF_STORE_CMD_ENVELOPE_MAX (640 * 1024) /* one command envelope */
+#define CF_STORE_CMD_RESULT_MAX (384 * 1024)   /* one result envelope */
+#define CF_STORE_CMD_RETENTION (30 * 86400)
+
+typedef struct cf_cmd_row {
+	char id[33];
+	char sender[65];      /* the posting operator's fingerprint */
+	int64_t created;
+	int64_t expires;
+	int64_t recipients;
+	int64_t answered;     /* recipients that answered */
+	int64_t bytes;        /* command envelope bytes */
+} cf_cmd_row;
+
+typedef struct cf_cmd_item {
+	int64_t seq;          /* mailbox seq (pending) or answer seq (answers) */
+	char id[33];
+	char peer[65];        /* the sender (pending) or the recipient */
+	char name[256];       /* the recipient's CN, "" if not in the directory */
+	int64_t expires;
+	int64_t answered;     /* when it was answered, 0 if not */
+	unsigned char *der;   /* the command (pending) or the result envelope;
+	                       * NULL in cf_store_cmd_recipients */
+	size_t len;
+} cf_cmd_item;
+
+/*
+ * Posts command id of sender with one envelope per recipient, in one
+ * transaction with the audit entry.  create: a new command (CF_ERR_EXISTS
+ * if the tenant has this id already); !create: more recipients for an
+ * existing unexpired command of the same sender (CF_ERR_NOT_FOUND if
+ * there is none, CF_ERR_CONFLICT if it expired, CF_ERR_EXISTS if a
+ * recipient has an entry already).  CF_ERR_LIMIT, naming the recipient,
+ * if one already has CF_STORE_CMD_PENDING_MAX pending commands.
+ */
+cf_status cf_store_cmd_post(cf_store *st, const char *tenant, const char *id,
+			    const char *sender, int64_t now, int64_t expires,
+			    int create, const cf_envelope_in *envs, size_t n,
+			    const cf_audit_entry *audit, cf_error *err);
+/*
+ * The recipient's pending entries (unanswered, expires >= now) with seq
+ * above since, in seq order, at most limit (1..CF_STORE_FEED_MAX).
+ * *cursor_out: the last seq returned, or since.  Costs the recipient's
+ * pending entries only.
+ */
+cf_status cf_store_cmd_pending(cf_store *st, const char *tenant,
+			       const char *recipient, int64_t since,
+			       int64_t now, size_t limit, cf_cmd_item **out,
+			       size_t *n, int64_t *cursor_out, cf_error *err);
+/*
+ * Stores recipient's answer to command id, with the audit entry, and
+ * gives the command's sender (for waking its long-poll).  An expired
+ * command may still be answered (it may have started in time).
+ * CF_ERR_NOT_FOUND if the command was not sent to recipient,
+ * CF_ERR_EXISTS if it answered already.
+ */
+cf_status cf_store_cmd_answer(cf_store *st, const char *tenant,
+			      const char *id, const char *recipient,
+			      int64_t now, const unsigned char *der,
+			      size_t len, const cf_audit_entry *audit,
+			      char sender_out[65], cf_error *err);
+/* The command's metadata; CF_ERR_NOT_FOUND if there is none. */
+cf_status cf_store_cmd_get(cf_store *st, const char *tenant, const char *id,
+			   cf_cmd_row *out, cf_error *err);
+/* Every recipient of id (fp, name, answered, answer seq), der NULL. */
+cf_status cf_store_cmd_recipients(cf_store *st, const char *tenant,
+				  const char *id, cf_cmd_item **out,
+				  size_t *n, cf_error *err);
+/* Answers to id with answer seq above since, in order, at most limit. */
+cf_status cf_store_cmd_answers(cf_store *st, const char *tenant,
+			       const char *id, int64_t since, size_t limit,
+			       cf_cmd_item **out, size_t *n, cf_error *err);
+/* sender's commands created before `before` (0: any), newest first. */
+cf_status cf_store_cmd_list(cf_store *st, const char *tenant,
+			    const char *sender, int64_t before, size_t limit,
+			    cf_cmd_row **out, size_t *n, cf_error *err);
+/*
+ * Housekeeping, no audit entry: drops the envelopes of commands expired
+ * at now, and commands (with their answers) expired before now -
+ * retention.  *removed (may be NULL): commands removed.
+ */
+cf_status cf_store_cmd_expire(cf_store *st, int64_t now, int64_t retention,
+			      int64_t *removed, cf_error *err);
+void cf_cmd_items_free(cf_cmd_item *items, size_t n);
+
 /* ---- audit ------------------------------------------------------------ */
 
 /* Appends an entry that goes with no state change (an envelope read). */

@@ -128,6 +128,34 @@ typedef struct cf_store_ops {
 				  const char *id, const char *writer,
 				  int64_t now, cf_error *err);
 
+	/* Commands (store.h); arguments checked by store.c. */
+	cf_status (*cmd_post)(cf_store *st, const char *tenant, const char *id,
+			      const char *sender, int64_t now, int64_t expires,
+			      int create, const cf_envelope_in *envs, size_t n,
+			      const cf_audit_entry *audit, cf_error *err);
+	cf_status (*cmd_pending)(cf_store *st, const char *tenant,
+				 const char *recipient, int64_t since,
+				 int64_t now, size_t limit, cf_cmd_item **out,
+				 size_t *n, int64_t *cursor_out, cf_error *err);
+	cf_status (*cmd_answer)(cf_store *st, const char *tenant,
+				const char *id, const char *recipient,
+				int64_t now, const unsigned char *der,
+				size_t len, const cf_audit_entry *audit,
+				char sender_out[65], cf_error *err);
+	cf_status (*cmd_get)(cf_store *st, const char *tenant, const char *id,
+			     cf_cmd_row *out, cf_error *err);
+	cf_status (*cmd_recipients)(cf_store *st, const char *tenant,
+				    const char *id, cf_cmd_item **out,
+				    size_t *n, cf_error *err);
+	cf_status (*cmd_answers)(cf_store *st, const char *tenant,
+				 const char *id, int64_t since, size_t limit,
+				 cf_cmd_item **out, size_t *n, cf_error *err);
+	cf_status (*cmd_list)(cf_store *st, const char *tenant,
+			      const char *sender, int64_t before, size_t limit,
+			      cf_cmd_row **out, size_t *n, cf_error *err);
+	cf_status (*cmd_expire)(cf_store *st, int64_t now, int64_t retention,
+				int64_t *removed, cf_error *err);
+
 	cf_status (*audit_append)(cf_store *st, const cf_audit_entry *entry,
 				  cf_error *err);
 	/* All n in one transaction, all or none (store.h); required. */

@@ -192,6 +192,35 @@ static const char *const migrations[] = {
 	" recipient TEXT NOT NULL,"
 	" der BLOB NOT NULL,"
 	" PRIMARY KEY (upload, recipient));",
+	/* 3: operator commands, a mailbox per agent (docs/COMMANDS.md) */
+	"CREATE TABLE commands ("
+	" tenant TEXT NOT NULL REFERENCES tenants(id),"
+	" id TEXT NOT NULL,"
+	" sender TEXT NOT NULL,"
+	" created INTEGER NOT NULL,"
+	" expires INTEGER NOT NULL,"
+	" recipients INTEGER NOT NULL DEFAULT 0,"
+	" bytes INTEGER NOT NULL DEFAULT 0,"
+	" PRIMARY KEY (tenant, id)) WITHOUT ROWID;"
+	"CREATE INDEX commands_by_sender ON commands(tenant, sender, created);"
+	"CREATE INDEX commands_by_expiry ON commands(expires);"
+	"CREATE TABLE command_mail ("
+	" seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" tenant TEXT NOT NULL,"
+	" id TEXT NOT NULL,"
+	" recipient TEXT NOT NULL,"
+	" expires INTEGER NOT NULL,"
+	" envelope BLOB,"
+	" answer_seq INTEGER,"
+	" answered INTEGER NOT NULL DEFAULT 0,"
+	" result BLOB,"
+	" UNIQUE (tenant, id, recipient),"
+	" FOREIGN KEY (tenant, id) REFERENCES commands(tenant, id));"
+	"CREATE INDEX command_mail_pending ON command_mail(tenant, recipient, "
+	"seq) WHERE answer_seq IS NULL;"
+	"CREATE INDEX command_mail_answers ON command_mail(tenant, id, "
+	"answer_seq);"
+	"CREATE INDEX command_mail_expiry ON command_mail(expires);",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -212,6 +241,9 @@ static const char *const migrations[] = {
 
 #define UPLOAD_COLS "id, tenant, name, version, writer, envelopes, bytes, " \
 	"created, expires"
+#define CMD_COLS "c.id, c.sender, c.created, c.expires, c.recipients, " \
+	"(SELECT COUNT(*) FROM command_mail m WHERE m.tenant = c.tenant " \
+	"AND m.id = c.id AND m.answer_seq IS NOT NULL), c.bytes"
 
 #define STMTS(X) \
 	X(S_BEGIN, "BEGIN IMMEDIATE") \
@@ -343,6 +375,53 @@ static const char *const migrations[] = {
 	  "AND f.recipient = u.recipient AND f.name = ?2 WHERE u.upload = ?4") \
 	X(S_UPLOAD_ENV_DEL, "DELETE FROM upload_envelopes WHERE upload = ?1") \
 	X(S_UPLOAD_DEL, "DELETE FROM uploads WHERE id = ?1") \
+	X(S_CMD_INS, "INSERT INTO commands (tenant, id, sender, created, " \
+	  "expires, recipients, bytes) VALUES (?1, ?2, ?3, ?4, ?5, 0, 0)") \
+	X(S_CMD_GET, "SELECT " CMD_COLS " FROM commands c " \
+	  "WHERE c.tenant = ?1 AND c.id = ?2") \
+	X(S_CMD_GROW, "UPDATE commands SET recipients = recipients + ?3, " \
+	  "bytes = bytes + ?4 WHERE tenant = ?1 AND id = ?2") \
+	X(S_CMD_PENDING_COUNT, "SELECT COUNT(*) FROM command_mail " \
+	  "INDEXED BY command_mail_pending WHERE tenant = ?1 " \
+	  "AND recipient = ?2 AND answer_seq IS NULL AND expires >= ?3") \
+	X(S_CMD_MAIL_INS, "INSERT INTO command_mail (tenant, id, recipient, " \
+	  "expires, envelope) VALUES (?1, ?2, ?3, ?4, ?5)") \
+	X(S_CMD_PENDING, "SELECT m.seq, m.id, c.sender, '', m.expires, " \
+	  "m.answered, m.envelope FROM command_mail m " \
+	  "INDEXED BY command_mail_pending JOIN commands c " \
+	  "ON c.tenant = m.tenant AND c.id = m.id " \
+	  "WHERE m.tenant = ?1 AND m.recipient = ?2 AND m.answer_seq IS NULL " \
+	  "AND m.seq > ?3 AND m.expires >= ?4 AND m.envelope IS NOT NULL " \
+	  "ORDER BY m.seq LIMIT ?5") \
+	X(S_CMD_MAIL_HEAD, "SELECT seq FROM sqlite_sequence " \
+	  "WHERE name = 'command_mail'") \
+	X(S_CMD_MAIL_GET, "SELECT m.answer_seq IS NOT NULL, c.sender " \
+	  "FROM command_mail m JOIN commands c ON c.tenant = m.tenant " \
+	  "AND c.id = m.id WHERE m.tenant = ?1 AND m.id = ?2 " \
+	  "AND m.recipient = ?3") \
+	X(S_CMD_ANSWER_NEXT, "SELECT COALESCE(MAX(answer_seq), 0) + 1 " \
+	  "FROM command_mail WHERE tenant = ?1 AND id = ?2") \
+	X(S_CMD_ANSWER, "UPDATE command_mail SET answer_seq = ?4, " \
+	  "answered = ?5, result = ?6 WHERE tenant = ?1 AND id = ?2 " \
+	  "AND recipient = ?3 AND answer_seq IS NULL") \
+	X(S_CMD_RECIPIENTS, "SELECT COALESCE(m.answer_seq, 0), m.id, " \
+	  "m.recipient, COALESCE(ce.name, ''), m.expires, m.answered, NULL " \
+	  "FROM command_mail m LEFT JOIN certs ce ON ce.tenant = m.tenant " \
+	  "AND ce.fp = m.recipient WHERE m.tenant = ?1 AND m.id = ?2 " \
+	  "ORDER BY m.recipient") \
+	X(S_CMD_ANSWERS, "SELECT m.answer_seq, m.id, m.recipient, " \
+	  "COALESCE(ce.name, ''), m.expires, m.answered, m.result " \
+	  "FROM command_mail m INDEXED BY command_mail_answers " \
+	  "LEFT JOIN certs ce ON ce.tenant = m.tenant AND ce.fp = m.recipient " \
+	  "WHERE m.tenant = ?1 AND m.id = ?2 AND m.answer_seq > ?3 " \
+	  "ORDER BY m.answer_seq LIMIT ?4") \
+	X(S_CMD_LIST, "SELECT " CMD_COLS " FROM commands c " \
+	  "WHERE c.tenant = ?1 AND c.sender = ?2 AND (?3 = 0 OR " \
+	  "c.created < ?3) ORDER BY c.created DESC, c.id LIMIT ?4") \
+	X(S_CMD_DROP_ENV, "UPDATE command_mail SET envelope = NULL " \
+	  "WHERE expires < ?1 AND envelope IS NOT NULL") \
+	X(S_CMD_PURGE_MAIL, "DELETE FROM command_mail WHERE expires < ?1") \
+	X(S_CMD_PURGE, "DELETE FROM commands WHERE expires < ?1") \
 	X(S_STATS, "SELECT (SELECT COUNT(*) FROM tenants), " \
 	  "(SELECT COUNT(*) FROM certs), " \
 	  "(SELECT COUNT(*) FROM certs WHERE kind = 'agent'), " \
@@ -2586,6 +2665,402 @@ static cf_status sq_audit_list(cf_store *st, const char *tenant,
 
 /* ---- numbers for /metrics --------------------------------------------- */
 
+/* ---- operator commands --------------------------------------------------- */
+
+static int read_cmd(sqlite3_stmt *q, void *elem)
+{
+	cf_cmd_row *r = elem;
+
+	col_fixed(q, 0, r->id, sizeof(r->id));
+	col_fixed(q, 1, r->sender, sizeof(r->sender));
+	r->created = sqlite3_column_int64(q, 2);
+	r->expires = sqlite3_column_int64(q, 3);
+	r->recipients = sqlite3_column_int64(q, 4);
+	r->answered = sqlite3_column_int64(q, 5);
+	r->bytes = sqlite3_column_int64(q, 6);
+	return 1;
+}
+
+/* seq, id, peer, name, expires, answered, der */
+static int read_cmd_item(sqlite3_stmt *q, void *elem)
+{
+	cf_cmd_item *it = elem;
+
+	it->seq = sqlite3_column_int64(q, 0);
+	col_fixed(q, 1, it->id, sizeof(it->id));
+	col_fixed(q, 2, it->peer, sizeof(it->peer));
+	col_fixed(q, 3, it->name, sizeof(it->name));
+	it->expires = sqlite3_column_int64(q, 4);
+	it->answered = sqlite3_column_int64(q, 5);
+	return col_blob(q, 6, &it->der, &it->len);
+}
+
+static void clear_cmd_item(void *elem)
+{
+	cf_cmd_item *it = elem;
+
+	free(it->der);
+	it->der = NULL;
+}
+
+/* Refuses the post if a recipient's mailbox is full. */
+static cf_status cmd_room(sq_store *s, const char *tenant,
+			  const char *recipient, int64_t now, cf_error *err)
+{
+	sqlite3_stmt *q = prep(s, S_CMD_PENDING_COUNT, err);
+	int64_t count = 0;
+	int found = 0;
+	cf_status rc;
+
+	if (q == NULL)
+		return CF_ERR_STORE;
+	bind_text(q, 1, tenant);
+	bind_text(q, 2, recipient);
+	sqlite3_bind_int64(q, 3, now);
+	rc = get_row(s, q, read_int64, &count, &found,
+		     "counting pending commands", err);
+	if (rc == CF_OK && count >= CF_STORE_CMD_PENDING_MAX)
+		rc = cf_error_set(err, CF_ERR_LIMIT,
+				  "agent %.16s... has %lld pending commands "
+				  "already (at most %d); wait for it to "
+				  "answer them or for them to expire",
+				  recipient, (long long)count,
+				  CF_STORE_CMD_PENDING_MAX);
+	return rc;
+}
+
+static cf_status sq_cmd_post(cf_store *st, const char *tenant, const char *id,
+			     const char *sender, int64_t now, int64_t expires,
+			     int create, const cf_envelope_in *envs, size_t n,
+			     const cf_audit_entry *audit, cf_error *err)
+{
+	sq_store *s = sq(st);
+	sqlite3_stmt *q;
+	cf_cmd_row cmd;
+	int64_t bytes = 0;
+	cf_status rc;
+	int src, found = 0;
+
+	if ((rc = tx_begin(s, err)) != CF_OK)
+		return rc;
+	if (create) {
+		if ((q = prep(s, S_CMD_INS, err)) == NULL) {
+			rc = CF_ERR_STORE;
+			goto out;
+		}
+		bind_text(q, 1, tenant);
+		bind_text(q, 2, id);
+		bind_text(q, 3, sender);
+		sqlite3_bind_int64(q, 4, now);
+		sqlite3_bind_int64(q, 5, expires);
+		src = sqlite3_step(q);
+		done(q);
+		if ((src & 0xff) == SQLITE_CONSTRAINT) {
+			rc = cf_error_set(err, CF_ERR_EXISTS,
+					  "command %s exists already; every "
+					  "command needs a new id", id);
+			goto out;
+		}
+		if (src != SQLITE_DONE) {
+			rc = db_fail(s, src, "storing a command", err);
+			goto out;
+		}
+	} else {
+		memset(&cmd, 0, sizeof(cmd));
+		if ((q = prep(s, S_CMD_GET, err)) == NULL) {
+			rc = CF_ERR_STORE;
+			goto out;
+		}
+		bind_text(q, 1, tenant);
+		bind_text(q, 2, id);
+		rc = get_row(s, q, read_cmd, &cmd, &found, "reading a command",
+			     err);
+		if (rc != CF_OK)
+			goto out;
+		if (!found || strcmp(cmd.sender, sender) != 0) {
+			rc = cf_error_set(err, CF_ERR_NOT_FOUND,
+					  "you sent no command %s", id);
+			goto out;
+		}
+		if (cmd.expires < now) {
+			rc = cf_error_set(err, CF_ERR_CONFLICT,
+					  "command %s expired; send a new one",
+					  id);
+			goto out;
+		}
+		expires = cmd.expires;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if ((rc = cmd_room(s, tenant, envs[i].recipient, now, err)) !=
+		    CF_OK)
+			goto out;
+		if ((q = prep(s, S_CMD_MAIL_INS, err)) == NULL) {
+			rc = CF_ERR_STORE;
+			goto out;
+		}
+		bind_text(q, 1, tenant);
+		bind_text(q, 2, id);
+		bind_text(q, 3, envs[i].recipient);
+		sqlite3_bind_int64(q, 4, expires);
+		bind_blob(q, 5, envs[i].der, envs[i].len);
+		src = sqlite3_step(q);
+		done(q);
+		if ((src & 0xff) == SQLITE_CONSTRAINT) {
+			rc = cf_error_set(err, CF_ERR_EXISTS,
+					  "command %s: agent %.16s... has it "
+					  "already", id, envs[i].recipient);
+			goto out;
+		}
+		if (src != SQLITE_DONE) {
+			rc = db_fail(s, src, "storing a command envelope", err);
+			goto out;
+		}
+		bytes += (int64_t)envs[i].len;
+	}
+	if ((q = prep(s, S_CMD_GROW, err)) == NULL) {
+		rc = CF_ERR_STORE;
+		goto out;
+	}
+	bind_text(q, 1, tenant);
+	bind_text(q, 2, id);
+	sqlite3_bind_int64(q, 3, (int64_t)n);
+	sqlite3_bind_int64(q, 4, bytes);
+	if ((rc = run(s, q, "counting a command's recipients", err)) != CF_OK)
+		goto out;
+	rc = audit_write(s, audit, tenant, id, err);
+out:
+	return tx_end(s, rc, err);
+}
+
+static cf_status sq_cmd_pending(cf_store *st, const char *tenant,
+				const char *recipient, int64_t since,
+				int64_t now, size_t limit, cf_cmd_item **out,
+				size_t *n, int64_t *cursor_out, cf_error *err)
+{
+	sq_store *s = sq(st);
+	sqlite3_stmt *q = prep(s, S_CMD_PENDING, err);
+	int64_t head = 0;
+	int found = 0;
+	cf_status rc;
+
+	if (q == NULL)
+		return CF_ERR_STORE;
+	bind_text(q, 1, tenant);
+	bind_text(q, 2, recipient);
+	sqlite3_bind_int64(q, 3, since);
+	sqlite3_bind_int64(q, 4, now);
+	sqlite3_bind_int64(q, 5, (int64_t)limit);
+	rc = collect_rows(s, q, sizeof(cf_cmd_item), read_cmd_item,
+			  clear_cmd_item, "reading pending commands",
+			  (void **)out, n, err);
+	if (rc != CF_OK)
+		return rc;
+	if (*n > 0) {
+		if (cursor_out != NULL)
+			*cursor_out = (*out)[*n - 1].seq;
+		return CF_OK;
+	}
+	/* A cursor beyond the head: the database was restored (as sq_feed). */
+	if (since > 0 && cursor_out != NULL) {
+		if ((q = prep(s, S_CMD_MAIL_HEAD, err)) == NULL)
+			return CF_ERR_STORE;
+		rc = get_row(s, q, read_int64, &head, &found,
+			     "reading pending commands", err);
+		if (rc != CF_OK)
+			return rc;
+		*cursor_out = head < since ? head : since;
+	}
+	return CF_OK;
+}
+
+/* A mailbox entry as cf_store_cmd_answer needs it. */
+typedef struct mail_state {
+	int answered;
+	char sender[65];
+} mail_state;
+
+static int read_mail_state(sqlite3_stmt *q, void *elem)
+{
+	mail_state *m = elem;
+
+	m->answered = sqlite3_column_int(q, 0);
+	col_fixed(q, 1, m->sender, sizeof(m->sender));
+	return 1;
+}
+
+static cf_status sq_cmd_answer(cf_store *st, const char *tenant,
+			       const char *id, const char *recipient,
+			       int64_t now, const unsigned char *der,
+			       size_t len, const cf_audit_entry *audit,
+			       char sender_out[65], cf_error *err)
+{
+	sq_store *s = sq(st);
+	sqlite3_stmt *q;
+	mail_state mail;
+	int64_t next = 0;
+	int found = 0;
+	cf_status rc;
+
+	memset(&mail, 0, sizeof(mail));
+	if ((rc = tx_begin(s, err)) != CF_OK)
+		return rc;
+	if ((q = prep(s, S_CMD_MAIL_GET, err)) == NULL) {
+		rc = CF_ERR_STORE;
+		goto out;
+	}
+	bind_text(q, 1, tenant);
+	bind_text(q, 2, id);
+	bind_text(q, 3, recipient);
+	rc = get_row(s, q, read_mail_state, &mail, &found,
+		     "reading a command", err);
+	if (rc != CF_OK)
+		goto out;
+	if (!found) {
+		rc = cf_error_set(err, CF_ERR_NOT_FOUND,
+				  "command %s was not sent to you", id);
+		goto out;
+	}
+	if (mail.answered) {
+		rc = cf_error_set(err, CF_ERR_EXISTS,
+				  "command %s: you answered it already", id);
+		goto out;
+	}
+	if ((q = prep(s, S_CMD_ANSWER_NEXT, err)) == NULL) {
+		rc = CF_ERR_STORE;
+		goto out;
+	}
+	bind_text(q, 1, tenant);
+	bind_text(q, 2, id);
+	rc = get_row(s, q, read_int64, &next, &found, "numbering an answer",
+		     err);
+	if (rc != CF_OK)
+		goto out;
+	if ((q = prep(s, S_CMD_ANSWER, err)) == NULL) {
+		rc = CF_ERR_STORE;
+		goto out;
+	}
+	bind_text(q, 1, tenant);
+	bind_text(q, 2, id);
+	bind_text(q, 3, recipient);
+	sqlite3_bind_int64(q, 4, next);
+	sqlite3_bind_int64(q, 5, now);
+	bind_blob(q, 6, der, len);
+	if ((rc = run(s, q, "storing an answer", err)) != CF_OK)
+		goto out;
+	rc = audit_write(s, audit, tenant, id, err);
+out:
+	rc = tx_end(s, rc, err);
+	if (rc == CF_OK)
+		memcpy(sender_out, mail.sender, 65);
+	return rc;
+}
+
+static cf_status sq_cmd_get(cf_store *st, const char *tenant, const char *id,
+			    cf_cmd_row *out, cf_error *err)
+{
+	sq_store *s = sq(st);
+	sqlite3_stmt *q = prep(s, S_CMD_GET, err);
+	int found = 0;
+	cf_status rc;
+
+	if (q == NULL)
+		return CF_ERR_STORE;
+	bind_text(q, 1, tenant);
+	bind_text(q, 2, id);
+	rc = get_row(s, q, read_cmd, out, &found, "reading a command", err);
+	if (rc == CF_OK && !found)
+		rc = cf_error_set(err, CF_ERR_NOT_FOUND, "there is no command %s",
+				  id);
+	return rc;
+}
+
+static cf_status sq_cmd_recipients(cf_store *st, const char *tenant,
+				   const char *id, cf_cmd_item **out,
+				   size_t *n, cf_error *err)
+{
+	sq_store *s = sq(st);
+	sqlite3_stmt *q = prep(s, S_CMD_RECIPIENTS, err);
+
+	if (q == NULL)
+		return CF_ERR_STORE;
+	bind_text(q, 1, tenant);
+	bind_text(q, 2, id);
+	return collect_rows(s, q, sizeof(cf_cmd_item), read_cmd_item,
+			    clear_cmd_item, "reading a command's recipients",
+			    (void **)out, n, err);
+}
+
+static cf_status sq_cmd_answers(cf_store *st, const char *tenant,
+				const char *id, int64_t since, size_t limit,
+				cf_cmd_item **out, size_t *n, cf_error *err)
+{
+	sq_store *s = sq(st);
+	sqlite3_stmt *q = prep(s, S_CMD_ANSWERS, err);
+
+	if (q == NULL)
+		return CF_ERR_STORE;
+	bind_text(q, 1, tenant);
+	bind_text(q, 2, id);
+	sqlite3_bind_int64(q, 3, since);
+	sqlite3_bind_int64(q, 4, (int64_t)limit);
+	return collect_rows(s, q, sizeof(cf_cmd_item), read_cmd_item,
+			    clear_cmd_item, "reading a command's answers",
+			    (void **)out, n, err);
+}
+
+static cf_status sq_cmd_list(cf_store *st, const char *tenant,
+			     const char *sender, int64_t before, size_t limit,
+			     cf_cmd_row **out, size_t *n, cf_error *err)
+{
+	sq_store *s = sq(st);
+	sqlite3_stmt *q = prep(s, S_CMD_LIST, err);
+
+	if (q == NULL)
+		return CF_ERR_STORE;
+	bind_text(q, 1, tenant);
+	bind_text(q, 2, sender);
+	sqlite3_bind_int64(q, 3, before);
+	sqlite3_bind_int64(q, 4, (int64_t)limit);
+	return collect_rows(s, q, sizeof(cf_cmd_row), read_cmd, NULL,
+			    "listing commands", (void **)out, n, err);
+}
+
+static cf_status sq_cmd_expire(cf_store *st, int64_t now, int64_t retention,
+			       int64_t *removed, cf_error *err)
+{
+	sq_store *s = sq(st);
+	sqlite3_stmt *q;
+	cf_status rc;
+
+	if ((rc = tx_begin(s, err)) != CF_OK)
+		return rc;
+	if ((q = prep(s, S_CMD_DROP_ENV, err)) == NULL) {
+		rc = CF_ERR_STORE;
+		goto out;
+	}
+	sqlite3_bind_int64(q, 1, now);
+	if ((rc = run(s, q, "dropping expired commands", err)) != CF_OK)
+		goto out;
+	if ((q = prep(s, S_CMD_PURGE_MAIL, err)) == NULL) {
+		rc = CF_ERR_STORE;
+		goto out;
+	}
+	sqlite3_bind_int64(q, 1, now - retention);
+	if ((rc = run(s, q, "purging old commands", err)) != CF_OK)
+		goto out;
+	if ((q = prep(s, S_CMD_PURGE, err)) == NULL) {
+		rc = CF_ERR_STORE;
+		goto out;
+	}
+	sqlite3_bind_int64(q, 1, now - retention);
+	if ((rc = run(s, q, "purging old commands", err)) != CF_OK)
+		goto out;
+	if (removed != NULL)
+		*removed = sqlite3_changes(s->db);
+out:
+	return tx_end(s, rc, err);
+}
+
 static cf_status sq_stats_get(cf_store *st, cf_store_stats *out,
 			      cf_error *err)
 {
@@ -2690,5 +3165,13 @@ static const cf_store_ops sqlite_ops = {
 	.audit_append = sq_audit_append,
 	.audit_append_many = sq_audit_append_many,
 	.audit_list = sq_audit_list,
+	.cmd_post = sq_cmd_post,
+	.cmd_pending = sq_cmd_pending,
+	.cmd_answer = sq_cmd_answer,
+	.cmd_get = sq_cmd_get,
+	.cmd_recipients = sq_cmd_recipients,
+	.cmd_answers = sq_cmd_answers,
+	.cmd_list = sq_cmd_list,
+	.cmd_expire = sq_cmd_expire,
 	.stats_get = sq_stats_get,
 };
