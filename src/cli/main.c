@@ -37,6 +37,7 @@ static const struct {
 	{ "history", cmd_history, "list the versions of a secret" },
 	{ "rm", cmd_rm, "delete a secret on the server" },
 	{ "audit", cmd_audit, "read the server's audit log; verify its hash chain" },
+	{ "cmd", cmd_cmd, "send a signed command to agents; read their answers" },
 	{ "quickstart", cmd_quickstart, "run the whole system here: CA, server, two agents, a rotation" },
 };
 

@@ -231,9 +231,12 @@ static cf_status load_object(const unsigned char *json, size_t len,
 			if (strcmp(keys[i], key) == 0)
 				break;
 		if (i == n_keys) {
-			json_decref(obj);
-			return cf_error_set(err, CF_ERR_RECORD,
+			/* The message before the decref: key lives in obj. */
+			cf_status rc = cf_error_set(err, CF_ERR_RECORD,
 				"%s has an unknown field \"%.40s\"", what, key);
+
+			json_decref(obj);
+			return rc;
 		}
 	}
 	v = json_object_get(obj, "v");

@@ -9,7 +9,9 @@
  *   GET    /v1/secrets/envelope?name=N   operators: secret.read or
  *                                        secret.write on N; anyone: only
  *                                        the envelope addressed to itself
- *   GET    /v1/agent/secrets             anyone: its own feed (long-poll)
+ *   GET    /v1/agent/secrets             anyone: its own feed (long-poll),
+ *                                        with ?commands=C also the commands
+ *                                        pending for it (api_commands.c)
  *
  * The server sees ciphertext only: it checks an envelope's size and that
  * it is DER, never what is inside.  A version is stored whole (every
@@ -25,6 +27,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "command.h"
 #include "envelope.h"
 
 #define VERSION_MAX ((int64_t)1 << 53)  /* exact in every JSON reader */
@@ -283,6 +286,67 @@ static void feed_object(const cf_feed_item *items, size_t n, char *buf,
 	}
 }
 
+/*
+ * The commands pending for the caller after its command cursor, as the
+ * feed answer's "commands" (docs/COMMANDS.md); their reading is logged
+ * (cmd.fetch) before the answer leaves.  -1 answered.
+ */
+static int feed_commands(srv_req *r, const srv_identity *id, int64_t since,
+			 json_t **list_out, int64_t *cursor_out, size_t *n_out)
+{
+	cf_cmd_item *items = NULL;
+	cf_audit_entry audit;
+	char object[CF_AUDIT_OBJECT_MAX];
+	size_t n = 0, used = 0;
+	int64_t bytes = 0;
+	json_t *list;
+	cf_error err;
+
+	*list_out = NULL;
+	*n_out = 0;
+	if (cf_store_cmd_pending(srv_req_store(r), id->tenant, id->fp, since,
+				 srv_now(), API_FEED_LIMIT_DEFAULT, &items, &n,
+				 cursor_out, &err) != CF_OK) {
+		api_fail(r, &err, "reading pending commands");
+		return -1;
+	}
+	list = json_array();
+	object[0] = '\0';
+	for (size_t i = 0; list && i < n; i++) {
+		bytes += (int64_t)items[i].len;
+		if (used + CF_CMD_ID_LEN + 2 < sizeof(object))
+			used += (size_t)snprintf(object + used,
+				sizeof(object) - used, "%s%s", used ? "," : "",
+				items[i].id);
+		if (json_array_append_new(list, json_pack("{s:I,s:s,s:s,s:I,s:o}",
+			"seq", (json_int_t)items[i].seq, "id", items[i].id,
+			"sender", items[i].peer,
+			"expires", (json_int_t)items[i].expires,
+			"envelope", api_b64_json(items[i].der,
+						 items[i].len))) != 0) {
+			json_decref(list);
+			list = NULL;
+		}
+	}
+	cf_cmd_items_free(items, n);
+	if (list == NULL) {
+		api_reply(r, 500, NULL);
+		return -1;
+	}
+	if (n > 0) {
+		srv_audit_init(r, &audit, "cmd.fetch", object, bytes);
+		if (cf_store_audit_append(srv_req_store(r), &audit, &err) !=
+		    CF_OK) {
+			json_decref(list);
+			api_fail(r, &err, "logging a command fetch");
+			return -1;
+		}
+	}
+	*list_out = list;
+	*n_out = n;
+	return 0;
+}
+
 static void feed(srv_req *r)
 {
 	const srv_identity *id = srv_req_identity(r);
@@ -290,15 +354,17 @@ static void feed(srv_req *r)
 	cf_audit_entry audit;
 	char object[CF_AUDIT_OBJECT_MAX];
 	int64_t since, wait, limit, cursor, remaining_ms, bytes = 0;
-	size_t n = 0, shown = 0;
-	json_t *list = NULL, *o, *body;
+	int64_t cmd_since, cmd_cursor = 0;
+	size_t n = 0, shown = 0, n_cmds = 0;
+	json_t *list = NULL, *o, *body, *cmds = NULL;
 	int more;
 	cf_error err;
 
 	if (api_param_int(r, "since", 0, INT64_MAX, 0, &since) != 0 ||
 	    api_param_int(r, "wait", 0, INT64_MAX, 0, &wait) != 0 ||
 	    api_param_int(r, "limit", 1, INT64_MAX, API_FEED_LIMIT_DEFAULT,
-			  &limit) != 0)
+			  &limit) != 0 ||
+	    api_param_int(r, "commands", -1, INT64_MAX, -1, &cmd_since) != 0)
 		return;
 	if (wait > API_FEED_WAIT_MAX)
 		wait = API_FEED_WAIT_MAX;
@@ -309,8 +375,14 @@ static void feed(srv_req *r)
 		api_fail(r, &err, "reading the feed");
 		return;
 	}
+	/* Commands only for a caller that asks (agent run/once, not exec). */
+	if (cmd_since >= 0 &&
+	    feed_commands(r, id, cmd_since, &cmds, &cmd_cursor, &n_cmds) != 0)
+		goto out;
 	remaining_ms = wait * 1000 - srv_req_parked_ms(r);
-	if (n == 0 && remaining_ms > 0) {
+	if (n == 0 && n_cmds == 0 && remaining_ms > 0) {
+		json_decref(cmds);
+		cmds = NULL;
 		/* Nothing yet: hold the request until a change or the end. */
 		srv_req_park(r, id->tenant, id->fp, (int)remaining_ms, feed);
 		return;
@@ -351,6 +423,12 @@ static void feed(srv_req *r)
 	}
 	body = json_pack("{s:I,s:b,s:o}", "cursor", (json_int_t)cursor,
 			 "more", more, "secrets", list);
+	if (body != NULL && cmds != NULL) {
+		json_object_set_new(body, "commands", cmds);
+		json_object_set_new(body, "command_cursor",
+				    json_integer((json_int_t)cmd_cursor));
+		cmds = NULL;
+	}
 	if (bytes > 0 && body != NULL) {
 		/* Sent only once the read is in the audit log (group commit). */
 		feed_object(items, shown, object, sizeof(object));
@@ -360,6 +438,7 @@ static void feed(srv_req *r)
 	}
 	api_reply(r, 200, body);
 out:
+	json_decref(cmds);
 	cf_feed_items_free(items, n);
 }
 

@@ -640,12 +640,36 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	event_base_loopbreak(m->base);
 }
 
+/*
+ * Once a minute: drop the envelopes of expired commands, and commands
+ * past their retention (docs/COMMANDS.md).  Housekeeping of data nobody
+ * may read any more; no audit entry.
+ */
+static void expire_commands(cf_store *st)
+{
+	static int64_t last;
+	int64_t now = srv_now(), removed = 0;
+	cf_error err;
+
+	if (now - last < 60)
+		return;
+	last = now;
+	if (cf_store_cmd_expire(st, now, CF_STORE_CMD_RETENTION, &removed,
+				&err) != CF_OK)
+		srv_log(SRV_LOG_ERROR, "clearing expired commands: %s", err.msg);
+	else if (removed > 0)
+		srv_log(SRV_LOG_INFO, "removed %lld commands older than %d "
+			"days", (long long)removed,
+			CF_STORE_CMD_RETENTION / 86400);
+}
+
 static void on_refresh(evutil_socket_t fd, short what, void *arg)
 {
 	main_state *m = arg;
 
 	srv_auth_reload(m->store, 1);
 	srv_limits_sweep();
+	expire_commands(m->store);
 }
 
 static unsigned raise_fd_limit(const srv_config *c)

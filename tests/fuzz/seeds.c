@@ -1016,6 +1016,41 @@ static void template_seeds(void)
 		put_str("template", seeds[i].name, seeds[i].text);
 }
 
+/* ------------------------------------------------------------ command */
+
+/* The first byte picks the parser: '0' a command, '1' a result. */
+static void command_seeds(void)
+{
+	static const struct { const char *name, *text; } seeds[] = {
+		{ "command", "0{\"v\":1,\"tenant\":\"aaaaaaaaaaaaaaaaaaaaaaaa"
+		  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",\"id\":\"0123456789"
+		  "abcdef0123456789abcdef\",\"action\":\"restart-app\",\"args\":"
+		  "[\"--now\",\"x y\"],\"issued\":1800000000,\"expires\":"
+		  "1800000030,\"targets\":[\"group:web\",\"agent:db-1\"]}" },
+		{ "command-bare", "0{\"v\":1,\"tenant\":\"aaaaaaaaaaaaaaaaaaaa"
+		  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",\"id\":\"01234"
+		  "56789abcdef0123456789abcdef\",\"action\":\"status\",\"args\":"
+		  "[],\"issued\":1,\"expires\":2,\"targets\":[\"agent:a\"]}" },
+		{ "result", "1{\"v\":1,\"tenant\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",\"id\":\"0123456789abcdef"
+		  "0123456789abcdef\",\"agent\":\"web-1\",\"status\":\"failed\","
+		  "\"code\":\"\",\"exit\":3,\"signal\":0,\"timed_out\":false,"
+		  "\"reason\":\"\",\"stdout\":\"aGVsbG8K\",\"stdout_cut\":false,"
+		  "\"stderr\":\"\",\"stderr_cut\":true,\"received\":1,\"started\":"
+		  "2,\"finished\":3}" },
+		{ "result-refused", "1{\"v\":1,\"tenant\":\"aaaaaaaaaaaaaaaaaaaa"
+		  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",\"id\":\"01234"
+		  "56789abcdef0123456789abcdef\",\"agent\":\"web-1\",\"status\":"
+		  "\"refused\",\"code\":\"CF_ERR_REPLAY\",\"exit\":-1,\"signal\":0,"
+		  "\"timed_out\":false,\"reason\":\"seen before\",\"stdout\":\"\","
+		  "\"stdout_cut\":false,\"stderr\":\"\",\"stderr_cut\":false,"
+		  "\"received\":1,\"started\":0,\"finished\":0}" },
+	};
+
+	for (size_t i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++)
+		put_str("command", seeds[i].name, seeds[i].text);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -1036,6 +1071,7 @@ int main(int argc, char **argv)
 	make_dir("b64");
 	make_dir("agent_config");
 	make_dir("template");
+	make_dir("command");
 	envelope_seeds();
 	cert_seeds();
 	record_seeds();
@@ -1046,6 +1082,7 @@ int main(int argc, char **argv)
 	b64_seeds();
 	agent_config_seeds();
 	template_seeds();
+	command_seeds();
 	printf("make_seeds: %d seeds in %s (tenant %s)\n", n_written, out_dir,
 	       cf_trust_tenant(fx->trust));
 	return 0;
