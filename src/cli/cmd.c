@@ -113,15 +113,12 @@ static void put_output(json_t *o, const char *key, const unsigned char *buf,
 	json_object_set_new(o, key_cut, json_boolean(cut));
 }
 
+/* One compact line (jansson allocates from the secure heap: no json_dumps). */
 static void print_json_line(json_t *o)
 {
-	char *text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) :
-		     NULL;
-
-	if (text != NULL) {
-		printf("%s\n", text);
-		free(text);
-	}
+	if (o != NULL &&
+	    json_dumpf(o, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER) == 0)
+		putchar('\n');
 	fflush(stdout);
 	json_decref(o);
 }

@@ -3,8 +3,13 @@
  * server directory, register organisations, run the server.
  *
  * The server directory holds server.crt, server.key (0600) and the
- * database coffer.db; the directory itself is 0700.  Everything here
- * runs on the server host; `run` hands over to src/server (srv_run).
+ * database coffer.db; the directory itself is 0700.  --db URL puts the
+ * database elsewhere: PostgreSQL (postgresql://...), for several server
+ * nodes on one database, or another SQLite file (sqlite:PATH).  A URL is
+ * never printed, and one holding a password is refused on the command
+ * line (ps shows it to every user): the password goes in PGPASSWORD,
+ * ~/.pgpass or `run --config`.  Everything here runs on the server host;
+ * `run` hands over to src/server (srv_run).
  */
 #include <arpa/inet.h>
 #include <getopt.h>
@@ -24,6 +29,7 @@
 #include "pki.h"
 #include "srv.h"
 #include "store.h"
+#include "store_pg.h"
 #include "trust.h"
 
 #define HOSTS_MAX 32
@@ -32,11 +38,11 @@
 static void server_usage(FILE *out)
 {
 	fprintf(out,
-		"usage: coffer server init --dir DIR [--host NAME]... [--force]\n"
+		"usage: coffer server init --dir DIR [--db URL] [--host NAME]... [--force]\n"
 		"                          [--tls-cert FILE --tls-key FILE]\n"
-		"       coffer server tenant add --dir DIR ROOT.crt\n"
-		"       coffer server tenant ls --dir DIR [--json]\n"
-		"       coffer server run --dir DIR --listen ADDR:PORT [OPTIONS]\n"
+		"       coffer server tenant add --dir DIR [--db URL] ROOT.crt\n"
+		"       coffer server tenant ls --dir DIR [--db URL] [--json]\n"
+		"       coffer server run --dir DIR [--db URL] --listen ADDR:PORT [OPTIONS]\n"
 		"\n"
 		"init        makes DIR (0700) with server.crt and server.key (a\n"
 		"            self-signed P-256 certificate for 127.0.0.1, ::1,\n"
@@ -46,6 +52,15 @@ static void server_usage(FILE *out)
 		"tenant ls   lists the registered organisations.\n"
 		"run         runs the server in the foreground ('coffer server run\n"
 		"            --help' lists its options).\n"
+		"\n"
+		"--db URL    the database, for every subcommand alike (default:\n"
+		"            DIR/coffer.db): sqlite:PATH, or postgresql://[USER@]HOST\n"
+		"            [:PORT]/DBNAME[?sslmode=verify-full...] for PostgreSQL,\n"
+		"            which several server nodes can share.  The libpq\n"
+		"            environment applies (PGHOST, PGUSER, PGPASSWORD,\n"
+		"            PGPASSFILE, PGSSLMODE...).  A URL is never printed; one\n"
+		"            with a password is refused here (the command line is\n"
+		"            public): use PGPASSWORD, ~/.pgpass or 'run --config'.\n"
 		"\n"
 		"docs/OPERATIONS.md describes running a server.\n");
 }
@@ -217,10 +232,37 @@ static cf_status certs_pem(X509 *cert, STACK_OF(X509) *chain, char **out,
 	return CF_OK;
 }
 
+/*
+ * The database of DIR: db (a --db URL) or DIR/coffer.db, into out.
+ * CF_ERR_USAGE for a URL with a password (from argv: ps shows it).
+ */
+static cf_status pick_db(const char *dir, const char *db, char *out,
+			 size_t cap, cf_error *err)
+{
+	if (db != NULL && cf_store_url_has_password(db))
+		return cf_error_set(err, CF_ERR_USAGE,
+				    "--db holds a password, which the command "
+				    "line shows to every user; give it in "
+				    "PGPASSWORD or ~/.pgpass (or in 'server run "
+				    "--config')");
+	if (db != NULL && db[0] == '\0')
+		return cf_error_set(err, CF_ERR_USAGE, "--db is empty");
+	if (db != NULL) {
+		if ((size_t)snprintf(out, cap, "%s", db) >= cap)
+			return cf_error_set(err, CF_ERR_USAGE,
+					    "--db is too long");
+		return CF_OK;
+	}
+	if (!cli_path_in(out, cap, dir, "coffer.db"))
+		return cf_error_set(err, CF_ERR_USAGE, "--dir is too long");
+	return CF_OK;
+}
+
 static int server_init(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "dir", required_argument, NULL, 'd' },
+		{ "db", required_argument, NULL, 'D' },
 		{ "host", required_argument, NULL, 'H' },
 		{ "tls-cert", required_argument, NULL, 'c' },
 		{ "tls-key", required_argument, NULL, 'k' },
@@ -228,7 +270,7 @@ static int server_init(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *dir = NULL, *tls_cert = NULL, *tls_key = NULL;
+	const char *dir = NULL, *tls_cert = NULL, *tls_key = NULL, *db = NULL;
 	const char *hosts[HOSTS_MAX];
 	size_t n_hosts = 0;
 	int force = 0, c;
@@ -245,6 +287,7 @@ static int server_init(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'd': dir = optarg; break;
+		case 'D': db = optarg; break;
 		case 'H':
 			if (n_hosts == HOSTS_MAX)
 				return cli_usage("server init", "at most %d --host",
@@ -271,9 +314,10 @@ static int server_init(int argc, char **argv)
 		return cli_usage("server init", "--host only applies to the "
 				 "self-signed certificate, not to --tls-cert");
 	if (!cli_path_in(crt_path, sizeof(crt_path), dir, "server.crt") ||
-	    !cli_path_in(key_path, sizeof(key_path), dir, "server.key") ||
-	    !cli_path_in(db_path, sizeof(db_path), dir, "coffer.db"))
+	    !cli_path_in(key_path, sizeof(key_path), dir, "server.key"))
 		return cli_usage("server init", "--dir is too long");
+	if (pick_db(dir, db, db_path, sizeof(db_path), &err) != CF_OK)
+		return cli_usage("server init", "%s", err.msg);
 	rc = cli_mkdir(dir, 0700, &err);
 	if (rc == CF_OK && chmod(dir, 0700) != 0)
 		rc = cf_error_set(&err, CF_ERR_IO, "cannot make %s private (0700)", dir);
@@ -317,9 +361,11 @@ static int server_init(int argc, char **argv)
 			printf("\n");
 		}
 		printf("  server.key   private key (mode 0600)\n"
-		       "  coffer.db    database, schema version %d\n"
+		       "  %-12s database, schema version %d\n"
 		       "  fingerprint  %s\n"
 		       "clients trust it with --server-ca %s\n",
+		       db == NULL ? "coffer.db" :
+		       strncmp(db, "sqlite:", 7) == 0 ? "(--db)" : "PostgreSQL",
 		       cf_store_schema_version(st), fp, crt_path);
 	}
 	cf_store_free(st);
@@ -330,15 +376,17 @@ static int server_init(int argc, char **argv)
 	return rc == CF_OK ? 0 : cli_fail(&err);
 }
 
-static cf_status open_store(const char *dir, cf_store **st, cf_error *err)
+static cf_status open_store(const char *dir, const char *url, cf_store **st,
+			    cf_error *err)
 {
 	char db[PATH_MAX];
 	cf_status rc;
 
-	if (!cli_path_in(db, sizeof(db), dir, "coffer.db"))
-		return cf_error_set(err, CF_ERR_USAGE, "--dir is too long");
+	if ((rc = pick_db(dir, url, db, sizeof(db), err)) != CF_OK)
+		return rc;
 	rc = cf_store_open(db, 0, st, err);
-	if (rc == CF_ERR_NOT_FOUND)
+	/* A URL is not echoed: the store's sentence names the database. */
+	if (rc == CF_ERR_NOT_FOUND && url == NULL)
 		rc = cf_error_set(err, CF_ERR_NOT_FOUND, "no database at %s; run "
 				  "'coffer server init --dir %s' first", db, dir);
 	return rc;
@@ -348,10 +396,11 @@ static int tenant_add(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "dir", required_argument, NULL, 'd' },
+		{ "db", required_argument, NULL, 'D' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *dir = NULL, *path;
+	const char *dir = NULL, *db = NULL, *path;
 	X509 *root = NULL;
 	cf_trust *trust = NULL;
 	unsigned char *pem = NULL;
@@ -366,6 +415,7 @@ static int tenant_add(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'd': dir = optarg; break;
+		case 'D': db = optarg; break;
 		case 'h': server_usage(stdout); return 0;
 		default: return cli_bad_option("server tenant add");
 		}
@@ -388,7 +438,7 @@ static int tenant_add(int argc, char **argv)
 	if (rc == CF_OK) {
 		memcpy(text, pem, len);
 		text[len] = '\0';
-		rc = open_store(dir, &st, &err);
+		rc = open_store(dir, db, &st, &err);
 	}
 	if (rc == CF_OK) {
 		audit.time = (int64_t)time(NULL);
@@ -422,11 +472,12 @@ static int tenant_ls(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "dir", required_argument, NULL, 'd' },
+		{ "db", required_argument, NULL, 'D' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *dir = NULL;
+	const char *dir = NULL, *db = NULL;
 	int json = 0, c;
 	cf_tenant *rows = NULL;
 	size_t n = 0;
@@ -438,6 +489,7 @@ static int tenant_ls(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'd': dir = optarg; break;
+		case 'D': db = optarg; break;
 		case 'j': json = 1; break;
 		case 'h': server_usage(stdout); return 0;
 		default: return cli_bad_option("server tenant ls");
@@ -445,7 +497,7 @@ static int tenant_ls(int argc, char **argv)
 	}
 	if (dir == NULL || optind != argc)
 		return cli_usage("server tenant ls", "give --dir DIR and nothing else");
-	rc = open_store(dir, &st, &err);
+	rc = open_store(dir, db, &st, &err);
 	if (rc == CF_OK)
 		rc = cf_store_tenant_list(st, &rows, &n, &err);
 	if (rc == CF_OK && json && (list = json_array()) == NULL)
@@ -507,8 +559,8 @@ static int tenant_ls(int argc, char **argv)
 static void tenant_usage(FILE *out)
 {
 	fprintf(out,
-		"usage: coffer server tenant add --dir DIR ROOT.crt\n"
-		"       coffer server tenant ls --dir DIR [--json]\n");
+		"usage: coffer server tenant add --dir DIR [--db URL] ROOT.crt\n"
+		"       coffer server tenant ls --dir DIR [--db URL] [--json]\n");
 }
 
 static int server_tenant(int argc, char **argv)
@@ -526,7 +578,7 @@ static void run_usage(FILE *out)
 {
 	fprintf(out,
 		"usage: coffer server run --dir DIR --listen ADDR:PORT [--listen ...]\n"
-		"                         [--config FILE] [--threads N] [--tls12]\n"
+		"                         [--db URL] [--config FILE] [--threads N] [--tls12]\n"
 		"                         [--max-body BYTES] [--max-header BYTES]\n"
 		"                         [--max-conns N] [--max-conns-per-ip N]\n"
 		"                         [--rate R/s] [--burst N] [--idle-timeout S]\n"
@@ -540,6 +592,13 @@ static void run_usage(FILE *out)
 		"\n"
 		"--listen ADDR:PORT  where to accept (\"127.0.0.1:8443\", \"[::1]:8443\");\n"
 		"                    port 0 picks a free port (see --port-file)\n"
+		"--db URL            the database (default DIR/coffer.db): sqlite:PATH,\n"
+		"                    or postgresql://[USER@]HOST[:PORT]/DBNAME for\n"
+		"                    PostgreSQL, which any number of nodes can share\n"
+		"                    (the libpq environment applies: PGPASSWORD,\n"
+		"                    PGPASSFILE, PGSSLMODE...).  Never logged; a\n"
+		"                    password only via that environment, ~/.pgpass or\n"
+		"                    \"db\" in --config, never on the command line\n"
 		"--config FILE       a JSON object with these option names as keys\n"
 		"                    (\"listen\" may be an array); options given on\n"
 		"                    the command line win\n"
@@ -578,6 +637,7 @@ static int server_run(int argc, char **argv)
 		{ "max-conns", required_argument, NULL, 11 },
 		{ "burst", required_argument, NULL, 12 },
 		{ "request-timeout", required_argument, NULL, 13 },
+		{ "db", required_argument, NULL, 14 },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -599,6 +659,11 @@ static int server_run(int argc, char **argv)
 			config = optarg;
 		if (c == 'l')
 			listens++;
+		if (c == 14 && cf_store_url_has_password(optarg))
+			return cli_usage("server run", "--db holds a password, "
+					 "which the command line shows to every "
+					 "user; give it in PGPASSWORD, ~/.pgpass "
+					 "or \"db\" in --config");
 	}
 	if (optind != argc)
 		return cli_usage("server run", "unexpected argument \"%s\"", argv[optind]);

@@ -182,11 +182,8 @@ cf_status cf_store_open(const char *url, unsigned flags, cf_store **out,
 		return rc;
 	if (strncmp(url, "postgresql://", 13) == 0 ||
 	    strncmp(url, "postgres://", 11) == 0)
-		/* The url is not echoed: it may hold a password. */
-		return cf_error_set(err, CF_ERR_USAGE,
-				    "database url postgresql://...: the "
-				    "PostgreSQL backend is not built in yet; "
-				    "use a SQLite file (sqlite:PATH)");
+		/* The url is never echoed: it may hold a password. */
+		return cf_store_pg_open(url, flags, out, err);
 	if (strncmp(url, "sqlite:", 7) == 0)
 		url += 7;
 	if (url[0] == '\0')

@@ -179,6 +179,15 @@ cf_status cf_store_sqlite_open(const char *path, unsigned flags,
 			       cf_store **out, cf_error *err);
 
 /*
+ * The PostgreSQL backend (store_pg.c); url is a libpq connection URI
+ * (postgresql://...), never copied into a message.  Without
+ * CF_STORE_CREATE a database holding no coffer schema is
+ * CF_ERR_NOT_FOUND.
+ */
+cf_status cf_store_pg_open(const char *url, unsigned flags, cf_store **out,
+			   cf_error *err);
+
+/*
  * For tests: EXPLAIN QUERY PLAN of the feed query, one detail line per
  * plan step, into buf.  CF_ERR_USAGE if st is not a SQLite store.
  */

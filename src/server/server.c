@@ -123,6 +123,7 @@ void srv_config_defaults(srv_config *c)
 void srv_config_clear(srv_config *c)
 {
 	free(c->dir);
+	free(c->db);
 	for (size_t i = 0; i < c->n_listen; i++)
 		free(c->listen[i]);
 	free(c->port_file);
@@ -181,6 +182,8 @@ cf_status srv_config_set(srv_config *c, const char *key, const char *value,
 
 	if (strcmp(key, "dir") == 0)
 		return set_string(&c->dir, value, err);
+	if (strcmp(key, "db") == 0)
+		return set_string(&c->db, value, err);
 	if (strcmp(key, "port-file") == 0)
 		return set_string(&c->port_file, value, err);
 	if (strcmp(key, "listen") == 0) {
@@ -702,7 +705,8 @@ cf_status srv_run(const srv_config *cin, cf_error *err)
 	struct event *sig_ev[3] = { NULL, NULL, NULL };
 	struct event *refresh = NULL;
 	struct timeval every = { REFRESH_S, 0 };
-	char db[PATH_MAX];
+	char path[PATH_MAX];
+	const char *db = path;
 	SSL_CTX *ctx = NULL;
 	unsigned short port = 0;
 	size_t started = 0;
@@ -719,8 +723,11 @@ cf_status srv_run(const srv_config *cin, cf_error *err)
 	json_set_alloc_funcs(malloc, free);
 	if (c.dir == NULL || c.n_listen == 0)
 		return cf_error_set(err, CF_ERR_USAGE, "--dir and --listen are required");
-	if (snprintf(db, sizeof(db), "%s/coffer.db", c.dir) >= (int)sizeof(db))
+	if (snprintf(path, sizeof(path), "%s/coffer.db", c.dir) >=
+	    (int)sizeof(path))
 		return cf_error_set(err, CF_ERR_USAGE, "--dir is too long");
+	if (c.db != NULL)
+		db = c.db;
 	c.max_conns = raise_fd_limit(&c);
 	if (c.threads == 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -731,7 +738,9 @@ cf_status srv_run(const srv_config *cin, cf_error *err)
 	if (evthread_use_pthreads() != 0)
 		return cf_error_set(err, CF_ERR_CRYPTO, "libevent has no thread support");
 	rc = cf_store_open(db, 0, &m.store, err);
-	if (rc == CF_ERR_NOT_FOUND)
+	/* A URL is never echoed (it may hold a password): the store's own
+	 * sentence names the database. */
+	if (rc == CF_ERR_NOT_FOUND && c.db == NULL)
 		rc = cf_error_set(err, CF_ERR_NOT_FOUND, "no database at %s; run "
 				  "'coffer server init --dir %s' first", db, c.dir);
 	if (rc == CF_OK)
@@ -779,7 +788,9 @@ cf_status srv_run(const srv_config *cin, cf_error *err)
 		srv_log(SRV_LOG_INFO, "serving %zu tenant(s) from %s; max body %zu, "
 			"max header %zu, %u conns per address, %g req/s "
 			"unauthenticated, idle %u s, request %u s",
-			srv_auth_tenant_count(), db, c.max_body_bytes,
+			srv_auth_tenant_count(), c.db == NULL ? path :
+			strncmp(c.db, "sqlite:", 7) == 0 ? c.db + 7 :
+			"PostgreSQL", c.max_body_bytes,
 			c.max_header_bytes, c.max_conns_per_ip, c.rate_per_s,
 			c.idle_timeout_s, c.request_timeout_s);
 		event_base_dispatch(m.base);

@@ -22,6 +22,8 @@ enum srv_log_level { SRV_LOG_DEBUG, SRV_LOG_INFO, SRV_LOG_WARN, SRV_LOG_ERROR };
 /* All strings are owned (malloc'ed) and released by srv_config_clear. */
 typedef struct srv_config {
 	char *dir;                     /* holds server.crt, server.key, coffer.db */
+	char *db;                      /* --db URL (sqlite:PATH, postgresql://...);
+	                                * NULL: DIR/coffer.db.  Never logged. */
 	char *listen[SRV_LISTEN_MAX];  /* "127.0.0.1:8443", "[::1]:8443" */
 	size_t n_listen;
 	unsigned threads;              /* 0: one per CPU */

@@ -118,10 +118,13 @@ static cf_status post(cf_store *st, const char *id, const char *sender,
 	unsigned char der[4][48];
 	cf_audit_entry a = audit_of("cmd.send", sender);
 
+	/* The id's tail names the envelope; a malformed id is shorter. */
+	const char *tail = strlen(id) > 24 ? id + 24 : id;
+
 	assert_true(n <= 4);
 	for (size_t i = 0; i < n; i++) {
 		int w = snprintf((char *)der[i], sizeof(der[i]), "cmd %.8s to %c",
-				 id + 24, recipients[i][0]);
+				 tail, recipients[i][0]);
 
 		snprintf(envs[i].recipient, sizeof(envs[i].recipient), "%s",
 			 recipients[i]);
