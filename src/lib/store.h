@@ -9,7 +9,8 @@
  * assigns seq, prev and hash inside that transaction.
  *
  * Backends: "sqlite:PATH" or a plain PATH (the embedded default; WAL, one
- * file), later "postgresql://..." (store_pg.c).  Callers never see SQL.
+ * file), or "postgres://..." / "postgresql://..." (store_pg.c, libpq; the
+ * libpq environment applies).  Callers never see SQL.
  *
  * What is stored is what the server may see: certificates, CRLs, token
  * hashes and constraints, token secrets only as envelopes to their
