@@ -27,11 +27,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "command.h"
 #include "config.h"
 #include "policy.h"
 
 enum section { SEC_NONE, SEC_SERVER, SEC_AGENT, SEC_FILE, SEC_TEMPLATE,
-	       SEC_GROUP };
+	       SEC_GROUP, SEC_ACTION };
 
 #define MAX_KEYS 9
 
@@ -46,6 +47,7 @@ static const char *const section_keys[][MAX_KEYS + 1] = {
 			   "restart", "on_change", "wait", "max_stale", NULL },
 	[SEC_GROUP] = { "sinks", "reload", "restart", "on_change", "wait",
 			NULL },
+	[SEC_ACTION] = { "run", "timeout", "args", NULL },
 };
 
 /* The members of a [group], as written, until the file is read. */
@@ -70,6 +72,8 @@ struct parser {
 };
 
 static cf_status nomem(struct parser *p);
+static cf_status set_action_key(struct parser *p, const char *key,
+				const char *value);
 
 __attribute__((format(printf, 3, 4)))
 static cf_status fail_at(struct parser *p, int line, const char *fmt, ...)
@@ -414,8 +418,8 @@ static cf_status set_key(struct parser *p, const char *key, const char *value)
 
 	if (p->section == SEC_NONE)
 		return fail_at(p, p->line, "\"%.64s = ...\" comes before any "
-			       "section; put it under [server], [agent], [file NAME] "
-			       "or [template PATH]", key);
+			       "section; put it under [server], [agent], [file NAME], "
+			       "[template PATH], [group NAME] or [action NAME]", key);
 	for (k = 0; keys[k] != NULL; k++)
 		if (strcmp(keys[k], key) == 0)
 			break;
@@ -534,6 +538,8 @@ static cf_status set_key(struct parser *p, const char *key, const char *value)
 			return parse_on_change(p, value, &g->on_change);
 		return parse_wait(p, value, &g->wait_min_ms, &g->wait_max_ms);
 	}
+	case SEC_ACTION:
+		return set_action_key(p, key, value);
 	case SEC_NONE:
 		break;
 	}
@@ -600,6 +606,12 @@ static cf_status end_section(struct parser *p)
 		return settle_on_change(p, &sink->on_change, sink->reload,
 					sink->restart);
 	}
+	case SEC_ACTION:
+		if (p->cfg->actions[p->cfg->n_actions - 1].run == NULL)
+			return fail_at(p, p->section_line, "%.200s has no run; add "
+				       "run = /absolute/program ARGS... (the command "
+				       "it runs, without a shell)", p->header);
+		break;
 	case SEC_AGENT:
 	case SEC_NONE:
 		break;
@@ -735,6 +747,312 @@ static cf_status resolve_groups(struct parser *p)
 	return CF_OK;
 }
 
+/* ---------------------------------------------------------- actions */
+
+/*
+ * The parenthesis that would close the "^(" we wrap a pattern in: glibc
+ * takes an unmatched ')' of an extended regex as a literal, so "a)|.*"
+ * compiles, alone and wrapped, but wrapped it reads "^(a)|.*)$", whose
+ * second branch is not anchored at the start.  Refused instead: 0 when
+ * every ')' outside brackets and escapes closes a '(' of the pattern.
+ * Only called on a pattern that compiles, so brackets are well formed.
+ */
+static int unmatched_close(const char *re)
+{
+	size_t depth = 0;
+
+	for (size_t i = 0; re[i] != '\0'; i++) {
+		if (re[i] == '\\' && re[i + 1] != '\0') {
+			i++;
+		} else if (re[i] == '[') {
+			i++;
+			if (re[i] == '^')
+				i++;
+			if (re[i] == ']')
+				i++;        /* a leading ']' is a member */
+			while (re[i] != '\0' && re[i] != ']') {
+				/* [:class:], [.coll.], [=equiv=] hold no ']' end */
+				if (re[i] == '[' && (re[i + 1] == ':' ||
+				    re[i + 1] == '.' || re[i + 1] == '=')) {
+					char kind = re[i + 1];
+
+					for (i += 2; re[i] != '\0' &&
+					     !(re[i] == kind && re[i + 1] == ']'); i++)
+						;
+					if (re[i] == '\0')
+						return 1;
+					i++;
+				}
+				i++;
+			}
+			if (re[i] == '\0')
+				return 1;
+		} else if (re[i] == '(') {
+			depth++;
+		} else if (re[i] == ')') {
+			if (depth == 0)
+				return 1;
+			depth--;
+		}
+	}
+	return 0;
+}
+
+/* Longest args pattern, and the most its compiled form may grow. */
+#define ARGS_PATTERN_MAX 256u
+#define ARGS_PATTERN_COST_MAX 4096.0
+#define ARGS_PATTERN_DEPTH_MAX 32
+
+/*
+ * An estimate, from above, of the nodes glibc's regcomp builds for a
+ * sequence of re at *pos (up to the ')' closing a group, or the end): it
+ * copies
+ * the tree under '+' once more and under an interval {m,n} up to
+ * max(m,n) times, so repetitions nested in each other or stacked one
+ * after another multiply ("((a+)+)+..." doubles per '+', "(a{99}){99}"
+ * is ten thousand copies) and a short pattern could take gigabytes.
+ * Sequences and alternatives add.  Brackets and escapes are one atom;
+ * the pattern need not be valid yet (this runs before regcomp).
+ */
+static double pattern_cost(const char *re, size_t *pos, int depth)
+{
+	double total = 0, last = 0;
+
+	if (depth > ARGS_PATTERN_DEPTH_MAX)
+		return ARGS_PATTERN_COST_MAX * 2;
+	/* At the top, a ')' that closes nothing is a literal (glibc). */
+	while (re[*pos] != '\0' && (re[*pos] != ')' || depth == 0)) {
+		char c = re[(*pos)++];
+		double factor = 0;
+
+		if (c == '(') {
+			last = pattern_cost(re, pos, depth + 1);
+			if (re[*pos] == ')')
+				(*pos)++;
+			total += last;
+		} else if (c == '\\') {
+			if (re[*pos] != '\0')
+				(*pos)++;
+			total += last = 1;
+		} else if (c == '[') {
+			/* A leading ']' is a member; [:class:] ends in ":]". */
+			if (re[*pos] == '^')
+				(*pos)++;
+			if (re[*pos] == ']')
+				(*pos)++;
+			while (re[*pos] != '\0' && re[*pos] != ']') {
+				if (re[*pos] == '[' && re[*pos + 1] == ':') {
+					const char *end = strstr(re + *pos + 2, ":]");
+
+					*pos = end != NULL ? (size_t)(end - re) + 1 :
+					       strlen(re);
+				}
+				if (re[*pos] != '\0')
+					(*pos)++;
+			}
+			if (re[*pos] == ']')
+				(*pos)++;
+			total += last = 1;
+		} else if (c == '+') {
+			factor = 2;
+		} else if (c == '{') {
+			unsigned long most = 0, n = 0;
+
+			for (; re[*pos] >= '0' && re[*pos] <= '9'; (*pos)++)
+				n = n < 100000 ? n * 10 + (unsigned long)(re[*pos] - '0') : n;
+			most = n;
+			if (re[*pos] == ',')
+				for (n = 0, (*pos)++; re[*pos] >= '0' &&
+				     re[*pos] <= '9'; (*pos)++)
+					n = n < 100000 ? n * 10 +
+					    (unsigned long)(re[*pos] - '0') : n;
+			if (re[*pos] == '}')
+				(*pos)++;
+			factor = (double)(n > most ? n : most) + 1;
+		} else if (c == '|' || c == '*' || c == '?' || c == '^' ||
+			   c == '$') {
+			total += 1;
+		} else {
+			total += last = 1;
+		}
+		if (factor > 0) {
+			/* The repetition applies to the last atom. */
+			total += last * (factor - 1) + 1;
+			last *= factor;
+		}
+		if (total > ARGS_PATTERN_COST_MAX * 2)
+			return total;
+	}
+	return total;
+}
+
+/* args = none | any | REGEX. */
+static cf_status parse_args(struct parser *p, ag_action *a, const char *value)
+{
+	char *wrapped = NULL;
+	regex_t alone;
+	size_t len, pos;
+	double cost;
+	int rc;
+
+	if (strcmp(value, "none") == 0) {
+		a->args = AG_ARGS_NONE;
+		return CF_OK;
+	}
+	if (strcmp(value, "any") == 0) {
+		a->args = AG_ARGS_ANY;
+		return CF_OK;
+	}
+	if (strlen(value) > ARGS_PATTERN_MAX)
+		return fail_at(p, p->line, "args: the pattern is longer than %u "
+			       "bytes; an argument pattern is short, e.g. args = "
+			       "[a-z0-9-]+", ARGS_PATTERN_MAX);
+	pos = 0;
+	cost = pattern_cost(value, &pos, 0);
+	if (cost > ARGS_PATTERN_COST_MAX)
+		return fail_at(p, p->line, "args: \"%.200s\" repeats "
+			       "repetitions ('+' and {m,n} inside each other or "
+			       "one after another) so much that compiling it "
+			       "would take too much memory; simplify it",
+			       value);
+	rc = regcomp(&alone, value, REG_EXTENDED | REG_NOSUB);
+	if (rc == REG_ESPACE)
+		return nomem(p);
+	if (rc != 0) {
+		char why[160];
+
+		regerror(rc, &alone, why, sizeof(why));
+		return fail_at(p, p->line, "args: \"%.200s\" is not a POSIX "
+			       "extended regular expression (%s); write none, any, "
+			       "or a pattern each argument must match in full, e.g. "
+			       "args = [a-z0-9-]+", value, why);
+	}
+	regfree(&alone);
+	if (unmatched_close(value))
+		return fail_at(p, p->line, "args: \"%.200s\" has a ')' that "
+			       "closes no '(' of the pattern, which would undo "
+			       "its anchoring; write \\) for a literal "
+			       "parenthesis", value);
+	len = strlen(value);
+	wrapped = malloc(len + 5);
+	a->args_re = calloc(1, sizeof(*a->args_re));
+	a->args_text = strdup(value);
+	if (wrapped == NULL || a->args_re == NULL || a->args_text == NULL) {
+		free(wrapped);
+		return nomem(p);
+	}
+	snprintf(wrapped, len + 5, "^(%s)$", value);
+	rc = regcomp(a->args_re, wrapped, REG_EXTENDED | REG_NOSUB);
+	free(wrapped);
+	if (rc != 0) {
+		free(a->args_re);
+		a->args_re = NULL;
+		return rc == REG_ESPACE ? nomem(p) :
+		       fail_at(p, p->line, "args: \"%.200s\" does not compile "
+			       "as a whole-argument pattern; simplify it", value);
+	}
+	a->args = AG_ARGS_REGEX;
+	return CF_OK;
+}
+
+static cf_status set_action_key(struct parser *p, const char *key,
+				const char *value)
+{
+	ag_action *a = &p->cfg->actions[p->cfg->n_actions - 1];
+	long ms = 0;
+
+	if (strcmp(key, "run") == 0)
+		return parse_command(p, key, value, &a->run, &a->run_text);
+	if (strcmp(key, "args") == 0)
+		return parse_args(p, a, value);
+	if (duration_ms(value, strlen(value), &ms) != 0 || ms < 1000 ||
+	    ms > AG_ACTION_TIMEOUT_MAX_MS)
+		return fail_at(p, p->line, "timeout must be a duration from 1s "
+			       "to 1h such as 30s, 5m or 1h, not \"%.64s\"", value);
+	a->timeout_ms = ms;
+	return CF_OK;
+}
+
+static cf_status new_action(struct parser *p, const char *name)
+{
+	ag_config *cfg = p->cfg;
+	cf_error inner = { 0 };
+	ag_action *a;
+
+	if (*name == '\0')
+		return fail_at(p, p->line, "[action] needs a name; write e.g. "
+			       "[action restart-app]");
+	if (cf_action_name_check(name, &inner) != CF_OK)
+		return fail_at(p, p->line, "[action %.64s]: %s; write e.g. "
+			       "[action restart-app]", name, inner.msg);
+	if (strcmp(name, "status") == 0 || strcmp(name, "refresh") == 0)
+		return fail_at(p, p->line, "[action %s]: %s is built in (%s) "
+			       "and cannot be configured; give this action "
+			       "another name", name, name, name[0] == 's' ?
+			       "the agent's status report" : "sync now");
+	for (size_t i = 0; i < cfg->n_actions; i++)
+		if (strcmp(cfg->actions[i].name, name) == 0)
+			return fail_at(p, p->line, "[action %s] appears twice "
+				       "(first at line %d); keep one", name,
+				       cfg->actions[i].line);
+	if (cfg->n_actions >= AG_CONFIG_MAX_ACTIONS)
+		return cf_error_set(p->err, CF_ERR_TOO_LARGE, "%s:%d: more than "
+				    "%u [action] sections", p->what, p->line,
+				    AG_CONFIG_MAX_ACTIONS);
+	if ((cfg->n_actions & (cfg->n_actions - 1)) == 0) {
+		size_t cap = cfg->n_actions < 4 ? 4 : cfg->n_actions * 2;
+		ag_action *bigger = realloc(cfg->actions, cap * sizeof(*bigger));
+
+		if (bigger == NULL)
+			return nomem(p);
+		cfg->actions = bigger;
+	}
+	a = &cfg->actions[cfg->n_actions++];
+	memset(a, 0, sizeof(*a));
+	a->timeout_ms = AG_ACTION_TIMEOUT_DEFAULT_MS;
+	a->args = AG_ARGS_NONE;
+	a->line = p->line;
+	a->name = strdup(name);
+	if (a->name == NULL)
+		return nomem(p);
+	p->section = SEC_ACTION;
+	snprintf(p->header, sizeof(p->header), "[action %s]", name);
+	return CF_OK;
+}
+
+const ag_action *ag_config_action(const ag_config *cfg, const char *name)
+{
+	for (size_t i = 0; cfg != NULL && i < cfg->n_actions; i++)
+		if (strcmp(cfg->actions[i].name, name) == 0)
+			return &cfg->actions[i];
+	return NULL;
+}
+
+cf_status ag_action_args_check(const ag_action *action, char *const *args,
+			       size_t n, cf_error *err)
+{
+	if (n == 0 || action->args == AG_ARGS_ANY)
+		return CF_OK;
+	if (action->args == AG_ARGS_NONE)
+		return cf_error_set(err, CF_ERR_PERMISSION, "action %s takes no "
+				    "arguments (args = none in its [action] "
+				    "section) and %zu were given", action->name, n);
+	for (size_t i = 0; i < n; i++) {
+		int rc = regexec(action->args_re, args[i], 0, NULL, 0);
+
+		if (rc == REG_NOMATCH)
+			return cf_error_set(err, CF_ERR_PERMISSION, "argument %zu of "
+					    "action %s does not match its args "
+					    "pattern %.200s in full", i + 1,
+					    action->name, action->args_text);
+		if (rc != 0)
+			return cf_error_set(err, CF_ERR_NOMEM, "action %s: "
+					    "matching argument %zu failed (out of "
+					    "memory)", action->name, i + 1);
+	}
+	return CF_OK;
+}
+
 static cf_status start_section(struct parser *p, char *inner)
 {
 	char *arg = inner;
@@ -801,10 +1119,12 @@ static cf_status start_section(struct parser *p, char *inner)
 	}
 	if (word == 5 && strncmp(inner, "group", 5) == 0)
 		return new_group(p, arg);
+	if (word == 6 && strncmp(inner, "action", 6) == 0)
+		return new_action(p, arg);
 	inner[word] = '\0';
 	return fail_at(p, p->line, "unknown section [%.64s]; the sections are "
-		       "[server], [agent], [file NAME], [template PATH] and "
-		       "[group NAME]", inner);
+		       "[server], [agent], [file NAME], [template PATH], "
+		       "[group NAME] and [action NAME]", inner);
 }
 
 /* One line (NUL-terminated, without its end of line). */
@@ -1089,6 +1409,18 @@ void ag_config_free(ag_config *cfg)
 		ag_argv_free(g->restart);
 		free(g->restart_text);
 	}
+	for (size_t i = 0; i < cfg->n_actions; i++) {
+		ag_action *a = &cfg->actions[i];
+
+		free(a->name);
+		ag_argv_free(a->run);
+		free(a->run_text);
+		free(a->args_text);
+		if (a->args_re != NULL)
+			regfree(a->args_re);
+		free(a->args_re);
+	}
+	free(cfg->actions);
 	free(cfg->groups);
 	free(cfg->sinks);
 	free(cfg->path);

@@ -31,6 +31,11 @@
  *   wait = 2s:10s
  *   reload = /usr/bin/systemctl reload app
  *
+ *   [action restart-app]         what an operator may run (docs/COMMANDS.md)
+ *   run = /usr/bin/systemctl restart app
+ *   timeout = 30s                default 30s, at most 1h
+ *   args = none                  none | any | REGEX each argument matches
+ *
  * The file is outside input: every line is bounded, every key known,
  * every value checked, and a refusal names the file and the line.  The
  * parsed configuration holds no secret.
@@ -38,6 +43,7 @@
 #ifndef CF_AGENT_CONFIG_H
 #define CF_AGENT_CONFIG_H
 
+#include <regex.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -103,6 +109,35 @@ typedef struct ag_group {
 	int line;
 } ag_group;
 
+/* [action NAME] args =: what an operator may append to run. */
+typedef enum ag_args_policy {
+	AG_ARGS_NONE = 0,       /* nothing (the default) */
+	AG_ARGS_ANY,            /* any arguments */
+	AG_ARGS_REGEX,          /* each argument matches the pattern in full */
+} ag_args_policy;
+
+/* Most [action] sections; the default and longest timeout of one. */
+#define AG_CONFIG_MAX_ACTIONS 1000u
+#define AG_ACTION_TIMEOUT_DEFAULT_MS (30L * 1000)
+#define AG_ACTION_TIMEOUT_MAX_MS (3600L * 1000)
+
+/*
+ * [action NAME]: a command an operator may have the agent run
+ * (docs/COMMANDS.md).  NAME per cf_action_name_check; "status" and
+ * "refresh" are built in and cannot be configured.
+ */
+typedef struct ag_action {
+	char *name;
+	char **run;             /* argv (NULL-terminated), as reload = */
+	char *run_text;         /* the line as written, for logs */
+	long timeout_ms;        /* 1 s .. 1 h, default 30 s */
+	ag_args_policy args;
+	char *args_text;        /* REGEX: the pattern as written */
+	regex_t *args_re;       /* REGEX: "^(" pattern ")$", REG_EXTENDED |
+				   REG_NOSUB */
+	int line;               /* line of the section header */
+} ag_action;
+
 typedef struct ag_config {
 	char *path;             /* the file it was read from */
 	char *server_url;       /* [server] url (https://...) */
@@ -116,6 +151,8 @@ typedef struct ag_config {
 	size_t n_sinks;
 	ag_group *groups;
 	size_t n_groups;
+	ag_action *actions;
+	size_t n_actions;
 } ag_config;
 
 /*
@@ -135,6 +172,19 @@ cf_status ag_config_parse(const char *text, size_t len, const char *what,
 			  ag_config **out, cf_error *err);
 
 void ag_config_free(ag_config *cfg);
+
+/* The [action NAME] of cfg, or NULL when there is none. */
+const ag_action *ag_config_action(const ag_config *cfg, const char *name);
+
+/*
+ * May the n operator arguments args be appended to action's run line?
+ * args = none: only when n is 0; any: always; REGEX: when each one
+ * matches the pattern in full.  Refusal: CF_ERR_PERMISSION (the
+ * configuration does not permit them; CF_ERR_NOMEM aside) with a sentence
+ * that names the action and the argument's position, never its value.
+ */
+cf_status ag_action_args_check(const ag_action *action, char *const *args,
+			       size_t n, cf_error *err);
 
 /*
  * Reads a whole configuration file or template source of at most max

@@ -122,7 +122,7 @@ cf_status ag_runtime_new(const char *state_dir, const char *server_url,
 			root, state_dir);
 		goto out;
 	}
-	rc = cli_load_cert(cert_path, &rt->cert, NULL, err);
+	rc = cli_load_cert(cert_path, &rt->cert, &rt->chain, err);
 	if (rc == CF_OK)
 		rc = cli_load_key(key_path, &nopass, &rt->key, err);
 	if (rc == CF_OK)
@@ -171,6 +171,16 @@ cf_status ag_runtime_new(const char *state_dir, const char *server_url,
 	set.server_ca = strcmp(server_ca, "system") == 0 ? NULL : server_ca;
 	set.cert = cert_path;
 	set.key = key_path;
+	/* Kept for the client that posts commands' answers. */
+	rt->server_url = OPENSSL_strdup(set.server);
+	rt->server_ca = set.server_ca ? OPENSSL_strdup(set.server_ca) : NULL;
+	rt->cert_path = OPENSSL_strdup(cert_path);
+	rt->key_path = OPENSSL_strdup(key_path);
+	if (rt->server_url == NULL || rt->cert_path == NULL ||
+	    rt->key_path == NULL || (set.server_ca && rt->server_ca == NULL)) {
+		rc = cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+		goto out;
+	}
 	rc = cli_client_new(&set, CLI_NEED_IDENTITY, &rt->client, err);
 	if (rc != CF_OK)
 		goto out;
@@ -198,11 +208,19 @@ void ag_runtime_free(ag_runtime *rt)
 {
 	if (rt == NULL)
 		return;
+	/* First: its worker may be posting with cmd_client. */
+	ag_commands_free(rt->commands);
+	cli_client_free(rt->cmd_client);
+	OPENSSL_free(rt->server_url);
+	OPENSSL_free(rt->server_ca);
+	OPENSSL_free(rt->cert_path);
+	OPENSSL_free(rt->key_path);
 	ag_runtime_clear_changes(rt);
 	OPENSSL_free(rt->changed);
 	ag_status_free(rt->status);
 	cli_client_free(rt->client);
 	X509_free(rt->cert);
+	sk_X509_pop_free(rt->chain, X509_free);
 	EVP_PKEY_free(rt->key);
 	X509_free(rt->root);
 	X509_CRL_free(rt->crl);
@@ -460,8 +478,15 @@ cf_status ag_fetch(ag_runtime *rt, long wait_s, int *more, cf_error *err)
 	*more = 0;
 	if (rt->client == NULL)
 		return cf_error_set(err, CF_ERR_USAGE, "no server to fetch from");
-	snprintf(path, sizeof(path), "/v1/agent/secrets?since=%lld&wait=%ld&limit=%d",
-		 (long long)mine, wait_s, FEED_LIMIT);
+	if (rt->commands != NULL)
+		snprintf(path, sizeof(path), "/v1/agent/secrets?since=%lld&"
+			 "commands=%lld&wait=%ld&limit=%d", (long long)mine,
+			 (long long)ag_commands_cursor(rt->commands), wait_s,
+			 FEED_LIMIT);
+	else
+		snprintf(path, sizeof(path), "/v1/agent/secrets?since=%lld&"
+			 "wait=%ld&limit=%d", (long long)mine, wait_s,
+			 FEED_LIMIT);
 	cli_client_set_timeout(rt->client, wait_s + FEED_SLACK_S);
 	rc = cli_client_call(rt->client, "GET", path, NULL, &resp, err);
 	/* CF_ERR_TIMEOUT: our own signal cut the long poll short. */
@@ -485,7 +510,8 @@ cf_status ag_fetch(ag_runtime *rt, long wait_s, int *more, cf_error *err)
 	 * organisation pushed since our last look counts (a server cannot
 	 * hold the CRL back for long: it is fetched at most this far apart).
 	 */
-	if (json_array_size(list) > 0 &&
+	if ((json_array_size(list) > 0 ||
+	     json_array_size(json_object_get(resp, "commands")) > 0) &&
 	    time(NULL) - rt->crl_checked >= CRL_BEFORE_ACCEPT_S) {
 		rc = ag_refresh_crl(rt, err);
 		if (rc != CF_OK)
@@ -493,6 +519,12 @@ cf_status ag_fetch(ag_runtime *rt, long wait_s, int *more, cf_error *err)
 	}
 	json_array_foreach(list, i, item) {
 		rc = take_entry(rt, item, &bytes, err);
+		if (rc != CF_OK)
+			goto out;
+	}
+	/* Commands, once the secrets are in (a refresh sees them). */
+	if (rt->commands != NULL) {
+		rc = ag_commands_take(rt->commands, resp, rt->trust, err);
 		if (rc != CF_OK)
 			goto out;
 	}
@@ -555,4 +587,71 @@ cf_status ag_open_cached(ag_runtime *rt, const char *name, cf_record **out,
 				      name, have, out, NULL, err);
 	OPENSSL_free(der);
 	return rc;
+}
+
+/* ---------------------------------------------------------- commands */
+
+/* Seconds one POST of an answer may take. */
+#define ANSWER_TIMEOUT_S 30L
+
+/*
+ * POST /v1/commands/ID/result (ag_cmd_post_fn), on the client made for
+ * it: called only from the thread that runs commands.
+ */
+static cf_status post_result(void *arg, const char *id,
+			     const unsigned char *der, size_t len,
+			     cf_error *err)
+{
+	ag_runtime *rt = arg;
+	char path[96];
+	json_t *body = NULL, *resp = NULL, *b64;
+	cf_status rc;
+
+	if (!cf_command_id_valid(id))
+		return cf_error_set(err, CF_ERR_USAGE, "not a command id");
+	snprintf(path, sizeof(path), "/v1/commands/%s/result", id);
+	b64 = cli_b64_json(der, len);
+	body = b64 != NULL ? json_pack("{s:o}", "envelope", b64) : NULL;
+	if (body == NULL)
+		return cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+	cli_client_set_timeout(rt->cmd_client, ANSWER_TIMEOUT_S);
+	rc = cli_client_call(rt->cmd_client, "POST", path, body, &resp, err);
+	json_decref(resp);
+	json_decref(body);
+	return rc;
+}
+
+cf_status ag_runtime_commands(ag_runtime *rt, const ag_config *cfg,
+			      const char *config_path,
+			      volatile sig_atomic_t *stop, int threaded,
+			      cf_error *err)
+{
+	char *status_argv[] = { "/proc/self/exe", "agent", "status",
+				"--state-dir", (char *)ag_state_dir(rt->st),
+				"--config", (char *)config_path, NULL };
+	cli_settings set = { 0 };
+	ag_cmd_setup setup = { 0 };
+	cf_status rc;
+
+	if (rt->client == NULL || rt->commands != NULL)
+		return cf_error_set(err, CF_ERR_USAGE, "commands need a server "
+				    "and are taken once");
+	set.server = rt->server_url;
+	set.server_ca = rt->server_ca;
+	set.cert = rt->cert_path;
+	set.key = rt->key_path;
+	rc = cli_client_new(&set, CLI_NEED_IDENTITY, &rt->cmd_client, err);
+	if (rc != CF_OK)
+		return rc;
+	cli_client_set_abort(rt->cmd_client, stop);
+	setup.state_dir = ag_state_dir(rt->st);
+	setup.cert = rt->cert;
+	setup.chain = rt->chain;
+	setup.key = rt->key;
+	setup.post = post_result;
+	setup.post_arg = rt;
+	setup.status_argv = status_argv;
+	setup.stop = stop;
+	setup.threaded = threaded;
+	return ag_commands_new(&setup, cfg, &rt->commands, err);
 }

@@ -11,6 +11,11 @@
  *            every file as it is
  *   SIGHUP   re-read the config (a bad one is logged and the old one
  *            kept) and re-apply every sink; SIGTERM/SIGINT: exit 0
+ *   commands operators' commands come with the feed (command.h): they
+ *            are checked here, on the main thread, and run on a worker
+ *            thread (agent run) or before exiting (agent once); the
+ *            refresh built-in is a sync of this loop, done right after
+ *            the fetch that brought it
  *
  * The loop sleeps in the long poll (the server holds the request until a
  * change or `wait` seconds), so an idle agent uses no CPU.
@@ -209,9 +214,10 @@ static int parse_run(const char *cmd, int argc, char **argv,
 	return -1;
 }
 
-/* Config and runtime, the common start of run and once. */
-static cf_status start(const struct run_opts *o, ag_config **cfg,
-		       ag_runtime **rt, cf_error *err)
+/* Config and runtime, the common start of run and once (threaded:
+ * commands run on a worker thread). */
+static cf_status start(const struct run_opts *o, int threaded,
+		       ag_config **cfg, ag_runtime **rt, cf_error *err)
 {
 	cf_status rc;
 
@@ -231,7 +237,71 @@ static cf_status start(const struct run_opts *o, ag_config **cfg,
 		ag_status_carry((*rt)->status, o->state_dir);
 		ag_report(*rt);
 	}
+	if (rc == CF_OK)
+		rc = ag_runtime_commands(*rt, *cfg, o->config, &got_stop,
+					 threaded, err);
 	return rc;
+}
+
+/*
+ * The refresh built-in's summary (its answer's stdout): what the fetch
+ * brought and what the sinks are now.  Returns its exit code: 0 when
+ * the server answered and every sink is up to date, else 1.
+ */
+static int refresh_summary(char *buf, size_t size, cf_status fetched,
+			   const cf_error *err, size_t accepted,
+			   size_t n_sinks, size_t written, size_t stale)
+{
+	if (fetched == CF_OK)
+		snprintf(buf, size, "refresh: the server answered; %zu new "
+			 "version(s) accepted\nsinks: %zu configured, %zu "
+			 "rewritten, %zu not up to date\n", accepted, n_sinks,
+			 written, stale);
+	else
+		snprintf(buf, size, "refresh: the server could not be asked "
+			 "(%s); the versions this agent has were applied\n"
+			 "sinks: %zu configured, %zu rewritten, %zu not up to "
+			 "date\n", err->msg, n_sinks, written, stale);
+	return fetched == CF_OK && stale == 0 ? 0 : 1;
+}
+
+/*
+ * agent once: the refresh built-in as ag_apply does it (every sink,
+ * then the commands of those rewritten), counting what was rewritten.
+ */
+static void once_refresh(ag_runtime *rt, const ag_config *cfg)
+{
+	unsigned char *changed = NULL, *failed = NULL;
+	size_t accepted, written = 0, stale = 0;
+	cf_error err = { 0 };
+	char summary[CF_ERROR_MAX + 256];
+	cf_status rc;
+
+	rc = ag_refresh_crl(rt, &err);
+	if (rc == CF_OK)
+		rc = ag_fetch_all(rt, &err);
+	accepted = rt->n_changed;
+	ag_runtime_clear_changes(rt);
+	if (cfg->n_sinks > 0) {
+		changed = OPENSSL_zalloc(cfg->n_sinks);
+		failed = OPENSSL_zalloc(cfg->n_sinks);
+	}
+	if (cfg->n_sinks > 0 && (changed == NULL || failed == NULL)) {
+		stale = cfg->n_sinks;
+	} else if (cfg->n_sinks > 0) {
+		stale = ag_apply_sinks(rt, cfg, NULL, changed, NULL);
+		ag_run_commands(cfg, changed, cfg->reload_timeout_s, failed);
+		for (size_t i = 0; i < cfg->n_sinks; i++) {
+			written += changed[i];
+			stale += failed[i];
+		}
+		ag_report(rt);
+	}
+	OPENSSL_free(changed);
+	OPENSSL_free(failed);
+	ag_commands_refresh_done(rt->commands, refresh_summary(summary,
+		sizeof(summary), rc, &err, accepted, cfg->n_sinks, written,
+		stale), summary);
 }
 
 int ag_cmd_once(int argc, char **argv)
@@ -247,7 +317,7 @@ int ag_cmd_once(int argc, char **argv)
 	if (code >= 0)
 		return code;
 	install_signals();
-	rc = start(&o, &cfg, &rt, &err);
+	rc = start(&o, 0, &cfg, &rt, &err);
 	if (rc != CF_OK) {
 		code = cli_fail(&err);
 		goto out;
@@ -273,6 +343,10 @@ int ag_cmd_once(int argc, char **argv)
 		ag_log(AG_LOG_INFO, "all %zu sink(s) are up to date", cfg->n_sinks);
 		code = 0;
 	}
+	/* Commands that came with the feed, before exiting. */
+	if (ag_commands_refresh_wanted(rt->commands) > 0 && !got_stop)
+		once_refresh(rt, cfg);
+	ag_commands_drain(rt->commands);
 	ag_status_stopped(rt->status);
 	ag_report(rt);
 out:
@@ -303,6 +377,7 @@ struct sched {
 	struct unit *sinks, *groups;
 	unsigned char *which, *changed, *using; /* scratch, per sink */
 	unsigned char *rerun;   /* per sink: its command failed, run it again */
+	size_t n_written;       /* files rewritten by the last sched_apply */
 };
 
 static void sched_free(struct sched *sc)
@@ -351,6 +426,9 @@ static void sched_apply(struct sched *sc, ag_runtime *rt, const ag_config *cfg)
 	size_t was = sc->n_failed;
 
 	ag_apply_sinks(rt, cfg, sc->which, sc->changed, failed);
+	sc->n_written = 0;
+	for (size_t i = 0; i < sc->n_sinks; i++)
+		sc->n_written += sc->changed[i];
 	/* A command that failed before runs again, changed file or not. */
 	for (size_t i = 0; i < sc->n_sinks; i++) {
 		if (sc->which[i] && sc->rerun[i])
@@ -569,6 +647,28 @@ static void sched_apply_stale(struct sched *sc, ag_runtime *rt,
 		sched_apply(sc, rt, cfg);
 }
 
+/*
+ * agent run: the refresh built-in, right after the fetch that brought
+ * it: fetch again at once, then every sink brought up to date (and the
+ * commands of those rewritten run), as at a SIGHUP.
+ */
+static void run_refresh(struct sched *sc, ag_runtime *rt, const ag_config *cfg)
+{
+	cf_error err = { 0 };
+	char summary[CF_ERROR_MAX + 256];
+	size_t accepted;
+	cf_status rc;
+
+	ag_log(AG_LOG_INFO, "refresh asked by an operator: syncing now");
+	rc = ag_fetch_all(rt, &err);
+	accepted = rt->n_changed;
+	ag_runtime_clear_changes(rt);
+	sched_apply_all(sc, rt, cfg);
+	ag_commands_refresh_done(rt->commands, refresh_summary(summary,
+		sizeof(summary), rc, &err, accepted, cfg->n_sinks,
+		sc->n_written, sc->n_failed), summary);
+}
+
 /* SIGHUP: the new config if it reads, else the old one (returns 0). */
 static int reload_config(const struct run_opts *o, ag_config **cfg,
 			 struct sched *sc, ag_runtime *rt)
@@ -593,6 +693,7 @@ static int reload_config(const struct run_opts *o, ag_config **cfg,
 				next.rerun[i] = 1;
 	sched_free(sc);
 	*sc = next;
+	ag_commands_set_config(rt->commands, fresh);
 	ag_config_free(*cfg);
 	*cfg = fresh;
 	if (ag_status_config(rt->status, *cfg) != CF_OK)
@@ -617,7 +718,7 @@ int ag_cmd_run(int argc, char **argv)
 	if (code >= 0)
 		return code;
 	install_signals();
-	rc = start(&o, &cfg, &rt, &err);
+	rc = start(&o, 1, &cfg, &rt, &err);
 	if (rc == CF_OK)
 		rc = sched_init(&sc, cfg, &err);
 	if (rc != CF_OK) {
@@ -671,6 +772,8 @@ int ag_cmd_run(int argc, char **argv)
 			sched_changed(&sc, rt, cfg, rt->changed, rt->n_changed);
 			ag_runtime_clear_changes(rt);
 		}
+		if (ag_commands_refresh_wanted(rt->commands) > 0 && !got_stop)
+			run_refresh(&sc, rt, cfg);
 		if (got_stop || got_hup)
 			continue;
 		if (rc != CF_OK) {

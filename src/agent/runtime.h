@@ -9,6 +9,8 @@
  *                      accepted ones cached and their names remembered
  *   ag_open_cached     a cached envelope opened and verified again
  *   ag_apply (apply.c) the sinks brought up to date, reloads run
+ *   ag_runtime_commands  run and once: operators' commands taken from
+ *                      the same feed (inbox.h, docs/COMMANDS.md)
  *
  * Trust (DESIGN invariants 2, 4, 5): nothing the server says is believed
  * unless the PKI proves it.  A record counts only if its envelope opens
@@ -28,6 +30,7 @@
 #include <time.h>
 
 #include "client.h"
+#include "inbox.h"
 #include "config.h"
 #include "record.h"
 #include "state.h"
@@ -38,6 +41,7 @@ typedef struct ag_runtime {
 	ag_state *st;
 	cli_client *client;       /* NULL: no server known (exec --offline) */
 	X509 *cert;               /* the agent's certificate */
+	STACK_OF(X509) *chain;    /* the rest of agent.crt (may be NULL) */
 	EVP_PKEY *key;            /* the agent's key */
 	X509 *root;               /* the anchor (D/root.crt or [server] root) */
 	X509_CRL *crl;            /* the newest root-signed CRL seen, or NULL */
@@ -52,6 +56,14 @@ typedef struct ag_runtime {
 	char **changed;
 	size_t n_changed, cap_changed;
 	size_t refused;           /* envelopes refused since last cleared */
+	/* run and once (ag_runtime_commands): commands taken from the
+	 * feed; their answers are posted with a client of their own, used
+	 * only by the thread that runs them. */
+	ag_commands *commands;
+	cli_client *cmd_client;
+	char *server_url, *server_ca;  /* as the client was made (server_ca
+					  NULL: the system's store) */
+	char *cert_path, *key_path;
 } ag_runtime;
 
 /*
@@ -79,6 +91,20 @@ cf_status ag_runtime_new(const char *state_dir, const char *server_url,
 			 ag_runtime **out, cf_error *err);
 void ag_runtime_free(ag_runtime *rt);
 
+/*
+ * Takes operators' commands from the feed from now on (ag_fetch asks
+ * for them): cfg says which actions exist (ag_commands_set_config on
+ * rt->commands after a SIGHUP), config_path is given to the status
+ * built-in (`coffer agent status --state-dir D --config F`, run as a
+ * child of this program), stop is the SIGTERM flag, threaded says
+ * actions run on a worker thread (agent run) rather than at
+ * ag_commands_drain (agent once).  Needs a client (not offline).
+ */
+cf_status ag_runtime_commands(ag_runtime *rt, const ag_config *cfg,
+			      const char *config_path,
+			      volatile sig_atomic_t *stop, int threaded,
+			      cf_error *err);
+
 /* Makes every request give up within ~1 s once *flag is set. */
 void ag_runtime_set_abort(ag_runtime *rt, volatile sig_atomic_t *flag);
 
@@ -94,6 +120,8 @@ cf_status ag_refresh_crl(ag_runtime *rt, cf_error *err);
  * for a change.  Every envelope is verified; accepted ones are cached and
  * their names added to rt->changed; refusals are logged and counted in
  * rt->refused, and leave everything as it was.  The cursor is saved.
+ * With rt->commands, pending commands are asked for too and handed to
+ * ag_commands_take (after the secrets).
  * *more says the server has more changes ready.  Errors: the request's
  * (CF_ERR_NETWORK, CF_ERR_DENIED, ...), or the state dir's.
  */

@@ -58,7 +58,8 @@ wait_answer()
 	local i
 	for i in $(seq 1 100); do
 		as "$1" cmd show "$2" --json >"$W/show.json" 2>/dev/null || true
-		grep -q '"status":"no answer"' "$W/show.json" || return 0
+		grep -q '"agent":"web-1"' "$W/show.json" &&
+			! grep -q '"status":"no answer"' "$W/show.json" && return 0
 		sleep 0.1
 	done
 	fail "no answer to command $2 after 10 s: $(tail -5 "$W/agent1.log")"

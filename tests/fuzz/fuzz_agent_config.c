@@ -12,6 +12,10 @@
  *     plain absolute path no other sink writes, a valid secret name
  *     (files) or absolute source (templates), a mode without the 07022
  *     bits, and a reload argv whose program is absolute;
+ *   - each [action] has a valid name (not a built-in, no two alike), a run
+ *     argv whose program is absolute, a timeout of 1 s..1 h, and an args
+ *     policy that agrees with its pattern; ag_action_args_check keeps
+ *     its promises for none and any, and never quotes an argument;
  *   - each line of the input, given to ag_argv_split, either splits into
  *     1..AG_ARGV_MAX_WORDS words, the first absolute, or is refused with
  *     a sentence.
@@ -21,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../src/lib/command.h"  /* cf_action_name_check */
 #include "config.h"
 #include "fixture.h"
 #include "policy.h"
@@ -115,6 +120,40 @@ static void check_config(const ag_config *cfg)
 		for (size_t j = 0; j < i && j < 64; j++)
 			if (strcmp(cfg->sinks[j].path, s->path) == 0)
 				die("accepted two sinks with one path", NULL);
+	}
+	if (cfg->n_actions > AG_CONFIG_MAX_ACTIONS)
+		die("accepted too many actions", NULL);
+	for (size_t i = 0; i < cfg->n_actions; i++) {
+		const ag_action *a = &cfg->actions[i];
+		char *probe[] = { "\001probe;x", "" };
+		cf_status rc;
+
+		if (cf_action_name_check(a->name, &err) != CF_OK ||
+		    strcmp(a->name, "status") == 0 ||
+		    strcmp(a->name, "refresh") == 0)
+			die("accepted a bad or built-in action name", &err);
+		if (ag_config_action(cfg, a->name) != a)
+			die("two actions with one name", NULL);
+		if (a->run_text == NULL)
+			die("an action without its run line", NULL);
+		check_argv(a->run, NULL);
+		if (a->timeout_ms < 1000 || a->timeout_ms > AG_ACTION_TIMEOUT_MAX_MS)
+			die("accepted an action timeout out of range", NULL);
+		if ((a->args == AG_ARGS_REGEX) != (a->args_re != NULL) ||
+		    (a->args == AG_ARGS_REGEX) != (a->args_text != NULL))
+			die("args policy and pattern disagree", NULL);
+		if (ag_action_args_check(a, probe, 0, &err) != CF_OK)
+			die("no argument at all was refused", &err);
+		cf_error_clear(&err);
+		rc = ag_action_args_check(a, probe, 2, &err);
+		if ((a->args == AG_ARGS_NONE && rc == CF_OK) ||
+		    (a->args == AG_ARGS_ANY && rc != CF_OK) ||
+		    (rc != CF_OK && (rc != err.code || err.msg[0] == '\0')))
+			die("args = none / any not kept, or a bare refusal", &err);
+		/* The probe holds a control byte, which no name or pattern of
+		 * a configuration can: found in a message, it was quoted. */
+		if (rc != CF_OK && strstr(err.msg, "\001probe") != NULL)
+			die("a refusal quotes an argument", &err);
 	}
 }
 

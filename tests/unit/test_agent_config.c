@@ -523,6 +523,128 @@ static void settle_and_groups(void **state)
 	parse_fail(SRV "[group g]\nsinks = relative\n", 4, "absolute");
 }
 
+/* [action NAME] (docs/COMMANDS.md): run, timeout, args. */
+static void actions(void **state)
+{
+	ag_config *cfg = parse_ok(SERVER
+		"[action restart-app]\n"
+		"run = /usr/bin/systemctl restart 'app x'\n"
+		"timeout = 5m\n"
+		"\n"
+		"[action tail-log]\n"
+		"run = /usr/bin/tail -n 100 /var/log/app.log\n"
+		"args = none\n"
+		"[action echo.1_x]\nrun = /bin/echo\nargs = any\n"
+		"[action grep]\nrun = /bin/grep -c\nargs = [a-z]+\n"
+		"timeout = 1h\n"
+		"[file a]\npath = /run/a\n");
+	const ag_action *a;
+
+	(void)state;
+	assert_int_equal(cfg->n_actions, 4);
+	assert_int_equal(cfg->n_sinks, 1);
+	a = ag_config_action(cfg, "restart-app");
+	assert_non_null(a);
+	assert_string_equal(a->name, "restart-app");
+	assert_string_equal(a->run[0], "/usr/bin/systemctl");
+	assert_string_equal(a->run[2], "app x");
+	assert_null(a->run[3]);
+	assert_string_equal(a->run_text, "/usr/bin/systemctl restart 'app x'");
+	assert_int_equal(a->timeout_ms, 5 * 60 * 1000);
+	assert_int_equal(a->args, AG_ARGS_NONE);
+	assert_int_equal(a->line, 3);
+	a = ag_config_action(cfg, "tail-log");
+	assert_int_equal(a->timeout_ms, AG_ACTION_TIMEOUT_DEFAULT_MS);
+	assert_int_equal(a->timeout_ms, 30 * 1000);
+	assert_int_equal(a->args, AG_ARGS_NONE);
+	assert_int_equal(ag_config_action(cfg, "echo.1_x")->args, AG_ARGS_ANY);
+	a = ag_config_action(cfg, "grep");
+	assert_int_equal(a->args, AG_ARGS_REGEX);
+	assert_string_equal(a->args_text, "[a-z]+");
+	assert_non_null(a->args_re);
+	assert_int_equal(a->timeout_ms, 3600L * 1000);
+	assert_null(ag_config_action(cfg, "status"));
+	assert_null(ag_config_action(cfg, "grep2"));
+	ag_config_free(cfg);
+
+	/* None at all. */
+	cfg = parse_ok(SERVER);
+	assert_int_equal(cfg->n_actions, 0);
+	assert_null(ag_config_action(cfg, "x"));
+	ag_config_free(cfg);
+
+	parse_fail(SERVER "[action]\nrun = /bin/true\n", 3, "needs a name");
+	parse_fail(SERVER "[action Restart]\nrun = /bin/true\n", 3,
+		   "may only hold");
+	parse_fail(SERVER "[action -x]\nrun = /bin/true\n", 3, "may only hold");
+	parse_fail(SERVER "[action a b]\nrun = /bin/true\n", 3,
+		   "may only hold");
+	parse_fail(SERVER "[action status]\nrun = /bin/true\n", 3, "built in");
+	parse_fail(SERVER "[action refresh]\nrun = /bin/true\n", 3, "built in");
+	parse_fail(SERVER "[action a]\nrun = /bin/true\n[action a]\n"
+		   "run = /bin/false\n", 5, "first at line 3");
+	parse_fail(SERVER "[action a]\ntimeout = 5s\n", 3, "has no run");
+	parse_fail(SERVER "[action a]\nrun = /bin/true\n[file x]\n"
+		   "path = /run/x\n[action b]\n", 7, "has no run");
+	parse_fail(SERVER "[action a]\nrun = true\n", 4,
+		   "run: the program \"true\" is not an absolute path");
+	parse_fail(SERVER "[action a]\nrun = /bin/x 'open\n", 4, "not closed");
+	parse_fail(SERVER "[action a]\nrun = /bin/true\nrun = /bin/false\n", 5,
+		   "set twice");
+	parse_fail(SERVER "[action a]\nrun = /bin/true\npath = /x\n", 5,
+		   "the keys there are run, timeout, args");
+	parse_fail(SERVER "[action a]\nrun = /bin/true\ntimeout = 0s\n", 5,
+		   "timeout must be");
+	parse_fail(SERVER "[action a]\nrun = /bin/true\ntimeout = 500ms\n", 5,
+		   "timeout must be");
+	parse_fail(SERVER "[action a]\nrun = /bin/true\ntimeout = 61m\n", 5,
+		   "timeout must be");
+	parse_fail(SERVER "[action a]\nrun = /bin/true\ntimeout = soon\n", 5,
+		   "timeout must be");
+	parse_fail(SERVER "[action a]\nrun = /bin/true\nargs = [a-z\n", 5,
+		   "not a POSIX extended regular expression");
+	parse_fail(SERVER "[action a]\nrun = /bin/true\nargs = (a\n", 5,
+		   "not a POSIX extended regular expression");
+	/* A ')' that would close our "^(" and undo the anchoring. */
+	parse_fail(SERVER "[action a]\nrun = /bin/true\nargs = a)|.*\n", 5,
+		   "closes no '('");
+	parse_fail(SERVER "[action a]\nrun = /bin/true\nargs = x)|(.*\n", 5,
+		   NULL);
+	/* Repetitions that would make regcomp take gigabytes; too long. */
+	parse_fail(SERVER "[action a]\nrun = /bin/true\nargs = "
+		   "x++++++++++++++++++++++++++++++++++++++++\n", 5,
+		   "too much memory");
+	parse_fail(SERVER "[action a]\nrun = /bin/true\nargs = ((a{99}){99})\n",
+		   5, "too much memory");
+	parse_fail(SERVER "[action a]\nrun = /bin/true\nargs = a)(((((((((((((x+)"
+		   "+)+)+)+)+)+)+)+)+)+)+)+)+\n", 5, "too much memory");
+	{
+		char text[600];
+
+		snprintf(text, sizeof(text), SERVER "[action a]\nrun = /bin/true"
+			 "\nargs = %0300d\n", 0);
+		parse_fail(text, 5, "longer than 256 bytes");
+	}
+	cfg = parse_ok(SERVER "[action a]\nrun = /bin/true\nargs = "
+		       "([a-z0-9-]{1,63}\\.)+[a-z]{2,24}\n");
+	ag_config_free(cfg);
+	/* ... while parentheses in brackets or escaped are fine. */
+	cfg = parse_ok(SERVER "[action a]\nrun = /bin/true\nargs = [)]+\\)(b)\n"
+		       "[action b]\nrun = /bin/true\nargs = []a-z)]+|[[:alpha:]]\n");
+	{
+		char *ok[] = { "))))b" }, *bad[] = { "x" }, *br[] = { "a)]" };
+		cf_error err = { 0 };
+
+		assert_status(CF_OK, ag_action_args_check(ag_config_action(cfg,
+			      "a"), ok, 1, &err), &err);
+		assert_status(CF_ERR_PERMISSION, ag_action_args_check(
+			      ag_config_action(cfg, "a"), bad, 1, &err), &err);
+		assert_status(CF_OK, ag_action_args_check(ag_config_action(cfg,
+			      "b"), br, 1, &err), &err);
+	}
+	ag_config_free(cfg);
+}
+
 static void split_fail(cf_status want, const char *line, const char *needle)
 {
 	cf_error err = { 0 };
@@ -713,6 +835,7 @@ int main(void)
 		cmocka_unit_test(bytes_and_limits),
 		cmocka_unit_test(argv_split),
 		cmocka_unit_test(settle_and_groups),
+		cmocka_unit_test(actions),
 		cmocka_unit_test(load),
 	};
 
