@@ -55,8 +55,7 @@ marks() { count_lines "$W/marks-$1"; }
 # $W/show.json (one JSON object per agent and line).
 wait_answer()
 {
-	local i
-	for i in $(seq 1 100); do
+	for _ in $(seq 1 100); do
 		as "$1" cmd show "$2" --json >"$W/show.json" 2>/dev/null || true
 		grep -q '"agent":"web-1"' "$W/show.json" &&
 			! grep -q '"status":"no answer"' "$W/show.json" && return 0
