@@ -43,6 +43,7 @@ static void server_usage(FILE *out)
 		"       coffer server tenant add --dir DIR [--db URL] ROOT.crt\n"
 		"       coffer server tenant ls --dir DIR [--db URL] [--json]\n"
 		"       coffer server run --dir DIR [--db URL] --listen ADDR:PORT [OPTIONS]\n"
+		"       coffer server migrate --from URL|--dir DIR --to URL|--config FILE\n"
 		"\n"
 		"init        makes DIR (0700) with server.crt and server.key (a\n"
 		"            self-signed P-256 certificate for 127.0.0.1, ::1,\n"
@@ -52,6 +53,9 @@ static void server_usage(FILE *out)
 		"tenant ls   lists the registered organisations.\n"
 		"run         runs the server in the foreground ('coffer server run\n"
 		"            --help' lists its options).\n"
+		"migrate     copies a whole installation into a new database\n"
+		"            (SQLite to PostgreSQL or back) and verifies the copy\n"
+		"            ('coffer server migrate --help').\n"
 		"\n"
 		"--db URL    the database, for every subcommand alike (default:\n"
 		"            DIR/coffer.db): sqlite:PATH, or postgresql://[USER@]HOST\n"
@@ -702,12 +706,198 @@ static int server_run(int argc, char **argv)
 	return rc == CF_OK ? 0 : cli_fail(&err);
 }
 
+/* ---- server migrate ------------------------------------------------------ */
+
+static void migrate_usage(FILE *out)
+{
+	fprintf(out,
+		"usage: coffer server migrate --from URL [--to URL | --config FILE]\n"
+		"       coffer server migrate --dir DIR [--to URL | --config FILE]\n"
+		"\n"
+		"Copies a whole installation from one database into a new, empty\n"
+		"one -- SQLite to PostgreSQL, or back, or to the same kind -- and\n"
+		"verifies the copy.  Everything is kept as it is: tenants,\n"
+		"certificates and groups, tokens (uses counted), enrollments,\n"
+		"every version and envelope, each agent's feed with its sequence\n"
+		"numbers (agents go on from their cursors, nothing is sent twice or\n"
+		"lost), staged uploads, commands and answers, and the audit log\n"
+		"with its hash chains verbatim.  The copy is one transaction on the\n"
+		"target: all or nothing.  Then it checks that every table has the\n"
+		"same rows (count and SHA-256 digest) and that every tenant's audit\n"
+		"chain verifies on the target and ends in the same last hash, and\n"
+		"prints what it copied.  Stop every server using --from first:\n"
+		"what is written after the copy starts is not copied.\n"
+		"\n"
+		"--from URL     the database to copy (sqlite:PATH, a path, or\n"
+		"               postgresql://...); --dir DIR means DIR/coffer.db\n"
+		"--to URL       the new database: a SQLite file that does not\n"
+		"               exist yet, or an empty PostgreSQL database\n"
+		"               (createdb NAME); a non-empty one is refused\n"
+		"--config FILE  a 'server run --config' file: its \"db\" is --to's\n"
+		"               default (and may hold a password)\n"
+		"\n"
+		"URLs are never printed.  A password never goes on the command line\n"
+		"(ps shows it to every user): use PGPASSWORD, PGPASSFILE/~/.pgpass,\n"
+		"or --config.  The libpq environment applies to both sides\n"
+		"(PGHOST, PGUSER, PGSSLMODE...).  Exit status: 0 copied and\n"
+		"verified, 8 the target is not empty, 29 a database failed or the\n"
+		"copy differs, 31 an audit chain does not verify.\n");
+}
+
+/* A database named for the terminal without its URL (it may hold a
+ * password): the SQLite path, or just "PostgreSQL". */
+static void db_label(const char *url, char *out, size_t cap)
+{
+	if (strncmp(url, "postgresql://", 13) == 0 ||
+	    strncmp(url, "postgres://", 11) == 0)
+		snprintf(out, cap, "PostgreSQL");
+	else
+		snprintf(out, cap, "SQLite %s",
+			 strncmp(url, "sqlite:", 7) == 0 ? url + 7 : url);
+}
+
+typedef struct migrate_progress {
+	int tty;
+	struct timespec last;
+} migrate_progress;
+
+/* On a terminal, the table being copied and its rows, 5 times a second. */
+static void migrate_tick(void *ctx, const char *table, int64_t rows)
+{
+	migrate_progress *p = ctx;
+	struct timespec now;
+
+	if (!p->tty)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if ((now.tv_sec - p->last.tv_sec) * 1000 +
+	    (now.tv_nsec - p->last.tv_nsec) / 1000000 < 200)
+		return;
+	p->last = now;
+	fprintf(stderr, "\rcopying %-16s %12lld rows", table, (long long)rows);
+	fflush(stderr);
+}
+
+static int server_migrate(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "from", required_argument, NULL, 'f' },
+		{ "to", required_argument, NULL, 't' },
+		{ "dir", required_argument, NULL, 'd' },
+		{ "config", required_argument, NULL, 'C' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *from = NULL, *to = NULL, *dir = NULL, *config = NULL;
+	char from_db[PATH_MAX], from_label[PATH_MAX + 16], to_label[PATH_MAX + 16];
+	srv_config cfg;
+	cf_store *src = NULL, *dst = NULL;
+	cf_store_copy_report rep;
+	cf_store_chain_report chains;
+	migrate_progress prog = { 0 };
+	cf_error err = { 0 };
+	cf_status rc = CF_OK;
+	int c, have_cfg = 0;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'f': from = optarg; break;
+		case 't': to = optarg; break;
+		case 'd': dir = optarg; break;
+		case 'C': config = optarg; break;
+		case 'h': migrate_usage(stdout); return 0;
+		default: return cli_bad_option("server migrate");
+		}
+	}
+	if (optind != argc)
+		return cli_usage("server migrate", "unexpected argument \"%s\"",
+				 argv[optind]);
+	if ((from == NULL) == (dir == NULL))
+		return cli_usage("server migrate", "give the database to copy: "
+				 "--from URL or --dir DIR (one of them)");
+	if ((from != NULL && cf_store_url_has_password(from)) ||
+	    (to != NULL && cf_store_url_has_password(to)))
+		return cli_usage("server migrate", "a URL holds a password, "
+				 "which the command line shows to every user; "
+				 "give it in PGPASSWORD, ~/.pgpass or \"db\" "
+				 "in --config");
+	if (config != NULL) {
+		srv_config_defaults(&cfg);
+		have_cfg = 1;
+		if ((rc = srv_config_load(&cfg, config, &err)) != CF_OK) {
+			srv_config_clear(&cfg);
+			return cli_fail(&err);
+		}
+		if (to == NULL)
+			to = cfg.db;
+	}
+	if (to == NULL || to[0] == '\0') {
+		if (have_cfg)
+			srv_config_clear(&cfg);
+		return cli_usage("server migrate", "give the new database: --to "
+				 "URL, or --config FILE with a \"db\"");
+	}
+	if (pick_db(dir, dir != NULL ? NULL : from, from_db, sizeof(from_db),
+		    &err) != CF_OK) {
+		if (have_cfg)
+			srv_config_clear(&cfg);
+		return cli_usage("server migrate", "%s", err.msg);
+	}
+	db_label(from_db, from_label, sizeof(from_label));
+	db_label(to, to_label, sizeof(to_label));
+	prog.tty = isatty(STDERR_FILENO);
+	rc = cf_store_open(from_db, 0, &src, &err);
+	if (rc == CF_OK)
+		rc = cf_store_open(to, CF_STORE_CREATE, &dst, &err);
+	if (rc == CF_OK)
+		rc = cf_store_copy(src, dst, migrate_tick, &prog, &rep, &err);
+	if (prog.tty)
+		fprintf(stderr, "\r%48s\r", "");
+	if (rc == CF_OK &&
+	    (rc = cf_store_copy_verify(src, dst, &rep, &chains, &err)) !=
+		    CF_OK) {
+		char why[CF_ERROR_MAX];
+
+		snprintf(why, sizeof(why), "%s", err.msg);
+		cf_error_set(&err, rc, "the copy was written to %s but does not "
+			     "verify: %s; do not run a server on it (drop it and "
+			     "migrate again into a new database)", to_label, why);
+	}
+	if (rc == CF_OK) {
+		int64_t rows = 0, bytes = 0;
+
+		printf("copied %s to %s in %.2f s, and verified the copy\n",
+		       from_label, to_label, rep.seconds);
+		printf("  %-18s %12s %14s\n", "TABLE", "ROWS", "BYTES");
+		for (int t = 0; t < CF_STORE_COPY_TABLES; t++) {
+			printf("  %-18s %12lld %14lld\n", rep.tables[t].name,
+			       (long long)rep.tables[t].rows,
+			       (long long)rep.tables[t].bytes);
+			rows += rep.tables[t].rows;
+			bytes += rep.tables[t].bytes;
+		}
+		printf("  %-18s %12lld %14lld\n", "total", (long long)rows,
+		       (long long)bytes);
+		printf("row counts and SHA-256 digests equal in all %d tables\n"
+		       "audit chains intact on the target: %zu chain(s), %lld "
+		       "entries, last hashes equal to the source's\n",
+		       CF_STORE_COPY_TABLES, chains.chains,
+		       (long long)chains.entries);
+	}
+	cf_store_free(dst);
+	cf_store_free(src);
+	if (have_cfg)
+		srv_config_clear(&cfg);
+	return rc == CF_OK ? 0 : cli_fail(&err);
+}
+
 int cmd_server(int argc, char **argv)
 {
 	static const cli_sub subs[] = {
 		{ "init", server_init },
 		{ "tenant", server_tenant },
 		{ "run", server_run },
+		{ "migrate", server_migrate },
 	};
 
 	return cli_dispatch(argc, argv, subs, sizeof(subs) / sizeof(subs[0]),

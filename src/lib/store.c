@@ -14,8 +14,10 @@
 #include "store.h"
 
 #include <inttypes.h>
+#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "store_backend.h"
 
@@ -831,6 +833,72 @@ void cf_feed_items_free(cf_feed_item *items, size_t n)
 	free(items);
 }
 
+/* ---- removal --------------------------------------------------------------- */
+
+cf_status cf_store_secret_recipients(cf_store *st, const char *tenant,
+				     const char *name, int64_t version,
+				     int64_t *version_out,
+				     cf_recipient_row **out, size_t *n,
+				     cf_error *err)
+{
+	int64_t got = 0;
+	cf_status rc;
+
+	if (version_out != NULL)
+		*version_out = 0;
+	if ((rc = need_list_out((void **)out, n, err)) != CF_OK ||
+	    (rc = need_tenant(st, tenant, err)) != CF_OK ||
+	    (rc = need_secret_name(name, err)) != CF_OK)
+		return rc;
+	if (version < 0)
+		return cf_error_set(err, CF_ERR_USAGE, "store: a negative version");
+	rc = DISPATCH(st, secret_recipients, tenant, name, version, &got, out,
+		      n, err);
+	if (rc == CF_OK && version_out != NULL)
+		*version_out = got;
+	return rc;
+}
+
+cf_status cf_store_recipient_names(cf_store *st, const char *tenant,
+				   const char *recipient, char (**out)[256],
+				   size_t *n, cf_error *err)
+{
+	cf_status rc;
+
+	if ((rc = need_list_out((void **)out, n, err)) != CF_OK ||
+	    (rc = need_tenant(st, tenant, err)) != CF_OK ||
+	    (rc = need_fp(recipient, "recipient fingerprint", err)) != CF_OK)
+		return rc;
+	return DISPATCH(st, recipient_names, tenant, recipient, out, n, err);
+}
+
+cf_status cf_store_envelopes_purge(cf_store *st, const char *tenant,
+				   const char *recipient,
+				   const char (*names)[256], size_t n,
+				   const cf_audit_entry *audit,
+				   int64_t *removed, cf_error *err)
+{
+	cf_status rc;
+
+	if (removed != NULL)
+		*removed = 0;
+	if ((rc = need_tenant(st, tenant, err)) != CF_OK ||
+	    (rc = need_fp(recipient, "recipient fingerprint", err)) != CF_OK ||
+	    (rc = need_audit(audit, err)) != CF_OK)
+		return rc;
+	if (n > 0 && names == NULL)
+		return cf_error_set(err, CF_ERR_USAGE, "store: no names");
+	for (size_t i = 0; i < n; i++)
+		if (!FIXED_OK(names[i]) ||
+		    (rc = need_secret_name(names[i], err)) != CF_OK)
+			return rc != CF_OK ? rc : cf_error_set(err, CF_ERR_USAGE,
+				"store: an unterminated name");
+	if (n == 0)
+		return CF_OK;
+	return DISPATCH(st, envelopes_purge, tenant, recipient, names, n, audit,
+			removed, err);
+}
+
 /* ---- staged uploads ------------------------------------------------------ */
 
 /* An upload id: exactly 32 lower-case hex characters. */
@@ -1205,4 +1273,599 @@ cf_status cf_store_stats_get(cf_store *st, cf_store_stats *out, cf_error *err)
 	if ((rc = need_store(st, err)) != CF_OK)
 		return rc;
 	return DISPATCH(st, stats_get, out, err);
+}
+
+/* ---- copying a whole store --------------------------------------------- */
+
+/*
+ * cf_store_copy streams the source's rows (copy_out) into pages of at
+ * most COPY_PAGE_ROWS rows or about COPY_PAGE_BYTES bytes (one row more
+ * if a single row is larger), each written to the target with one
+ * copy_in, so memory is bounded by a page whatever the store's size.
+ * The digest of a table is SHA-256 over its rows in copy order, each
+ * value as a tag byte (0 NULL, 1 integer, 2 text or bytes) then the
+ * integer as 8 bytes big-endian or the length as 8 bytes big-endian and
+ * the bytes: the same rows give the same digest on either backend.
+ */
+const cf_copy_def cf_copy_tables[CF_COPY_COUNT] = {
+	{ "tenants", "id, root_pem, crl_pem, crl_number, created", "tttii" },
+	{ "certs", "tenant, fp, kind, name, groups, cluster, issuer_fp, "
+	  "serial, not_after, pem, created", "ttttttttiti" },
+	{ "cert_groups", "tenant, grp, fp", "ttt" },
+	{ "tokens", "id, tenant, hash, grp, uses, used, expires, created, "
+	  "creator, revoked, envelope", "ttttiiiitib" },
+	{ "enrollments", "id, tenant, token_id, grp, name, csr_pem, hmac, "
+	  "source, status, cert_pem, chain_pem, reason, decided_by, created, "
+	  "decided", "tttttttttttttii" },
+	{ "versions", "tenant, name, version, created, writer, recipients, "
+	  "bytes, deleted", "ttiitiii" },
+	{ "envelopes", "tenant, name, version, recipient, seq, der",
+	  "ttitib" },
+	{ "feed", "seq, tenant, recipient, name, version, deleted, writer, "
+	  "created", "itttiiti" },
+	{ "audit", "tenant, seq, time, actor, subject, source, action, "
+	  "object, bytes, prev, hash", "tiitttttitt" },
+	{ "uploads", "id, tenant, name, version, writer, envelopes, bytes, "
+	  "created, expires", "tttitiiii" },
+	{ "upload_envelopes", "upload, recipient, der", "ttb" },
+	{ "commands", "tenant, id, sender, created, expires, recipients, "
+	  "bytes", "tttiiii" },
+	{ "command_mail", "seq, tenant, id, recipient, expires, envelope, "
+	  "answer_seq, answered, result", "itttibiib" },
+	{ "sequences", "name, seq", "ti" },
+};
+
+_Static_assert(CF_COPY_COUNT == CF_STORE_COPY_TABLES,
+	       "store.h and store_backend.h disagree on the copied tables");
+
+#define COPY_PAGE_ROWS 500
+#define COPY_PAGE_BYTES (4u * 1024u * 1024u)
+#define CHAIN_PAGE 10000
+
+typedef struct copy_ctx {
+	cf_store *to;                /* NULL: a survey, nothing written */
+	cf_store_copy_report *rep;
+	EVP_MD_CTX *md[CF_COPY_COUNT];
+	int table;                   /* of the last row seen, -1 before */
+	cf_store_progress_fn progress;
+	void *pctx;
+	/* The page: rows of `table`, values whose bytes are in buf at off. */
+	cf_copy_value *vals;
+	size_t *off;
+	size_t rows, cap_vals;
+	unsigned char *buf;
+	size_t used, cap;
+} copy_ctx;
+
+static void be64(uint64_t v, unsigned char out[8])
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		out[i] = (unsigned char)v;
+}
+
+static int digest_row(EVP_MD_CTX *md, const char *types,
+		      const cf_copy_value *row)
+{
+	for (size_t c = 0; types[c] != '\0'; c++) {
+		unsigned char head[9];
+
+		if (row[c].null) {
+			head[0] = 0;
+			if (!EVP_DigestUpdate(md, head, 1))
+				return 0;
+		} else if (types[c] == 'i') {
+			head[0] = 1;
+			be64((uint64_t)row[c].i, head + 1);
+			if (!EVP_DigestUpdate(md, head, 9))
+				return 0;
+		} else {
+			head[0] = 2;
+			be64((uint64_t)row[c].len, head + 1);
+			if (!EVP_DigestUpdate(md, head, 9) ||
+			    (row[c].len > 0 &&
+			     !EVP_DigestUpdate(md, row[c].p, row[c].len)))
+				return 0;
+		}
+	}
+	return 1;
+}
+
+/* Writes the page to the target and empties it. */
+static cf_status copy_flush(copy_ctx *x, cf_error *err)
+{
+	size_t cols;
+	cf_status rc;
+
+	if (x->rows == 0 || x->to == NULL)
+		return CF_OK;
+	cols = strlen(cf_copy_tables[x->table].types);
+	/* buf no longer moves: the values may point into it now. */
+	for (size_t k = 0; k < x->rows * cols; k++)
+		if (!x->vals[k].null && x->vals[k].p != NULL)
+			x->vals[k].p = x->buf + x->off[k];
+	rc = x->to->ops->copy_in(x->to, x->table, x->vals, x->rows, err);
+	if (rc == CF_OK && x->progress != NULL)
+		x->progress(x->pctx, cf_copy_tables[x->table].name,
+			    x->rep->tables[x->table].rows);
+	x->rows = 0;
+	x->used = 0;
+	return rc;
+}
+
+static cf_status copy_nomem(cf_error *err)
+{
+	return cf_error_set(err, CF_ERR_NOMEM,
+			    "out of memory while copying the database");
+}
+
+/* Appends one row to the page (values' bytes copied into buf). */
+static cf_status copy_keep(copy_ctx *x, size_t cols, const cf_copy_value *row,
+			   cf_error *err)
+{
+	size_t need = 0, at = x->rows * cols;
+
+	for (size_t c = 0; c < cols; c++)
+		if (!row[c].null && row[c].p != NULL) {
+			if (row[c].len > SIZE_MAX - need)
+				return copy_nomem(err);
+			need += row[c].len;
+		}
+	if (at + cols > x->cap_vals) {
+		size_t want = x->cap_vals == 0 ? COPY_PAGE_ROWS * cols :
+			      x->cap_vals * 2;
+		cf_copy_value *v;
+		size_t *o;
+
+		while (want < at + cols)
+			want *= 2;
+		if ((v = realloc(x->vals, want * sizeof(*v))) == NULL)
+			return copy_nomem(err);
+		x->vals = v;
+		if ((o = realloc(x->off, want * sizeof(*o))) == NULL)
+			return copy_nomem(err);
+		x->off = o;
+		x->cap_vals = want;
+	}
+	if (need > x->cap - x->used) {
+		size_t want = x->cap == 0 ? 64 * 1024 : x->cap;
+		unsigned char *b;
+
+		while (want - x->used < need) {
+			if (want > SIZE_MAX / 2)
+				return copy_nomem(err);
+			want *= 2;
+		}
+		if ((b = realloc(x->buf, want)) == NULL)
+			return copy_nomem(err);
+		x->buf = b;
+		x->cap = want;
+	}
+	for (size_t c = 0; c < cols; c++) {
+		cf_copy_value *v = &x->vals[at + c];
+
+		*v = row[c];
+		x->off[at + c] = x->used;
+		if (!v->null && v->p != NULL) {
+			if (v->len > 0)
+				memcpy(x->buf + x->used, v->p, v->len);
+			x->used += v->len;
+		}
+	}
+	x->rows++;
+	return CF_OK;
+}
+
+static cf_status copy_row(void *ctx, int table, const cf_copy_value *row,
+			  cf_error *err)
+{
+	copy_ctx *x = ctx;
+	cf_store_copy_table *t;
+	size_t cols;
+	cf_status rc;
+
+	if (table < 0 || table >= CF_COPY_COUNT || table < x->table)
+		return cf_error_set(err, CF_ERR_STORE,
+				    "store: the copy met table %d out of order",
+				    table);
+	if (table != x->table && (rc = copy_flush(x, err)) != CF_OK)
+		return rc;
+	x->table = table;
+	t = &x->rep->tables[table];
+	cols = strlen(cf_copy_tables[table].types);
+	if (!digest_row(x->md[table], cf_copy_tables[table].types, row))
+		return cf_error_set(err, CF_ERR_CRYPTO,
+				    "store: cannot hash table %s",
+				    cf_copy_tables[table].name);
+	t->rows++;
+	for (size_t c = 0; c < cols; c++)
+		if (!row[c].null && cf_copy_tables[table].types[c] != 'i')
+			t->bytes += (int64_t)row[c].len;
+	if (x->to == NULL)
+		return CF_OK;
+	if ((rc = copy_keep(x, cols, row, err)) != CF_OK)
+		return rc;
+	if (x->rows >= COPY_PAGE_ROWS || x->used >= COPY_PAGE_BYTES)
+		return copy_flush(x, err);
+	return CF_OK;
+}
+
+static double mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Dumps from (into to, if not NULL) and fills rep. */
+static cf_status copy_run(cf_store *from, cf_store *to,
+			  cf_store_progress_fn progress, void *pctx,
+			  cf_store_copy_report *rep, cf_error *err)
+{
+	copy_ctx x = { 0 };
+	cf_status rc = CF_OK;
+	double t0 = mono_s();
+
+	memset(rep, 0, sizeof(*rep));
+	x.to = to;
+	x.rep = rep;
+	x.table = -1;
+	x.progress = progress;
+	x.pctx = pctx;
+	for (int t = 0; t < CF_COPY_COUNT; t++) {
+		rep->tables[t].name = cf_copy_tables[t].name;
+		if ((x.md[t] = EVP_MD_CTX_new()) == NULL ||
+		    !EVP_DigestInit_ex(x.md[t], EVP_sha256(), NULL)) {
+			rc = cf_error_set(err, CF_ERR_CRYPTO,
+					  "store: cannot start a digest");
+			goto out;
+		}
+	}
+	if (to != NULL && (rc = to->ops->copy_in_begin(to, err)) != CF_OK)
+		goto out;
+	rc = from->ops->copy_out(from, copy_row, &x, err);
+	if (rc == CF_OK)
+		rc = copy_flush(&x, err);
+	if (to != NULL) {
+		if (rc == CF_OK)
+			rc = to->ops->copy_in_end(to, 1, err);
+		else
+			(void)to->ops->copy_in_end(to, 0, NULL);
+	}
+	for (int t = 0; rc == CF_OK && t < CF_COPY_COUNT; t++)
+		if (!EVP_DigestFinal_ex(x.md[t], rep->tables[t].digest, NULL))
+			rc = cf_error_set(err, CF_ERR_CRYPTO,
+					  "store: cannot finish a digest");
+	rep->seconds = mono_s() - t0;
+out:
+	for (int t = 0; t < CF_COPY_COUNT; t++)
+		EVP_MD_CTX_free(x.md[t]);
+	free(x.vals);
+	free(x.off);
+	free(x.buf);
+	return rc;
+}
+
+cf_status cf_store_copy(cf_store *from, cf_store *to,
+			cf_store_progress_fn progress, void *ctx,
+			cf_store_copy_report *out, cf_error *err)
+{
+	cf_store_copy_report scratch;
+	cf_status rc;
+
+	if ((rc = need_store(from, err)) != CF_OK ||
+	    (rc = need_store(to, err)) != CF_OK)
+		return rc;
+	if (from == to)
+		return cf_error_set(err, CF_ERR_USAGE,
+				    "store: a database cannot be copied into "
+				    "itself");
+	return copy_run(from, to, progress, ctx, out != NULL ? out : &scratch,
+			err);
+}
+
+cf_status cf_store_survey(cf_store *st, cf_store_copy_report *out,
+			  cf_error *err)
+{
+	cf_status rc;
+
+	if (out == NULL)
+		return no_output(err);
+	if ((rc = need_store(st, err)) != CF_OK)
+		return rc;
+	return copy_run(st, NULL, NULL, NULL, out, err);
+}
+
+/*
+ * Walks tenant's chain on st page by page, checking every link and that
+ * seq runs 1, 2, ...: *entries and last (genesis if empty).  where names
+ * st in a message ("the source", "the copy").
+ */
+static cf_status chain_walk(cf_store *st, const char *tenant,
+			    const char *where, int64_t *entries,
+			    char last[65], cf_error *err)
+{
+	cf_audit_filter f = { 0 };
+	cf_error why = { 0 };
+	cf_status rc = CF_OK;
+
+	*entries = 0;
+	memcpy(last, cf_audit_genesis, 65);
+	f.limit = CHAIN_PAGE;
+	for (;;) {
+		cf_audit_entry *e = NULL;
+		size_t n = 0;
+
+		if ((rc = cf_store_audit_list(st, tenant, &f, &e, &n, err)) !=
+		    CF_OK)
+			return rc;
+		for (size_t i = 0; rc == CF_OK && i < n; i++) {
+			if (e[i].seq != *entries + 1)
+				rc = cf_error_set(err, CF_ERR_AUDIT,
+						  "audit chain of tenant %.16s "
+						  "on %s: entry %" PRId64
+						  " follows entry %" PRId64,
+						  tenant, where, e[i].seq,
+						  *entries);
+			else if (cf_audit_check(&e[i], last, &why) != CF_OK)
+				rc = cf_error_set(err, CF_ERR_AUDIT,
+						  "audit chain of tenant %.16s "
+						  "on %s: %s", tenant, where,
+						  why.msg);
+			if (rc == CF_OK) {
+				memcpy(last, e[i].hash, 65);
+				*entries = e[i].seq;
+				f.after_seq = e[i].seq;
+			}
+		}
+		free(e);
+		if (rc != CF_OK || n < CHAIN_PAGE)
+			return rc;
+	}
+}
+
+cf_status cf_store_copy_verify(cf_store *from, cf_store *to,
+			       const cf_store_copy_report *copied,
+			       cf_store_chain_report *chains, cf_error *err)
+{
+	cf_store_copy_report now;
+	cf_tenant *tenants = NULL;
+	size_t n = 0;
+	cf_status rc;
+
+	if (chains != NULL)
+		memset(chains, 0, sizeof(*chains));
+	if ((rc = need_store(from, err)) != CF_OK ||
+	    (rc = need_store(to, err)) != CF_OK)
+		return rc;
+	if (copied == NULL)
+		return cf_error_set(err, CF_ERR_USAGE,
+				    "store: no copy report to verify against");
+	if ((rc = cf_store_survey(to, &now, err)) != CF_OK)
+		return rc;
+	for (int t = 0; t < CF_COPY_COUNT; t++) {
+		const cf_store_copy_table *a = &copied->tables[t],
+					  *b = &now.tables[t];
+
+		if (a->rows != b->rows)
+			return cf_error_set(err, CF_ERR_STORE,
+					    "the copy's table %s holds %" PRId64
+					    " rows, the source's %" PRId64,
+					    b->name, b->rows, a->rows);
+		if (memcmp(a->digest, b->digest, sizeof(a->digest)) != 0)
+			return cf_error_set(err, CF_ERR_STORE,
+					    "the rows of the copy's table %s "
+					    "differ from the source's (same "
+					    "count, different digest)", b->name);
+	}
+	if ((rc = cf_store_tenant_list(from, &tenants, &n, err)) != CF_OK)
+		return rc;
+	/* i == n: the chain of entries logged before a tenant was known. */
+	for (size_t i = 0; rc == CF_OK && i <= n; i++) {
+		const char *id = i < n ? tenants[i].id : "";
+		char last_from[65], last_to[65];
+		int64_t n_from = 0, n_to = 0;
+
+		if ((rc = chain_walk(from, id, "the source", &n_from,
+				     last_from, err)) != CF_OK ||
+		    (rc = chain_walk(to, id, "the copy", &n_to, last_to,
+				     err)) != CF_OK)
+			break;
+		if (n_from != n_to || strcmp(last_from, last_to) != 0)
+			rc = cf_error_set(err, CF_ERR_AUDIT,
+					  "audit chain of tenant %.16s: the "
+					  "copy ends at entry %" PRId64 " (%.16s"
+					  "...), the source at %" PRId64
+					  " (%.16s...)", id, n_to, last_to,
+					  n_from, last_from);
+		if (rc == CF_OK && chains != NULL && n_to > 0) {
+			chains->chains++;
+			chains->entries += n_to;
+		}
+	}
+	cf_tenants_free(tenants, n);
+	return rc;
+}
+
+/* ---- wake-ups across processes -------------------------------------- */
+
+/* s is exactly len lowercase hex digits (what a payload can carry). */
+static int is_hex(const char *s, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') ||
+		      (s[i] >= 'a' && s[i] <= 'f')))
+			return 0;
+	return s[len] == '\0';
+}
+
+static cf_status need_node(const char *node, cf_error *err)
+{
+	if (node == NULL || !is_hex(node, CF_STORE_NODE_LEN))
+		return cf_error_set(err, CF_ERR_USAGE, "store: a node id is "
+				    "%d lowercase hex digits",
+				    CF_STORE_NODE_LEN);
+	return CF_OK;
+}
+
+cf_status cf_store_notify_feeds(cf_store *st, const char *node,
+				const char *tenant,
+				const char (*recipients)[65], size_t n,
+				cf_error *err)
+{
+	cf_status rc;
+
+	if ((rc = need_store(st, err)) != CF_OK)
+		return rc;
+	if (st->ops->notify_feeds == NULL || n == 0)
+		return CF_OK;
+	if ((rc = need_node(node, err)) != CF_OK)
+		return rc;
+	if (tenant == NULL || !is_hex(tenant, 64) || recipients == NULL)
+		return cf_error_set(err, CF_ERR_USAGE, "store: a wake-up names "
+				    "a tenant and recipients by fingerprint");
+	for (size_t i = 0; i < n; i++)
+		if (!is_hex(recipients[i], 64))
+			return cf_error_set(err, CF_ERR_USAGE, "store: recipient "
+					    "%zu of a wake-up is not a "
+					    "fingerprint", i);
+	return st->ops->notify_feeds(st, node, tenant, recipients, n, err);
+}
+
+cf_status cf_store_listener_open(const char *url, const char *node,
+				 cf_store_listener **out, cf_error *err)
+{
+	cf_status rc;
+
+	if (out == NULL)
+		return no_output(err);
+	*out = NULL;
+	if ((rc = need_nonempty(url, 4096, "database url", err)) != CF_OK ||
+	    (rc = need_node(node, err)) != CF_OK)
+		return rc;
+	if (strncmp(url, "postgresql://", 13) == 0 ||
+	    strncmp(url, "postgres://", 11) == 0)
+		return cf_store_pg_listener_open(url, node, out, err);
+	return cf_error_set(err, CF_ERR_USAGE, "store: SQLite has no "
+			    "wake-ups across processes (one process serves "
+			    "its file)");
+}
+
+/* ---- rollout: acknowledgements and exposure ---------------------------- */
+
+cf_status cf_store_ack_put(cf_store *st, const char *tenant,
+			   const char *agent, const cf_ack_row *rows,
+			   size_t n, int64_t now, const cf_audit_entry *audit,
+			   int64_t *stored, cf_error *err)
+{
+	cf_status rc;
+
+	if (stored != NULL)
+		*stored = 0;
+	if ((rc = need_tenant(st, tenant, err)) != CF_OK ||
+	    (rc = need_fp(agent, "agent fingerprint", err)) != CF_OK ||
+	    (rc = need_audit(audit, err)) != CF_OK)
+		return rc;
+	if (rows == NULL || n == 0)
+		return cf_error_set(err, CF_ERR_USAGE, "store: no acks to put");
+	if (n > CF_STORE_ACKS_MAX)
+		return cf_error_set(err, CF_ERR_TOO_LARGE,
+				    "store: %zu acks in one put, above %d", n,
+				    CF_STORE_ACKS_MAX);
+	for (size_t i = 0; i < n; i++) {
+		const cf_ack_row *r = &rows[i];
+
+		if (!FIXED_OK(r->agent) || !FIXED_OK(r->name) ||
+		    !FIXED_OK(r->result) || !FIXED_OK(r->reason))
+			return cf_error_set(err, CF_ERR_USAGE,
+					    "store: ack %zu has an unterminated "
+					    "field", i);
+		if (strcmp(r->agent, agent) != 0)
+			return cf_error_set(err, CF_ERR_USAGE,
+					    "store: ack %zu is of another agent",
+					    i);
+		if ((rc = need_secret_name(r->name, err)) != CF_OK)
+			return rc;
+		if (strcmp(r->result, "ok") != 0 &&
+		    strcmp(r->result, "failed") != 0)
+			return cf_error_set(err, CF_ERR_USAGE,
+					    "store: ack %zu result is not ok or "
+					    "failed", i);
+		if (r->der == NULL || r->len == 0)
+			return cf_error_set(err, CF_ERR_USAGE,
+					    "store: ack %zu has no signed DER", i);
+		if (r->len > CF_STORE_ACK_DER_MAX)
+			return cf_error_set(err, CF_ERR_TOO_LARGE,
+					    "store: ack %zu is %zu bytes, above "
+					    "%d", i, r->len, CF_STORE_ACK_DER_MAX);
+	}
+	return DISPATCH(st, ack_put, tenant, agent, rows, n, now, audit, stored,
+			err);
+}
+
+cf_status cf_store_ack_list(cf_store *st, const char *tenant,
+			    const char *name, cf_ack_row **out, size_t *n,
+			    cf_error *err)
+{
+	cf_status rc;
+
+	if ((rc = need_list_out((void **)out, n, err)) != CF_OK ||
+	    (rc = need_tenant(st, tenant, err)) != CF_OK ||
+	    (rc = need_secret_name(name, err)) != CF_OK)
+		return rc;
+	return DISPATCH(st, ack_list, tenant, name, out, n, err);
+}
+
+void cf_ack_rows_free(cf_ack_row *rows, size_t n)
+{
+	if (rows == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
+		free(rows[i].der);
+	free(rows);
+}
+
+cf_status cf_store_version_recipients(cf_store *st, const char *tenant,
+				      const char *name, int64_t version,
+				      cf_cert_row **out, size_t *n,
+				      cf_error *err)
+{
+	cf_status rc;
+
+	if ((rc = need_list_out((void **)out, n, err)) != CF_OK ||
+	    (rc = need_tenant(st, tenant, err)) != CF_OK ||
+	    (rc = need_secret_name(name, err)) != CF_OK)
+		return rc;
+	return DISPATCH(st, version_recipients, tenant, name, version, out, n,
+			err);
+}
+
+cf_status cf_store_exposed(cf_store *st, const char *tenant,
+			   const char *revoked, const char *prefix,
+			   cf_exposed_row **out, size_t *n, cf_error *err)
+{
+	cf_status rc;
+
+	if ((rc = need_list_out((void **)out, n, err)) != CF_OK ||
+	    (rc = need_tenant(st, tenant, err)) != CF_OK ||
+	    (rc = need_nonempty(revoked, CF_STORE_REVOKED_MAX,
+				"revoked serials", err)) != CF_OK ||
+	    (rc = need_str(prefix, CF_STORE_NAME_MAX, "prefix", err)) != CF_OK)
+		return rc;
+	return DISPATCH(st, exposed, tenant, revoked, prefix, out, n, err);
+}
+
+cf_status cf_store_rollout_stats(cf_store *st, cf_rollout_stats *out,
+				 cf_error *err)
+{
+	cf_status rc;
+
+	if (out == NULL)
+		return no_output(err);
+	memset(out, 0, sizeof(*out));
+	if ((rc = need_store(st, err)) != CF_OK)
+		return rc;
+	return DISPATCH(st, rollout_stats, out, err);
 }

@@ -345,6 +345,43 @@ cf_status cf_store_feed_bounded(cf_store *st, const char *tenant,
 void cf_feed_item_clear(cf_feed_item *item);
 void cf_feed_items_free(cf_feed_item *items, size_t n);
 
+/* ---- removal: recipients of a version, purging a recipient ------------ */
+
+typedef struct cf_recipient_row {
+	char fp[65];
+	char kind[16];        /* the directory's, "" if not in it */
+	char name[256];       /* its CN, "" if not in the directory */
+} cf_recipient_row;
+
+/*
+ * The recipients of version `version` of name (0: the latest), in
+ * fingerprint order; *version_out (may be NULL) the version read.
+ * CF_ERR_NOT_FOUND if name has no such version or is deleted.  Released
+ * with free().
+ */
+cf_status cf_store_secret_recipients(cf_store *st, const char *tenant,
+				     const char *name, int64_t version,
+				     int64_t *version_out,
+				     cf_recipient_row **out, size_t *n,
+				     cf_error *err);
+/* The names that have a stored envelope (any version) for recipient. */
+cf_status cf_store_recipient_names(cf_store *st, const char *tenant,
+				   const char *recipient, char (**out)[256],
+				   size_t *n, cf_error *err);
+/*
+ * Deletes every stored envelope addressed to recipient (all versions) of
+ * each of the n names, and the recipient's feed entries of those names,
+ * in one transaction with one audit entry (object: the recipient; bytes:
+ * the envelope bytes removed).  *removed (may be NULL): envelopes
+ * deleted.  A name without such envelopes is no error.  The versions'
+ * recipient counts stay what they were when written (history).
+ */
+cf_status cf_store_envelopes_purge(cf_store *st, const char *tenant,
+				   const char *recipient,
+				   const char (*names)[256], size_t n,
+				   const cf_audit_entry *audit,
+				   int64_t *removed, cf_error *err);
+
 /* ---- staged uploads ------------------------------------------------------ */
 
 /*
@@ -565,5 +602,244 @@ typedef struct cf_store_stats {
 } cf_store_stats;
 
 cf_status cf_store_stats_get(cf_store *st, cf_store_stats *out, cf_error *err);
+
+/* ---- copying a whole store (coffer server migrate) ------------------- */
+
+/*
+ * The tables a copy moves, in this order (parents before children):
+ * tenants, certs, cert_groups, tokens, enrollments, versions, envelopes,
+ * feed, audit, uploads, upload_envelopes, commands, command_mail, and
+ * "sequences" (the feed's and the mailbox's highest numbers given out).
+ */
+#define CF_STORE_COPY_TABLES 14
+
+typedef struct cf_store_copy_table {
+	const char *name;        /* static */
+	int64_t rows;
+	int64_t bytes;           /* text and binary bytes of its values */
+	unsigned char digest[32]; /* SHA-256 over its rows, in copy order */
+} cf_store_copy_table;
+
+typedef struct cf_store_copy_report {
+	cf_store_copy_table tables[CF_STORE_COPY_TABLES];
+	double seconds;          /* cf_store_copy: the copy's wall time */
+} cf_store_copy_report;
+
+/* Called after each batch written: table name, its rows so far. */
+typedef void (*cf_store_progress_fn)(void *ctx, const char *table,
+				     int64_t rows);
+
+/*
+ * Copies every row of from into to, which must be empty (CF_ERR_EXISTS
+ * otherwise, saying how to start from an empty database), in ONE
+ * transaction on to: all or nothing.  Everything is kept verbatim:
+ * feed, envelope and mailbox sequence numbers, the audit chains (seq,
+ * prev, hash), token uses, enrollment order; to's sequences are moved
+ * past the copied numbers, so new rows continue after them.  from is
+ * read in one snapshot, page by page (memory stays bounded whatever the
+ * size).  Either backend on either side.  progress may be NULL.  out
+ * (may be NULL) receives the rows, bytes and digest of each table as
+ * read from from.  Stop every server on from first: what is written
+ * after the snapshot is not copied.
+ */
+cf_status cf_store_copy(cf_store *from, cf_store *to,
+			cf_store_progress_fn progress, void *ctx,
+			cf_store_copy_report *out, cf_error *err);
+
+/* The rows, bytes and digest of each table of st (one snapshot). */
+cf_status cf_store_survey(cf_store *st, cf_store_copy_report *out,
+			  cf_error *err);
+
+/* What cf_store_copy_verify found in the audit chains. */
+typedef struct cf_store_chain_report {
+	size_t chains;           /* tenants' chains checked (non-empty) */
+	int64_t entries;         /* entries checked on the target */
+} cf_store_chain_report;
+
+/*
+ * Checks a copy made by cf_store_copy (copied: its report): to's rows
+ * and digests equal copied's, table by table (CF_ERR_STORE naming the
+ * first that differs), and every chain of from's tenants (and the
+ * tenant-less "" chain) verifies on to with cf_audit_check, page by
+ * page, and ends in the same last hash as on from (CF_ERR_AUDIT).
+ * chains may be NULL.
+ */
+cf_status cf_store_copy_verify(cf_store *from, cf_store *to,
+			       const cf_store_copy_report *copied,
+			       cf_store_chain_report *chains, cf_error *err);
+
+/* ---- wake-ups across processes (several nodes on one database) ------ */
+
+/*
+ * Several server nodes on one PostgreSQL learn of each other's changes
+ * through LISTEN/NOTIFY: a node that committed a change to some agents'
+ * feeds (or to a tenant) tells the others, which wake the long-polls
+ * they hold for those agents.  A wake-up only says "look again": it
+ * carries no data, a lost one costs a long-poll's timeout at most, and a
+ * spurious one a feed read.  On SQLite (one process per database) there
+ * is nobody to tell: notify does nothing and no listener opens.
+ *
+ * node: the sending process's id, CF_STORE_NODE_LEN lowercase hex
+ * digits, so that a node skips the wake-ups it sent itself (it woke its
+ * own threads already).  Tenant changes (CRL, new tenant) are announced
+ * by the store itself, in the changing transaction, whoever makes them
+ * (a node, `coffer server tenant add`).
+ */
+#define CF_STORE_NODE_LEN 16
+/* Fingerprints in one notification: within PostgreSQL's 8000 bytes. */
+#define CF_STORE_WAKE_BATCH 120
+
+/*
+ * After the commit that changed the feeds of these n recipients of
+ * tenant: tells the other nodes, in one round trip whatever n (batches of
+ * CF_STORE_WAKE_BATCH fingerprints, one notification each).  CF_OK at
+ * once on SQLite or when n is 0.  CF_ERR_STORE if the database could not
+ * be told (the change itself is committed; the others then learn of it at
+ * their long-polls' timeout).
+ */
+cf_status cf_store_notify_feeds(cf_store *st, const char *node,
+				const char *tenant,
+				const char (*recipients)[65], size_t n,
+				cf_error *err);
+
+typedef struct cf_store_listener cf_store_listener;
+
+enum cf_store_wake_kind {
+	CF_STORE_WAKE_FEEDS = 1,   /* these recipients' feeds changed */
+	CF_STORE_WAKE_TENANTS = 2  /* a tenant or its CRL changed: re-read */
+};
+
+typedef struct cf_store_wake {
+	int kind;                       /* enum cf_store_wake_kind */
+	char tenant[65];                /* FEEDS */
+	const char (*recipients)[65];   /* FEEDS: n fingerprints */
+	size_t n;                       /* 1..CF_STORE_WAKE_BATCH */
+} cf_store_wake;
+
+/* Called by cf_store_listener_read per wake-up; w valid during the call. */
+typedef void (*cf_store_wake_fn)(void *ctx, const cf_store_wake *w);
+
+/*
+ * Opens a listener on url's database, on a connection of its own (the
+ * URL and environment as cf_store_open; a blocking connect, bounded by
+ * connect_timeout), skipping the wake-ups sent with node.  CF_ERR_USAGE
+ * if the backend has no notifications (SQLite): the caller does without.
+ * CF_ERR_STORE if the database cannot be reached: *out is still set, to
+ * a listener that is down (cf_store_listener_fd -1), to reconnect.
+ */
+cf_status cf_store_listener_open(const char *url, const char *node,
+				 cf_store_listener **out, cf_error *err);
+
+/* The descriptor to wait on for reading, -1 while the listener is down. */
+int cf_store_listener_fd(const cf_store_listener *l);
+
+/*
+ * Reads what arrived, without blocking, and calls fn per wake-up (own
+ * ones and malformed payloads skipped).  CF_ERR_STORE when the
+ * connection is lost: the listener is then down, its descriptor closed
+ * (stop watching the old one), until cf_store_listener_reconnect.
+ */
+cf_status cf_store_listener_read(cf_store_listener *l, cf_store_wake_fn fn,
+				 void *ctx, cf_error *err);
+
+/*
+ * One attempt to bring a listener that is down up again (CF_OK at once
+ * if it is up).  Wake-ups sent while it was down are lost: after CF_OK
+ * the caller must act as if everything changed (retry every long-poll,
+ * re-read the tenants).
+ */
+cf_status cf_store_listener_reconnect(cf_store_listener *l, cf_error *err);
+
+void cf_store_listener_free(cf_store_listener *l);
+
+
+/* ---- rollout: acknowledgements and exposure (docs/API.md "Status") --- */
+
+/*
+ * An agent's latest acknowledgement of one secret (ack.h): what its
+ * signed record says, as the server verified it, and the signed DER
+ * itself, which readers verify again (the server is not trusted).  The
+ * store keeps one per (tenant, agent, name): a newer version, or the
+ * same version with a time not before the stored one, replaces it.
+ */
+#define CF_STORE_ACK_DER_MAX (64 * 1024)  /* one signed ack */
+#define CF_STORE_ACK_REASON_MAX 1024
+#define CF_STORE_ACKS_MAX 1000            /* acks in one put */
+
+typedef struct cf_ack_row {
+	char agent[65];       /* the signing agent's fingerprint */
+	char name[256];
+	int64_t version;
+	int64_t time;         /* when the agent applied it (its clock) */
+	char result[8];       /* "ok" or "failed" */
+	char reason[CF_STORE_ACK_REASON_MAX + 1];
+	int64_t received;     /* when the server stored it */
+	unsigned char *der;   /* the signed ack */
+	size_t len;
+} cf_ack_row;
+
+/*
+ * Stores n acks of agent (each row's agent must be it: CF_ERR_USAGE
+ * otherwise, before any database work) in one transaction with the
+ * audit entry, at time now.  An ack for a name that agent has no feed
+ * entry for (it never was a recipient of it) is skipped, as is one
+ * older than the stored (lower version, or same version and earlier
+ * time): *stored (may be NULL) counts the rows written.
+ */
+cf_status cf_store_ack_put(cf_store *st, const char *tenant,
+			   const char *agent, const cf_ack_row *rows,
+			   size_t n, int64_t now, const cf_audit_entry *audit,
+			   int64_t *stored, cf_error *err);
+/* Every stored ack of tenant/name, in agent fingerprint order. */
+cf_status cf_store_ack_list(cf_store *st, const char *tenant,
+			    const char *name, cf_ack_row **out, size_t *n,
+			    cf_error *err);
+void cf_ack_rows_free(cf_ack_row *rows, size_t n);
+
+/*
+ * The recipients of version of tenant/name (one row per envelope), as
+ * directory rows without their PEM (pem NULL), in fingerprint order; a
+ * recipient missing from the directory has kind and name "".  Release
+ * with cf_cert_rows_free.
+ */
+cf_status cf_store_version_recipients(cf_store *st, const char *tenant,
+				      const char *name, int64_t version,
+				      cf_cert_row **out, size_t *n,
+				      cf_error *err);
+
+/* One stored envelope addressed to a revoked certificate. */
+typedef struct cf_exposed_row {
+	char name[256];       /* the secret */
+	int64_t version;
+	char recipient[65];   /* the certificate's fingerprint */
+	char kind[16];
+	char cn[256];
+} cf_exposed_row;
+
+/*
+ * The stored envelopes (any version, deleted names excluded: their
+ * envelopes are gone) of names under prefix ("" for all) addressed to a
+ * certificate whose serial, or whose issuer's serial, is one of revoked:
+ * a JSON array of lowercase hex serials as the directory stores them
+ * ("[]" for none; at most CF_STORE_REVOKED_MAX bytes).  In (name,
+ * recipient, version) order.  Release with free().
+ */
+#define CF_STORE_REVOKED_MAX (8 * 1024 * 1024)
+cf_status cf_store_exposed(cf_store *st, const char *tenant,
+			   const char *revoked, const char *prefix,
+			   cf_exposed_row **out, size_t *n, cf_error *err);
+
+/*
+ * Rollout totals over every tenant, for /metrics: over the agent
+ * recipients of every name's latest version (deleted names excluded),
+ * those whose ack is of that version or later and ok (up_to_date) or
+ * failed (failed), and the others (behind: no ack, or an older one).
+ */
+typedef struct cf_rollout_stats {
+	int64_t up_to_date, behind, failed;
+} cf_rollout_stats;
+
+cf_status cf_store_rollout_stats(cf_store *st, cf_rollout_stats *out,
+				 cf_error *err);
 
 #endif

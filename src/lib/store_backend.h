@@ -25,6 +25,45 @@
 #define CF_STORE_TOKENS_MAX 10000          /* tokens in one add */
 #define CF_STORE_TOKEN_ENVELOPE_MAX (64 * 1024)
 
+/*
+ * A whole store as cf_store_copy moves it: the tables of store.h's
+ * CF_STORE_COPY_TABLES, in this order, each a fixed list of columns with
+ * the same names and meaning in every backend (cf_copy_tables, store.c).
+ * Types: 'i' integer, 't' text, 'b' bytes; any value may be NULL.  Rows
+ * go in their copy order (the primary key, byte order for text; for
+ * enrollments, creation time then insertion order), which both backends
+ * give alike, so digests over it compare across backends.  "sequences"
+ * is two rows (name, number): "command_mail" and "feed", the highest
+ * number each has given out (0 if none), even if no row holds it.
+ */
+enum cf_copy_table {
+	CF_COPY_TENANTS, CF_COPY_CERTS, CF_COPY_CERT_GROUPS, CF_COPY_TOKENS,
+	CF_COPY_ENROLLMENTS, CF_COPY_VERSIONS, CF_COPY_ENVELOPES,
+	CF_COPY_FEED, CF_COPY_AUDIT, CF_COPY_UPLOADS,
+	CF_COPY_UPLOAD_ENVELOPES, CF_COPY_COMMANDS, CF_COPY_COMMAND_MAIL,
+	CF_COPY_SEQUENCES, CF_COPY_COUNT
+};
+
+typedef struct cf_copy_def {
+	const char *name;     /* the table */
+	const char *columns;  /* "a, b, c": its columns in copy order */
+	const char *types;    /* one of 'i', 't', 'b' per column */
+} cf_copy_def;
+
+/* Indexed by enum cf_copy_table (the sequences entry names no table). */
+extern const cf_copy_def cf_copy_tables[CF_COPY_COUNT];
+
+typedef struct cf_copy_value {
+	int null;
+	int64_t i;                /* 'i' */
+	const unsigned char *p;   /* 't', 'b': len bytes, not terminated */
+	size_t len;
+} cf_copy_value;
+
+/* Receives one row of table: strlen(types) values. */
+typedef cf_status (*cf_copy_row_fn)(void *ctx, int table,
+				    const cf_copy_value *row, cf_error *err);
+
 typedef struct cf_store_ops {
 	const char *name; /* "sqlite" */
 	void (*free)(cf_store *st);
@@ -106,6 +145,20 @@ typedef struct cf_store_ops {
 			  size_t max_bytes, cf_feed_item **out, size_t *n,
 			  int64_t *cursor_out, int *more_out, cf_error *err);
 
+	cf_status (*secret_recipients)(cf_store *st, const char *tenant,
+				       const char *name, int64_t version,
+				       int64_t *version_out,
+				       cf_recipient_row **out, size_t *n,
+				       cf_error *err);
+	cf_status (*recipient_names)(cf_store *st, const char *tenant,
+				     const char *recipient, char (**out)[256],
+				     size_t *n, cf_error *err);
+	cf_status (*envelopes_purge)(cf_store *st, const char *tenant,
+				     const char *recipient,
+				     const char (*names)[256], size_t n,
+				     const cf_audit_entry *audit,
+				     int64_t *removed, cf_error *err);
+
 	cf_status (*upload_begin)(cf_store *st, const char *tenant,
 				  const char *name, int64_t version,
 				  const char *writer, int64_t now,
@@ -168,6 +221,52 @@ typedef struct cf_store_ops {
 
 	cf_status (*stats_get)(cf_store *st, cf_store_stats *out,
 			       cf_error *err);
+
+	/* Copying a whole store (cf_store_copy; cf_copy_tables above). */
+	/* Every row of every table, table by table in cf_copy_table order
+	 * and each in its copy order (below), all from one read snapshot;
+	 * row() per row, its values valid during the call only.  A failure
+	 * of row() stops the dump and is returned. */
+	cf_status (*copy_out)(cf_store *st, cf_copy_row_fn row, void *ctx,
+			      cf_error *err);
+	/* Opens the copy's one write transaction on an empty store:
+	 * CF_ERR_EXISTS if a table holds a row. */
+	cf_status (*copy_in_begin)(cf_store *st, cf_error *err);
+	/* n rows of table (n * columns values, row after row), inserted
+	 * verbatim in the open transaction. */
+	cf_status (*copy_in)(cf_store *st, int table,
+			     const cf_copy_value *vals, size_t n,
+			     cf_error *err);
+	/* commit: commits (sequences were moved by the "sequences" rows);
+	 * !commit: rolls back.  Safe to call after a failed copy_in. */
+	cf_status (*copy_in_end)(cf_store *st, int commit, cf_error *err);
+
+	/* Rollout (store.h); arguments checked by store.c. */
+	cf_status (*ack_put)(cf_store *st, const char *tenant,
+			     const char *agent, const cf_ack_row *rows,
+			     size_t n, int64_t now,
+			     const cf_audit_entry *audit, int64_t *stored,
+			     cf_error *err);
+	cf_status (*ack_list)(cf_store *st, const char *tenant,
+			      const char *name, cf_ack_row **out, size_t *n,
+			      cf_error *err);
+	cf_status (*version_recipients)(cf_store *st, const char *tenant,
+					const char *name, int64_t version,
+					cf_cert_row **out, size_t *n,
+					cf_error *err);
+	cf_status (*exposed)(cf_store *st, const char *tenant,
+			     const char *revoked, const char *prefix,
+			     cf_exposed_row **out, size_t *n, cf_error *err);
+	cf_status (*rollout_stats)(cf_store *st, cf_rollout_stats *out,
+				   cf_error *err);
+
+	/* The one optional op (NULL: no other process can share the
+	 * database, as with SQLite): cf_store_notify_feeds, n >= 1, node
+	 * and tenant checked. */
+	cf_status (*notify_feeds)(cf_store *st, const char *node,
+				  const char *tenant,
+				  const char (*recipients)[65], size_t n,
+				  cf_error *err);
 } cf_store_ops;
 
 struct cf_store {
@@ -186,6 +285,11 @@ cf_status cf_store_sqlite_open(const char *path, unsigned flags,
  */
 cf_status cf_store_pg_open(const char *url, unsigned flags, cf_store **out,
 			   cf_error *err);
+
+/* The PostgreSQL listener (store_pg.c), the only backend that has one;
+ * node checked by store.c. */
+cf_status cf_store_pg_listener_open(const char *url, const char *node,
+				    cf_store_listener **out, cf_error *err);
 
 /*
  * For tests: EXPLAIN QUERY PLAN of the feed query, one detail line per

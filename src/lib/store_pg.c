@@ -399,6 +399,19 @@ static const char *const migrations[] = {
 	  "WITH ORDINALITY AS u(r, d, i)") \
 	X(S_ENVELOPE_DEL_NAME, "DELETE FROM envelopes " \
 	  "WHERE tenant = $1 AND name = $2") \
+	X(S_VERSION_RECIPIENTS, "SELECT e.recipient, COALESCE(c.kind, ''), " \
+	  "COALESCE(c.name, '') FROM envelopes e LEFT JOIN certs c " \
+	  "ON c.tenant = e.tenant AND c.fp = e.recipient " \
+	  "WHERE e.tenant = $1 AND e.name = $2 AND e.version = $3 " \
+	  "ORDER BY e.recipient") \
+	X(S_RECIPIENT_NAMES, "SELECT DISTINCT name FROM envelopes " \
+	  "WHERE tenant = $1 AND recipient = $2 ORDER BY name") \
+	X(S_ENVELOPE_PURGE, "WITH d AS (DELETE FROM envelopes WHERE " \
+	  "tenant = $1 AND recipient = $2 AND name = $3 RETURNING " \
+	  "octet_length(der) AS len) SELECT COUNT(*)::bigint, " \
+	  "COALESCE(SUM(len), 0)::bigint FROM d") \
+	X(S_FEED_DEL_ONE, "DELETE FROM feed WHERE tenant = $1 " \
+	  "AND recipient = $2 AND name = $3") \
 	X(S_ENVELOPE_GET, "SELECT e.seq, e.version, v.writer, v.created, " \
 	  "e.der FROM envelopes e JOIN versions v ON v.tenant = e.tenant " \
 	  "AND v.name = e.name AND v.version = e.version " \
@@ -1550,6 +1563,8 @@ out:
 
 /* ---- tenants -------------------------------------------------------- */
 
+static cf_status announce_tenants(pg_store *p, cf_error *err);
+
 static int read_tenant(const PGresult *r, int row, void *elem)
 {
 	cf_tenant *t = elem;
@@ -1584,6 +1599,8 @@ static cf_status tenant_add_once(pg_store *p, const char *id,
 				  "tenant %s is already registered", id);
 	if (rc == CF_OK)
 		rc = audit_write(p, audit, id, id, err);
+	if (rc == CF_OK)
+		rc = announce_tenants(p, err);
 	return tx_end(p, rc, err);
 }
 
@@ -1664,6 +1681,8 @@ static cf_status tenant_set_crl_once(pg_store *p, const char *id,
 	if ((rc = run(p, S_TENANT_SET_CRL, &a, "storing a CRL", NULL, err)) ==
 	    CF_OK)
 		rc = audit_write(p, audit, id, NULL, err);
+	if (rc == CF_OK)
+		rc = announce_tenants(p, err);
 out:
 	return tx_end(p, rc, err);
 }
@@ -2619,6 +2638,154 @@ static cf_status pg_secret_history(cf_store *st, const char *tenant,
 {
 	ATTEMPT(pg(st), err, versions_of(pg(st), S_VERSION_HISTORY, tenant,
 					 name, out, n, err));
+}
+
+/* ---- removal ---------------------------------------------------------------- */
+
+static int read_recipient(const PGresult *r, int row, void *elem)
+{
+	cf_recipient_row *rr = elem;
+
+	col_fixed(r, row, 0, rr->fp, sizeof(rr->fp));
+	col_fixed(r, row, 1, rr->kind, sizeof(rr->kind));
+	col_fixed(r, row, 2, rr->name, sizeof(rr->name));
+	return 1;
+}
+
+static cf_status secret_recipients_once(pg_store *p, const char *tenant,
+					const char *name, int64_t version,
+					int64_t *version_out,
+					cf_recipient_row **out, size_t *n,
+					cf_error *err)
+{
+	cf_secret_row latest;
+	qargs a = { 0 };
+	int found = 0;
+	cf_status rc;
+
+	if (version == 0) {
+		rc = version_latest(p, tenant, name, &latest, &found, err);
+		if (rc != CF_OK)
+			return rc;
+		if (!found)
+			return cf_error_set(err, CF_ERR_NOT_FOUND,
+					    "there is no secret %s", name);
+		if (latest.deleted)
+			return cf_error_set(err, CF_ERR_NOT_FOUND,
+					    "secret %s is deleted", name);
+		version = latest.version;
+	}
+	a_text(&a, tenant);
+	a_text(&a, name);
+	a_int(&a, version);
+	rc = collect_rows(p, S_VERSION_RECIPIENTS, &a, sizeof(cf_recipient_row),
+			  read_recipient, NULL, "reading a version's recipients",
+			  (void **)out, n, err);
+	if (rc == CF_OK && *n == 0)
+		rc = cf_error_set(err, CF_ERR_NOT_FOUND,
+				  "secret %s has no version %lld", name,
+				  (long long)version);
+	if (rc == CF_OK)
+		*version_out = version;
+	return rc;
+}
+
+static cf_status pg_secret_recipients(cf_store *st, const char *tenant,
+				      const char *name, int64_t version,
+				      int64_t *version_out,
+				      cf_recipient_row **out, size_t *n,
+				      cf_error *err)
+{
+	ATTEMPT(pg(st), err, secret_recipients_once(pg(st), tenant, name,
+						    version, version_out, out,
+						    n, err));
+}
+
+static int read_name256(const PGresult *r, int row, void *elem)
+{
+	col_fixed(r, row, 0, elem, 256);
+	return 1;
+}
+
+static cf_status recipient_names_once(pg_store *p, const char *tenant,
+				      const char *recipient, char (**out)[256],
+				      size_t *n, cf_error *err)
+{
+	qargs a = { 0 };
+
+	a_text(&a, tenant);
+	a_text(&a, recipient);
+	return collect_rows(p, S_RECIPIENT_NAMES, &a, 256, read_name256, NULL,
+			    "listing a recipient's secrets", (void **)out, n,
+			    err);
+}
+
+static cf_status pg_recipient_names(cf_store *st, const char *tenant,
+				    const char *recipient, char (**out)[256],
+				    size_t *n, cf_error *err)
+{
+	ATTEMPT(pg(st), err, recipient_names_once(pg(st), tenant, recipient,
+						  out, n, err));
+}
+
+/* Columns 0 and 1 as two int64_t. */
+static int read_two_ints(const PGresult *r, int row, void *elem)
+{
+	int64_t *v = elem;
+
+	v[0] = col_int(r, row, 0);
+	v[1] = col_int(r, row, 1);
+	return 1;
+}
+
+static cf_status envelopes_purge_once(pg_store *p, const char *tenant,
+				      const char *recipient,
+				      const char (*names)[256], size_t n,
+				      const cf_audit_entry *audit,
+				      int64_t *removed, cf_error *err)
+{
+	cf_audit_entry e = *audit;
+	int64_t count = 0, bytes = 0, got[2];
+	int found = 0;
+	cf_status rc;
+
+	if ((rc = tx_begin(p, err)) != CF_OK)
+		return rc;
+	for (size_t i = 0; i < n && rc == CF_OK; i++) {
+		qargs a = { 0 };
+
+		a_text(&a, tenant);
+		a_text(&a, recipient);
+		a_text(&a, names[i]);
+		got[0] = got[1] = 0;
+		rc = get_row(p, S_ENVELOPE_PURGE, &a, read_two_ints, got, &found,
+			     "deleting envelopes", err);
+		if (rc == CF_OK)
+			rc = run(p, S_FEED_DEL_ONE, &a, "deleting feed entries",
+				 NULL, err);
+		count += got[0];
+		bytes += got[1];
+	}
+	if (rc == CF_OK) {
+		e.bytes = bytes;
+		rc = audit_write_head(p, &e, tenant, recipient, OBJECT_FORCE,
+				      NULL, err);
+	}
+	rc = tx_end(p, rc, err);
+	if (rc == CF_OK && removed != NULL)
+		*removed = count;
+	return rc;
+}
+
+static cf_status pg_envelopes_purge(cf_store *st, const char *tenant,
+				    const char *recipient,
+				    const char (*names)[256], size_t n,
+				    const cf_audit_entry *audit,
+				    int64_t *removed, cf_error *err)
+{
+	ATTEMPT(pg(st), err, envelopes_purge_once(pg(st), tenant, recipient,
+						  names, n, audit, removed,
+						  err));
 }
 
 /* An envelope row of S_ENVELOPE_GET; the name is the caller's. */
@@ -3765,6 +3932,529 @@ out:
 	return rc;
 }
 
+/* ---- copying a whole store (store_backend.h) ------------------------- */
+
+/* Each table's copy order: keys in byte order (COLLATE "C"), and
+ * enrollments by ord within a second, as pg_enroll_list lists them. */
+static const char *const copy_order[CF_COPY_COUNT] = {
+	"id", "tenant, fp", "tenant, grp, fp", "id", "created, ord",
+	"tenant, name, version", "tenant, name, recipient, version", "seq",
+	"tenant, seq", "id", "upload, recipient", "tenant, id", "seq", NULL,
+};
+
+#define COPY_SEQ_SQL "SELECT 'command_mail'::text, (SELECT CASE WHEN " \
+	"is_called THEN last_value ELSE 0 END FROM command_mail_seq) " \
+	"UNION ALL SELECT 'feed'::text, (SELECT CASE WHEN is_called THEN " \
+	"last_value ELSE 0 END FROM feed_seq)"
+/* A sequence at least $1, at least its table's highest number, never
+ * moved back; not touched while 0 (setval takes 1 and up). */
+#define COPY_SETVAL_SQL(seq, table) "SELECT setval('" seq "', v) FROM " \
+	"(SELECT GREATEST($1::bigint, (SELECT COALESCE(MAX(seq), 0) FROM " \
+	table "), (SELECT CASE WHEN is_called THEN last_value ELSE 0 END " \
+	"FROM " seq ")) AS v) s WHERE v > 0"
+/* Rows per INSERT: below PostgreSQL's 65,535 parameters. */
+#define COPY_INSERT_ROWS 1000
+
+static cf_status pg_copy_out(cf_store *st, cf_copy_row_fn row, void *ctx,
+			     cf_error *err)
+{
+	pg_store *p = pg(st);
+	cf_copy_value vals[16];
+	cf_status rc;
+	char sql[512];
+
+	if ((rc = pg_ready(p, err)) != CF_OK ||
+	    (rc = tx_begin(p, err)) != CF_OK)
+		return rc;
+	/* One snapshot for every table; a large table may take longer
+	 * than a request's statement timeout to stream. */
+	rc = simple(p, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, "
+		    "READ ONLY; SET LOCAL statement_timeout = 0",
+		    "starting to read the database", err);
+	for (int t = 0; rc == CF_OK && t < CF_COPY_COUNT; t++) {
+		const char *types = cf_copy_tables[t].types;
+		int cols = (int)strlen(types), cancelled = 0;
+		PGresult *r;
+
+		if (cols > (int)(sizeof(vals) / sizeof(vals[0]))) {
+			rc = cf_error_set(err, CF_ERR_USAGE,
+					  "store: table %s has too many columns "
+					  "to copy", cf_copy_tables[t].name);
+			break;
+		}
+
+		/* Text made of the constant table definitions only. */
+		if (t == CF_COPY_SEQUENCES)
+			snprintf(sql, sizeof(sql), "%s", COPY_SEQ_SQL);
+		else
+			snprintf(sql, sizeof(sql), "SELECT %s FROM %s ORDER BY "
+				 "%s", cf_copy_tables[t].columns,
+				 cf_copy_tables[t].name, copy_order[t]);
+		/* Row by row (single-row mode): memory stays one row. */
+		if (!PQsendQueryParams(p->conn, sql, 0, NULL, NULL, NULL, NULL,
+				       1) ||
+		    !PQsetSingleRowMode(p->conn)) {
+			rc = db_fail(p, NULL, "reading a table to copy", err);
+			break;
+		}
+		while ((r = PQgetResult(p->conn)) != NULL) {
+			ExecStatusType s = PQresultStatus(r);
+
+			if (s == PGRES_SINGLE_TUPLE && rc == CF_OK) {
+				for (int c = 0; c < cols; c++) {
+					cf_copy_value *v = &vals[c];
+
+					memset(v, 0, sizeof(*v));
+					if (PQgetisnull(r, 0, c))
+						v->null = 1;
+					else if (types[c] == 'i')
+						v->i = col_int(r, 0, c);
+					else {
+						v->p = (const unsigned char *)
+							PQgetvalue(r, 0, c);
+						v->len = (size_t)PQgetlength(r,
+									 0, c);
+					}
+				}
+				rc = row(ctx, t, vals, err);
+			} else if (s != PGRES_SINGLE_TUPLE &&
+				   s != PGRES_TUPLES_OK && rc == CF_OK) {
+				rc = db_fail(p, r, "reading a table to copy",
+					     err);
+			}
+			PQclear(r);
+			if (rc != CF_OK && !cancelled) {
+				/* Stop the server streaming the rest. */
+				PGcancel *cancel = PQgetCancel(p->conn);
+				char why[64];
+
+				if (cancel != NULL)
+					PQcancel(cancel, why, sizeof(why));
+				PQfreeCancel(cancel);
+				cancelled = 1;
+			}
+		}
+	}
+	tx_rollback(p);
+	return rc;
+}
+
+static cf_status pg_copy_in_begin(cf_store *st, cf_error *err)
+{
+	pg_store *p = pg(st);
+	char sql[128];
+	cf_status rc;
+
+	if ((rc = pg_ready(p, err)) != CF_OK ||
+	    (rc = tx_begin(p, err)) != CF_OK)
+		return rc;
+	/* Nobody writes meanwhile (readers may); the copy's transaction
+	 * may wait on its source between statements. */
+	rc = simple(p, "SET LOCAL statement_timeout = 0; "
+		    "SET LOCAL idle_in_transaction_session_timeout = 0; "
+		    "LOCK TABLE tenants, certs, cert_groups, tokens, "
+		    "enrollments, versions, envelopes, feed, audit, uploads, "
+		    "upload_envelopes, commands, command_mail IN EXCLUSIVE "
+		    "MODE", "locking the tables to copy into", err);
+	for (int t = 0; rc == CF_OK && t < CF_COPY_SEQUENCES; t++) {
+		PGresult *r;
+
+		snprintf(sql, sizeof(sql), "SELECT 1 FROM %s LIMIT 1",
+			 cf_copy_tables[t].name);
+		r = PQexecParams(p->conn, sql, 0, NULL, NULL, NULL, NULL, 1);
+		if (PQresultStatus(r) != PGRES_TUPLES_OK)
+			rc = db_fail(p, r, "checking that the database is "
+				     "empty", err);
+		else if (PQntuples(r) > 0)
+			rc = cf_error_set(err, CF_ERR_EXISTS,
+					  "PostgreSQL %s is not empty (its "
+					  "table %s holds rows); a copy goes "
+					  "into a new database: a new "
+					  "PostgreSQL database (createdb NAME) "
+					  "or a SQLite file that does not "
+					  "exist yet", p->label,
+					  cf_copy_tables[t].name);
+		PQclear(r);
+	}
+	if (rc != CF_OK)
+		tx_rollback(p);
+	return rc;
+}
+
+static cf_status copy_setval(pg_store *p, const cf_copy_value *row,
+			     cf_error *err)
+{
+	const char *sql;
+	qargs a = { 0 };
+	PGresult *r;
+	cf_status rc = CF_OK;
+
+	if (!row[0].null && !row[1].null && row[0].len == 4 &&
+	    memcmp(row[0].p, "feed", 4) == 0)
+		sql = COPY_SETVAL_SQL("feed_seq", "feed");
+	else if (!row[0].null && !row[1].null && row[0].len == 12 &&
+		 memcmp(row[0].p, "command_mail", 12) == 0)
+		sql = COPY_SETVAL_SQL("command_mail_seq", "command_mail");
+	else
+		return cf_error_set(err, CF_ERR_USAGE,
+				    "store: the copy names an unknown sequence");
+	a_int(&a, row[1].i);
+	r = PQexecParams(p->conn, sql, a.n, NULL, a.val, a.len, a.fmt, 1);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK)
+		rc = db_fail(p, r, "setting a sequence of the copy", err);
+	PQclear(r);
+	return rc;
+}
+
+/* The first m rows of vals as one multi-row INSERT; its text is made of
+ * the constant table definitions and placeholders only, values bound. */
+static cf_status copy_insert(pg_store *p, int table,
+			     const cf_copy_value *vals, size_t m,
+			     const char *what, cf_error *err)
+{
+	const char *types = cf_copy_tables[table].types;
+	size_t cols = strlen(types), np = m * cols, cap, used;
+	const char **val = calloc(np, sizeof(*val));
+	int *len = calloc(np, sizeof(*len)), *fmt = calloc(np, sizeof(*fmt));
+	char (*num)[24] = calloc(np, sizeof(*num));
+	char *sql = NULL;
+	PGresult *r;
+	cf_status rc = CF_OK;
+
+	/* "($1, ..., $k), " per row: at most 8 bytes a placeholder. */
+	cap = 256 + strlen(cf_copy_tables[table].columns) + m * (cols * 8 + 4);
+	if (val == NULL || len == NULL || fmt == NULL || num == NULL ||
+	    (sql = malloc(cap)) == NULL) {
+		rc = nomem(p, what, err);
+		goto out;
+	}
+	used = (size_t)snprintf(sql, cap, "INSERT INTO %s (%s) VALUES ",
+				cf_copy_tables[table].name,
+				cf_copy_tables[table].columns);
+	for (size_t k = 0; k < np && used < cap; k++) {
+		const cf_copy_value *v = &vals[k];
+		char type = types[k % cols];
+
+		used += (size_t)snprintf(sql + used, cap - used, "%s$%zu%s",
+					 k % cols == 0 ? (k > 0 ? ", (" : "(") :
+							 ", ",
+					 k + 1, k % cols == cols - 1 ? ")" : "");
+		if (v->null) {
+			val[k] = NULL;
+		} else if (type == 'i') {
+			snprintf(num[k], sizeof(num[k]), "%" PRId64, v->i);
+			val[k] = num[k];
+		} else if (v->len > INT32_MAX) {
+			rc = cf_error_set(err, CF_ERR_TOO_LARGE,
+					  "store: a value of table %s is too "
+					  "large to copy",
+					  cf_copy_tables[table].name);
+			goto out;
+		} else {
+			/* Text and bytea both as binary: their bytes. */
+			val[k] = (const char *)v->p;
+			len[k] = (int)v->len;
+			fmt[k] = 1;
+		}
+	}
+	if (used >= cap) {
+		rc = cf_error_set(err, CF_ERR_USAGE,
+				  "store: a copy statement is too long");
+		goto out;
+	}
+	r = PQexecParams(p->conn, sql, (int)np, NULL, val, len, fmt, 1);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK)
+		rc = db_fail(p, r, what, err);
+	PQclear(r);
+out:
+	free(sql);
+	free(num);
+	free(fmt);
+	free(len);
+	free(val);
+	return rc;
+}
+
+static cf_status pg_copy_in(cf_store *st, int table, const cf_copy_value *vals,
+			    size_t n, cf_error *err)
+{
+	pg_store *p = pg(st);
+	size_t cols, per;
+	char what[96];
+	cf_status rc = CF_OK;
+
+	if (table < 0 || table >= CF_COPY_COUNT)
+		return cf_error_set(err, CF_ERR_USAGE,
+				    "store: no such table to copy");
+	cols = strlen(cf_copy_tables[table].types);
+	if (table == CF_COPY_SEQUENCES) {
+		for (size_t r = 0; rc == CF_OK && r < n; r++)
+			rc = copy_setval(p, vals + r * cols, err);
+		return rc;
+	}
+	snprintf(what, sizeof(what), "copying table %s",
+		 cf_copy_tables[table].name);
+	per = COPY_INSERT_ROWS;
+	for (size_t r = 0; rc == CF_OK && r < n; r += per)
+		rc = copy_insert(p, table, vals + r * cols,
+				 n - r < per ? n - r : per, what, err);
+	return rc;
+}
+
+static cf_status pg_copy_in_end(cf_store *st, int commit, cf_error *err)
+{
+	pg_store *p = pg(st);
+
+	if (commit)
+		return tx_commit(p, err);
+	tx_rollback(p);
+	return CF_OK;
+}
+
+/* ---- wake-ups across nodes (LISTEN/NOTIFY) ---------------------------- */
+
+/*
+ * Two channels.  coffer_wake carries "F NODE TENANT FP FP ...": the
+ * sending node (its listener skips its own), a tenant and 1 to
+ * CF_STORE_WAKE_BATCH recipients' fingerprints, all lowercase hex, single
+ * spaces; a put to 10,000 agents is 84 such payloads sent in one
+ * statement.  coffer_tenants carries nothing: re-read the tenants.  It is
+ * sent inside the transaction that changes a tenant (NOTIFY is delivered
+ * at COMMIT, never for a rollback), so changes made by any process count,
+ * `coffer server tenant add` included.
+ */
+#define WAKE_CHANNEL "coffer_wake"
+#define TENANTS_CHANNEL "coffer_tenants"
+/* "F " NODE " " TENANT, then " " FP per recipient. */
+#define WAKE_HEAD (2 + CF_STORE_NODE_LEN + 1 + 64)
+#define WAKE_PAYLOAD_MAX (WAKE_HEAD + 65 * CF_STORE_WAKE_BATCH)
+
+_Static_assert(WAKE_PAYLOAD_MAX < 8000,
+	       "a NOTIFY payload is shorter than 8000 bytes");
+
+static cf_status announce_tenants(pg_store *p, cf_error *err)
+{
+	return simple(p, "NOTIFY " TENANTS_CHANNEL, "announcing a tenant "
+		      "change", err);
+}
+
+static cf_status notify_feeds_once(pg_store *p, const char *node,
+				   const char *tenant,
+				   const char (*recipients)[65], size_t n,
+				   cf_error *err)
+{
+	char payload[WAKE_PAYLOAD_MAX + 1];
+	pg_array arr = { 0 };
+	const char *vals[1];
+	int lens[1], fmts[1] = { 1 };
+	PGresult *r = NULL;
+	cf_status rc = CF_OK;
+
+	if (!arr_begin(&arr, OID_TEXT))
+		rc = nomem(p, "waking other nodes", err);
+	for (size_t off = 0; rc == CF_OK && off < n;
+	     off += CF_STORE_WAKE_BATCH) {
+		size_t m = n - off < CF_STORE_WAKE_BATCH ? n - off :
+			   CF_STORE_WAKE_BATCH;
+		size_t len = (size_t)snprintf(payload, sizeof(payload),
+					      "F %s %s", node, tenant);
+
+		for (size_t i = 0; i < m; i++) {
+			payload[len] = ' ';
+			memcpy(payload + len + 1, recipients[off + i], 64);
+			len += 65;
+		}
+		if (!arr_add(&arr, payload, len))
+			rc = nomem(p, "waking other nodes", err);
+	}
+	if (rc == CF_OK && arr.len > INT32_MAX)
+		rc = cf_error_set(err, CF_ERR_TOO_LARGE, "PostgreSQL %s: a "
+				  "wake-up of %zu recipients is too large",
+				  p->label, n);
+	if (rc == CF_OK) {
+		vals[0] = (const char *)arr.buf;
+		lens[0] = (int)arr.len;
+		r = PQexecParams(p->conn, "SELECT pg_notify('" WAKE_CHANNEL
+				 "', x) FROM unnest($1::text[]) AS x", 1,
+				 NULL, vals, lens, fmts, 1);
+		if (PQresultStatus(r) != PGRES_TUPLES_OK)
+			rc = db_fail(p, r, "waking other nodes", err);
+	}
+	PQclear(r);
+	arr_free(&arr);
+	return rc;
+}
+
+static cf_status pg_notify_feeds(cf_store *st, const char *node,
+				 const char *tenant,
+				 const char (*recipients)[65], size_t n,
+				 cf_error *err)
+{
+	ATTEMPT(pg(st), err, notify_feeds_once(pg(st), node, tenant,
+					       recipients, n, err));
+}
+
+/*
+ * A listener is one connection that only LISTENs, opened like a store's
+ * (cf_store_pg_open: the same defaults, timeouts and keepalives) and then
+ * taken over.  PostgreSQL is the only backend with listeners, so the
+ * listener functions of store.h live here.
+ */
+struct cf_store_listener {
+	PGconn *conn;                     /* NULL while down */
+	char *url;                        /* wiped at free: may hold a password */
+	char node[CF_STORE_NODE_LEN + 1];
+	char label[192];                  /* "database coffer on db1:5432" */
+};
+
+static cf_status listener_connect(cf_store_listener *l, cf_error *err)
+{
+	cf_store *st = NULL;
+	pg_store *p;
+	PGresult *r;
+	cf_status rc;
+
+	if ((rc = cf_store_pg_open(l->url, 0, &st, err)) != CF_OK)
+		return rc;
+	p = pg(st);
+	snprintf(l->label, sizeof(l->label), "%s", p->label);
+	r = PQexec(p->conn, "LISTEN " WAKE_CHANNEL "; LISTEN " TENANTS_CHANNEL);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK)
+		rc = db_fail(p, r, "listening for wake-ups", err);
+	PQclear(r);
+	/* PQconsumeInput then never waits for more than what arrived. */
+	if (rc == CF_OK && PQsetnonblocking(p->conn, 1) != 0)
+		rc = cf_error_set(err, CF_ERR_STORE, "PostgreSQL %s: cannot "
+				  "make the wake-up connection non-blocking",
+				  p->label);
+	if (rc == CF_OK) {
+		l->conn = p->conn;
+		p->conn = NULL;
+	}
+	pg_free(st);
+	return rc;
+}
+
+cf_status cf_store_pg_listener_open(const char *url, const char *node,
+				    cf_store_listener **out, cf_error *err)
+{
+	cf_store_listener *l = calloc(1, sizeof(*l));
+	cf_status rc;
+
+	*out = NULL;
+	if (l == NULL || (l->url = strdup(url)) == NULL) {
+		free(l);
+		return cf_error_set(err, CF_ERR_NOMEM, "out of memory opening "
+				    "a PostgreSQL listener");
+	}
+	snprintf(l->node, sizeof(l->node), "%s", node);
+	snprintf(l->label, sizeof(l->label), "database");
+	rc = listener_connect(l, err);
+	if (rc != CF_OK && rc != CF_ERR_STORE) {
+		cf_store_listener_free(l);
+		return rc;
+	}
+	*out = l;
+	return rc;
+}
+
+int cf_store_listener_fd(const cf_store_listener *l)
+{
+	return l == NULL || l->conn == NULL ? -1 : PQsocket(l->conn);
+}
+
+/* One notification: checked to the byte, then handed to fn. */
+static void listener_deliver(const cf_store_listener *l, const PGnotify *nf,
+			     cf_store_wake_fn fn, void *ctx)
+{
+	char fps[CF_STORE_WAKE_BATCH][65];
+	cf_store_wake w = { 0 };
+	const char *s = nf->extra != NULL ? nf->extra : "";
+	size_t len = strlen(s), n;
+
+	if (strcmp(nf->relname, TENANTS_CHANNEL) == 0) {
+		w.kind = CF_STORE_WAKE_TENANTS;
+		fn(ctx, &w);
+		return;
+	}
+	if (strcmp(nf->relname, WAKE_CHANNEL) != 0 || len < WAKE_HEAD + 65 ||
+	    len > WAKE_PAYLOAD_MAX || (len - WAKE_HEAD) % 65 != 0 ||
+	    s[0] != 'F' || s[1] != ' ' || s[2 + CF_STORE_NODE_LEN] != ' ')
+		return;
+	if (memcmp(s + 2, l->node, CF_STORE_NODE_LEN) == 0)
+		return;  /* our own: its threads were woken already */
+	n = (len - WAKE_HEAD) / 65;
+	memcpy(w.tenant, s + 3 + CF_STORE_NODE_LEN, 64);
+	w.tenant[64] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		const char *f = s + WAKE_HEAD + 65 * i;
+
+		if (f[0] != ' ')
+			return;
+		memcpy(fps[i], f + 1, 64);
+		fps[i][64] = '\0';
+	}
+	for (size_t i = 0; i < 64; i++)
+		if (strchr("0123456789abcdef", w.tenant[i]) == NULL)
+			return;
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < 64; j++)
+			if (strchr("0123456789abcdef", fps[i][j]) == NULL)
+				return;
+	w.kind = CF_STORE_WAKE_FEEDS;
+	w.recipients = (const char (*)[65])fps;
+	w.n = n;
+	fn(ctx, &w);
+}
+
+cf_status cf_store_listener_read(cf_store_listener *l, cf_store_wake_fn fn,
+				 void *ctx, cf_error *err)
+{
+	PGnotify *nf;
+	char why[320];
+
+	if (l == NULL || fn == NULL)
+		return cf_error_set(err, CF_ERR_USAGE, "store: no listener");
+	if (l->conn == NULL)
+		return cf_error_set(err, CF_ERR_STORE, "the wake-up connection "
+				    "to PostgreSQL %s is down", l->label);
+	if (!PQconsumeInput(l->conn) || PQstatus(l->conn) != CONNECTION_OK) {
+		one_line(PQerrorMessage(l->conn), why, sizeof(why));
+		PQfinish(l->conn);
+		l->conn = NULL;
+		return cf_error_set(err, CF_ERR_STORE, "lost the wake-up "
+				    "connection to PostgreSQL %s (%s)",
+				    l->label, why);
+	}
+	while ((nf = PQnotifies(l->conn)) != NULL) {
+		listener_deliver(l, nf, fn, ctx);
+		PQfreemem(nf);
+	}
+	return CF_OK;
+}
+
+cf_status cf_store_listener_reconnect(cf_store_listener *l, cf_error *err)
+{
+	if (l == NULL)
+		return cf_error_set(err, CF_ERR_USAGE, "store: no listener");
+	if (l->conn != NULL)
+		return CF_OK;
+	return listener_connect(l, err);
+}
+
+void cf_store_listener_free(cf_store_listener *l)
+{
+	if (l == NULL)
+		return;
+	if (l->conn != NULL)
+		PQfinish(l->conn);
+	if (l->url != NULL) {
+		OPENSSL_cleanse(l->url, strlen(l->url));
+		free(l->url);
+	}
+	free(l);
+}
+
 static const cf_store_ops pg_ops = {
 	.name = "postgresql",
 	.free = pg_free,
@@ -3790,6 +4480,9 @@ static const cf_store_ops pg_ops = {
 	.secret_list = pg_secret_list,
 	.secret_history = pg_secret_history,
 	.envelope_get = pg_envelope_get,
+	.secret_recipients = pg_secret_recipients,
+	.recipient_names = pg_recipient_names,
+	.envelopes_purge = pg_envelopes_purge,
 	.feed = pg_feed,
 	.upload_begin = pg_upload_begin,
 	.upload_get = pg_upload_get,
@@ -3808,4 +4501,9 @@ static const cf_store_ops pg_ops = {
 	.audit_append_many = pg_audit_append_many,
 	.audit_list = pg_audit_list,
 	.stats_get = pg_stats_get,
+	.copy_out = pg_copy_out,
+	.copy_in_begin = pg_copy_in_begin,
+	.copy_in = pg_copy_in,
+	.copy_in_end = pg_copy_in_end,
+	.notify_feeds = pg_notify_feeds,
 };

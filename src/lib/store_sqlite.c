@@ -221,6 +221,20 @@ static const char *const migrations[] = {
 	"CREATE INDEX command_mail_answers ON command_mail(tenant, id, "
 	"answer_seq);"
 	"CREATE INDEX command_mail_expiry ON command_mail(expires);",
+	/* 4: rollout acknowledgements (ack.h): the latest per agent and
+	 * name; envelopes by recipient, for the exposure query. */
+	"CREATE TABLE acks ("
+	" tenant TEXT NOT NULL REFERENCES tenants(id),"
+	" name TEXT NOT NULL,"
+	" agent TEXT NOT NULL,"
+	" version INTEGER NOT NULL,"
+	" applied INTEGER NOT NULL,"
+	" result TEXT NOT NULL,"
+	" reason TEXT NOT NULL,"
+	" received INTEGER NOT NULL,"
+	" der BLOB NOT NULL,"
+	" PRIMARY KEY (tenant, name, agent));"
+	"CREATE INDEX envelopes_by_recipient ON envelopes(tenant, recipient);",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -375,6 +389,15 @@ static const char *const migrations[] = {
 	  "AND f.recipient = u.recipient AND f.name = ?2 WHERE u.upload = ?4") \
 	X(S_UPLOAD_ENV_DEL, "DELETE FROM upload_envelopes WHERE upload = ?1") \
 	X(S_UPLOAD_DEL, "DELETE FROM uploads WHERE id = ?1") \
+	X(S_VERSION_RECIPIENTS, "SELECT e.recipient, COALESCE(c.kind, ''), " \
+	  "COALESCE(c.name, '') FROM envelopes e LEFT JOIN certs c " \
+	  "ON c.tenant = e.tenant AND c.fp = e.recipient " \
+	  "WHERE e.tenant = ?1 AND e.name = ?2 AND e.version = ?3 " \
+	  "ORDER BY e.recipient") \
+	X(S_RECIPIENT_NAMES, "SELECT DISTINCT name FROM envelopes " \
+	  "WHERE tenant = ?1 AND recipient = ?2 ORDER BY name") \
+	X(S_ENVELOPE_PURGE, "DELETE FROM envelopes WHERE tenant = ?1 " \
+	  "AND recipient = ?2 AND name = ?3 RETURNING length(der)") \
 	X(S_CMD_INS, "INSERT INTO commands (tenant, id, sender, created, " \
 	  "expires, recipients, bytes) VALUES (?1, ?2, ?3, ?4, ?5, 0, 0)") \
 	X(S_CMD_GET, "SELECT " CMD_COLS " FROM commands c " \
@@ -422,6 +445,49 @@ static const char *const migrations[] = {
 	  "WHERE expires < ?1 AND envelope IS NOT NULL") \
 	X(S_CMD_PURGE_MAIL, "DELETE FROM command_mail WHERE expires < ?1") \
 	X(S_CMD_PURGE, "DELETE FROM commands WHERE expires < ?1") \
+	/* Rollout (store.h): an ack only from a recipient of the name, and \
+	 * only if not older than the stored one. */ \
+	X(S_ACK_PUT, "INSERT INTO acks (tenant, name, agent, version, applied, " \
+	  "result, reason, received, der) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, " \
+	  "?8, ?9 WHERE EXISTS (SELECT 1 FROM feed WHERE tenant = ?1 " \
+	  "AND recipient = ?3 AND name = ?2) " \
+	  "ON CONFLICT (tenant, name, agent) DO UPDATE SET " \
+	  "version = excluded.version, applied = excluded.applied, " \
+	  "result = excluded.result, reason = excluded.reason, " \
+	  "received = excluded.received, der = excluded.der " \
+	  "WHERE excluded.version > acks.version OR (excluded.version = " \
+	  "acks.version AND excluded.applied >= acks.applied)") \
+	X(S_ACK_LIST, "SELECT agent, name, version, applied, result, reason, " \
+	  "received, der FROM acks WHERE tenant = ?1 AND name = ?2 " \
+	  "ORDER BY agent") \
+	X(S_VERSION_RECIPIENTS, "SELECT e.tenant, e.recipient, " \
+	  "COALESCE(c.kind, ''), COALESCE(c.name, ''), " \
+	  "COALESCE(c.groups, ''), COALESCE(c.cluster, ''), " \
+	  "COALESCE(c.issuer_fp, ''), COALESCE(c.serial, ''), " \
+	  "COALESCE(c.not_after, 0), NULL, COALESCE(c.created, 0) " \
+	  "FROM envelopes e LEFT JOIN certs c ON c.tenant = e.tenant " \
+	  "AND c.fp = e.recipient WHERE e.tenant = ?1 AND e.name = ?2 " \
+	  "AND e.version = ?3 ORDER BY e.recipient") \
+	X(S_EXPOSED, "SELECT e.name, e.version, e.recipient, c.kind, c.name " \
+	  "FROM certs c LEFT JOIN certs i ON i.tenant = c.tenant " \
+	  "AND i.fp = c.issuer_fp JOIN envelopes e ON e.tenant = c.tenant " \
+	  "AND e.recipient = c.fp WHERE c.tenant = ?1 " \
+	  "AND (c.serial IN (SELECT value FROM json_each(?2)) " \
+	  "OR i.serial IN (SELECT value FROM json_each(?2))) " \
+	  "AND e.name >= ?3 AND substr(e.name, 1, length(?3)) = ?3 " \
+	  "ORDER BY e.name, e.recipient, e.version") \
+	X(S_ROLLOUT, "SELECT COALESCE(SUM(CASE WHEN a.version >= e.version " \
+	  "AND a.result = 'ok' THEN 1 ELSE 0 END), 0), " \
+	  "COALESCE(SUM(CASE WHEN a.version >= e.version " \
+	  "AND a.result = 'failed' THEN 1 ELSE 0 END), 0), " \
+	  "COALESCE(SUM(CASE WHEN a.version IS NULL OR a.version < e.version " \
+	  "THEN 1 ELSE 0 END), 0) FROM (SELECT tenant, name, " \
+	  "MAX(version) AS version FROM versions GROUP BY tenant, name) l " \
+	  "JOIN envelopes e ON e.tenant = l.tenant AND e.name = l.name " \
+	  "AND e.version = l.version JOIN certs c ON c.tenant = e.tenant " \
+	  "AND c.fp = e.recipient AND c.kind = 'agent' LEFT JOIN acks a " \
+	  "ON a.tenant = e.tenant AND a.name = e.name " \
+	  "AND a.agent = e.recipient") \
 	X(S_STATS, "SELECT (SELECT COUNT(*) FROM tenants), " \
 	  "(SELECT COUNT(*) FROM certs), " \
 	  "(SELECT COUNT(*) FROM certs WHERE kind = 'agent'), " \
@@ -2223,6 +2289,132 @@ static cf_status sq_feed(cf_store *st, const char *tenant,
 	return CF_OK;
 }
 
+/* ---- removal ---------------------------------------------------------------- */
+
+static int read_recipient(sqlite3_stmt *q, void *elem)
+{
+	cf_recipient_row *r = elem;
+
+	col_fixed(q, 0, r->fp, sizeof(r->fp));
+	col_fixed(q, 1, r->kind, sizeof(r->kind));
+	col_fixed(q, 2, r->name, sizeof(r->name));
+	return 1;
+}
+
+static cf_status sq_secret_recipients(cf_store *st, const char *tenant,
+				      const char *name, int64_t version,
+				      int64_t *version_out,
+				      cf_recipient_row **out, size_t *n,
+				      cf_error *err)
+{
+	sq_store *s = sq(st);
+	cf_secret_row latest;
+	sqlite3_stmt *q;
+	cf_status rc;
+	int found = 0;
+
+	if (version == 0) {
+		rc = version_latest(s, tenant, name, &latest, &found, err);
+		if (rc != CF_OK)
+			return rc;
+		if (!found)
+			return cf_error_set(err, CF_ERR_NOT_FOUND,
+					    "there is no secret %s", name);
+		if (latest.deleted)
+			return cf_error_set(err, CF_ERR_NOT_FOUND,
+					    "secret %s is deleted", name);
+		version = latest.version;
+	}
+	if ((q = prep(s, S_VERSION_RECIPIENTS, err)) == NULL)
+		return CF_ERR_STORE;
+	bind_text(q, 1, tenant);
+	bind_text(q, 2, name);
+	sqlite3_bind_int64(q, 3, version);
+	rc = collect_rows(s, q, sizeof(cf_recipient_row), read_recipient, NULL,
+			  "reading a version's recipients", (void **)out, n,
+			  err);
+	if (rc == CF_OK && *n == 0)
+		rc = cf_error_set(err, CF_ERR_NOT_FOUND,
+				  "secret %s has no version %lld", name,
+				  (long long)version);
+	if (rc == CF_OK)
+		*version_out = version;
+	return rc;
+}
+
+static int read_name(sqlite3_stmt *q, void *elem)
+{
+	col_fixed(q, 0, elem, 256);
+	return 1;
+}
+
+static cf_status sq_recipient_names(cf_store *st, const char *tenant,
+				    const char *recipient, char (**out)[256],
+				    size_t *n, cf_error *err)
+{
+	sq_store *s = sq(st);
+	sqlite3_stmt *q = prep(s, S_RECIPIENT_NAMES, err);
+
+	if (q == NULL)
+		return CF_ERR_STORE;
+	bind_text(q, 1, tenant);
+	bind_text(q, 2, recipient);
+	return collect_rows(s, q, 256, read_name, NULL,
+			    "listing a recipient's secrets", (void **)out, n,
+			    err);
+}
+
+static cf_status sq_envelopes_purge(cf_store *st, const char *tenant,
+				    const char *recipient,
+				    const char (*names)[256], size_t n,
+				    const cf_audit_entry *audit,
+				    int64_t *removed, cf_error *err)
+{
+	sq_store *s = sq(st);
+	cf_audit_entry a = *audit;
+	sqlite3_stmt *q;
+	int64_t count = 0, bytes = 0;
+	cf_status rc;
+	int src;
+
+	if ((rc = tx_begin(s, err)) != CF_OK)
+		return rc;
+	for (size_t i = 0; i < n && rc == CF_OK; i++) {
+		if ((q = prep(s, S_ENVELOPE_PURGE, err)) == NULL) {
+			rc = CF_ERR_STORE;
+			break;
+		}
+		bind_text(q, 1, tenant);
+		bind_text(q, 2, recipient);
+		bind_text(q, 3, names[i]);
+		while ((src = sqlite3_step(q)) == SQLITE_ROW) {
+			count++;
+			bytes += sqlite3_column_int64(q, 0);
+		}
+		done(q);
+		if (src != SQLITE_DONE) {
+			rc = db_fail(s, src, "deleting envelopes", err);
+			break;
+		}
+		if ((q = prep(s, S_FEED_DEL, err)) == NULL) {
+			rc = CF_ERR_STORE;
+			break;
+		}
+		bind_text(q, 1, tenant);
+		bind_text(q, 2, recipient);
+		bind_text(q, 3, names[i]);
+		rc = run(s, q, "deleting feed entries", err);
+	}
+	if (rc == CF_OK) {
+		a.bytes = bytes;
+		rc = audit_write_obj(s, &a, tenant, recipient, OBJECT_FORCE, err);
+	}
+	rc = tx_end(s, rc, err);
+	if (rc == CF_OK && removed != NULL)
+		*removed = count;
+	return rc;
+}
+
 /* ---- staged uploads ------------------------------------------------------ */
 
 static int read_upload(sqlite3_stmt *q, void *elem)
@@ -3131,6 +3323,395 @@ out:
 	return rc;
 }
 
+/* ---- copying a whole store (store_backend.h) ------------------------- */
+
+/* Each table's copy order: keys in byte order (BINARY collation), and
+ * enrollments by rowid within a second, as sq_enroll_list lists them. */
+static const char *const copy_order[CF_COPY_COUNT] = {
+	"id", "tenant, fp", "tenant, grp, fp", "id", "created, rowid",
+	"tenant, name, version", "tenant, name, recipient, version", "seq",
+	"tenant, seq", "id", "upload, recipient", "tenant, id", "seq", NULL,
+};
+
+/* The "sequences" rows: 0 for a table that never took a row. */
+#define COPY_SEQ_SQL "SELECT 'command_mail', COALESCE((SELECT seq FROM " \
+	"sqlite_sequence WHERE name = 'command_mail'), 0) UNION ALL " \
+	"SELECT 'feed', COALESCE((SELECT seq FROM sqlite_sequence " \
+	"WHERE name = 'feed'), 0)"
+
+/* SQL text for table t, made of the constant table definitions only. */
+static void copy_select_sql(int t, char *sql, size_t cap)
+{
+	if (t == CF_COPY_SEQUENCES)
+		snprintf(sql, cap, "%s", COPY_SEQ_SQL);
+	else
+		snprintf(sql, cap, "SELECT %s FROM %s ORDER BY %s",
+			 cf_copy_tables[t].columns, cf_copy_tables[t].name,
+			 copy_order[t]);
+}
+
+/* Column c of q's row as a copy value of type `type`; 0 if no memory. */
+static int copy_col(sqlite3_stmt *q, int c, char type, cf_copy_value *v)
+{
+	memset(v, 0, sizeof(*v));
+	if (sqlite3_column_type(q, c) == SQLITE_NULL) {
+		v->null = 1;
+		return 1;
+	}
+	if (type == 'i') {
+		v->i = sqlite3_column_int64(q, c);
+		return 1;
+	}
+	v->p = type == 't' ? sqlite3_column_text(q, c) :
+			     sqlite3_column_blob(q, c);
+	v->len = (size_t)sqlite3_column_bytes(q, c);
+	if (v->p == NULL) {
+		if (v->len > 0 || type == 't')
+			return 0;
+		v->p = (const unsigned char *)"";
+	}
+	return 1;
+}
+
+static cf_status sq_copy_out(cf_store *st, cf_copy_row_fn row, void *ctx,
+			     cf_error *err)
+{
+	sq_store *s = sq(st);
+	cf_copy_value vals[16];
+	sqlite3_stmt *q = NULL;
+	cf_status rc = CF_OK;
+	char sql[512];
+	int src;
+
+	/* One read transaction: every table from the same snapshot. */
+	if ((src = sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL)) != SQLITE_OK)
+		return db_fail(s, src, "starting to read the database", err);
+	for (int t = 0; rc == CF_OK && t < CF_COPY_COUNT; t++) {
+		const char *types = cf_copy_tables[t].types;
+		int cols = (int)strlen(types);
+
+		if (cols > (int)(sizeof(vals) / sizeof(vals[0]))) {
+			rc = cf_error_set(err, CF_ERR_USAGE,
+					  "store: table %s has too many columns "
+					  "to copy", cf_copy_tables[t].name);
+			break;
+		}
+		copy_select_sql(t, sql, sizeof(sql));
+		if ((src = sqlite3_prepare_v2(s->db, sql, -1, &q, NULL)) !=
+		    SQLITE_OK) {
+			rc = db_fail(s, src, "reading a table to copy", err);
+			break;
+		}
+		while (rc == CF_OK && (src = sqlite3_step(q)) == SQLITE_ROW) {
+			for (int c = 0; rc == CF_OK && c < cols; c++)
+				if (!copy_col(q, c, types[c], &vals[c]))
+					rc = nomem(s, "reading a table to copy",
+						   err);
+			if (rc == CF_OK)
+				rc = row(ctx, t, vals, err);
+		}
+		if (rc == CF_OK && src != SQLITE_DONE)
+			rc = db_fail(s, src, "reading a table to copy", err);
+		sqlite3_finalize(q);
+		q = NULL;
+	}
+	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
+static cf_status sq_copy_in_begin(cf_store *st, cf_error *err)
+{
+	sq_store *s = sq(st);
+	cf_status rc;
+	char sql[128];
+
+	if ((rc = tx_begin(s, err)) != CF_OK)
+		return rc;
+	for (int t = 0; rc == CF_OK && t < CF_COPY_SEQUENCES; t++) {
+		sqlite3_stmt *q = NULL;
+		int src;
+
+		snprintf(sql, sizeof(sql), "SELECT 1 FROM %s LIMIT 1",
+			 cf_copy_tables[t].name);
+		src = sqlite3_prepare_v2(s->db, sql, -1, &q, NULL);
+		if (src == SQLITE_OK)
+			src = sqlite3_step(q);
+		if (src == SQLITE_ROW)
+			rc = cf_error_set(err, CF_ERR_EXISTS,
+					  "database %s is not empty (its table "
+					  "%s holds rows); a copy goes into a "
+					  "new database: a SQLite file that "
+					  "does not exist yet, or a new "
+					  "PostgreSQL database (createdb NAME)",
+					  s->path, cf_copy_tables[t].name);
+		else if (src != SQLITE_DONE)
+			rc = db_fail(s, src, "checking that the database is "
+				     "empty", err);
+		sqlite3_finalize(q);
+	}
+	if (rc != CF_OK)
+		tx_rollback(s);
+	return rc;
+}
+
+/* A "sequences" row: the table's AUTOINCREMENT counter at least v. */
+static cf_status copy_sequence(sq_store *s, const cf_copy_value *row,
+			       cf_error *err)
+{
+	sqlite3_stmt *q = NULL;
+	int src;
+
+	if (row[0].null || row[1].null ||
+	    !((row[0].len == 4 && memcmp(row[0].p, "feed", 4) == 0) ||
+	      (row[0].len == 12 && memcmp(row[0].p, "command_mail", 12) == 0)))
+		return cf_error_set(err, CF_ERR_USAGE,
+				    "store: the copy names an unknown sequence");
+	src = sqlite3_prepare_v2(s->db, "UPDATE sqlite_sequence SET seq = "
+				 "MAX(seq, ?2) WHERE name = ?1", -1, &q, NULL);
+	if (src == SQLITE_OK) {
+		sqlite3_bind_text(q, 1, (const char *)row[0].p,
+				  (int)row[0].len, SQLITE_STATIC);
+		sqlite3_bind_int64(q, 2, row[1].i);
+		src = sqlite3_step(q);
+	}
+	sqlite3_finalize(q);
+	q = NULL;
+	if (src == SQLITE_DONE && sqlite3_changes(s->db) == 0 && row[1].i > 0) {
+		src = sqlite3_prepare_v2(s->db, "INSERT INTO sqlite_sequence "
+					 "(name, seq) VALUES (?1, ?2)", -1, &q,
+					 NULL);
+		if (src == SQLITE_OK) {
+			sqlite3_bind_text(q, 1, (const char *)row[0].p,
+					  (int)row[0].len, SQLITE_STATIC);
+			sqlite3_bind_int64(q, 2, row[1].i);
+			src = sqlite3_step(q);
+		}
+		sqlite3_finalize(q);
+	}
+	return src == SQLITE_DONE ? CF_OK :
+	       db_fail(s, src, "setting a sequence of the copy", err);
+}
+
+static cf_status sq_copy_in(cf_store *st, int table, const cf_copy_value *vals,
+			    size_t n, cf_error *err)
+{
+	sq_store *s = sq(st);
+	const char *types;
+	sqlite3_stmt *q = NULL;
+	char sql[1024], what[96];
+	size_t cols, used;
+	cf_status rc = CF_OK;
+	int src;
+
+	if (table < 0 || table >= CF_COPY_COUNT)
+		return cf_error_set(err, CF_ERR_USAGE,
+				    "store: no such table to copy");
+	types = cf_copy_tables[table].types;
+	cols = strlen(types);
+	if (table == CF_COPY_SEQUENCES) {
+		for (size_t r = 0; rc == CF_OK && r < n; r++)
+			rc = copy_sequence(s, vals + r * cols, err);
+		return rc;
+	}
+	snprintf(what, sizeof(what), "copying table %s",
+		 cf_copy_tables[table].name);
+	used = (size_t)snprintf(sql, sizeof(sql), "INSERT INTO %s (%s) VALUES (",
+				cf_copy_tables[table].name,
+				cf_copy_tables[table].columns);
+	for (size_t c = 0; c < cols && used < sizeof(sql); c++)
+		used += (size_t)snprintf(sql + used, sizeof(sql) - used, "%s?",
+					 c > 0 ? ", " : "");
+	if (used >= sizeof(sql) - 2)
+		return cf_error_set(err, CF_ERR_USAGE,
+				    "store: a copy statement is too long");
+	snprintf(sql + used, sizeof(sql) - used, ")");
+	if ((src = sqlite3_prepare_v2(s->db, sql, -1, &q, NULL)) != SQLITE_OK)
+		return db_fail(s, src, what, err);
+	for (size_t r = 0; rc == CF_OK && r < n; r++) {
+		const cf_copy_value *row = vals + r * cols;
+		int b = SQLITE_OK;
+
+		for (size_t c = 0; c < cols && b == SQLITE_OK; c++) {
+			int i = (int)c + 1;
+
+			if (row[c].null)
+				b = sqlite3_bind_null(q, i);
+			else if (types[c] == 'i')
+				b = sqlite3_bind_int64(q, i, row[c].i);
+			else if (row[c].len > (size_t)INT32_MAX)
+				b = SQLITE_TOOBIG;
+			else if (types[c] == 't')
+				b = sqlite3_bind_text(q, i,
+						      (const char *)row[c].p,
+						      (int)row[c].len,
+						      SQLITE_STATIC);
+			else
+				b = sqlite3_bind_blob64(q, i, row[c].p,
+							row[c].len,
+							SQLITE_STATIC);
+		}
+		src = b == SQLITE_OK ? sqlite3_step(q) : b;
+		if (src != SQLITE_DONE)
+			rc = db_fail(s, src, what, err);
+		sqlite3_reset(q);
+		sqlite3_clear_bindings(q);
+	}
+	sqlite3_finalize(q);
+	return rc;
+}
+
+static cf_status sq_copy_in_end(cf_store *st, int commit, cf_error *err)
+{
+	sq_store *s = sq(st);
+
+	if (commit)
+		return tx_commit(s, err);
+	tx_rollback(s);
+	return CF_OK;
+}
+
+/* ---- rollout: acknowledgements and exposure ----------------------- */
+
+static int read_ack(sqlite3_stmt *q, void *elem)
+{
+	cf_ack_row *a = elem;
+
+	col_fixed(q, 0, a->agent, sizeof(a->agent));
+	col_fixed(q, 1, a->name, sizeof(a->name));
+	a->version = sqlite3_column_int64(q, 2);
+	a->time = sqlite3_column_int64(q, 3);
+	col_fixed(q, 4, a->result, sizeof(a->result));
+	col_fixed(q, 5, a->reason, sizeof(a->reason));
+	a->received = sqlite3_column_int64(q, 6);
+	return col_blob(q, 7, &a->der, &a->len);
+}
+
+static void clear_ack(void *elem)
+{
+	free(((cf_ack_row *)elem)->der);
+}
+
+static cf_status sq_ack_put(cf_store *st, const char *tenant,
+			    const char *agent, const cf_ack_row *rows,
+			    size_t n, int64_t now, const cf_audit_entry *audit,
+			    int64_t *stored, cf_error *err)
+{
+	sq_store *s = sq(st);
+	sqlite3_stmt *q;
+	int64_t written = 0;
+	cf_status rc;
+
+	if ((rc = tx_begin(s, err)) != CF_OK)
+		return rc;
+	for (size_t i = 0; i < n && rc == CF_OK; i++) {
+		if ((q = prep(s, S_ACK_PUT, err)) == NULL) {
+			rc = CF_ERR_STORE;
+			break;
+		}
+		bind_text(q, 1, tenant);
+		bind_text(q, 2, rows[i].name);
+		bind_text(q, 3, agent);
+		sqlite3_bind_int64(q, 4, rows[i].version);
+		sqlite3_bind_int64(q, 5, rows[i].time);
+		bind_text(q, 6, rows[i].result);
+		bind_text(q, 7, rows[i].reason);
+		sqlite3_bind_int64(q, 8, now);
+		bind_blob(q, 9, rows[i].der, rows[i].len);
+		rc = run(s, q, "storing an acknowledgement", err);
+		if (rc == CF_OK)
+			written += sqlite3_changes(s->db);
+	}
+	if (rc == CF_OK)
+		rc = audit_write(s, audit, tenant, agent, err);
+	rc = tx_end(s, rc, err);
+	if (rc == CF_OK && stored != NULL)
+		*stored = written;
+	return rc;
+}
+
+static cf_status sq_ack_list(cf_store *st, const char *tenant,
+			     const char *name, cf_ack_row **out, size_t *n,
+			     cf_error *err)
+{
+	sq_store *s = sq(st);
+	sqlite3_stmt *q = prep(s, S_ACK_LIST, err);
+
+	if (q == NULL)
+		return CF_ERR_STORE;
+	bind_text(q, 1, tenant);
+	bind_text(q, 2, name);
+	return collect_rows(s, q, sizeof(cf_ack_row), read_ack, clear_ack,
+			    "reading acknowledgements", (void **)out, n, err);
+}
+
+static cf_status sq_version_recipients(cf_store *st, const char *tenant,
+				       const char *name, int64_t version,
+				       cf_cert_row **out, size_t *n,
+				       cf_error *err)
+{
+	sq_store *s = sq(st);
+	sqlite3_stmt *q = prep(s, S_VERSION_RECIPIENTS, err);
+
+	if (q == NULL)
+		return CF_ERR_STORE;
+	bind_text(q, 1, tenant);
+	bind_text(q, 2, name);
+	sqlite3_bind_int64(q, 3, version);
+	return collect_rows(s, q, sizeof(cf_cert_row), read_cert, clear_cert,
+			    "reading a version's recipients", (void **)out, n,
+			    err);
+}
+
+static int read_exposed(sqlite3_stmt *q, void *elem)
+{
+	cf_exposed_row *x = elem;
+
+	col_fixed(q, 0, x->name, sizeof(x->name));
+	x->version = sqlite3_column_int64(q, 1);
+	col_fixed(q, 2, x->recipient, sizeof(x->recipient));
+	col_fixed(q, 3, x->kind, sizeof(x->kind));
+	col_fixed(q, 4, x->cn, sizeof(x->cn));
+	return 1;
+}
+
+static cf_status sq_exposed(cf_store *st, const char *tenant,
+			    const char *revoked, const char *prefix,
+			    cf_exposed_row **out, size_t *n, cf_error *err)
+{
+	sq_store *s = sq(st);
+	sqlite3_stmt *q = prep(s, S_EXPOSED, err);
+
+	if (q == NULL)
+		return CF_ERR_STORE;
+	bind_text(q, 1, tenant);
+	bind_text(q, 2, revoked);
+	bind_text(q, 3, prefix);
+	return collect_rows(s, q, sizeof(cf_exposed_row), read_exposed, NULL,
+			    "finding exposed envelopes", (void **)out, n, err);
+}
+
+static cf_status sq_rollout_stats(cf_store *st, cf_rollout_stats *out,
+				  cf_error *err)
+{
+	sq_store *s = sq(st);
+	sqlite3_stmt *q = prep(s, S_ROLLOUT, err);
+	cf_status rc = CF_OK;
+	int src;
+
+	if (q == NULL)
+		return CF_ERR_STORE;
+	src = sqlite3_step(q);
+	if (src == SQLITE_ROW) {
+		out->up_to_date = sqlite3_column_int64(q, 0);
+		out->failed = sqlite3_column_int64(q, 1);
+		out->behind = sqlite3_column_int64(q, 2);
+	} else {
+		rc = db_fail(s, src, "counting the rollout", err);
+	}
+	done(q);
+	return rc;
+}
+
 static const cf_store_ops sqlite_ops = {
 	.name = "sqlite",
 	.free = sq_free,
@@ -3156,6 +3737,9 @@ static const cf_store_ops sqlite_ops = {
 	.secret_list = sq_secret_list,
 	.secret_history = sq_secret_history,
 	.envelope_get = sq_envelope_get,
+	.secret_recipients = sq_secret_recipients,
+	.recipient_names = sq_recipient_names,
+	.envelopes_purge = sq_envelopes_purge,
 	.feed = sq_feed,
 	.upload_begin = sq_upload_begin,
 	.upload_get = sq_upload_get,
@@ -3174,4 +3758,13 @@ static const cf_store_ops sqlite_ops = {
 	.cmd_list = sq_cmd_list,
 	.cmd_expire = sq_cmd_expire,
 	.stats_get = sq_stats_get,
+	.copy_out = sq_copy_out,
+	.copy_in_begin = sq_copy_in_begin,
+	.copy_in = sq_copy_in,
+	.copy_in_end = sq_copy_in_end,
+	.ack_put = sq_ack_put,
+	.ack_list = sq_ack_list,
+	.version_recipients = sq_version_recipients,
+	.exposed = sq_exposed,
+	.rollout_stats = sq_rollout_stats,
 };

@@ -11,6 +11,13 @@
  * exactly while is_parked is set; every path out (wake, timeout, reply,
  * connection gone) goes through srv_unpark first.
  *
+ * Across nodes (several servers on one PostgreSQL): srv_wake also tells
+ * the database (cf_store_notify_feeds, one round trip on this thread's
+ * connection, after the commit), and every other node's main thread,
+ * listening, calls srv_wake_local with the same keys.  A wake-up lost on
+ * the way (the database restarting) is made up for by srv_wake_all once
+ * the listener is back; a spurious one costs a feed read.
+ *
  * While a request is parked evhttp reads nothing from its connection (it
  * disables reading once a request is complete), so neither its read
  * timeout nor pipelined bytes can touch the parked request.  The one way
@@ -204,19 +211,53 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg)
 	srv_thread *th = arg;
 	char (*keys)[SRV_KEY_MAX];
 	size_t n;
+	int all;
 
 	pthread_mutex_lock(&th->wake_mu);
 	keys = th->wake_keys;
 	n = th->n_wake;
+	all = th->wake_all;
 	th->wake_keys = NULL;
 	th->n_wake = th->cap_wake = 0;
+	th->wake_all = 0;
 	pthread_mutex_unlock(&th->wake_mu);
-	if (keys != NULL)
+	if (all)
+		retry_matching(th, NULL, 0);
+	else if (keys != NULL)
 		retry_matching(th, keys, n);
 	free(keys);
 }
 
+void srv_wake_all(void)
+{
+	for (size_t t = 0; t < srv_n_threads; t++) {
+		srv_thread *th = &srv_threads[t];
+
+		pthread_mutex_lock(&th->wake_mu);
+		th->wake_all = 1;
+		pthread_mutex_unlock(&th->wake_mu);
+		if (th->wake_ev != NULL)
+			event_active(th->wake_ev, EV_READ, 0);
+	}
+}
+
 void srv_wake(const char *tenant, const char (*recipients)[65], size_t n)
+{
+	srv_thread *self = srv_cur_thread;
+	cf_error err;
+
+	srv_wake_local(tenant, recipients, n);
+	if (self == NULL || self->store == NULL || n == 0)
+		return;
+	if (cf_store_notify_feeds(self->store, srv_node_id, tenant, recipients,
+				  n, &err) != CF_OK)
+		srv_log(SRV_LOG_WARN, "cannot wake the other nodes' long-polls "
+			"(%s); theirs learn of the change at their timeout",
+			err.msg);
+}
+
+void srv_wake_local(const char *tenant, const char (*recipients)[65],
+		    size_t n)
 {
 	for (size_t t = 0; t < srv_n_threads; t++) {
 		srv_thread *th = &srv_threads[t];

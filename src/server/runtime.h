@@ -6,7 +6,9 @@
  * http.c    srv_req, routing, replies, /v1/health
  * auth.c    the tenants in memory, who a connection is
  * limits.c  connections per address, request rate, the connection count
- * park.c    long-poll parking and cross-thread wake-ups
+ * park.c    long-poll parking and cross-thread wake-ups (and, through
+ *           the store, cross-node ones: srv_wake notifies the database,
+ *           the main thread's listener wakes this node for the others)
  * batch.c   group commit of the audit entries of envelope reads
  * metrics.c counters and GET /metrics
  *
@@ -50,6 +52,7 @@ struct srv_thread {
 	pthread_mutex_t wake_mu;
 	char (*wake_keys)[SRV_KEY_MAX]; /* queued under wake_mu */
 	size_t n_wake, cap_wake;
+	int wake_all;               /* under wake_mu: retry every parked one */
 	srv_req *parked[SRV_PARK_BUCKETS]; /* heads of doubly linked lists */
 	atomic_long busy;           /* requests being handled or written */
 	struct event *accept_resume_ev; /* re-enables paused listeners */
@@ -118,6 +121,9 @@ struct srv_req {
 extern const srv_config *srv_cfg;
 extern int64_t srv_start_ms;
 extern _Thread_local srv_thread *srv_cur_thread;
+/* This process among the nodes sharing a database (random, per run):
+ * its own cross-node wake-ups come back to it and are skipped. */
+extern char srv_node_id[CF_STORE_NODE_LEN + 1];
 int srv_log_enabled(int level);
 int64_t srv_now_ms(void);
 int64_t srv_now_us(void);
@@ -167,6 +173,12 @@ void srv_park_thread_clear(srv_thread *th);
 void srv_park_conn_closed(srv_conn *conn);
 void srv_park_drain(srv_thread *th);
 void srv_unpark(srv_req *r);
+/* srv_wake on this node only (what another node's wake-up asks for). */
+void srv_wake_local(const char *tenant, const char (*recipients)[65],
+		    size_t n);
+/* Retries every parked request of every thread (each looks again and
+ * parks again if nothing changed): after wake-ups may have been lost. */
+void srv_wake_all(void);
 
 /* ---- batch.c ---- */
 cf_status srv_batch_thread_init(srv_thread *th, cf_error *err);

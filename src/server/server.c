@@ -7,7 +7,16 @@
  * --listen address once per worker thread with SO_REUSEPORT (the first
  * socket picks the port when it is 0, the others bind to the same one),
  * and runs one event loop per worker.  The main thread only handles
- * signals and the 5-second refresh of tenants and CRLs.
+ * signals, the 5-second refresh of tenants and CRLs, and, on PostgreSQL,
+ * the wake-ups of the other nodes sharing the database: it listens on a
+ * connection of its own (cf_store_listener), wakes the long-polls another
+ * node's change concerns and re-reads the tenants when one changed.  If
+ * that connection drops (the database restarting, failing over) it comes
+ * back with a backoff of LISTEN_RETRY_MIN_MS doubling to
+ * LISTEN_RETRY_MAX_MS, and then every long-poll of this node looks again,
+ * since the wake-ups in between are lost.  A reconnection attempt blocks
+ * the main thread (signals, the refresh) for at most libpq's
+ * connect_timeout; the workers go on meanwhile.
  *
  * Shutdown (SIGTERM/SIGINT): each worker stops accepting, answers its
  * parked long-polls (their wait counts as over), lets requests in flight
@@ -38,6 +47,7 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/rand.h>
 
 #include "runtime.h"
 
@@ -45,10 +55,13 @@
 #define REFRESH_S 5
 #define ACCEPT_PAUSE_MS 250         /* after accept() runs out of descriptors */
 #define CONFIG_MAX_BYTES (64 * 1024)
+#define LISTEN_RETRY_MIN_MS 100
+#define LISTEN_RETRY_MAX_MS 2000
 
 const srv_config *srv_cfg;
 int64_t srv_start_ms;
 _Thread_local srv_thread *srv_cur_thread;
+char srv_node_id[CF_STORE_NODE_LEN + 1];
 srv_thread *srv_threads;
 size_t srv_n_threads;
 
@@ -622,6 +635,12 @@ typedef struct main_state {
 	struct event_base *base;
 	cf_store *store;
 	int stopping;
+	/* Wake-ups from the other nodes (PostgreSQL only; NULL: none). */
+	cf_store_listener *listener;
+	struct event *listen_ev;     /* its descriptor, while it is up */
+	struct event *relisten_ev;   /* timer: the next reconnection */
+	int relisten_ms;             /* the backoff; 0 while up */
+	int reload_tenants;          /* set by on_wake */
 } main_state;
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -664,6 +683,134 @@ static void expire_commands(cf_store *st)
 		srv_log(SRV_LOG_INFO, "removed %lld commands older than %d "
 			"days", (long long)removed,
 			CF_STORE_CMD_RETENTION / 86400);
+}
+
+/* ---- wake-ups from the other nodes ---------------------------------------- */
+
+static void on_wake(void *ctx, const cf_store_wake *w)
+{
+	main_state *m = ctx;
+
+	if (w->kind == CF_STORE_WAKE_FEEDS)
+		srv_wake_local(w->tenant, w->recipients, w->n);
+	else if (w->kind == CF_STORE_WAKE_TENANTS)
+		m->reload_tenants = 1;
+}
+
+static void relisten_later(main_state *m)
+{
+	struct timeval tv;
+
+	m->relisten_ms = m->relisten_ms == 0 ? LISTEN_RETRY_MIN_MS :
+		m->relisten_ms * 2 > LISTEN_RETRY_MAX_MS ? LISTEN_RETRY_MAX_MS :
+		m->relisten_ms * 2;
+	tv.tv_sec = m->relisten_ms / 1000;
+	tv.tv_usec = (m->relisten_ms % 1000) * 1000;
+	if (m->relisten_ev != NULL)
+		evtimer_add(m->relisten_ev, &tv);
+}
+
+static void on_listener(evutil_socket_t fd, short what, void *arg)
+{
+	main_state *m = arg;
+	cf_error err;
+
+	m->reload_tenants = 0;
+	if (cf_store_listener_read(m->listener, on_wake, m, &err) != CF_OK) {
+		srv_log(SRV_LOG_WARN, "%s; until it is back, other nodes' "
+			"changes reach this node's long-polls at their timeout",
+			err.msg);
+		event_free(m->listen_ev);
+		m->listen_ev = NULL;
+		relisten_later(m);
+	}
+	/* Several tenant changes in one read: one re-read. */
+	if (m->reload_tenants)
+		srv_auth_reload(m->store, 1);
+}
+
+/* Watches the listener's (new) descriptor: 0, or -1 with a reconnection
+ * scheduled. */
+static int listener_watch(main_state *m)
+{
+	int fd = cf_store_listener_fd(m->listener);
+
+	m->listen_ev = fd < 0 ? NULL : event_new(m->base, fd,
+		EV_READ | EV_PERSIST, on_listener, m);
+	if (m->listen_ev == NULL || event_add(m->listen_ev, NULL) != 0) {
+		if (m->listen_ev != NULL)
+			event_free(m->listen_ev);
+		m->listen_ev = NULL;
+		relisten_later(m);
+		return -1;
+	}
+	m->relisten_ms = 0;
+	return 0;
+}
+
+static void on_relisten(evutil_socket_t fd, short what, void *arg)
+{
+	main_state *m = arg;
+	cf_error err;
+
+	if (m->stopping)
+		return;
+	if (cf_store_listener_reconnect(m->listener, &err) != CF_OK) {
+		/* Said once per outage, not every 2 s. */
+		srv_log(m->relisten_ms > LISTEN_RETRY_MIN_MS ? SRV_LOG_DEBUG :
+			SRV_LOG_WARN, "cannot listen for other nodes' wake-ups "
+			"yet: %s", err.msg);
+		relisten_later(m);
+		return;
+	}
+	if (listener_watch(m) != 0)
+		return;
+	srv_log(SRV_LOG_INFO, "listening for other nodes' wake-ups again; "
+		"every parked long-poll looks again");
+	/* What the others changed meanwhile was not announced to us. */
+	srv_wake_all();
+	srv_auth_reload(m->store, 1);
+}
+
+/*
+ * Opens the listener on db's database, if its backend has one.  A
+ * database that cannot be reached right now is retried in the
+ * background; only running out of memory stops the server.
+ */
+static cf_status listener_start(main_state *m, const char *db, cf_error *err)
+{
+	unsigned char id[CF_STORE_NODE_LEN / 2];
+	cf_error why;
+	cf_status rc;
+
+	if (RAND_bytes(id, (int)sizeof(id)) != 1)
+		return cf_error_set_ssl(err, CF_ERR_CRYPTO, "cannot draw a node id");
+	for (size_t i = 0; i < sizeof(id); i++)
+		snprintf(srv_node_id + 2 * i, 3, "%02x", id[i]);
+	rc = cf_store_listener_open(db, srv_node_id, &m->listener, &why);
+	if (rc == CF_ERR_USAGE)
+		return CF_OK;  /* SQLite: one process, nobody else to hear */
+	if (rc == CF_ERR_NOMEM)
+		return cf_error_set(err, rc, "%s", why.msg);
+	if (m->listener == NULL) {
+		srv_log(SRV_LOG_WARN, "no wake-ups from other nodes: %s; their "
+			"changes reach long-polls here at their timeout",
+			why.msg);
+		return CF_OK;
+	}
+	m->relisten_ev = evtimer_new(m->base, on_relisten, m);
+	if (m->relisten_ev == NULL)
+		return cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+	if (rc != CF_OK) {
+		srv_log(SRV_LOG_WARN, "cannot listen for other nodes' wake-ups "
+			"yet: %s", why.msg);
+		relisten_later(m);
+		return CF_OK;
+	}
+	if (listener_watch(m) == 0)
+		srv_log(SRV_LOG_INFO, "listening for other nodes' wake-ups "
+			"(node %s)", srv_node_id);
+	return CF_OK;
 }
 
 static void on_refresh(evutil_socket_t fd, short what, void *arg)
@@ -780,6 +927,8 @@ cf_status srv_run(const srv_config *cin, cf_error *err)
 			rc = cf_error_set(err, CF_ERR_IO, "cannot catch signals");
 	if (refresh == NULL || evtimer_add(refresh, &every) != 0)
 		rc = cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+	if (rc == CF_OK)
+		rc = listener_start(&m, db, err);
 	for (; rc == CF_OK && started < srv_n_threads; started++)
 		if (pthread_create(&srv_threads[started].tid, NULL, thread_main,
 				   &srv_threads[started]) != 0)
@@ -813,6 +962,11 @@ out:
 			event_free(sig_ev[i]);
 	if (refresh != NULL)
 		event_free(refresh);
+	if (m.listen_ev != NULL)
+		event_free(m.listen_ev);
+	if (m.relisten_ev != NULL)
+		event_free(m.relisten_ev);
+	cf_store_listener_free(m.listener);
 	if (m.base != NULL)
 		event_base_free(m.base);
 	srv_auth_shutdown();

@@ -19,6 +19,11 @@
 # 100, below ctest's limit), or this script being signalled.  A watchdog in
 # its own session also stops the server if this script is SIGKILLed.
 #
+# PGTEST_STAT_STATEMENTS=1 (opt-in, for bench/store.sh) also loads
+# pg_stat_statements (shared_preload_libraries, every statement tracked)
+# and creates the extension in the database "coffer", so that a caller
+# can count the statements a server sends.  Unset: nothing of it.
+#
 # initdb and postgres refuse to run as root: as root they run as nobody
 # (setpriv), the temp dir being theirs.  The binaries are found with
 # pg_config --bindir, /usr/lib/postgresql/*/bin or PGTEST_BINDIR (Debian:
@@ -174,6 +179,13 @@ full_page_writes = off
 max_connections = 100
 log_min_messages = warning
 EOF
+	if [ "${PGTEST_STAT_STATEMENTS:-0}" = 1 ]; then
+		as_pg tee -a "$PGTEST_DIR/data/postgresql.conf" >/dev/null <<EOF
+shared_preload_libraries = 'pg_stat_statements'
+pg_stat_statements.track = all
+pg_stat_statements.track_utility = on
+EOF
+	fi
 	if pg_start; then
 		started=1
 		break
@@ -198,6 +210,11 @@ WATCHDOG=$!
 
 as_pg "$BIN/createdb" -h "$PGTEST_DIR/sock" -p "$PORT" -U coffer coffer ||
 	die "createdb failed"
+if [ "${PGTEST_STAT_STATEMENTS:-0}" = 1 ]; then
+	as_pg "$BIN/psql" -X -q -h "$PGTEST_DIR/sock" -p "$PORT" -U coffer \
+		-c 'CREATE EXTENSION pg_stat_statements' coffer ||
+		die "cannot create the extension pg_stat_statements"
+fi
 
 export COFFER_TEST_STORE_URL="postgresql://coffer:$PASSWORD@127.0.0.1:$PORT/coffer"
 export PGTEST_URL="postgresql://coffer@127.0.0.1:$PORT/coffer"
