@@ -28,6 +28,7 @@ int cmd_get(int argc, char **argv);      /* secrets.c */
 int cmd_ls(int argc, char **argv);       /* secrets.c */
 int cmd_history(int argc, char **argv);  /* secrets.c */
 int cmd_rm(int argc, char **argv);       /* secrets.c */
+int cmd_rotate(int argc, char **argv);   /* secrets.c */
 int cmd_audit(int argc, char **argv);    /* audit.c: (read), verify */
 int cmd_cmd(int argc, char **argv);      /* cmd.c: run, ls, show */
 int cmd_quickstart(int argc, char **argv); /* quickstart.c: the whole system */

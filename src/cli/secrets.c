@@ -17,6 +17,7 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -568,6 +569,57 @@ static void get_usage(FILE *out)
 		"\n%s", cli_settings_help);
 }
 
+/*
+ * Fetches the caller's own envelope of name (version 0: the latest) and
+ * opens it with every rule of `coffer open`; also checks the version the
+ * server named is the one inside.  *rec and *signer are the caller's.
+ */
+static cf_status fetch_own(cli_client *c, const char *name, const char *qname,
+			   unsigned long long version, cf_record **rec,
+			   X509 **signer, cf_error *err)
+{
+	const cf_trust *trust = NULL;
+	json_t *resp = NULL;
+	unsigned char *der = NULL;
+	size_t der_len = 0;
+	char path[1100];
+	cf_status rc;
+
+	*rec = NULL;
+	if (version)
+		snprintf(path, sizeof(path), "/v1/secrets/envelope?name=%s&version=%llu",
+			 qname, version);
+	else
+		snprintf(path, sizeof(path), "/v1/secrets/envelope?name=%s", qname);
+	rc = cli_client_trust(c, &trust, err);
+	if (rc == CF_OK)
+		rc = cli_client_call(c, "GET", path, NULL, &resp, err);
+	if (rc == CF_OK)
+		rc = cli_b64_decode(cli_json_str(resp, "envelope"), "the envelope",
+				    &der, &der_len, err);
+	if (rc == CF_OK)
+		rc = cf_envelope_open(der, der_len, cli_client_cert(c),
+				      cli_client_key(c), trust, name, version,
+				      rec, signer, err);
+	if (rc == CF_OK && version != 0 && (*rec)->version != version)
+		rc = cf_error_set(err, CF_ERR_ROLLBACK, "asked for version %llu "
+			"of \"%s\", the envelope holds version %llu", version,
+			name, (unsigned long long)(*rec)->version);
+	if (rc == CF_OK && version == 0 &&
+	    (*rec)->version != (unsigned long long)cli_json_int(resp, "version"))
+		rc = cf_error_set(err, CF_ERR_ROLLBACK, "the server said version "
+			"%lld of \"%s\" but the envelope holds version %llu",
+			cli_json_int(resp, "version"), name,
+			(unsigned long long)(*rec)->version);
+	if (rc != CF_OK) {
+		cf_record_free(*rec);
+		*rec = NULL;
+	}
+	OPENSSL_free(der);
+	json_decref(resp);
+	return rc;
+}
+
 int cmd_get(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -582,13 +634,9 @@ int cmd_get(int argc, char **argv)
 	cli_client *c = NULL;
 	const char *out = NULL, *name;
 	unsigned long long version = 0;
-	const cf_trust *trust = NULL;
-	json_t *resp = NULL;
-	unsigned char *der = NULL;
-	size_t der_len = 0;
 	cf_record *rec = NULL;
 	X509 *signer = NULL;
-	char *qname = NULL, path[1100];
+	char *qname = NULL;
 	cf_error err = { 0 };
 	cf_status rc;
 	int ch, verbose = 0;
@@ -618,41 +666,15 @@ int cmd_get(int argc, char **argv)
 	qname = cli_client_escape(name);
 	if (qname == NULL)
 		return 1;
-	if (version)
-		snprintf(path, sizeof(path), "/v1/secrets/envelope?name=%s&version=%llu",
-			 qname, version);
-	else
-		snprintf(path, sizeof(path), "/v1/secrets/envelope?name=%s", qname);
 	rc = cli_client_connect(&set, CLI_NEED_IDENTITY | CLI_NEED_ROOT, &c, &err);
 	if (rc == CF_OK)
-		rc = cli_client_trust(c, &trust, &err);
-	if (rc == CF_OK)
-		rc = cli_client_call(c, "GET", path, NULL, &resp, &err);
-	if (rc == CF_OK)
-		rc = cli_b64_decode(cli_json_str(resp, "envelope"), "the envelope",
-				    &der, &der_len, &err);
-	if (rc == CF_OK)
-		rc = cf_envelope_open(der, der_len, cli_client_cert(c),
-				      cli_client_key(c), trust, name, version,
-				      &rec, &signer, &err);
-	if (rc == CF_OK && version != 0 && rec->version != version)
-		rc = cf_error_set(&err, CF_ERR_ROLLBACK, "asked for version %llu "
-			"of \"%s\", the envelope holds version %llu", version,
-			name, (unsigned long long)rec->version);
-	if (rc == CF_OK && version == 0 &&
-	    rec->version != (unsigned long long)cli_json_int(resp, "version"))
-		rc = cf_error_set(&err, CF_ERR_ROLLBACK, "the server said version "
-			"%lld of \"%s\" but the envelope holds version %llu",
-			cli_json_int(resp, "version"), name,
-			(unsigned long long)rec->version);
+		rc = fetch_own(c, name, qname, version, &rec, &signer, &err);
 	if (rc == CF_OK)
 		rc = cli_plaintext_write(out, rec, &err);
 	if (rc == CF_OK && verbose)
 		cli_opened_report(rec, signer);
 	cf_record_free(rec);
 	X509_free(signer);
-	OPENSSL_free(der);
-	json_decref(resp);
 	free(qname);
 	cli_client_free(c);
 	return rc == CF_OK ? 0 : cli_fail(&err);
@@ -799,4 +821,352 @@ int cmd_rm(int argc, char **argv)
 		       cli_json_int(resp, "version"));
 	json_decref(resp);
 	return 0;
+}
+
+/* --------------------------------------------------------------- rotate */
+
+static void rotate_usage(FILE *out)
+{
+	fprintf(out,
+		"usage: coffer rotate NAME... | --all [--without FP]... [--generate LEN]\n"
+		"                     [--json] [connection options]\n"
+		"\n"
+		"Removal that is real: re-encrypting a value does not take it away\n"
+		"from someone who already read it, so each NAME gets a new version,\n"
+		"sealed to the recipients of its latest version that still verify\n"
+		"against your root and the CRL (revoked ones are left out, with a\n"
+		"note) minus every --without FP.  Then the server deletes every\n"
+		"envelope it holds for each --without FP (all versions of the names\n"
+		"you may write), so what it keeps is readable by current recipients\n"
+		"only.  Needs secret.write on each NAME.\n"
+		"\n"
+		"  --generate LEN  the new value: LEN random characters of A-Z a-z 0-9\n"
+		"                  (RAND_bytes); without it, the value of your own copy\n"
+		"                  of the latest version (a new version, same value:\n"
+		"                  change the value yourself when it was exposed)\n"
+		"  --without FP    a certificate fingerprint to leave out; repeatable\n"
+		"  --all           every secret you hold secret.write on\n"
+		"\n%s", cli_settings_help);
+}
+
+#define GENERATE_MAX 4096
+
+/* len random characters of [A-Za-z0-9], unbiased (rejection sampling). */
+static cf_status generate_value(size_t len, cf_secret **out, cf_error *err)
+{
+	static const char alphabet[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+	cf_secret *v = cf_secret_new(len);
+	unsigned char *p, buf[64];
+	size_t have = 0;
+
+	*out = NULL;
+	if (v == NULL)
+		return cf_error_set(err, CF_ERR_NOMEM, "out of secure memory");
+	p = cf_secret_data(v);
+	while (have < len) {
+		if (RAND_bytes(buf, sizeof(buf)) != 1) {
+			cf_secret_free(v);
+			OPENSSL_cleanse(buf, sizeof(buf));
+			return cf_error_set_ssl(err, CF_ERR_CRYPTO,
+				"could not draw random bytes");
+		}
+		/* 248 = 4 * 62: bytes at or above it would bias the choice. */
+		for (size_t i = 0; i < sizeof(buf) && have < len; i++)
+			if (buf[i] < 248)
+				p[have++] = (unsigned char)alphabet[buf[i] % 62];
+	}
+	OPENSSL_cleanse(buf, sizeof(buf));
+	cf_secret_set_len(v, len, NULL);
+	*out = v;
+	return CF_OK;
+}
+
+static int is_without(const char *const *without, size_t n, const char *fp)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(without[i], fp) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * The recipients of the latest version of name, re-verified, plus the
+ * writer, minus without: into r.  Those that no longer verify are left
+ * out with a note (into *left).
+ */
+static cf_status rotate_recipients(cli_client *c, const char *name,
+				   const char *qname, const char *const *without,
+				   size_t n_without, cli_rcpts *r, size_t *left,
+				   cf_error *err)
+{
+	char path[1100], spec[70];
+	json_t *resp = NULL, *e;
+	size_t i;
+	cf_status rc;
+
+	snprintf(path, sizeof(path), "/v1/secrets/recipients?name=%s", qname);
+	rc = cli_client_call(c, "GET", path, NULL, &resp, err);
+	if (rc == CF_OK)
+		rc = cli_rcpts_add(r, cli_client_cert(c), cli_client_chain(c),
+				   cli_client_fp(c), err);
+	json_array_foreach(json_object_get(resp, "recipients"), i, e) {
+		const char *fp = cli_json_str(e, "fp");
+		cf_error why = { 0 };
+		cf_status one;
+
+		if (rc != CF_OK)
+			break;
+		if (strcmp(fp, cli_client_fp(c)) == 0)
+			continue;
+		if (is_without(without, n_without, fp)) {
+			(*left)++;
+			continue;
+		}
+		snprintf(spec, sizeof(spec), "fp:%.64s", fp);
+		one = cli_resolve(c, spec, r, &why);
+		if (one == CF_ERR_REVOKED || one == CF_ERR_UNTRUSTED ||
+		    one == CF_ERR_NOT_FOUND) {
+			fprintf(stderr, "coffer: %s: leaving out %.16s...: %s\n",
+				name, fp, why.msg);
+			(*left)++;
+		} else if (one != CF_OK) {
+			*err = why;
+			rc = one;
+		}
+	}
+	json_decref(resp);
+	return rc;
+}
+
+static cf_status rotate_one(cli_client *c, const char *name,
+			    const char *const *without, size_t n_without,
+			    size_t generate, json_t *report, cf_error *err)
+{
+	char *qname = cli_client_escape(name);
+	cf_record *own = NULL, rec = { 0 };
+	X509 *signer = NULL;
+	cli_rcpts r = { 0 };
+	json_t *resp = NULL;
+	unsigned long long latest = 0;
+	size_t bytes = 0, left = 0;
+	cf_status rc;
+
+	if (qname == NULL)
+		return cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+	rc = rotate_recipients(c, name, qname, without, n_without, &r, &left,
+			       err);
+	if (rc == CF_OK && generate > 0) {
+		rec.type = CF_TYPE_TEXT;
+		rc = generate_value(generate, &rec.value, err);
+	} else if (rc == CF_OK) {
+		rc = fetch_own(c, name, qname, 0, &own, &signer, err);
+		if (rc == CF_ERR_NOT_FOUND)
+			rc = cf_error_set(err, CF_ERR_NOT_FOUND, "%s: you hold no "
+				"copy of it (the writer of the latest version was "
+				"somebody else); rotate it with --generate, or "
+				"put a new value", name);
+		if (rc == CF_OK) {
+			rec.type = own->type;
+			rec.value = own->value;
+			own->value = NULL;
+		}
+	}
+	if (rc == CF_OK)
+		rc = latest_version(c, qname, &latest, err);
+	snprintf(rec.tenant, sizeof(rec.tenant), "%s", cli_client_tenant(c));
+	snprintf(rec.name, sizeof(rec.name), "%s", name);
+	for (int attempt = 0; rc == CF_OK && attempt < 2; attempt++) {
+		rec.version = latest + 1;
+		json_decref(resp);
+		resp = NULL;
+		rc = upload_version(c, qname, &rec, &r, &bytes, &resp, err);
+		if (rc != CF_ERR_CONFLICT || attempt == 1)
+			break;
+		rc = latest_version(c, qname, &latest, err);
+	}
+	if (rc == CF_OK)
+		json_array_append_new(report, json_pack("{s:s,s:I,s:I,s:I,s:b}",
+			"name", name, "version", (json_int_t)rec.version,
+			"recipients", (json_int_t)r.n, "left_out",
+			(json_int_t)left, "generated", generate > 0));
+	json_decref(resp);
+	cf_secret_free(rec.value);
+	cf_record_free(own);
+	X509_free(signer);
+	cli_rcpts_free(&r);
+	free(qname);
+	return rc;
+}
+
+/* Every secret the caller may write, from the server's list. */
+static cf_status writable_names(cli_client *c, json_t **names, cf_error *err)
+{
+	struct cf_perms *perms = NULL;
+	json_t *resp = NULL, *e;
+	size_t i;
+	cf_status rc = cf_cert_perms(cli_client_cert(c), &perms, err);
+
+	*names = json_array();
+	if (rc == CF_OK && *names == NULL)
+		rc = cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+	if (rc == CF_OK)
+		rc = cli_client_call(c, "GET", "/v1/secrets", NULL, &resp, err);
+	json_array_foreach(json_object_get(resp, "secrets"), i, e) {
+		const char *name = cli_json_str(e, "name");
+
+		if (rc == CF_OK && cf_perms_allows(perms, "secret.write", name))
+			json_array_append_new(*names, json_string(name));
+	}
+	cf_perms_free(perms);
+	json_decref(resp);
+	return rc;
+}
+
+int cmd_rotate(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "all", no_argument, NULL, 'a' },
+		{ "without", required_argument, NULL, 'w' },
+		{ "generate", required_argument, NULL, 'g' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		CLI_SETTINGS_OPTIONS,
+		{ NULL, 0, NULL, 0 },
+	};
+	cli_settings set = { 0 };
+	cli_client *c = NULL;
+	const char **without = NULL;
+	size_t n_without = 0, n_names;
+	unsigned long long generate = 0;
+	json_t *names = NULL, *report = json_array(), *purged = json_array();
+	cf_error err = { 0 }, first = { 0 };
+	cf_status rc = CF_OK;
+	int ch, all = 0, as_json = 0, code = 0;
+
+	without = OPENSSL_zalloc(sizeof(*without) * (size_t)argc);
+	if (without == NULL || report == NULL || purged == NULL) {
+		code = 1;
+		goto done;
+	}
+	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (cli_settings_option(&set, ch, optarg))
+			continue;
+		switch (ch) {
+		case 'a': all = 1; break;
+		case 'w':
+			if (strlen(optarg) != 64 ||
+			    strspn(optarg, "0123456789abcdef") != 64) {
+				code = cli_usage("rotate", "--without takes a "
+					"certificate fingerprint: 64 lower-case "
+					"hex characters (coffer cert show)");
+				goto done;
+			}
+			without[n_without++] = optarg;
+			break;
+		case 'g':
+			if (cli_parse_uint("rotate", "--generate", optarg,
+					   GENERATE_MAX, &generate)) {
+				code = 2;
+				goto done;
+			}
+			break;
+		case 'j': as_json = 1; break;
+		case 'h': rotate_usage(stdout); goto done;
+		default: code = cli_bad_option("rotate"); goto done;
+		}
+	}
+	if (all == (optind < argc)) {
+		code = cli_usage("rotate", "give the secret NAMEs or --all (not "
+				 "both)");
+		goto done;
+	}
+	for (int i = optind; i < argc; i++)
+		if (cf_name_check("secret name", argv[i], &err) != CF_OK) {
+			err.code = CF_ERR_USAGE;
+			code = cli_fail(&err);
+			goto done;
+		}
+	rc = cli_client_connect(&set, CLI_NEED_IDENTITY | CLI_NEED_ROOT, &c,
+				&err);
+	if (rc == CF_OK && is_without(without, n_without, cli_client_fp(c)))
+		rc = cf_error_set(&err, CF_ERR_USAGE, "--without names your own "
+				  "certificate; the writer always keeps a copy");
+	if (rc == CF_OK && all) {
+		rc = writable_names(c, &names, &err);
+	} else if (rc == CF_OK) {
+		names = json_array();
+		for (int i = optind; names != NULL && i < argc; i++)
+			json_array_append_new(names, json_string(argv[i]));
+	}
+	if (rc != CF_OK)
+		goto fail;
+	cli_client_set_timeout(c, 600);
+	n_names = json_array_size(names);
+	/* New values first: only then is taking the old ones away a removal. */
+	for (size_t i = 0; i < n_names; i++) {
+		const char *name = json_string_value(json_array_get(names, i));
+
+		err = (cf_error){ 0 };
+		rc = rotate_one(c, name, without, n_without, (size_t)generate,
+				report, &err);
+		if (rc != CF_OK) {
+			fprintf(stderr, "coffer: %s not rotated: %s\n", name,
+				err.msg);
+			if (first.code == CF_OK)
+				first = err;
+		} else if (!as_json) {
+			json_t *last = json_array_get(report,
+				json_array_size(report) - 1);
+
+			printf("rotated %s: version %lld for %lld recipient(s)%s\n",
+			       name, cli_json_int(last, "version"),
+			       cli_json_int(last, "recipients"),
+			       cli_json_int(last, "left_out") > 0 ?
+			       ", some left out" : "");
+		}
+		cli_progress("rotating", i + 1, n_names);
+	}
+	for (size_t i = 0; first.code == CF_OK && i < n_without; i++) {
+		char path[200];
+		json_t *resp = NULL;
+
+		snprintf(path, sizeof(path), "/v1/secrets/envelopes?recipient=%s",
+			 without[i]);
+		rc = cli_client_call(c, "DELETE", path, NULL, &resp, &err);
+		if (rc != CF_OK) {
+			first = err;
+			break;
+		}
+		json_array_append_new(purged, json_incref(resp));
+		if (!as_json)
+			printf("removed %lld envelope(s) of %.16s... from the "
+			       "server%s\n", cli_json_int(resp, "removed"),
+			       without[i],
+			       json_array_size(json_object_get(resp, "kept")) ?
+			       " (some names you may not write keep theirs)" :
+			       "");
+		json_decref(resp);
+	}
+	if (as_json) {
+		json_t *doc = json_pack("{s:O,s:O}", "rotated", report,
+					"purged", purged);
+
+		cli_json_print(doc);
+		json_decref(doc);
+	}
+	if (first.code != CF_OK) {
+		err = first;
+		goto fail;
+	}
+	goto done;
+fail:
+	code = cli_fail(&err);
+done:
+	json_decref(names);
+	json_decref(report);
+	json_decref(purged);
+	cli_client_free(c);
+	OPENSSL_free(without);
+	return code;
 }

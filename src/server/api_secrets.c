@@ -9,6 +9,9 @@
  *   GET    /v1/secrets/envelope?name=N   operators: secret.read or
  *                                        secret.write on N; anyone: only
  *                                        the envelope addressed to itself
+ *   GET    /v1/secrets/recipients?name=N secret.read or secret.write on N
+ *   DELETE /v1/secrets/envelopes?recipient=FP  a recipient's envelopes of
+ *                                        the names the caller may write
  *   GET    /v1/agent/secrets             anyone: its own feed (long-poll),
  *                                        with ?commands=C also the commands
  *                                        pending for it (api_commands.c)
@@ -263,6 +266,107 @@ static void secret_delete(srv_req *r)
 		"deleted", 1));
 }
 
+/* ---- GET /v1/secrets/recipients ------------------------------------------------- */
+
+static void secret_recipients(srv_req *r)
+{
+	const srv_identity *id = srv_req_identity(r);
+	const char *name;
+	cf_recipient_row *rows = NULL;
+	int64_t version, got = 0;
+	json_t *list;
+	size_t n = 0;
+	cf_error err;
+
+	if (api_need_operator(r, id, "listing a secret's recipients") != 0 ||
+	    api_param_name(r, "name", &name) != 0 ||
+	    api_param_int(r, "version", 1, VERSION_MAX, 0, &version) != 0)
+		return;
+	if (!may_read(id, name)) {
+		api_deny_name(r, id, "secret.read or secret.write", name);
+		return;
+	}
+	if (cf_store_secret_recipients(srv_req_store(r), id->tenant, name,
+				       version, &got, &rows, &n, &err) != CF_OK) {
+		api_fail(r, &err, "listing a secret's recipients");
+		return;
+	}
+	list = json_array();
+	for (size_t i = 0; list && i < n; i++)
+		if (json_array_append_new(list, json_pack("{s:s,s:s,s:s}", "fp",
+			rows[i].fp, "kind", rows[i].kind, "name",
+			rows[i].name)) != 0) {
+			json_decref(list);
+			list = NULL;
+		}
+	api_reply(r, 200, list ? json_pack("{s:s,s:I,s:o}", "name", name,
+		"version", (json_int_t)got, "recipients", list) : NULL);
+	free(rows);
+}
+
+/* ---- DELETE /v1/secrets/envelopes ----------------------------------------------- */
+
+/*
+ * Removes what the server holds for one recipient: every stored envelope
+ * (all versions) of the names the caller may write.  What a recipient
+ * already decrypted is out of reach; this is the server-side half of
+ * `coffer rotate --without` (new values first, then this).
+ */
+static void envelopes_purge(srv_req *r)
+{
+	const srv_identity *id = srv_req_identity(r);
+	const char *fp;
+	char (*names)[256] = NULL, (*mine)[256] = NULL;
+	size_t n = 0, n_mine = 0;
+	json_t *purged = NULL, *kept = NULL;
+	cf_audit_entry audit;
+	int64_t removed = 0;
+	cf_error err;
+
+	if (api_need_operator(r, id, "removing a recipient's envelopes") != 0 ||
+	    api_param_hex(r, "recipient", 64, &fp) != 0)
+		return;
+	if (fp == NULL) {
+		srv_reply_error(r, 400, "bad_request", "give ?recipient=FP, the "
+			"fingerprint whose envelopes to remove");
+		return;
+	}
+	if (cf_store_recipient_names(srv_req_store(r), id->tenant, fp, &names,
+				     &n, &err) != CF_OK) {
+		api_fail(r, &err, "listing a recipient's secrets");
+		return;
+	}
+	mine = calloc(n ? n : 1, sizeof(*mine));
+	purged = json_array();
+	kept = json_array();
+	if (mine == NULL || purged == NULL || kept == NULL) {
+		api_reply(r, 500, NULL);
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (srv_allows(id, "secret.write", names[i])) {
+			memcpy(mine[n_mine++], names[i], sizeof(names[i]));
+			json_array_append_new(purged, json_string(names[i]));
+		} else {
+			json_array_append_new(kept, json_string(names[i]));
+		}
+	}
+	srv_audit_init(r, &audit, "envelope.purge", fp, 0);
+	if (cf_store_envelopes_purge(srv_req_store(r), id->tenant, fp,
+				     (const char (*)[256])mine, n_mine, &audit,
+				     &removed, &err) != CF_OK) {
+		api_fail(r, &err, "removing a recipient's envelopes");
+		goto out;
+	}
+	api_reply(r, 200, json_pack("{s:s,s:I,s:O,s:O}", "recipient", fp,
+		"removed", (json_int_t)removed, "names", purged, "kept", kept));
+out:
+	json_decref(purged);
+	json_decref(kept);
+	free(mine);
+	free(names);
+}
+
 /* ---- GET /v1/agent/secrets -------------------------------------------------------- */
 
 /* "a,b,c" of the names that carry envelopes, cut to fit an audit object. */
@@ -448,6 +552,8 @@ const srv_route srv_routes_secrets[] = {
 	{"DELETE", "/v1/secrets", 0, 0, secret_delete},
 	{"GET", "/v1/secrets/history", 0, 0, secret_history},
 	{"GET", "/v1/secrets/envelope", 0, 0, secret_envelope},
+	{"GET", "/v1/secrets/recipients", 0, 0, secret_recipients},
+	{"DELETE", "/v1/secrets/envelopes", 0, 0, envelopes_purge},
 	{"GET", "/v1/agent/secrets", 0, 0, feed},
 	{NULL, NULL, 0, 0, NULL},
 };
