@@ -43,6 +43,7 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <pthread.h>
@@ -187,6 +188,7 @@ struct fixture {
 	X509_CRL *crl;
 	cf_trust *trust;
 	size_t n;                 /* agents */
+	int external;             /* --certs: given, not made here */
 	unsigned char **der;      /* each agent certificate, DER */
 	size_t *der_len;
 	/* For the floor: the TBS (inside der) and signature of each agent. */
@@ -323,6 +325,104 @@ static void fixture_free(struct fixture *fx)
 	EVP_PKEY_free(fx->agent0_key);
 }
 
+/*
+ * --certs: the recipients are given (bench/fanout-server.sh seals to the
+ * agents it enrolled), verified against the given root and CRL.  The
+ * record is signed by an operator of a throwaway root made here: the
+ * signature is made once per run and never verified in the timed path,
+ * so whose it is does not change the figures.  The floor verifies with
+ * the given root's public key.
+ */
+static void fixture_load(struct fixture *fx, const char *certs_path,
+			 const char *root_path, const char *crl_path,
+			 const char *key_path)
+{
+	static const char *const op_perms[] = { "secret.write:bench/*" };
+	const cf_cert_spec op_spec = { .kind = CF_KIND_OPERATOR,
+		.perms = op_perms, .n_perms = 1 };
+	cf_error err = { 0 };
+	EVP_PKEY *signer_key = NULL;
+	X509 *signer_root = NULL, *cert;
+	X509_REQ *csr = NULL;
+	size_t cap = 0;
+	FILE *f;
+
+	memset(fx, 0, sizeof(*fx));
+	fx->external = 1;
+	f = fopen(root_path, "r");
+	fx->root = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+	if (f != NULL)
+		fclose(f);
+	ssl_check(fx->root != NULL, "reading --root");
+	fx->root_key = X509_get_pubkey(fx->root);
+	ssl_check(fx->root_key != NULL, "the root's public key");
+	if (crl_path != NULL) {
+		f = fopen(crl_path, "r");
+		fx->crl = f ? PEM_read_X509_CRL(f, NULL, NULL, NULL) : NULL;
+		if (f != NULL)
+			fclose(f);
+		ssl_check(fx->crl != NULL, "reading --crl");
+	}
+	check(cf_trust_new(fx->root, fx->crl, &fx->trust, &err), "trust", &err);
+	check(cf_key_generate(&signer_key, &err), "signer root key", &err);
+	check(cf_ca_create(signer_key, "Bench signer", 30, &signer_root, &err),
+	      "signer root", &err);
+	check(cf_key_generate(&fx->op_key, &err), "operator key", &err);
+	check(cf_csr_new(fx->op_key, "bench-operator", &csr, &err), "csr", &err);
+	check(cf_cert_issue(signer_root, signer_key, csr, &op_spec, &fx->op, &err),
+	      "operator", &err);
+	X509_REQ_free(csr);
+	X509_free(signer_root);
+	EVP_PKEY_free(signer_key);
+	if (key_path != NULL) {
+		f = fopen(key_path, "r");
+		fx->agent0_key = f ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
+		if (f != NULL)
+			fclose(f);
+		ssl_check(fx->agent0_key != NULL, "reading --key");
+	}
+	f = fopen(certs_path, "r");
+	ssl_check(f != NULL, "opening --certs");
+	while ((cert = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
+		size_t i = fx->n;
+		const ASN1_BIT_STRING *sig = NULL;
+		int len;
+
+		if (i == cap) {
+			cap = cap ? cap * 2 : 1024;
+			fx->der = realloc(fx->der, cap * sizeof(*fx->der));
+			fx->der_len = realloc(fx->der_len, cap * sizeof(*fx->der_len));
+			fx->tbs_off = realloc(fx->tbs_off, cap * sizeof(*fx->tbs_off));
+			fx->tbs_len = realloc(fx->tbs_len, cap * sizeof(*fx->tbs_len));
+			fx->sig = realloc(fx->sig, cap * sizeof(*fx->sig));
+			fx->sig_len = realloc(fx->sig_len, cap * sizeof(*fx->sig_len));
+			if (!fx->der || !fx->der_len || !fx->tbs_off ||
+			    !fx->tbs_len || !fx->sig || !fx->sig_len)
+				die("out of memory", NULL);
+		}
+		fx->der[i] = NULL;
+		len = i2d_X509(cert, &fx->der[i]);
+		ssl_check(len > 0, "i2d agent");
+		fx->der_len[i] = (size_t)len;
+		find_tbs(fx->der[i], fx->der_len[i], &fx->tbs_off[i],
+			 &fx->tbs_len[i]);
+		X509_get0_signature(&sig, NULL, cert);
+		fx->sig_len[i] = (size_t)ASN1_STRING_length(sig);
+		fx->sig[i] = OPENSSL_memdup(ASN1_STRING_get0_data(sig),
+					    fx->sig_len[i]);
+		ssl_check(fx->sig[i] != NULL, "signature copy");
+		X509_free(cert);
+		fx->n++;
+	}
+	ERR_clear_error();        /* the end of the file */
+	fclose(f);
+	if (fx->n == 0)
+		die("--certs holds no certificate", NULL);
+	printf("set-up: %zu agent certificates from %s, root %s%s%s\n", fx->n,
+	       certs_path, root_path, crl_path ? ", CRL " : "",
+	       crl_path ? crl_path : "");
+}
+
 /* The first n agents, parsed afresh (as from files). */
 static X509 **parse_agents(const struct fixture *fx, size_t n)
 {
@@ -344,6 +444,59 @@ static void free_agents(X509 **certs, size_t n)
 	for (size_t i = 0; i < n; i++)
 		X509_free(certs[i]);
 	free(certs);
+}
+
+/*
+ * --threads-only: what parsing the certificates costs (d2i_X509, which in
+ * OpenSSL 3.0 decodes the public key through the provider decoders), not
+ * part of the floor (the coffer run gets them parsed) but part of what a
+ * client that receives them over the network must do.
+ */
+struct parse_job {
+	const struct fixture *fx;
+	X509 **certs;
+	size_t lo, hi;
+};
+
+static void *parse_worker(void *arg)
+{
+	struct parse_job *job = arg;
+
+	for (size_t i = job->lo; i < job->hi; i++) {
+		const unsigned char *p = job->fx->der[i];
+
+		job->certs[i] = d2i_X509(NULL, &p, (long)job->fx->der_len[i]);
+		ssl_check(job->certs[i] != NULL, "d2i agent");
+	}
+	return NULL;
+}
+
+/* The first n agents parsed on threads threads; wall seconds. */
+static double parse_run(const struct fixture *fx, size_t n, size_t threads)
+{
+	struct parse_job jobs[MAX_THREADS];
+	pthread_t tids[MAX_THREADS];
+	X509 **certs = calloc(n, sizeof(*certs));
+	double t0;
+
+	if (certs == NULL)
+		die("out of memory", NULL);
+	t0 = now_s();
+	for (size_t t = 0; t < threads; t++)
+		jobs[t] = (struct parse_job){ fx, certs, n * t / threads,
+					      n * (t + 1) / threads };
+	if (threads == 1) {
+		parse_worker(&jobs[0]);
+	} else {
+		for (size_t t = 0; t < threads; t++)
+			if (pthread_create(&tids[t], NULL, parse_worker, &jobs[t]) != 0)
+				die("pthread_create", NULL);
+		for (size_t t = 0; t < threads; t++)
+			pthread_join(tids[t], NULL);
+	}
+	t0 = now_s() - t0;
+	free_agents(certs, n);
+	return t0;
 }
 
 /* -------------------------------------------------------- coffer path */
@@ -487,16 +640,37 @@ static void self_check(const struct fixture *fx)
 	size_t len = 0;
 	cf_error err = { 0 };
 
+	if (fx->agent0_key == NULL) {
+		/* --certs without --key: nothing to open with. */
+		printf("self-check: skipped (no --key for the first certificate)\n");
+		free_agents(certs, 1);
+		cf_secret_free(signed_der);
+		cf_secret_free(value);
+		return;
+	}
 	check(cf_sealer_new(signed_der, &sealer, &err), "sealer", &err);
 	check(cf_trust_verify(fx->trust, certs[0], NULL, "agent 0", &err),
 	      "verify agent 0", &err);
 	check(cf_sealer_seal(sealer, certs[0], &der, &len, &err), "seal", &err);
-	check(cf_envelope_open(der, len, certs[0], fx->agent0_key, fx->trust,
-			       SECRET_NAME, 1, &rec, NULL, &err), "open", &err);
-	if (!cf_secret_equal(rec->value, value))
-		die("self-check: the opened secret differs", NULL);
+	if (fx->external) {
+		/* The signer's root is not the recipients': decrypt only. */
+		cf_secret *content = NULL;
+
+		check(cf_envelope_decrypt(der, len, certs[0], fx->agent0_key,
+					  &content, &err), "decrypt", &err);
+		if (!cf_secret_equal(content, signed_der))
+			die("self-check: the decrypted record differs", NULL);
+		cf_secret_free(content);
+	} else {
+		check(cf_envelope_open(der, len, certs[0], fx->agent0_key,
+				       fx->trust, SECRET_NAME, 1, &rec, NULL,
+				       &err), "open", &err);
+		if (!cf_secret_equal(rec->value, value))
+			die("self-check: the opened secret differs", NULL);
+	}
 	printf("self-check: an envelope of the timed path (%zu bytes) opens with "
-	       "cf_envelope_open to the same secret\n", len);
+	       "%s\n", len, fx->external ? "cf_envelope_decrypt to the same "
+	       "signed record" : "cf_envelope_open to the same secret");
 	cf_record_free(rec);
 	OPENSSL_free(der);
 	cf_sealer_free(sealer);
@@ -858,10 +1032,18 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: fanout [--n LIST] [--threads LIST] [--reps R] [--quick]\n"
+		"              [--certs F --root F [--crl F] [--key F]] [--threads-only]\n"
 		"  --n LIST        recipient counts (default 1,1000,10000)\n"
 		"  --threads LIST  thread counts (default 1; e.g. 1,2)\n"
 		"  --reps R        repetitions per measurement (default 5)\n"
-		"  --quick         smoke run: --n 1,100 --reps 3\n");
+		"  --quick         smoke run: --n 1,100 --reps 3\n"
+		"  --certs F       seal to these certificates (PEM, concatenated)\n"
+		"                  instead of making agents; --n defaults to all of\n"
+		"                  them; verified against --root F and --crl F;\n"
+		"                  --key F: the first one's key, for the self-check\n"
+		"  --threads-only  only the whole runs of --threads (no single-\n"
+		"                  thread table, no memory run); ends with a line\n"
+		"                  \"json {...}\" of the medians, in ms\n");
 }
 
 int main(int argc, char **argv)
@@ -875,7 +1057,9 @@ int main(int argc, char **argv)
 	cf_secret *value;
 	cf_error err = { 0 };
 	double t_start = now_s();
-	int with_threads = 0;
+	int with_threads = 0, threads_only = 0, n_given = 0;
+	const char *certs_path = NULL, *root_path = NULL, *crl_path = NULL;
+	const char *key_path = NULL;
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -884,6 +1068,7 @@ int main(int argc, char **argv)
 		if (strcmp(a, "--n") == 0 && v != NULL) {
 			if (parse_list(v, ns, MAX_LIST, &n_ns))
 				goto bad;
+			n_given = 1;
 			i++;
 		} else if (strcmp(a, "--threads") == 0 && v != NULL) {
 			if (parse_list(v, ths, MAX_LIST, &n_ths))
@@ -901,6 +1086,16 @@ int main(int argc, char **argv)
 			ns[1] = 100;
 			n_ns = 2;
 			reps = 3;
+		} else if (strcmp(a, "--certs") == 0 && v != NULL) {
+			certs_path = argv[++i];
+		} else if (strcmp(a, "--root") == 0 && v != NULL) {
+			root_path = argv[++i];
+		} else if (strcmp(a, "--crl") == 0 && v != NULL) {
+			crl_path = argv[++i];
+		} else if (strcmp(a, "--key") == 0 && v != NULL) {
+			key_path = argv[++i];
+		} else if (strcmp(a, "--threads-only") == 0) {
+			threads_only = 1;
 		} else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
 			usage(stdout);
 			return 0;
@@ -908,12 +1103,16 @@ int main(int argc, char **argv)
 			goto bad;
 		}
 	}
+	if ((certs_path == NULL) != (root_path == NULL))
+		goto bad;
 	for (size_t k = 0; k < n_ns; k++)
 		if (ns[k] > max_n)
 			max_n = ns[k];
 	for (size_t t = 0; t < n_ths; t++)
 		if (ths[t] > 1)
 			with_threads = 1;
+	if (threads_only)
+		with_threads = 1;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	check(cf_secmem_init(0, NULL, &err), "secure heap", &err);
@@ -922,7 +1121,19 @@ int main(int argc, char **argv)
 	{
 		long rss0 = status_kib("VmRSS:"), rss1;
 
-		fixture_make(&fx, max_n);
+		if (certs_path != NULL) {
+			fixture_load(&fx, certs_path, root_path, crl_path, key_path);
+			if (!n_given) {
+				ns[0] = fx.n;
+				n_ns = 1;
+			} else if (max_n > fx.n) {
+				fprintf(stderr, "fanout: --n %zu is more than the %zu "
+					"certificates of --certs\n", max_n, fx.n);
+				return 2;
+			}
+		} else {
+			fixture_make(&fx, max_n);
+		}
 		rss1 = status_kib("VmRSS:");
 		printf("memory: the set-up holds %.1f MiB (VmRSS %ld -> %ld KiB)\n",
 		       (double)(rss1 - rss0) / 1024.0, rss0, rss1);
@@ -930,35 +1141,37 @@ int main(int argc, char **argv)
 	self_check(&fx);
 	value = make_secret();
 
-	printf("\nsingle thread, coffer and floor interleaved by chunks of %d "
-	       "recipients; us per recipient\n", CHUNK);
-	printf("(coffer = verify + seal + fixed: record, signature and sealer "
-	       "set-up spread over N;\n floor = verify + keygen + derive)\n\n");
-	printf("%6s | %7s %7s %7s %7s %6s | %7s %7s %7s %7s %7s | %5s %5s "
-	       "| %7s %5s\n",
-	       "", "coffer", "", "", "", "", "floor", "", "", "", "",
-	       "ratio", "", "ref.", "");
-	printf("%6s | %7s %7s %7s %7s %6s | %7s %7s %7s %7s %7s | %5s %5s "
-	       "| %7s %5s\n",
-	       "N", "wall", "cpu", "verify", "seal", "fixed", "wall", "cpu",
-	       "verify", "keygen", "derive", "wall", "cpu", "X509_v", "ratio");
-	for (size_t k = 0; k < n_ns; k++) {
-		struct single_result *r = &single[k];
+	if (!threads_only) {
+		printf("\nsingle thread, coffer and floor interleaved by chunks of %d "
+		       "recipients; us per recipient\n", CHUNK);
+		printf("(coffer = verify + seal + fixed: record, signature and sealer "
+		       "set-up spread over N;\n floor = verify + keygen + derive)\n\n");
+		printf("%6s | %7s %7s %7s %7s %6s | %7s %7s %7s %7s %7s | %5s %5s "
+		       "| %7s %5s\n",
+		       "", "coffer", "", "", "", "", "floor", "", "", "", "",
+		       "ratio", "", "ref.", "");
+		printf("%6s | %7s %7s %7s %7s %6s | %7s %7s %7s %7s %7s | %5s %5s "
+		       "| %7s %5s\n",
+		       "N", "wall", "cpu", "verify", "seal", "fixed", "wall", "cpu",
+		       "verify", "keygen", "derive", "wall", "cpu", "X509_v", "ratio");
+		for (size_t k = 0; k < n_ns; k++) {
+			struct single_result *r = &single[k];
 
-		mem[k] = measure_memory(&fx, ns[k], value);
-		*r = measure_single(&fx, ns[k], reps, value);
-		printf("%6zu | %7.1f %7.1f %7.1f %7.1f %6.1f | %7.1f %7.1f %7.1f "
-		       "%7.1f %7.1f | %5.3f %5.3f | %7.1f %5.3f\n",
-		       ns[k], r->c_wall, r->c_cpu, r->c_verify, r->c_seal, r->c_fixed,
-		       r->f_wall, r->f_cpu, r->f_verify, r->f_keygen, r->f_derive,
-		       r->ratio_wall, r->ratio_cpu, r->x509_verify, r->ratio_x509);
+			mem[k] = measure_memory(&fx, ns[k], value);
+			*r = measure_single(&fx, ns[k], reps, value);
+			printf("%6zu | %7.1f %7.1f %7.1f %7.1f %6.1f | %7.1f %7.1f %7.1f "
+			       "%7.1f %7.1f | %5.3f %5.3f | %7.1f %5.3f\n",
+			       ns[k], r->c_wall, r->c_cpu, r->c_verify, r->c_seal, r->c_fixed,
+			       r->f_wall, r->f_cpu, r->f_verify, r->f_keygen, r->f_derive,
+			       r->ratio_wall, r->ratio_cpu, r->x509_verify, r->ratio_x509);
+		}
+		printf("(ratio: median of the per-repetition ratios; cpu: process CPU "
+		       "time, which time taken\n by other processes does not inflate.  "
+		       "ref.: the floor's other allowed verify, OpenSSL's\n X509_verify "
+		       "(a fresh EVP_DigestVerify context per call), timed in the same "
+		       "chunks, and\n the wall ratio with it in place of the direct "
+		       "verify; the target is on the strict one)\n");
 	}
-	printf("(ratio: median of the per-repetition ratios; cpu: process CPU "
-	       "time, which time taken\n by other processes does not inflate.  "
-	       "ref.: the floor's other allowed verify, OpenSSL's\n X509_verify "
-	       "(a fresh EVP_DigestVerify context per call), timed in the same "
-	       "chunks, and\n the wall ratio with it in place of the direct "
-	       "verify; the target is on the strict one)\n");
 
 	if (with_threads) {
 		printf("\nthreads: whole runs, wall us per recipient; speedup = "
@@ -976,6 +1189,34 @@ int main(int argc, char **argv)
 		}
 		printf("(the floor's speedup is what this machine gives right now, "
 		       "with whatever else runs on it)\n");
+	}
+	if (threads_only) {
+		/* For scripts: whole runs in ms, the last N, each thread count. */
+		size_t k = n_ns - 1;
+		double ms = (double)ns[k] / 1000.0, parse[MAX_LIST];
+
+		printf("\nparsing the %zu certificates from DER (d2i_X509), not in "
+		       "the runs above; wall ms\n", ns[k]);
+		for (size_t t = 0; t < n_ths; t++) {
+			double v[MAX_REPS];
+
+			for (size_t r = 0; r < reps; r++)
+				v[r] = parse_run(&fx, ns[k], ths[t]) * 1000.0;
+			parse[t] = median(v, reps);
+			printf("%6zu %3zu | %8.1f ms = %.1f us per certificate\n",
+			       ns[k], ths[t], parse[t],
+			       parse[t] * 1000.0 / (double)ns[k]);
+		}
+		printf("json {\"n\":%zu,\"runs\":[", ns[k]);
+		for (size_t t = 0; t < n_ths; t++)
+			printf("%s{\"threads\":%zu,\"coffer_ms\":%.1f,"
+			       "\"floor_ms\":%.1f,\"parse_ms\":%.1f}", t ? "," : "",
+			       ths[t], thr[k][t].c_wall * ms, thr[k][t].f_wall * ms,
+			       parse[t]);
+		printf("]}\n");
+		cf_secret_free(value);
+		fixture_free(&fx);
+		return 0;
 	}
 
 	printf("\nmemory of one whole sealing run per N (1 thread; heap trimmed "

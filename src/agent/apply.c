@@ -13,6 +13,11 @@
  * parse or names an unknown secret, a write that fails) is logged and
  * left exactly as it was.
  *
+ * Each pass also notes, per secret it used, the version the sinks hold
+ * and whether they were written, for the acknowledgement the agent then
+ * signs (acks.c); a sink's command that fails afterwards makes that
+ * acknowledgement "failed" too.
+ *
  * Plaintext lives here in the opened records (cf_record, secure memory)
  * and the rendered template (cf_secret) of one sink, and is wiped before
  * the next sink.
@@ -199,6 +204,21 @@ out:
 	return rc;
 }
 
+/*
+ * The acknowledgement notes of one sink's pass (acks.c): every secret it
+ * opened, at the version opened (0: not opened, the highest accepted),
+ * written or failed for reason.
+ */
+static void note_acks(ag_runtime *rt, const ag_sink *sink,
+		      const struct pass *p, const char *reason)
+{
+	if (sink->kind == AG_SINK_FILE && p->n == 0)
+		ag_acks_note(rt, sink->secret, 0, reason);
+	for (size_t i = 0; i < p->n; i++)
+		ag_acks_note(rt, p->items[i].name, p->items[i].rec != NULL ?
+			     p->items[i].rec->version : 0, reason);
+}
+
 /* Runs one command; 0 when it ran and exited 0. */
 static int run_command(const char *what, char **argv, const char *text,
 		       long timeout_s)
@@ -230,6 +250,7 @@ size_t ag_apply_sinks(ag_runtime *rt, const ag_config *cfg,
 {
 	size_t stale = 0;
 
+	ag_acks_begin(rt);
 	for (size_t i = 0; i < cfg->n_sinks; i++) {
 		const ag_sink *sink = &cfg->sinks[i];
 		struct pass p = { .rt = rt };
@@ -252,6 +273,7 @@ size_t ag_apply_sinks(ag_runtime *rt, const ag_config *cfg,
 		 * what one file or one template needs. */
 		rc = apply_sink(&p, sink, &changed, &version, what, sizeof(what),
 				&err);
+		note_acks(rt, sink, &p, rc == CF_OK ? NULL : err.msg);
 		pass_free(&p);
 		if (rt->status != NULL && rc != CF_OK)
 			ag_status_sink_failed(rt->status, sink->path, kind, from,
@@ -279,6 +301,7 @@ size_t ag_apply_sinks(ag_runtime *rt, const ag_config *cfg,
 		if (changed_out != NULL)
 			changed_out[i] = 1;
 	}
+	ag_acks_end(rt);
 	ag_report(rt);
 	return stale;
 }
@@ -369,12 +392,15 @@ size_t ag_apply(ag_runtime *rt, const ag_config *cfg, char *const *names,
 		unsigned char *failed = OPENSSL_zalloc(cfg->n_sinks);
 
 		ag_run_commands(cfg, changed, reload_timeout_s, failed);
+		ag_acks_begin(rt);
 		for (size_t i = 0; failed != NULL && i < cfg->n_sinks; i++) {
 			const ag_sink *sink = &cfg->sinks[i];
 
 			if (!failed[i])
 				continue;
 			stale++;
+			ag_acks_note_sink(rt, sink, "the file is up to date but "
+					  "its command failed");
 			if (rt->status != NULL)
 				ag_status_sink_failed(rt->status, sink->path,
 					sink->kind == AG_SINK_FILE ? "file" :
@@ -383,6 +409,7 @@ size_t ag_apply(ag_runtime *rt, const ag_config *cfg, char *const *names,
 					"up to date but its command failed (see the "
 					"log)");
 		}
+		ag_acks_end(rt);
 		OPENSSL_free(failed);
 		ag_report(rt);
 	}

@@ -218,6 +218,7 @@ void ag_runtime_free(ag_runtime *rt)
 	ag_runtime_clear_changes(rt);
 	OPENSSL_free(rt->changed);
 	ag_status_free(rt->status);
+	ag_acks_free(rt->acks);
 	cli_client_free(rt->client);
 	X509_free(rt->cert);
 	sk_X509_pop_free(rt->chain, X509_free);

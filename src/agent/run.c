@@ -16,6 +16,10 @@
  *            thread (agent run) or before exiting (agent once); the
  *            refresh built-in is a sync of this loop, done right after
  *            the fetch that brought it
+ *   acks     what each pass over the sinks made of each version is
+ *            signed (acks.c) and posted before the next long poll (agent
+ *            once: before it exits), only while the server answers; a
+ *            post that fails is tried again at the next sync
  *
  * The loop sleeps in the long poll (the server holds the request until a
  * change or `wait` seconds), so an idle agent uses no CPU.
@@ -231,6 +235,8 @@ static cf_status start(const struct run_opts *o, int threaded,
 		rc = ag_state_lock_run((*rt)->st, err);
 	if (rc == CF_OK && ((*rt)->status = ag_status_new()) == NULL)
 		rc = cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+	if (rc == CF_OK && ((*rt)->acks = ag_acks_new()) == NULL)
+		rc = cf_error_set(err, CF_ERR_NOMEM, "out of memory");
 	if (rc == CF_OK)
 		rc = ag_status_config((*rt)->status, *cfg);
 	if (rc == CF_OK) {
@@ -266,6 +272,34 @@ static int refresh_summary(char *buf, size_t size, cf_status fetched,
 }
 
 /*
+ * Names accepted that no sink uses are acknowledged at once: the version
+ * was received and verified, and nothing of it could fail.
+ */
+static void ack_unused(ag_runtime *rt, const ag_config *cfg,
+		       char *const *names, size_t n)
+{
+	unsigned char *using = cfg->n_sinks ? OPENSSL_zalloc(cfg->n_sinks) :
+			       NULL;
+
+	if (rt->acks == NULL || (cfg->n_sinks > 0 && using == NULL)) {
+		OPENSSL_free(using);
+		return;
+	}
+	ag_acks_begin(rt);
+	for (size_t i = 0; i < n; i++) {
+		int used = 0;
+
+		ag_sinks_using(cfg, &names[i], 1, using);
+		for (size_t j = 0; j < cfg->n_sinks && !used; j++)
+			used = using[j];
+		if (!used)
+			ag_acks_note(rt, names[i], 0, NULL);
+	}
+	ag_acks_end(rt);
+	OPENSSL_free(using);
+}
+
+/*
  * agent once: the refresh built-in as ag_apply does it (every sink,
  * then the commands of those rewritten), counting what was rewritten.
  */
@@ -281,6 +315,7 @@ static void once_refresh(ag_runtime *rt, const ag_config *cfg)
 	if (rc == CF_OK)
 		rc = ag_fetch_all(rt, &err);
 	accepted = rt->n_changed;
+	ack_unused(rt, cfg, rt->changed, rt->n_changed);
 	ag_runtime_clear_changes(rt);
 	if (cfg->n_sinks > 0) {
 		changed = OPENSSL_zalloc(cfg->n_sinks);
@@ -291,10 +326,16 @@ static void once_refresh(ag_runtime *rt, const ag_config *cfg)
 	} else if (cfg->n_sinks > 0) {
 		stale = ag_apply_sinks(rt, cfg, NULL, changed, NULL);
 		ag_run_commands(cfg, changed, cfg->reload_timeout_s, failed);
+		ag_acks_begin(rt);
 		for (size_t i = 0; i < cfg->n_sinks; i++) {
 			written += changed[i];
 			stale += failed[i];
+			if (failed[i])
+				ag_acks_note_sink(rt, &cfg->sinks[i], "the file is "
+						  "up to date but its command "
+						  "failed");
 		}
+		ag_acks_end(rt);
 		ag_report(rt);
 	}
 	OPENSSL_free(changed);
@@ -329,6 +370,7 @@ int ag_cmd_once(int argc, char **argv)
 	if (rc != CF_OK)
 		ag_log(AG_LOG_ERROR, "%s; applying the versions this agent has",
 		       err.msg);
+	ack_unused(rt, cfg, rt->changed, rt->n_changed);
 	stale = ag_apply(rt, cfg, NULL, 0, cfg->reload_timeout_s);
 	if (rc != CF_OK) {
 		code = cli_exit_code(rc);
@@ -347,6 +389,9 @@ int ag_cmd_once(int argc, char **argv)
 	if (ag_commands_refresh_wanted(rt->commands) > 0 && !got_stop)
 		once_refresh(rt, cfg);
 	ag_commands_drain(rt->commands);
+	/* What the sinks made of it, while the server answers. */
+	if (rc == CF_OK && ag_acks_pending(rt) > 0 && !got_stop)
+		(void)ag_acks_flush(rt, &err);
 	ag_status_stopped(rt->status);
 	ag_report(rt);
 out:
@@ -444,6 +489,12 @@ static void sched_apply(struct sched *sc, ag_runtime *rt, const ag_config *cfg)
 				if (cfg->sinks[j].group == cfg->sinks[i].group)
 					sc->rerun[j] = 0;
 	ag_run_commands(cfg, sc->changed, cfg->reload_timeout_s, sc->rerun);
+	ag_acks_begin(rt);
+	for (size_t i = 0; i < sc->n_sinks; i++)
+		if (sc->rerun[i] && sc->changed[i])
+			ag_acks_note_sink(rt, &cfg->sinks[i], "the file is up to "
+					  "date but its command failed");
+	ag_acks_end(rt);
 	for (size_t i = 0; i < sc->n_sinks; i++) {
 		sc->failed[i] = (sc->which[i] ? failed[i] : sc->failed[i]) |
 				sc->rerun[i];
@@ -662,6 +713,7 @@ static void run_refresh(struct sched *sc, ag_runtime *rt, const ag_config *cfg)
 	ag_log(AG_LOG_INFO, "refresh asked by an operator: syncing now");
 	rc = ag_fetch_all(rt, &err);
 	accepted = rt->n_changed;
+	ack_unused(rt, cfg, rt->changed, rt->n_changed);
 	ag_runtime_clear_changes(rt);
 	sched_apply_all(sc, rt, cfg);
 	ag_commands_refresh_done(rt->commands, refresh_summary(summary,
@@ -759,6 +811,9 @@ int ag_cmd_run(int argc, char **argv)
 		if (next < (double)wait_s)
 			wait_s = (long)next;
 		rc = CF_OK;
+		/* Acknowledgements first: the server answered last time. */
+		if (ag_acks_pending(rt) > 0 && !rt->contact_failed)
+			(void)ag_acks_flush(rt, &err);
 		if (time(NULL) - rt->crl_checked >= CRL_REFRESH_S)
 			rc = ag_refresh_crl(rt, &err);
 		if (rc == CF_OK)
@@ -769,6 +824,7 @@ int ag_cmd_run(int argc, char **argv)
 		 * was (a SIGHUP arriving first applies everything anyway).
 		 */
 		if (rt->n_changed > 0 && !got_stop && !got_hup) {
+			ack_unused(rt, cfg, rt->changed, rt->n_changed);
 			sched_changed(&sc, rt, cfg, rt->changed, rt->n_changed);
 			ag_runtime_clear_changes(rt);
 		}

@@ -11,6 +11,9 @@
  *   ag_apply (apply.c) the sinks brought up to date, reloads run
  *   ag_runtime_commands  run and once: operators' commands taken from
  *                      the same feed (inbox.h, docs/COMMANDS.md)
+ *   ag_acks_* (acks.c) run and once: what the sinks made of each version,
+ *                      signed and posted to the server (docs/AGENT.md
+ *                      "Acknowledgements")
  *
  * Trust (DESIGN invariants 2, 4, 5): nothing the server says is believed
  * unless the PKI proves it.  A record counts only if its envelope opens
@@ -64,6 +67,9 @@ typedef struct ag_runtime {
 	char *server_url, *server_ca;  /* as the client was made (server_ca
 					  NULL: the system's store) */
 	char *cert_path, *key_path;
+	/* run and once: acknowledgements to post (acks.c); NULL: none are
+	 * made (agent exec). */
+	struct ag_acks *acks;
 } ag_runtime;
 
 /*
@@ -187,5 +193,52 @@ void ag_run_commands(const ag_config *cfg, const unsigned char *changed,
  */
 size_t ag_apply(ag_runtime *rt, const ag_config *cfg, char *const *names,
 		size_t n_names, long reload_timeout_s);
+
+/* ---- acknowledgements (acks.c) ------------------------------------------ */
+
+/*
+ * After every pass over the sinks, the agent acknowledges, per secret
+ * the pass used, the version its sinks now hold and whether all of them
+ * were written ("ok") or one failed ("failed", with the first reason):
+ * a record signed with the agent's key (ack.h), never a value.  An ack
+ * is made only when it says something new for that name (another
+ * version, result or reason); it waits in memory (at most
+ * AG_ACKS_PENDING_MAX names, the oldest dropped beyond) until
+ * ag_acks_flush posts it.  Posting never holds up a sink: it happens
+ * after them, and a failure keeps the acks for the next sync.
+ */
+#define AG_ACKS_PENDING_MAX 4096
+
+struct ag_acks *ag_acks_new(void);
+void ag_acks_free(struct ag_acks *acks);
+
+/* A pass over the sinks starts (apply.c) / ends: the acks it earned are
+ * signed and queued.  No-ops when rt->acks is NULL. */
+void ag_acks_begin(ag_runtime *rt);
+void ag_acks_end(ag_runtime *rt);
+
+/*
+ * Within a pass: a sink using name was written (reason NULL) or failed
+ * (reason says why) with version (0: the highest accepted of name; a
+ * name never accepted is not acknowledged).
+ */
+void ag_acks_note(ag_runtime *rt, const char *name, uint64_t version,
+		  const char *reason);
+
+/* Within a pass: sink's command failed after it was written; every
+ * secret it uses is acknowledged as failed with reason. */
+void ag_acks_note_sink(ag_runtime *rt, const ag_sink *sink,
+		       const char *reason);
+
+/* How many acks wait to be posted. */
+size_t ag_acks_pending(const ag_runtime *rt);
+
+/*
+ * Posts the waiting acks (POST /v1/agent/acks, in batches).  Kept for
+ * the next call when the server cannot be reached or fails (network,
+ * 5xx, 429/503, timeout); dropped, with a log line, when it refuses them
+ * (4xx: retrying would not help).  Returns the request's status.
+ */
+cf_status ag_acks_flush(ag_runtime *rt, cf_error *err);
 
 #endif

@@ -29,8 +29,10 @@ int cmd_ls(int argc, char **argv);       /* secrets.c */
 int cmd_history(int argc, char **argv);  /* secrets.c */
 int cmd_rm(int argc, char **argv);       /* secrets.c */
 int cmd_rotate(int argc, char **argv);   /* secrets.c */
+int cmd_sync(int argc, char **argv);     /* sync.c */
 int cmd_audit(int argc, char **argv);    /* audit.c: (read), verify */
 int cmd_cmd(int argc, char **argv);      /* cmd.c: run, ls, show */
+int cmd_status(int argc, char **argv);   /* status.c: rollout status */
 int cmd_quickstart(int argc, char **argv); /* quickstart.c: the whole system */
 
 /* A subcommand of a group ("ca init"), and the group's dispatcher. */

@@ -17,7 +17,7 @@ static void crl_usage(FILE *out)
 {
 	fprintf(out,
 		"usage: coffer crl show FILE [--root ROOT] [--json]\n"
-		"       coffer crl push FILE [connection options]\n"
+		"       coffer crl push FILE [--json] [connection options]\n"
 		"\n"
 		"show  prints the issuer, number, this and next update, and the\n"
 		"      revoked serial numbers of a CRL.  With --root, also checks\n"
@@ -25,8 +25,10 @@ static void crl_usage(FILE *out)
 		"push  uploads the CRL (from 'coffer ca revoke') to the server,\n"
 		"      which checks it is signed by your root and newer than the\n"
 		"      one it has (exit 22 if not); revoked certificates are\n"
-		"      refused at once.  With --root (or COFFER_ROOT) the\n"
-		"      signature is also checked here first.\n"
+		"      refused at once, and every envelope the server holds for\n"
+		"      them (or for certificates a revoked enroller issued) is\n"
+		"      deleted.  With --root (or COFFER_ROOT) the signature is\n"
+		"      also checked here first.\n"
 		"\n%s", cli_settings_help);
 }
 
@@ -130,9 +132,10 @@ static int crl_push(int argc, char **argv)
 	json_t *body = NULL, *resp = NULL;
 	cf_error err = { 0 };
 	cf_status rc;
-	int code;
+	int code, as_json = 0;
 
-	code = cli_settings_parse("crl push", argc, argv, crl_usage, &set, NULL);
+	code = cli_settings_parse("crl push", argc, argv, crl_usage, &set,
+				  &as_json);
 	if (code >= 0)
 		return code;
 	if (optind + 1 != argc)
@@ -149,11 +152,16 @@ static int crl_push(int argc, char **argv)
 	body = json_pack("{s:s%}", "crl", (const char *)pem, pem_len);
 	rc = body ? cli_client_call(c, "PUT", "/v1/crl", body, &resp, &err) :
 		    cf_error_set(&err, CF_ERR_NOMEM, "out of memory");
-	if (rc == CF_OK)
+	if (rc == CF_OK && as_json)
+		cli_json_print(resp);
+	else if (rc == CF_OK)
 		printf("pushed %s: the server now uses CRL number %lld (%d "
-		       "revoked)\n", argv[optind],
+		       "revoked); it deleted %lld envelope(s) it held for "
+		       "revoked certificates\n", argv[optind],
 		       (long long)json_integer_value(json_object_get(resp, "number")),
-		       sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl)));
+		       sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl)),
+		       (long long)json_integer_value(json_object_get(resp,
+							"purged")));
 out:
 	json_decref(body);
 	json_decref(resp);

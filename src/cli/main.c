@@ -36,9 +36,11 @@ static const struct {
 	{ "ls", cmd_ls, "list secrets on the server" },
 	{ "history", cmd_history, "list the versions of a secret" },
 	{ "rm", cmd_rm, "delete a secret on the server" },
+	{ "sync", cmd_sync, "extend the secrets you wrote to groups to their current members" },
 	{ "rotate", cmd_rotate, "new versions without removed recipients; purge their envelopes" },
 	{ "audit", cmd_audit, "read the server's audit log; verify its hash chain" },
 	{ "cmd", cmd_cmd, "send a signed command to agents; read their answers" },
+	{ "status", cmd_status, "which agents applied, are behind on or failed each secret; exposed envelopes" },
 	{ "quickstart", cmd_quickstart, "run the whole system here: CA, server, two agents, a rotation" },
 };
 

@@ -9,6 +9,7 @@
  * (a group's revoked or expired members are skipped, with a note).
  */
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include "cli.h"
 #include "policy.h"
 #include "recipients.h"
+#include "sealing.h"
 
 #define MAX_RECIPIENTS 100000
 #define CERT_PAGE 500
@@ -108,86 +110,283 @@ static cf_status check_match(X509 *cert, const char *spec, const char *fp,
 }
 
 /*
- * Adds the certificates of one directory answer entry, verified.  With
- * lenient (a group), a revoked or expired member is skipped with a note;
- * otherwise any failure refuses the whole put.
+ * One directory answer entry, checked (by a worker thread): everything
+ * that costs (parsing, the fingerprint, the match, the verification) is
+ * done here in parallel; what depends on the order of the entries (the
+ * duplicates, the notes, the first refusal) is done afterwards, in order,
+ * by use_entry.  Read-only on the entry and on the trust.
  */
-static cf_status take_entry(cli_client *c, const json_t *e, const char *spec,
-			    int lenient, cli_rcpts *r, size_t *added,
-			    cf_error *err)
-{
-	const cf_trust *trust = NULL;
-	const char *pem = cli_json_str(e, "cert");
-	X509 *cert = NULL;
-	STACK_OF(X509) *chain = sk_X509_new_null();
-	json_t *x;
-	size_t i;
-	char fp[65], cn[CF_CN_MAX_BYTES + 1], what[CF_CN_MAX_BYTES + 128];
-	char pcn[CF_CN_MAX_BYTES + 1];
-	cf_status rc;
+struct checked {
+	const char *pem;          /* the entry's "cert" */
+	const json_t *chain_json; /* its "chain" */
+	X509 *cert;
+	STACK_OF(X509) *chain;
+	char fp[65];
+	char cn[CF_CN_MAX_BYTES + 1];
+	char what[CF_CN_MAX_BYTES + 128];
+	cf_status rc;             /* parsing or matching: refuses the put */
+	cf_status vrc;            /* the verification, P-256 included */
+	int expired;
+	cf_error err, verr;
+};
 
-	if (chain == NULL)
-		return cf_error_set(err, CF_ERR_NOMEM, "out of memory");
-	rc = cli_client_trust(c, &trust, err);
-	if (rc == CF_OK)
-		rc = cf_cert_parse((const unsigned char *)pem, strlen(pem),
-				   "a certificate from the server", &cert, NULL, err);
-	json_array_foreach(json_object_get(e, "chain"), i, x) {
+static void check_entry(const cf_trust *trust, const char *spec,
+			struct checked *k)
+{
+	const json_t *x;
+	size_t i;
+	char pcn[CF_CN_MAX_BYTES + 1];
+
+	k->chain = sk_X509_new_null();
+	if (k->chain == NULL) {
+		k->rc = cf_error_set(&k->err, CF_ERR_NOMEM, "out of memory");
+		return;
+	}
+	k->rc = cf_cert_parse((const unsigned char *)k->pem, strlen(k->pem),
+			      "a certificate from the server", &k->cert, NULL,
+			      &k->err);
+	json_array_foreach(k->chain_json, i, x) {
 		X509 *ca = NULL;
 		const char *text = json_string_value(x);
 
-		if (rc != CF_OK || text == NULL)
+		if (k->rc != CF_OK || text == NULL)
 			break;
-		rc = cf_cert_parse((const unsigned char *)text, strlen(text),
-				   "a chain certificate from the server", &ca, NULL, err);
-		if (rc == CF_OK)
-			sk_X509_push(chain, ca);
+		k->rc = cf_cert_parse((const unsigned char *)text, strlen(text),
+				      "a chain certificate from the server", &ca,
+				      NULL, &k->err);
+		if (k->rc == CF_OK && !sk_X509_push(k->chain, ca)) {
+			X509_free(ca);
+			k->rc = cf_error_set(&k->err, CF_ERR_NOMEM, "out of memory");
+		}
 	}
-	if (rc == CF_OK)
-		rc = cf_cert_fingerprint(cert, fp, err);
-	if (rc != CF_OK)
-		goto out;
-	cf_cert_cn(cert, cn, sizeof(cn));
+	if (k->rc == CF_OK)
+		k->rc = cf_cert_fingerprint(k->cert, k->fp, &k->err);
+	if (k->rc != CF_OK)
+		return;
+	cf_cert_cn(k->cert, k->cn, sizeof(k->cn));
 	/* what is for messages; the CN is the server's word until verified. */
-	snprintf(what, sizeof(what), "recipient \"%s\" (%s, %.16s...)",
-		 cli_printable(cn, pcn, sizeof(pcn)), spec, fp);
-	/* Before the duplicate check: an answer of our own certificate to
-	 * "agent:db-1" must not pass as a harmless duplicate. */
-	rc = check_match(cert, spec, fp, cn, what, err);
-	if (rc != CF_OK || cli_rcpts_have(r, fp))
-		goto out;
-	if (lenient && X509_cmp_current_time(X509_get0_notAfter(cert)) < 0) {
-		fprintf(stderr, "coffer: skipping %s: expired\n", what);
-		goto out;
+	snprintf(k->what, sizeof(k->what), "recipient \"%s\" (%s, %.16s...)",
+		 cli_printable(k->cn, pcn, sizeof(pcn)), spec, k->fp);
+	k->rc = check_match(k->cert, spec, k->fp, k->cn, k->what, &k->err);
+	if (k->rc != CF_OK)
+		return;
+	k->expired = X509_cmp_current_time(X509_get0_notAfter(k->cert)) < 0;
+	k->vrc = cf_trust_verify(trust, k->cert, k->chain, k->what, &k->verr);
+	if (k->vrc == CF_OK && !cf_key_is_p256(X509_get0_pubkey(k->cert)))
+		k->vrc = cf_error_set(&k->verr, CF_ERR_UNTRUSTED,
+				      "%s has no P-256 key", k->what);
+}
+
+static void checked_clear(struct checked *k)
+{
+	X509_free(k->cert);
+	sk_X509_pop_free(k->chain, X509_free);
+	memset(k, 0, sizeof(*k));
+}
+
+/*
+ * The fingerprints already in r, for the duplicate check: open
+ * addressing on the fingerprint's first 16 hex digits, indices into r->v
+ * (which moves as it grows).  Without it a group of 10,000 costs 50
+ * million comparisons.
+ */
+#define FPSET_FROM 64         /* entries of one answer before indexing r */
+
+struct fpset {
+	size_t *slot;             /* index + 1; 0 is empty */
+	size_t cap;               /* a power of two */
+};
+
+static size_t fp_hash(const char *fp)
+{
+	return (size_t)strtoull((char[17]){ fp[0], fp[1], fp[2], fp[3], fp[4],
+		fp[5], fp[6], fp[7], fp[8], fp[9], fp[10], fp[11], fp[12],
+		fp[13], fp[14], fp[15], '\0' }, NULL, 16);
+}
+
+/* Is fp in r (through set)? */
+static int fpset_has(const struct fpset *set, const cli_rcpts *r,
+		     const char *fp)
+{
+	for (size_t h = fp_hash(fp) & (set->cap - 1); set->slot[h] != 0;
+	     h = (h + 1) & (set->cap - 1))
+		if (strcmp(r->v[set->slot[h] - 1].fp, fp) == 0)
+			return 1;
+	return 0;
+}
+
+/* Indexes r->v[from..r->n), growing the table to twice r->n at least. */
+static cf_status fpset_sync(struct fpset *set, const cli_rcpts *r,
+			    size_t *from, cf_error *err)
+{
+	if (set->cap < 2 * r->n + 2) {
+		size_t cap = 1024;
+
+		while (cap < 4 * r->n + 4)
+			cap *= 2;
+		free(set->slot);
+		set->slot = calloc(cap, sizeof(*set->slot));
+		if (set->slot == NULL)
+			return cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+		set->cap = cap;
+		*from = 0;
 	}
-	rc = cf_trust_verify(trust, cert, chain, what, err);
-	if (rc == CF_ERR_REVOKED && lenient) {
-		fprintf(stderr, "coffer: skipping %s: revoked\n", what);
-		rc = CF_OK;
-		goto out;
+	for (; *from < r->n; (*from)++) {
+		size_t h = fp_hash(r->v[*from].fp) & (set->cap - 1);
+
+		while (set->slot[h] != 0)
+			h = (h + 1) & (set->cap - 1);
+		set->slot[h] = *from + 1;
 	}
-	if (rc == CF_OK && !cf_key_is_p256(X509_get0_pubkey(cert)))
-		rc = cf_error_set(err, CF_ERR_UNTRUSTED, "%s has no P-256 key", what);
-	if (rc == CF_OK)
-		rc = cli_rcpts_add(r, cert, chain, fp, err);
+	return CF_OK;
+}
+
+/*
+ * The checked entry k, in the answer's order.  With lenient (a group), a
+ * revoked or expired member is skipped with a note; otherwise any
+ * failure refuses the whole put.
+ */
+static cf_status use_entry(struct checked *k, int lenient, cli_rcpts *r,
+			   struct fpset *set, size_t *indexed, size_t listed,
+			   size_t *added, cf_error *err)
+{
+	cf_status rc = CF_OK;
+	int dup;
+
+	if (k->rc != CF_OK) {
+		*err = k->err;
+		return k->rc;
+	}
+	/*
+	 * After the match: an answer of our own certificate to "agent:db-1"
+	 * must not pass as a harmless duplicate.  A short answer (rotate
+	 * resolves one fp:FP at a time into a long list) scans r; a long one
+	 * indexes it once.
+	 */
+	if (listed <= FPSET_FROM) {
+		dup = cli_rcpts_have(r, k->fp);
+	} else {
+		rc = fpset_sync(set, r, indexed, err);
+		dup = rc == CF_OK && fpset_has(set, r, k->fp);
+	}
+	if (rc != CF_OK || dup)
+		return rc;
+	if (lenient && k->expired) {
+		fprintf(stderr, "coffer: skipping %s: expired\n", k->what);
+		return CF_OK;
+	}
+	if (k->vrc == CF_ERR_REVOKED && lenient) {
+		fprintf(stderr, "coffer: skipping %s: revoked\n", k->what);
+		return CF_OK;
+	}
+	if (k->vrc != CF_OK) {
+		*err = k->verr;
+		return k->vrc;
+	}
+	rc = cli_rcpts_add(r, k->cert, k->chain, k->fp, err);
 	if (rc == CF_OK)
 		(*added)++;
-out:
-	X509_free(cert);
-	sk_X509_pop_free(chain, X509_free);
 	return rc;
 }
 
-/* Resolves one --to through GET /v1/certs, page by page. */
+/* A page's entries checked on cli_threads() threads, started apart. */
+struct page_job {
+	const cf_trust *trust;
+	const char *spec;
+	struct checked *k;
+	size_t n, stride, first;
+};
+
+static void *page_worker(void *arg)
+{
+	struct page_job *job = arg;
+
+	for (size_t i = job->first; i < job->n; i += job->stride)
+		check_entry(job->trust, job->spec, &job->k[i]);
+	return NULL;
+}
+
+struct page {
+	json_t *resp;             /* holds what k points into */
+	struct checked *k;
+	size_t n;
+	struct page_job jobs[CLI_THREADS_MAX];
+	pthread_t tids[CLI_THREADS_MAX];
+	size_t started;           /* threads running; 0: checked inline */
+};
+
+/* Starts checking the entries of resp (taken); the threads run on. */
+static cf_status page_start(struct page *pg, json_t *resp,
+			    const cf_trust *trust, const char *spec,
+			    cf_error *err)
+{
+	const json_t *certs = json_object_get(resp, "certs"), *e;
+	size_t i, threads = cli_threads();
+
+	memset(pg, 0, sizeof(*pg));
+	pg->resp = resp;
+	pg->n = json_array_size(certs);
+	if (pg->n == 0)
+		return CF_OK;
+	pg->k = calloc(pg->n, sizeof(*pg->k));
+	if (pg->k == NULL)
+		return cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+	json_array_foreach(certs, i, e) {
+		pg->k[i].pem = cli_json_str(e, "cert");
+		pg->k[i].chain_json = json_object_get(e, "chain");
+	}
+	if (threads > pg->n)
+		threads = pg->n;
+	for (size_t t = 0; t < threads; t++)
+		pg->jobs[t] = (struct page_job){ trust, spec, pg->k, pg->n,
+						 threads, t };
+	for (size_t t = 0; threads > 1 && t < threads; t++) {
+		if (pthread_create(&pg->tids[t], NULL, page_worker,
+				   &pg->jobs[t]) != 0)
+			break;
+		pg->started++;
+	}
+	/* One thread, or threads refused: whatever is left, here. */
+	for (size_t t = pg->started; t < threads; t++)
+		page_worker(&pg->jobs[t]);
+	return CF_OK;
+}
+
+static void page_join(struct page *pg)
+{
+	for (size_t t = 0; t < pg->started; t++)
+		pthread_join(pg->tids[t], NULL);
+	pg->started = 0;
+}
+
+static void page_free(struct page *pg)
+{
+	page_join(pg);
+	for (size_t i = 0; pg->k != NULL && i < pg->n; i++)
+		checked_clear(&pg->k[i]);
+	free(pg->k);
+	json_decref(pg->resp);
+	memset(pg, 0, sizeof(*pg));
+}
+
+/*
+ * Resolves one --to through GET /v1/certs, page by page: while one
+ * page's certificates are checked on cli_threads() threads, the next
+ * page is fetched; then the checked page is taken in order.
+ */
 cf_status cli_resolve(cli_client *c, const char *spec, cli_rcpts *r,
 			 cf_error *err)
 {
 	const char *colon = strchr(spec, ':');
+	const cf_trust *trust = NULL;
 	char query[512], after[65] = "", *val = NULL;
-	json_t *resp = NULL, *e;
-	size_t added = 0, listed = 0, i;
-	int lenient = 0;
-	cf_status rc = CF_OK;
+	json_t *resp = NULL;
+	struct page cur = { 0 };
+	struct fpset set = { 0 };
+	size_t added = 0, listed = 0, indexed = 0;
+	int lenient = 0, more = 1;
+	cf_error ferr = { 0 };
+	cf_status rc = CF_OK, frc;
 
 	if (colon == NULL || colon[1] == '\0')
 		return cf_error_set(err, CF_ERR_USAGE, "--to \"%.100s\": say "
@@ -218,28 +417,47 @@ cf_status cli_resolve(cli_client *c, const char *spec, cli_rcpts *r,
 			"agent:NAME, group:G or fp:FP", spec);
 		goto out;
 	}
-	for (;;) {
+	rc = cli_client_trust(c, &trust, err);
+	while (rc == CF_OK && more) {
 		char path[700];
 
 		snprintf(path, sizeof(path), "/v1/certs?%s&limit=%d%s%s", query,
 			 CERT_PAGE, after[0] ? "&after=" : "", after);
-		json_decref(resp);
 		resp = NULL;
-		rc = cli_client_call(c, "GET", path, NULL, &resp, err);
-		if (rc != CF_OK)
-			goto out;
-		json_array_foreach(json_object_get(resp, "certs"), i, e) {
+		frc = cli_client_call(c, "GET", path, NULL, &resp, &ferr);
+		/* The page before is checked meanwhile; take it now, in order. */
+		page_join(&cur);
+		for (size_t i = 0; rc == CF_OK && i < cur.n; i++) {
 			listed++;
-			rc = take_entry(c, e, spec, lenient, r, &added, err);
-			if (rc != CF_OK)
-				goto out;
+			rc = use_entry(&cur.k[i], lenient, r, &set, &indexed,
+				       listed, &added, err);
 			/* The total is not known before the last page. */
 			if (listed % 100 == 0 && isatty(STDERR_FILENO))
 				fprintf(stderr, "\rverified %zu certificates", listed);
 		}
-		if (!cli_next_cursor(resp, after, sizeof(after)))
+		page_free(&cur);
+		if (rc == CF_OK && frc != CF_OK) {
+			*err = ferr;
+			rc = frc;
+		}
+		if (rc != CF_OK) {
+			json_decref(resp);
 			break;
+		}
+		more = cli_next_cursor(resp, after, sizeof(after));
+		rc = page_start(&cur, resp, trust, spec, err);
+		if (rc != CF_OK)
+			json_decref(resp);
 	}
+	/* The last page. */
+	page_join(&cur);
+	for (size_t i = 0; rc == CF_OK && i < cur.n; i++) {
+		listed++;
+		rc = use_entry(&cur.k[i], lenient, r, &set, &indexed, listed,
+			       &added, err);
+	}
+	if (rc != CF_OK)
+		goto out;
 	if (listed >= 100 && isatty(STDERR_FILENO))
 		fprintf(stderr, "\rverified %zu certificates\n", listed);
 	/* added == 0 otherwise: duplicates, or a group's skipped members. */
@@ -247,8 +465,8 @@ cf_status cli_resolve(cli_client *c, const char *spec, cli_rcpts *r,
 		rc = cf_error_set(err, CF_ERR_NOT_FOUND, "--to %.200s: the server "
 			"knows no such certificate", spec);
 out:
+	page_free(&cur);
+	free(set.slot);
 	free(val);
-	json_decref(resp);
 	return rc;
 }
-

@@ -42,8 +42,8 @@ static void put_usage(FILE *out)
 {
 	fprintf(out,
 		"usage: coffer put NAME --to agent:NAME|group:G|fp:FP [--to ...]\n"
-		"                  [--file F] [--type text|binary|file] [--json]\n"
-		"                  [connection options]\n"
+		"                  [--file F] [--type text|binary|file] [--threads N]\n"
+		"                  [--json] [connection options]\n"
 		"\n"
 		"Reads the secret (at most 1 MiB) from standard input or --file F,\n"
 		"never from the command line; fetches the recipients' certificates\n"
@@ -57,7 +57,12 @@ static void put_usage(FILE *out)
 		"  --to group:G      every agent in group G (revoked or expired members\n"
 		"                    are skipped, with a note on stderr)\n"
 		"  --to fp:FP        the certificate with that SHA-256 fingerprint\n"
-		"\n%s", cli_settings_help);
+		"  --threads N       verify and seal on N threads (default: the number\n"
+		"                    of online CPUs, at most %d); the envelopes are the\n"
+		"                    same whatever N.  A progress bar goes to stderr\n"
+		"                    when it is a terminal and there are 100 recipients\n"
+		"                    or more\n"
+		"\n%s", CLI_THREADS_MAX, cli_settings_help);
 }
 
 /* The latest version of name, tombstones included; 0 if none. */
@@ -165,33 +170,6 @@ static size_t entries_span(const struct entries *e, size_t from, size_t to,
 	return e->end[to - 1] - *start;
 }
 
-/* "uploading 3,500/10,000 envelopes" on a terminal. */
-static void commas(size_t v, char *buf, size_t size)
-{
-	char digits[32];
-	size_t n = (size_t)snprintf(digits, sizeof(digits), "%zu", v), j = 0;
-
-	for (size_t i = 0; i < n && j + 2 < size; i++) {
-		if (i > 0 && (n - i) % 3 == 0)
-			buf[j++] = ',';
-		buf[j++] = digits[i];
-	}
-	buf[j] = '\0';
-}
-
-static void upload_progress(size_t done, size_t total)
-{
-	char a[32], b[32];
-
-	if (!isatty(STDERR_FILENO))
-		return;
-	commas(done, a, sizeof(a));
-	commas(total, b, sizeof(b));
-	fprintf(stderr, "\ruploading %s/%s envelopes", a, b);
-	if (done == total)
-		fputc('\n', stderr);
-}
-
 struct upload {
 	cli_client *c;
 	const char *qname;
@@ -201,7 +179,14 @@ struct upload {
 	size_t limit;          /* JSON bytes of one request body */
 	char id[33];           /* "" until begun */
 	json_t **resp;         /* the last answer (a 409's "latest") */
+	size_t sealed;         /* envelopes made so far (progress) */
 };
+
+/* One bar for both: sealing goes on while chunks are sent. */
+static void upload_progress(const struct upload *u)
+{
+	cli_progress_bar("sealing", u->sealed, "uploaded", u->sent, u->total);
+}
 
 static cf_status call_text(struct upload *u, const char *method,
 			   const char *path, const char *text, size_t len,
@@ -270,7 +255,7 @@ static cf_status upload_chunks(struct upload *u, struct entries *e,
 		free(body);
 		if (rc == CF_OK) {
 			u->sent += to - from;
-			upload_progress(u->sent, u->total);
+			upload_progress(u);
 		}
 		from = to;
 	}
@@ -304,10 +289,19 @@ static cf_status upload_single(struct upload *u, const struct entries *e,
 }
 
 /*
+ * Envelopes sealed ahead of the upload at most (about 3 MB): enough for
+ * the workers to go on while a chunk of PUT_BODY_MAX is being sent, and
+ * a bound on memory whatever the number of recipients.
+ */
+#define SEAL_WINDOW 2048
+
+/*
  * Signs version rec->version of the record, seals it to every recipient
- * and uploads it (one PUT, or staged).  *resp is the last answer (for a
- * 409's "latest").  A staged upload that fails is aborted, best effort;
- * a conflict at its commit has dropped it already.
+ * and uploads it (one PUT, or staged).  Sealing runs on cli_threads()
+ * threads (cli_sealpool), the envelopes come out in recipient order, and
+ * this thread builds and sends the chunks meanwhile.  *resp is the last
+ * answer (for a 409's "latest").  A staged upload that fails is aborted,
+ * best effort; a conflict at its commit has dropped it already.
  */
 static cf_status upload_version(cli_client *c, const char *qname,
 				cf_record *rec, const cli_rcpts *r,
@@ -315,8 +309,10 @@ static cf_status upload_version(cli_client *c, const char *qname,
 {
 	cf_secret *json = NULL, *signed_der = NULL;
 	cf_sealer *sealer = NULL;
+	cli_sealpool *pool = NULL;
+	X509 **certs = NULL;
 	struct entries e = { 0 };
-	struct upload u = { c, qname, rec, r->n, 0, PUT_BODY_MAX, "", resp };
+	struct upload u = { c, qname, rec, r->n, 0, PUT_BODY_MAX, "", resp, 0 };
 	int committed_conflict = 0;
 	cf_status rc;
 
@@ -328,11 +324,18 @@ static cf_status upload_version(cli_client *c, const char *qname,
 				      cli_client_chain(c), &signed_der, err);
 	if (rc == CF_OK)
 		rc = cf_sealer_new(signed_der, &sealer, err);
+	if (rc == CF_OK && (certs = calloc(r->n + 1, sizeof(*certs))) == NULL)
+		rc = cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+	for (size_t i = 0; rc == CF_OK && i < r->n; i++)
+		certs[i] = r->v[i].cert;
+	if (rc == CF_OK)
+		rc = cli_sealpool_start(sealer, certs, r->n, cli_threads(),
+					SEAL_WINDOW, &pool, err);
 	for (size_t i = 0; rc == CF_OK && i < r->n; i++) {
 		unsigned char *der = NULL;
 		size_t len = 0, entry;
 
-		rc = cf_sealer_seal(sealer, r->v[i].cert, &der, &len, err);
+		rc = cli_sealpool_next(pool, &der, &len, err);
 		if (rc != CF_OK)
 			break;
 		*bytes += len;
@@ -347,8 +350,12 @@ static cf_status upload_version(cli_client *c, const char *qname,
 		if (rc == CF_OK)
 			rc = entries_add(&e, r->v[i].fp, der, len, err);
 		OPENSSL_free(der);
-		cli_progress("sealed", i + 1, r->n);
+		u.sealed = i + 1;
+		upload_progress(&u);
 	}
+	/* Every envelope is out (or the run failed): stop the workers. */
+	cli_sealpool_free(pool);
+	pool = NULL;
 	if (rc == CF_OK && u.id[0] == '\0') {
 		rc = upload_single(&u, &e, err);
 		/*
@@ -377,6 +384,10 @@ static cf_status upload_version(cli_client *c, const char *qname,
 		committed_conflict = rc == CF_ERR_CONFLICT;
 	}
 out:
+	if (rc == CF_OK) {
+		u.sent = u.total;
+		upload_progress(&u);
+	}
 	if (rc != CF_OK && u.id[0] != '\0' && !committed_conflict) {
 		char path[96];
 		json_t *ignored = NULL;
@@ -387,10 +398,46 @@ out:
 		json_decref(ignored);
 	}
 	entries_free(&e);
+	cli_sealpool_free(pool);
+	free(certs);
 	cf_sealer_free(sealer);
 	cf_secret_free(signed_der);
 	cf_secret_free(json);
 	return rc;
+}
+
+/*
+ * Tells the server which --to specs this version was written to, for
+ * `coffer sync` (a hint: sync verifies everything again).  The version is
+ * stored already, so a failure here is a warning, not the put's failure.
+ */
+static void record_targets(cli_client *c, const char *qname,
+			   unsigned long long version, const char **to,
+			   size_t n_to)
+{
+	char path[1100], targets[4097] = "";
+	size_t used = 0;
+	json_t *body, *resp = NULL;
+	cf_error err = { 0 };
+
+	for (size_t i = 0; i < n_to; i++) {
+		size_t len = strlen(to[i]);
+
+		if (used + len + 2 > sizeof(targets))
+			break;
+		used += (size_t)snprintf(targets + used, sizeof(targets) - used,
+					 "%s%s", used ? " " : "", to[i]);
+	}
+	snprintf(path, sizeof(path), "/v1/secrets/targets?name=%s&version=%llu",
+		 qname, version);
+	body = json_pack("{s:s}", "targets", targets);
+	if (body == NULL ||
+	    cli_client_call(c, "PUT", path, body, &resp, &err) != CF_OK)
+		fprintf(stderr, "coffer: warning: the version is stored, but its "
+			"targets were not recorded (coffer sync will not extend "
+			"it): %s\n", body ? err.msg : "out of memory");
+	json_decref(body);
+	json_decref(resp);
 }
 
 int cmd_put(int argc, char **argv)
@@ -399,6 +446,7 @@ int cmd_put(int argc, char **argv)
 		{ "to", required_argument, NULL, 't' },
 		{ "file", required_argument, NULL, 'f' },
 		{ "type", required_argument, NULL, 'y' },
+		{ "threads", required_argument, NULL, 'T' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		CLI_SETTINGS_OPTIONS,
@@ -406,6 +454,7 @@ int cmd_put(int argc, char **argv)
 	};
 	cli_settings set = { 0 };
 	cli_client *c = NULL;
+	unsigned long long threads = 0;
 	const char **to = NULL, *file = NULL, *type = "text", *name;
 	size_t n_to = 0, bytes = 0;
 	cli_rcpts r = { 0 };
@@ -429,6 +478,14 @@ int cmd_put(int argc, char **argv)
 		case 't': to[n_to++] = optarg; break;
 		case 'f': file = optarg; break;
 		case 'y': type = optarg; break;
+		case 'T':
+			if (cli_parse_uint("put", "--threads", optarg,
+					   CLI_THREADS_MAX, &threads)) {
+				code = 2;
+				goto done;
+			}
+			cli_threads_set((size_t)threads);
+			break;
 		case 'j': as_json = 1; break;
 		case 'h': put_usage(stdout); goto done;
 		default: code = cli_bad_option("put"); goto done;
@@ -514,6 +571,7 @@ int cmd_put(int argc, char **argv)
 	}
 	if (rc != CF_OK)
 		goto fail;
+	record_targets(c, qname, rec.version, to, n_to);
 	if (as_json) {
 		json_t *list = json_array(), *doc;
 
@@ -836,9 +894,10 @@ static void rotate_usage(FILE *out)
 		"sealed to the recipients of its latest version that still verify\n"
 		"against your root and the CRL (revoked ones are left out, with a\n"
 		"note) minus every --without FP.  Then the server deletes every\n"
-		"envelope it holds for each --without FP (all versions of the names\n"
-		"you may write), so what it keeps is readable by current recipients\n"
-		"only.  Needs secret.write on each NAME.\n"
+		"envelope it holds for each --without FP and each revoked recipient\n"
+		"left out (all versions of the names you may write), so what it\n"
+		"keeps is readable by current recipients only.  Needs secret.write\n"
+		"on each NAME.\n"
 		"\n"
 		"  --generate LEN  the new value: LEN random characters of A-Z a-z 0-9\n"
 		"                  (RAND_bytes); without it, the value of your own copy\n"
@@ -898,7 +957,7 @@ static int is_without(const char *const *without, size_t n, const char *fp)
 static cf_status rotate_recipients(cli_client *c, const char *name,
 				   const char *qname, const char *const *without,
 				   size_t n_without, cli_rcpts *r, size_t *left,
-				   cf_error *err)
+				   json_t *revoked, cf_error *err)
 {
 	char path[1100], spec[70];
 	json_t *resp = NULL, *e;
@@ -930,6 +989,9 @@ static cf_status rotate_recipients(cli_client *c, const char *name,
 			fprintf(stderr, "coffer: %s: leaving out %.16s...: %s\n",
 				name, fp, why.msg);
 			(*left)++;
+			/* Its envelopes are purged with the --without ones. */
+			if (one == CF_ERR_REVOKED)
+				json_object_set_new(revoked, fp, json_true());
 		} else if (one != CF_OK) {
 			*err = why;
 			rc = one;
@@ -941,7 +1003,8 @@ static cf_status rotate_recipients(cli_client *c, const char *name,
 
 static cf_status rotate_one(cli_client *c, const char *name,
 			    const char *const *without, size_t n_without,
-			    size_t generate, json_t *report, cf_error *err)
+			    size_t generate, json_t *report, json_t *revoked,
+			    cf_error *err)
 {
 	char *qname = cli_client_escape(name);
 	cf_record *own = NULL, rec = { 0 };
@@ -955,7 +1018,7 @@ static cf_status rotate_one(cli_client *c, const char *name,
 	if (qname == NULL)
 		return cf_error_set(err, CF_ERR_NOMEM, "out of memory");
 	rc = rotate_recipients(c, name, qname, without, n_without, &r, &left,
-			       err);
+			       revoked, err);
 	if (rc == CF_OK && generate > 0) {
 		rec.type = CF_TYPE_TEXT;
 		rc = generate_value(generate, &rec.value, err);
@@ -1040,12 +1103,16 @@ int cmd_rotate(int argc, char **argv)
 	size_t n_without = 0, n_names;
 	unsigned long long generate = 0;
 	json_t *names = NULL, *report = json_array(), *purged = json_array();
+	json_t *revoked = json_object();
+	const char *fp;
+	json_t *v;
 	cf_error err = { 0 }, first = { 0 };
 	cf_status rc = CF_OK;
 	int ch, all = 0, as_json = 0, code = 0;
 
 	without = OPENSSL_zalloc(sizeof(*without) * (size_t)argc);
-	if (without == NULL || report == NULL || purged == NULL) {
+	if (without == NULL || report == NULL || purged == NULL ||
+	    revoked == NULL) {
 		code = 1;
 		goto done;
 	}
@@ -1109,7 +1176,7 @@ int cmd_rotate(int argc, char **argv)
 
 		err = (cf_error){ 0 };
 		rc = rotate_one(c, name, without, n_without, (size_t)generate,
-				report, &err);
+				report, revoked, &err);
 		if (rc != CF_OK) {
 			fprintf(stderr, "coffer: %s not rotated: %s\n", name,
 				err.msg);
@@ -1127,12 +1194,17 @@ int cmd_rotate(int argc, char **argv)
 		}
 		cli_progress("rotating", i + 1, n_names);
 	}
-	for (size_t i = 0; first.code == CF_OK && i < n_without; i++) {
+	/* The revoked recipients left out go the same way as --without. */
+	for (size_t i = 0; i < n_without; i++)
+		json_object_set_new(revoked, without[i], json_true());
+	json_object_foreach(revoked, fp, v) {
 		char path[200];
 		json_t *resp = NULL;
 
+		if (first.code != CF_OK)
+			break;
 		snprintf(path, sizeof(path), "/v1/secrets/envelopes?recipient=%s",
-			 without[i]);
+			 fp);
 		rc = cli_client_call(c, "DELETE", path, NULL, &resp, &err);
 		if (rc != CF_OK) {
 			first = err;
@@ -1141,8 +1213,7 @@ int cmd_rotate(int argc, char **argv)
 		json_array_append_new(purged, json_incref(resp));
 		if (!as_json)
 			printf("removed %lld envelope(s) of %.16s... from the "
-			       "server%s\n", cli_json_int(resp, "removed"),
-			       without[i],
+			       "server%s\n", cli_json_int(resp, "removed"), fp,
 			       json_array_size(json_object_get(resp, "kept")) ?
 			       " (some names you may not write keep theirs)" :
 			       "");
@@ -1166,6 +1237,7 @@ done:
 	json_decref(names);
 	json_decref(report);
 	json_decref(purged);
+	json_decref(revoked);
 	cli_client_free(c);
 	OPENSSL_free(without);
 	return code;

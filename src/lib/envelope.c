@@ -61,6 +61,8 @@ static const char *content_name(int nid)
 		return "command";
 	if (nid == cf_nid_result())
 		return "command result";
+	if (nid == cf_nid_ack())
+		return "acknowledgement";
 	return "record";
 }
 

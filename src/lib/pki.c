@@ -26,7 +26,7 @@
 static CRYPTO_ONCE oid_once = CRYPTO_ONCE_STATIC_INIT;
 static int oid_ok;
 static int nid_perms, nid_groups, nid_cluster, nid_record, nid_kind;
-static int nid_command, nid_result;
+static int nid_command, nid_result, nid_ack;
 
 static int create_oid(const char *oid, const char *sn, const char *ln)
 {
@@ -53,10 +53,12 @@ static void oid_init(void)
 				 "coffer signed operator command");
 	nid_result = create_oid(CF_OID_RESULT, "cofferResult",
 				"coffer signed command result");
+	nid_ack = create_oid(CF_OID_ACK, "cofferAck",
+			     "coffer signed rollout acknowledgement");
 	oid_ok = nid_perms != NID_undef && nid_groups != NID_undef &&
 		 nid_cluster != NID_undef && nid_record != NID_undef &&
 		 nid_kind != NID_undef && nid_command != NID_undef &&
-		 nid_result != NID_undef;
+		 nid_result != NID_undef && nid_ack != NID_undef;
 }
 
 cf_status cf_pki_init(cf_error *err)
@@ -74,6 +76,7 @@ int cf_nid_record(void) { return nid_record; }
 int cf_nid_kind(void) { return nid_kind; }
 int cf_nid_command(void) { return nid_command; }
 int cf_nid_result(void) { return nid_result; }
+int cf_nid_ack(void) { return nid_ack; }
 
 static const char *const kind_names[] = {
 	[CF_KIND_UNKNOWN] = "unknown", [CF_KIND_ROOT] = "root",

@@ -10,6 +10,7 @@
  *   .5 kind of certificate                UTF8String operator|enroller|...
  *   .6 content type of a signed command   (eContentType, docs/COMMANDS.md)
  *   .7 content type of a signed result    (eContentType, docs/COMMANDS.md)
+ *   .8 content type of a signed ack       (eContentType, docs/FORMAT.md)
  * None is critical, so standard verifiers (openssl verify, certtool)
  * accept the certificates.
  *
@@ -41,6 +42,7 @@
 #define CF_OID_KIND CF_OID_ARC ".5"
 #define CF_OID_COMMAND CF_OID_ARC ".6"
 #define CF_OID_RESULT CF_OID_ARC ".7"
+#define CF_OID_ACK CF_OID_ARC ".8"
 
 #define CF_PEM_MAX_BYTES (256u * 1024u)   /* one certificate/key/CSR/CRL file */
 #define CF_CRL_MAX_BYTES (16u * 1024u * 1024u)
@@ -69,6 +71,7 @@ int cf_nid_record(void);
 int cf_nid_kind(void);
 int cf_nid_command(void);
 int cf_nid_result(void);
+int cf_nid_ack(void);
 
 const char *cf_kind_name(cf_kind kind);
 cf_kind cf_kind_from_name(const char *name);

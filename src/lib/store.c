@@ -899,6 +899,94 @@ cf_status cf_store_envelopes_purge(cf_store *st, const char *tenant,
 			removed, err);
 }
 
+/* ---- sync --------------------------------------------------------------------- */
+
+cf_status cf_store_targets_set(cf_store *st, const char *tenant,
+			       const char *name, int64_t version,
+			       const char *targets,
+			       const cf_audit_entry *audit, cf_error *err)
+{
+	cf_status rc;
+
+	if ((rc = need_tenant(st, tenant, err)) != CF_OK ||
+	    (rc = need_secret_name(name, err)) != CF_OK ||
+	    (rc = need_str(targets, CF_STORE_TARGETS_MAX, "targets", err)) !=
+		    CF_OK ||
+	    (rc = need_audit(audit, err)) != CF_OK)
+		return rc;
+	if (version < 1)
+		return cf_error_set(err, CF_ERR_USAGE, "store: a version is 1 "
+				    "or more");
+	return DISPATCH(st, targets_set, tenant, name, version, targets, audit,
+			err);
+}
+
+cf_status cf_store_targets_get(cf_store *st, const char *tenant,
+			       const char *name, int64_t version,
+			       char **targets, int64_t *version_out,
+			       cf_error *err)
+{
+	int64_t got = 0;
+	cf_status rc;
+
+	if (targets == NULL)
+		return no_output(err);
+	*targets = NULL;
+	if (version_out != NULL)
+		*version_out = 0;
+	if ((rc = need_tenant(st, tenant, err)) != CF_OK ||
+	    (rc = need_secret_name(name, err)) != CF_OK)
+		return rc;
+	if (version < 0)
+		return cf_error_set(err, CF_ERR_USAGE, "store: a negative version");
+	rc = DISPATCH(st, targets_get, tenant, name, version, targets, &got,
+		      err);
+	if (rc == CF_OK && version_out != NULL)
+		*version_out = got;
+	return rc;
+}
+
+cf_status cf_store_version_add(cf_store *st, const char *tenant,
+			       const char *name, int64_t version,
+			       int64_t now, const cf_envelope_in *envs,
+			       size_t n, const cf_audit_entry *audit,
+			       int64_t *added, char (**recipients_out)[65],
+			       size_t *n_out, cf_error *err)
+{
+	char (*rcpts)[65] = NULL;
+	size_t n_rcpts = 0;
+	int64_t count = 0;
+	cf_status rc;
+
+	if (added != NULL)
+		*added = 0;
+	if (recipients_out != NULL)
+		*recipients_out = NULL;
+	if (n_out != NULL)
+		*n_out = 0;
+	if ((rc = need_tenant(st, tenant, err)) != CF_OK ||
+	    (rc = need_secret_name(name, err)) != CF_OK ||
+	    (rc = need_audit(audit, err)) != CF_OK ||
+	    (rc = need_envelopes(name, envs, n, CF_ERR_USAGE, err)) != CF_OK)
+		return rc;
+	if (version < 1)
+		return cf_error_set(err, CF_ERR_USAGE, "store: a version is 1 "
+				    "or more");
+	rc = DISPATCH(st, version_add, tenant, name, version, now, envs, n,
+		      audit, &count, &rcpts, &n_rcpts, err);
+	if (rc != CF_OK)
+		return rc;
+	if (added != NULL)
+		*added = count;
+	if (recipients_out != NULL && n_out != NULL) {
+		*recipients_out = rcpts;
+		*n_out = n_rcpts;
+	} else {
+		free(rcpts);
+	}
+	return CF_OK;
+}
+
 /* ---- staged uploads ------------------------------------------------------ */
 
 /* An upload id: exactly 32 lower-case hex characters. */
@@ -1312,6 +1400,9 @@ const cf_copy_def cf_copy_tables[CF_COPY_COUNT] = {
 	  "bytes", "tttiiii" },
 	{ "command_mail", "seq, tenant, id, recipient, expires, envelope, "
 	  "answer_seq, answered, result", "itttibiib" },
+	{ "version_targets", "tenant, name, version, targets", "ttit" },
+	{ "acks", "tenant, name, agent, version, applied, result, reason, "
+	  "received, der", "tttiittib" },
 	{ "sequences", "name, seq", "ti" },
 };
 
@@ -1827,7 +1918,7 @@ void cf_ack_rows_free(cf_ack_row *rows, size_t n)
 	free(rows);
 }
 
-cf_status cf_store_version_recipients(cf_store *st, const char *tenant,
+cf_status cf_store_recipient_certs(cf_store *st, const char *tenant,
 				      const char *name, int64_t version,
 				      cf_cert_row **out, size_t *n,
 				      cf_error *err)
@@ -1838,7 +1929,7 @@ cf_status cf_store_version_recipients(cf_store *st, const char *tenant,
 	    (rc = need_tenant(st, tenant, err)) != CF_OK ||
 	    (rc = need_secret_name(name, err)) != CF_OK)
 		return rc;
-	return DISPATCH(st, version_recipients, tenant, name, version, out, n,
+	return DISPATCH(st, recipient_certs, tenant, name, version, out, n,
 			err);
 }
 

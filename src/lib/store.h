@@ -382,6 +382,46 @@ cf_status cf_store_envelopes_purge(cf_store *st, const char *tenant,
 				   const cf_audit_entry *audit,
 				   int64_t *removed, cf_error *err);
 
+/* ---- sync: a version's targets, more recipients for it ---------------- */
+
+#define CF_STORE_TARGETS_MAX 4096  /* bytes of a version's target list */
+
+/*
+ * Records the `--to` specs a version was written to ("group:web agent:x",
+ * blank-separated; the writer's declaration, a hint for `coffer sync`,
+ * which verifies everything itself), with the audit entry.  The version
+ * must exist (CF_ERR_NOT_FOUND).  A second call replaces the list.
+ */
+cf_status cf_store_targets_set(cf_store *st, const char *tenant,
+			       const char *name, int64_t version,
+			       const char *targets,
+			       const cf_audit_entry *audit, cf_error *err);
+/*
+ * The targets of version (0: the latest, not deleted) of name; *targets
+ * malloc'ed ("" when the writer recorded none), *version_out the version.
+ */
+cf_status cf_store_targets_get(cf_store *st, const char *tenant,
+			       const char *name, int64_t version,
+			       char **targets, int64_t *version_out,
+			       cf_error *err);
+/*
+ * Adds envelopes to version `version` of name for recipients that have
+ * none of it yet, in one transaction: the version must still be the
+ * latest and not deleted (CF_ERR_CONFLICT otherwise: a newer one was
+ * written meanwhile); a recipient that has an envelope of it already is
+ * skipped, so two writers adding at once neither lose nor duplicate one.
+ * Each envelope added gets a feed entry, as a put gives; the version's
+ * recipient and byte counts grow.  *added (may be NULL) the number
+ * added; *recipients_out (may be NULL) their fingerprints, malloc'ed,
+ * for waking their long-polls.
+ */
+cf_status cf_store_version_add(cf_store *st, const char *tenant,
+			       const char *name, int64_t version,
+			       int64_t now, const cf_envelope_in *envs,
+			       size_t n, const cf_audit_entry *audit,
+			       int64_t *added, char (**recipients_out)[65],
+			       size_t *n_out, cf_error *err);
+
 /* ---- staged uploads ------------------------------------------------------ */
 
 /*
@@ -608,10 +648,11 @@ cf_status cf_store_stats_get(cf_store *st, cf_store_stats *out, cf_error *err);
 /*
  * The tables a copy moves, in this order (parents before children):
  * tenants, certs, cert_groups, tokens, enrollments, versions, envelopes,
- * feed, audit, uploads, upload_envelopes, commands, command_mail, and
+ * feed, audit, uploads, upload_envelopes, commands, command_mail,
+ * version_targets, acks, and
  * "sequences" (the feed's and the mailbox's highest numbers given out).
  */
-#define CF_STORE_COPY_TABLES 14
+#define CF_STORE_COPY_TABLES 16
 
 typedef struct cf_store_copy_table {
 	const char *name;        /* static */
@@ -802,27 +843,33 @@ void cf_ack_rows_free(cf_ack_row *rows, size_t n);
  * recipient missing from the directory has kind and name "".  Release
  * with cf_cert_rows_free.
  */
-cf_status cf_store_version_recipients(cf_store *st, const char *tenant,
+cf_status cf_store_recipient_certs(cf_store *st, const char *tenant,
 				      const char *name, int64_t version,
 				      cf_cert_row **out, size_t *n,
 				      cf_error *err);
 
-/* One stored envelope addressed to a revoked certificate. */
+/* A secret a revoked certificate may read (cf_store_exposed). */
 typedef struct cf_exposed_row {
 	char name[256];       /* the secret */
 	int64_t version;
 	char recipient[65];   /* the certificate's fingerprint */
 	char kind[16];
 	char cn[256];
+	char via[16];         /* "envelope" (still stored) or "ack" */
 } cf_exposed_row;
 
 /*
- * The stored envelopes (any version, deleted names excluded: their
- * envelopes are gone) of names under prefix ("" for all) addressed to a
- * certificate whose serial, or whose issuer's serial, is one of revoked:
- * a JSON array of lowercase hex serials as the directory stores them
- * ("[]" for none; at most CF_STORE_REVOKED_MAX bytes).  In (name,
- * recipient, version) order.  Release with free().
+ * What certificates revoked by the tenant's CRL may read of the names
+ * under prefix ("" for all), a revoked certificate being one whose
+ * serial, or whose issuer's serial, is one of revoked (a JSON array of
+ * lowercase hex serials as the directory stores them, "[]" for none, at
+ * most CF_STORE_REVOKED_MAX bytes):
+ *  - "envelope": a stored envelope (any version) addressed to it: the
+ *    ciphertext is still there for its key;
+ *  - "ack": its acknowledgement of the latest version (not deleted), of
+ *    which no envelope is stored any more: it held the current value when
+ *    its envelopes were removed.
+ * In (name, recipient, version) order.  Release with free().
  */
 #define CF_STORE_REVOKED_MAX (8 * 1024 * 1024)
 cf_status cf_store_exposed(cf_store *st, const char *tenant,

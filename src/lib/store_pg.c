@@ -255,6 +255,29 @@ static const char *const migrations[] = {
 	"CREATE INDEX command_mail_answers ON command_mail(tenant, id, "
 	"answer_seq);"
 	"CREATE INDEX command_mail_expiry ON command_mail(expires);",
+	/* 4: rollout acknowledgements (ack.h): the latest per agent and
+	 * name.  (No index of envelopes by recipient: PostgreSQL would then
+	 * prefer it to the unique key in the feed's join.) */
+	"CREATE TABLE acks ("
+	" tenant " KEY " REFERENCES tenants(id),"
+	" name " KEY ","
+	" agent " KEY ","
+	" version BIGINT NOT NULL,"
+	" applied BIGINT NOT NULL,"
+	" result TEXT NOT NULL,"
+	" reason TEXT NOT NULL,"
+	" received BIGINT NOT NULL,"
+	" der BYTEA NOT NULL,"
+	" PRIMARY KEY (tenant, name, agent));",
+	/* 5: the --to specs a version was written to (coffer sync) */
+	"CREATE TABLE version_targets ("
+	" tenant " KEY ","
+	" name " KEY ","
+	" version BIGINT NOT NULL,"
+	" targets TEXT NOT NULL,"
+	" PRIMARY KEY (tenant, name, version),"
+	" FOREIGN KEY (tenant, name, version)"
+	"  REFERENCES versions(tenant, name, version));",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -399,6 +422,16 @@ static const char *const migrations[] = {
 	  "WITH ORDINALITY AS u(r, d, i)") \
 	X(S_ENVELOPE_DEL_NAME, "DELETE FROM envelopes " \
 	  "WHERE tenant = $1 AND name = $2") \
+	X(S_TARGETS_SET, "INSERT INTO version_targets (tenant, name, " \
+	  "version, targets) VALUES ($1, $2, $3, $4) ON CONFLICT " \
+	  "(tenant, name, version) DO UPDATE SET targets = EXCLUDED.targets") \
+	X(S_TARGETS_GET, "SELECT targets FROM version_targets " \
+	  "WHERE tenant = $1 AND name = $2 AND version = $3") \
+	X(S_ENVELOPE_HAS, "SELECT 1 FROM envelopes WHERE tenant = $1 " \
+	  "AND name = $2 AND recipient = $3 AND version = $4") \
+	X(S_VERSION_GROW, "UPDATE versions SET recipients = recipients + $4, " \
+	  "bytes = bytes + $5 WHERE tenant = $1 AND name = $2 " \
+	  "AND version = $3") \
 	X(S_VERSION_RECIPIENTS, "SELECT e.recipient, COALESCE(c.kind, ''), " \
 	  "COALESCE(c.name, '') FROM envelopes e LEFT JOIN certs c " \
 	  "ON c.tenant = e.tenant AND c.fp = e.recipient " \
@@ -532,6 +565,65 @@ static const char *const migrations[] = {
 	X(S_CMD_PURGE_MAIL, "DELETE FROM command_mail " \
 	  "WHERE expires < $1::bigint") \
 	X(S_CMD_PURGE, "DELETE FROM commands WHERE expires < $1::bigint") \
+	/* Rollout (store.h): an ack only from a recipient of the name, and \
+	 * only if not older than the stored one. */ \
+	X(S_ACK_PUT, "INSERT INTO acks (tenant, name, agent, version, " \
+	  "applied, result, reason, received, der) SELECT $1, $2, $3, " \
+	  "$4::bigint, $5::bigint, $6, $7, $8::bigint, $9::bytea " \
+	  "WHERE EXISTS (SELECT 1 FROM feed WHERE tenant = $1 " \
+	  "AND recipient = $3 AND name = $2) " \
+	  "ON CONFLICT (tenant, name, agent) DO UPDATE SET " \
+	  "version = excluded.version, applied = excluded.applied, " \
+	  "result = excluded.result, reason = excluded.reason, " \
+	  "received = excluded.received, der = excluded.der " \
+	  "WHERE excluded.version > acks.version OR (excluded.version = " \
+	  "acks.version AND excluded.applied >= acks.applied)") \
+	X(S_ACK_LIST, "SELECT agent, name, version, applied, result, reason, " \
+	  "received, der FROM acks WHERE tenant = $1 AND name = $2 " \
+	  "ORDER BY agent") \
+	X(S_RECIPIENT_CERTS, "SELECT e.tenant, e.recipient, " \
+	  "COALESCE(c.kind, ''), COALESCE(c.name, ''), " \
+	  "COALESCE(c.groups, ''), COALESCE(c.cluster, ''), " \
+	  "COALESCE(c.issuer_fp, ''), COALESCE(c.serial, ''), " \
+	  "COALESCE(c.not_after, 0)::bigint, NULL::text, " \
+	  "COALESCE(c.created, 0)::bigint " \
+	  "FROM envelopes e LEFT JOIN certs c ON c.tenant = e.tenant " \
+	  "AND c.fp = e.recipient WHERE e.tenant = $1 AND e.name = $2 " \
+	  "AND e.version = $3::bigint ORDER BY e.recipient") \
+	X(S_EXPOSED, "SELECT name, version, recipient, kind, cn, via FROM (" \
+	  "SELECT e.name AS name, e.version AS version, e.recipient AS " \
+	  "recipient, c.kind AS kind, c.name AS cn, 'envelope'::text AS via " \
+	  "FROM certs c LEFT JOIN certs i ON i.tenant = c.tenant " \
+	  "AND i.fp = c.issuer_fp JOIN envelopes e ON e.tenant = c.tenant " \
+	  "AND e.recipient = c.fp WHERE c.tenant = $1 " \
+	  "AND (c.serial IN (SELECT jsonb_array_elements_text($2::jsonb)) " \
+	  "OR i.serial IN (SELECT jsonb_array_elements_text($2::jsonb))) " \
+	  "AND e.name >= $3 AND starts_with(e.name, $3) " \
+	  "UNION ALL SELECT a.name, a.version, a.agent, c.kind, c.name, " \
+	  "'ack'::text FROM acks a JOIN certs c ON c.tenant = a.tenant " \
+	  "AND c.fp = a.agent LEFT JOIN certs i ON i.tenant = c.tenant " \
+	  "AND i.fp = c.issuer_fp JOIN (SELECT name, MAX(version) AS " \
+	  "version FROM versions WHERE tenant = $1 AND name >= $3 " \
+	  "AND starts_with(name, $3) GROUP BY name) l " \
+	  "ON l.name = a.name AND a.version >= l.version " \
+	  "WHERE a.tenant = $1 AND (c.serial IN (SELECT " \
+	  "jsonb_array_elements_text($2::jsonb)) OR i.serial IN (SELECT " \
+	  "jsonb_array_elements_text($2::jsonb))) " \
+	  "AND NOT EXISTS (SELECT 1 FROM envelopes e WHERE e.tenant = $1 " \
+	  "AND e.name = a.name AND e.recipient = a.agent)) x " \
+	  "ORDER BY name, recipient, version") \
+	X(S_ROLLOUT, "SELECT COALESCE(SUM(CASE WHEN a.version >= e.version " \
+	  "AND a.result = 'ok' THEN 1 ELSE 0 END), 0)::bigint, " \
+	  "COALESCE(SUM(CASE WHEN a.version >= e.version " \
+	  "AND a.result = 'failed' THEN 1 ELSE 0 END), 0)::bigint, " \
+	  "COALESCE(SUM(CASE WHEN a.version IS NULL OR a.version < e.version " \
+	  "THEN 1 ELSE 0 END), 0)::bigint FROM (SELECT tenant, name, " \
+	  "MAX(version) AS version FROM versions GROUP BY tenant, name) l " \
+	  "JOIN envelopes e ON e.tenant = l.tenant AND e.name = l.name " \
+	  "AND e.version = l.version JOIN certs c ON c.tenant = e.tenant " \
+	  "AND c.fp = e.recipient AND c.kind = 'agent' LEFT JOIN acks a " \
+	  "ON a.tenant = e.tenant AND a.name = e.name " \
+	  "AND a.agent = e.recipient") \
 	X(S_STATS, "SELECT (SELECT COUNT(*) FROM tenants), " \
 	  "(SELECT COUNT(*) FROM certs), " \
 	  "(SELECT COUNT(*) FROM certs WHERE kind = 'agent'), " \
@@ -2640,6 +2732,215 @@ static cf_status pg_secret_history(cf_store *st, const char *tenant,
 					 name, out, n, err));
 }
 
+/* ---- sync ------------------------------------------------------------------- */
+
+static cf_status live_version(pg_store *p, const char *tenant,
+			      const char *name, cf_secret_row *out,
+			      cf_error *err)
+{
+	int found = 0;
+	cf_status rc = version_latest(p, tenant, name, out, &found, err);
+
+	if (rc == CF_OK && (!found || out->deleted))
+		rc = cf_error_set(err, CF_ERR_NOT_FOUND, "there is no secret %s%s",
+				  name, found ? " (it is deleted)" : "");
+	return rc;
+}
+
+static cf_status targets_set_once(pg_store *p, const char *tenant,
+				  const char *name, int64_t version,
+				  const char *targets,
+				  const cf_audit_entry *audit, cf_error *err)
+{
+	qargs a = { 0 };
+	cf_status rc;
+
+	if ((rc = tx_begin(p, err)) != CF_OK)
+		return rc;
+	a_text(&a, tenant);
+	a_text(&a, name);
+	a_int(&a, version);
+	a_text(&a, targets);
+	rc = run(p, S_TARGETS_SET, &a, "recording a version's targets", NULL,
+		 err);
+	if (rc != CF_OK && state_is(p, "23503"))
+		rc = cf_error_set(err, CF_ERR_NOT_FOUND, "secret %s has no "
+				  "version %lld", name, (long long)version);
+	if (rc == CF_OK)
+		rc = audit_write(p, audit, tenant, name, err);
+	return tx_end(p, rc, err);
+}
+
+static cf_status pg_targets_set(cf_store *st, const char *tenant,
+				const char *name, int64_t version,
+				const char *targets,
+				const cf_audit_entry *audit, cf_error *err)
+{
+	ATTEMPT(pg(st), err, targets_set_once(pg(st), tenant, name, version,
+					      targets, audit, err));
+}
+
+static int read_text_dup(const PGresult *r, int row, void *elem)
+{
+	char **out = elem;
+	size_t len = (size_t)PQgetlength(r, row, 0);
+
+	*out = malloc(len + 1);
+	if (*out == NULL)
+		return 0;
+	memcpy(*out, PQgetvalue(r, row, 0), len);
+	(*out)[len] = '\0';
+	return 1;
+}
+
+static cf_status targets_get_once(pg_store *p, const char *tenant,
+				  const char *name, int64_t version,
+				  char **targets, int64_t *version_out,
+				  cf_error *err)
+{
+	cf_secret_row latest;
+	qargs a = { 0 };
+	int found = 0;
+	cf_status rc;
+
+	*targets = NULL;
+	if (version == 0) {
+		if ((rc = live_version(p, tenant, name, &latest, err)) != CF_OK)
+			return rc;
+		version = latest.version;
+	}
+	a_text(&a, tenant);
+	a_text(&a, name);
+	a_int(&a, version);
+	rc = get_row(p, S_TARGETS_GET, &a, read_text_dup, targets, &found,
+		     "reading a version's targets", err);
+	if (rc == CF_OK && !found && (*targets = strdup("")) == NULL)
+		rc = nomem(p, "reading a version's targets", err);
+	if (rc == CF_OK)
+		*version_out = version;
+	return rc;
+}
+
+static cf_status pg_targets_get(cf_store *st, const char *tenant,
+				const char *name, int64_t version,
+				char **targets, int64_t *version_out,
+				cf_error *err)
+{
+	ATTEMPT(pg(st), err, targets_get_once(pg(st), tenant, name, version,
+					      targets, version_out, err));
+}
+
+static cf_status version_add_once(pg_store *p, const char *tenant,
+				  const char *name, int64_t version,
+				  int64_t now, const cf_envelope_in *envs,
+				  size_t n, const cf_audit_entry *audit,
+				  int64_t *added, char (**recipients_out)[65],
+				  size_t *n_out, cf_error *err)
+{
+	cf_secret_row latest;
+	char (*rcpts)[65] = NULL;
+	pg_array rcpt = { 0 }, der = { 0 };
+	cf_audit_entry e = *audit;
+	int64_t bytes = 0, seq = 0, count = 0;
+	int found;
+	cf_status rc;
+
+	if ((rc = tx_begin(p, err)) != CF_OK)
+		return rc;
+	/* The feed lock: one writer of feed numbers at a time, on every node,
+	 * so the check below and the insert cannot interleave with another. */
+	if ((rc = lock(p, S_LOCK_FEED, NULL, err)) != CF_OK ||
+	    (rc = live_version(p, tenant, name, &latest, err)) != CF_OK)
+		goto out;
+	if (latest.version != version) {
+		rc = cf_error_set(err, CF_ERR_CONFLICT, "secret %s is at version "
+				  "%lld now, not %lld; sync again",
+				  name, (long long)latest.version,
+				  (long long)version);
+		goto out;
+	}
+	if ((rcpts = calloc(n, sizeof(*rcpts))) == NULL) {
+		rc = nomem(p, "adding envelopes", err);
+		goto out;
+	}
+	for (size_t i = 0; i < n && rc == CF_OK; i++) {
+		qargs a = { 0 };
+		int64_t one = 0;
+
+		a_text(&a, tenant);
+		a_text(&a, name);
+		a_text(&a, envs[i].recipient);
+		a_int(&a, version);
+		found = 0;
+		rc = get_row(p, S_ENVELOPE_HAS, &a, read_int64, &one, &found,
+			     "adding envelopes", err);
+		if (rc != CF_OK || found)
+			continue;       /* somebody gave it one already */
+		arr_free(&rcpt);
+		arr_free(&der);
+		if (!env_arrays(envs, i, 1, &rcpt, &der)) {
+			rc = nomem(p, "adding envelopes", err);
+			break;
+		}
+		if ((rc = seq_reserve(p, S_FEED_RESERVE, 1, &seq, err)) !=
+			    CF_OK ||
+		    (rc = feed_upsert(p, tenant, name, version, 0, latest.writer,
+				      now, seq, &rcpt, err)) != CF_OK)
+			break;
+		memset(&a, 0, sizeof(a));
+		a_text(&a, tenant);
+		a_text(&a, name);
+		a_int(&a, version);
+		a_int(&a, seq);
+		a_bin(&a, rcpt.buf, rcpt.len);
+		a_bin(&a, der.buf, der.len);
+		if ((rc = run(p, S_ENVELOPE_INS, &a, "storing an envelope", NULL,
+			      err)) != CF_OK)
+			break;
+		memcpy(rcpts[count++], envs[i].recipient, 65);
+		bytes += (int64_t)envs[i].len;
+	}
+	if (rc == CF_OK && count > 0) {
+		qargs a = { 0 };
+
+		a_text(&a, tenant);
+		a_text(&a, name);
+		a_int(&a, version);
+		a_int(&a, count);
+		a_int(&a, bytes);
+		rc = run(p, S_VERSION_GROW, &a, "counting a version's recipients",
+			 NULL, err);
+		if (rc == CF_OK) {
+			e.bytes = bytes;
+			rc = audit_write(p, &e, tenant, name, err);
+		}
+	}
+out:
+	arr_free(&rcpt);
+	arr_free(&der);
+	rc = tx_end(p, rc, err);
+	if (rc != CF_OK) {
+		free(rcpts);
+		return rc;
+	}
+	*added = count;
+	*recipients_out = rcpts;
+	*n_out = (size_t)count;
+	return CF_OK;
+}
+
+static cf_status pg_version_add(cf_store *st, const char *tenant,
+				const char *name, int64_t version,
+				int64_t now, const cf_envelope_in *envs,
+				size_t n, const cf_audit_entry *audit,
+				int64_t *added, char (**recipients_out)[65],
+				size_t *n_out, cf_error *err)
+{
+	ATTEMPT(pg(st), err, version_add_once(pg(st), tenant, name, version,
+					      now, envs, n, audit, added,
+					      recipients_out, n_out, err));
+}
+
 /* ---- removal ---------------------------------------------------------------- */
 
 static int read_recipient(const PGresult *r, int row, void *elem)
@@ -3939,7 +4240,8 @@ out:
 static const char *const copy_order[CF_COPY_COUNT] = {
 	"id", "tenant, fp", "tenant, grp, fp", "id", "created, ord",
 	"tenant, name, version", "tenant, name, recipient, version", "seq",
-	"tenant, seq", "id", "upload, recipient", "tenant, id", "seq", NULL,
+	"tenant, seq", "id", "upload, recipient", "tenant, id", "seq",
+	"tenant, name, version", "tenant, name, agent", NULL,
 };
 
 #define COPY_SEQ_SQL "SELECT 'command_mail'::text, (SELECT CASE WHEN " \
@@ -4455,6 +4757,178 @@ void cf_store_listener_free(cf_store_listener *l)
 	free(l);
 }
 
+/* ---- rollout: acknowledgements and exposure ----------------------- */
+
+static int read_ack(const PGresult *r, int row, void *elem)
+{
+	cf_ack_row *a = elem;
+
+	col_fixed(r, row, 0, a->agent, sizeof(a->agent));
+	col_fixed(r, row, 1, a->name, sizeof(a->name));
+	a->version = col_int(r, row, 2);
+	a->time = col_int(r, row, 3);
+	col_fixed(r, row, 4, a->result, sizeof(a->result));
+	col_fixed(r, row, 5, a->reason, sizeof(a->reason));
+	a->received = col_int(r, row, 6);
+	return col_blob(r, row, 7, &a->der, &a->len);
+}
+
+static void clear_ack(void *elem)
+{
+	free(((cf_ack_row *)elem)->der);
+}
+
+static cf_status ack_put_once(pg_store *p, const char *tenant,
+			      const char *agent, const cf_ack_row *rows,
+			      size_t n, int64_t now,
+			      const cf_audit_entry *audit, int64_t *stored,
+			      cf_error *err)
+{
+	int64_t written = 0;
+	cf_status rc;
+
+	if ((rc = tx_begin(p, err)) != CF_OK)
+		return rc;
+	for (size_t i = 0; i < n && rc == CF_OK; i++) {
+		PGresult *r = NULL;
+		qargs a = { 0 };
+
+		a_text(&a, tenant);
+		a_text(&a, rows[i].name);
+		a_text(&a, agent);
+		a_int(&a, rows[i].version);
+		a_int(&a, rows[i].time);
+		a_text(&a, rows[i].result);
+		a_text(&a, rows[i].reason);
+		a_int(&a, now);
+		a_bin(&a, rows[i].der, rows[i].len);
+		rc = run(p, S_ACK_PUT, &a, "storing an acknowledgement", &r, err);
+		if (rc == CF_OK)
+			written += changes(r);
+		PQclear(r);
+	}
+	if (rc == CF_OK)
+		rc = audit_write(p, audit, tenant, agent, err);
+	rc = tx_end(p, rc, err);
+	if (rc == CF_OK && stored != NULL)
+		*stored = written;
+	return rc;
+}
+
+static cf_status pg_ack_put(cf_store *st, const char *tenant,
+			    const char *agent, const cf_ack_row *rows,
+			    size_t n, int64_t now, const cf_audit_entry *audit,
+			    int64_t *stored, cf_error *err)
+{
+	ATTEMPT(pg(st), err, ack_put_once(pg(st), tenant, agent, rows, n, now,
+					  audit, stored, err));
+}
+
+static cf_status ack_list_once(pg_store *p, const char *tenant,
+			       const char *name, cf_ack_row **out, size_t *n,
+			       cf_error *err)
+{
+	qargs a = { 0 };
+
+	a_text(&a, tenant);
+	a_text(&a, name);
+	return collect_rows(p, S_ACK_LIST, &a, sizeof(cf_ack_row), read_ack,
+			    clear_ack, "reading acknowledgements", (void **)out,
+			    n, err);
+}
+
+static cf_status pg_ack_list(cf_store *st, const char *tenant,
+			     const char *name, cf_ack_row **out, size_t *n,
+			     cf_error *err)
+{
+	ATTEMPT(pg(st), err, ack_list_once(pg(st), tenant, name, out, n, err));
+}
+
+static cf_status recipient_certs_once(pg_store *p, const char *tenant,
+					 const char *name, int64_t version,
+					 cf_cert_row **out, size_t *n,
+					 cf_error *err)
+{
+	qargs a = { 0 };
+
+	a_text(&a, tenant);
+	a_text(&a, name);
+	a_int(&a, version);
+	return collect_rows(p, S_RECIPIENT_CERTS, &a, sizeof(cf_cert_row),
+			    read_cert, clear_cert,
+			    "reading a version's recipients", (void **)out, n,
+			    err);
+}
+
+static cf_status pg_recipient_certs(cf_store *st, const char *tenant,
+				       const char *name, int64_t version,
+				       cf_cert_row **out, size_t *n,
+				       cf_error *err)
+{
+	ATTEMPT(pg(st), err, recipient_certs_once(pg(st), tenant, name,
+						     version, out, n, err));
+}
+
+static int read_exposed(const PGresult *r, int row, void *elem)
+{
+	cf_exposed_row *x = elem;
+
+	col_fixed(r, row, 0, x->name, sizeof(x->name));
+	x->version = col_int(r, row, 1);
+	col_fixed(r, row, 2, x->recipient, sizeof(x->recipient));
+	col_fixed(r, row, 3, x->kind, sizeof(x->kind));
+	col_fixed(r, row, 4, x->cn, sizeof(x->cn));
+	col_fixed(r, row, 5, x->via, sizeof(x->via));
+	return 1;
+}
+
+static cf_status exposed_once(pg_store *p, const char *tenant,
+			      const char *revoked, const char *prefix,
+			      cf_exposed_row **out, size_t *n, cf_error *err)
+{
+	qargs a = { 0 };
+
+	a_text(&a, tenant);
+	a_text(&a, revoked);
+	a_text(&a, prefix);
+	return collect_rows(p, S_EXPOSED, &a, sizeof(cf_exposed_row),
+			    read_exposed, NULL, "finding exposed envelopes",
+			    (void **)out, n, err);
+}
+
+static cf_status pg_exposed(cf_store *st, const char *tenant,
+			    const char *revoked, const char *prefix,
+			    cf_exposed_row **out, size_t *n, cf_error *err)
+{
+	ATTEMPT(pg(st), err, exposed_once(pg(st), tenant, revoked, prefix, out,
+					  n, err));
+}
+
+static int read_rollout(const PGresult *r, int row, void *elem)
+{
+	cf_rollout_stats *s = elem;
+
+	s->up_to_date = col_int(r, row, 0);
+	s->failed = col_int(r, row, 1);
+	s->behind = col_int(r, row, 2);
+	return 1;
+}
+
+static cf_status rollout_once(pg_store *p, cf_rollout_stats *out,
+			      cf_error *err)
+{
+	int found = 0;
+
+	return get_row(p, S_ROLLOUT, NULL, read_rollout, out, &found,
+		       "counting the rollout", err);
+}
+
+static cf_status pg_rollout_stats(cf_store *st, cf_rollout_stats *out,
+				  cf_error *err)
+{
+	ATTEMPT(pg(st), err, rollout_once(pg(st), out, err));
+}
+
 static const cf_store_ops pg_ops = {
 	.name = "postgresql",
 	.free = pg_free,
@@ -4481,6 +4955,9 @@ static const cf_store_ops pg_ops = {
 	.secret_history = pg_secret_history,
 	.envelope_get = pg_envelope_get,
 	.secret_recipients = pg_secret_recipients,
+	.targets_set = pg_targets_set,
+	.targets_get = pg_targets_get,
+	.version_add = pg_version_add,
 	.recipient_names = pg_recipient_names,
 	.envelopes_purge = pg_envelopes_purge,
 	.feed = pg_feed,
@@ -4505,5 +4982,10 @@ static const cf_store_ops pg_ops = {
 	.copy_in_begin = pg_copy_in_begin,
 	.copy_in = pg_copy_in,
 	.copy_in_end = pg_copy_in_end,
+	.ack_put = pg_ack_put,
+	.ack_list = pg_ack_list,
+	.recipient_certs = pg_recipient_certs,
+	.exposed = pg_exposed,
+	.rollout_stats = pg_rollout_stats,
 	.notify_feeds = pg_notify_feeds,
 };

@@ -222,7 +222,8 @@ static const char *const migrations[] = {
 	"answer_seq);"
 	"CREATE INDEX command_mail_expiry ON command_mail(expires);",
 	/* 4: rollout acknowledgements (ack.h): the latest per agent and
-	 * name; envelopes by recipient, for the exposure query. */
+	 * name.  (No index of envelopes by recipient: PostgreSQL would then
+	 * prefer it to the unique key in the feed's join.) */
 	"CREATE TABLE acks ("
 	" tenant TEXT NOT NULL REFERENCES tenants(id),"
 	" name TEXT NOT NULL,"
@@ -233,8 +234,16 @@ static const char *const migrations[] = {
 	" reason TEXT NOT NULL,"
 	" received INTEGER NOT NULL,"
 	" der BLOB NOT NULL,"
-	" PRIMARY KEY (tenant, name, agent));"
-	"CREATE INDEX envelopes_by_recipient ON envelopes(tenant, recipient);",
+	" PRIMARY KEY (tenant, name, agent));",
+	/* 5: the --to specs a version was written to (coffer sync) */
+	"CREATE TABLE version_targets ("
+	" tenant TEXT NOT NULL,"
+	" name TEXT NOT NULL,"
+	" version INTEGER NOT NULL,"
+	" targets TEXT NOT NULL,"
+	" PRIMARY KEY (tenant, name, version),"
+	" FOREIGN KEY (tenant, name, version)"
+	"  REFERENCES versions(tenant, name, version));",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -389,6 +398,15 @@ static const char *const migrations[] = {
 	  "AND f.recipient = u.recipient AND f.name = ?2 WHERE u.upload = ?4") \
 	X(S_UPLOAD_ENV_DEL, "DELETE FROM upload_envelopes WHERE upload = ?1") \
 	X(S_UPLOAD_DEL, "DELETE FROM uploads WHERE id = ?1") \
+	X(S_TARGETS_SET, "INSERT OR REPLACE INTO version_targets (tenant, " \
+	  "name, version, targets) VALUES (?1, ?2, ?3, ?4)") \
+	X(S_TARGETS_GET, "SELECT targets FROM version_targets " \
+	  "WHERE tenant = ?1 AND name = ?2 AND version = ?3") \
+	X(S_ENVELOPE_HAS, "SELECT 1 FROM envelopes WHERE tenant = ?1 " \
+	  "AND name = ?2 AND recipient = ?3 AND version = ?4") \
+	X(S_VERSION_GROW, "UPDATE versions SET recipients = recipients + ?4, " \
+	  "bytes = bytes + ?5 WHERE tenant = ?1 AND name = ?2 " \
+	  "AND version = ?3") \
 	X(S_VERSION_RECIPIENTS, "SELECT e.recipient, COALESCE(c.kind, ''), " \
 	  "COALESCE(c.name, '') FROM envelopes e LEFT JOIN certs c " \
 	  "ON c.tenant = e.tenant AND c.fp = e.recipient " \
@@ -460,7 +478,7 @@ static const char *const migrations[] = {
 	X(S_ACK_LIST, "SELECT agent, name, version, applied, result, reason, " \
 	  "received, der FROM acks WHERE tenant = ?1 AND name = ?2 " \
 	  "ORDER BY agent") \
-	X(S_VERSION_RECIPIENTS, "SELECT e.tenant, e.recipient, " \
+	X(S_RECIPIENT_CERTS, "SELECT e.tenant, e.recipient, " \
 	  "COALESCE(c.kind, ''), COALESCE(c.name, ''), " \
 	  "COALESCE(c.groups, ''), COALESCE(c.cluster, ''), " \
 	  "COALESCE(c.issuer_fp, ''), COALESCE(c.serial, ''), " \
@@ -468,14 +486,27 @@ static const char *const migrations[] = {
 	  "FROM envelopes e LEFT JOIN certs c ON c.tenant = e.tenant " \
 	  "AND c.fp = e.recipient WHERE e.tenant = ?1 AND e.name = ?2 " \
 	  "AND e.version = ?3 ORDER BY e.recipient") \
-	X(S_EXPOSED, "SELECT e.name, e.version, e.recipient, c.kind, c.name " \
+	X(S_EXPOSED, "SELECT name, version, recipient, kind, cn, via FROM (" \
+	  "SELECT e.name AS name, e.version AS version, e.recipient AS " \
+	  "recipient, c.kind AS kind, c.name AS cn, 'envelope' AS via " \
 	  "FROM certs c LEFT JOIN certs i ON i.tenant = c.tenant " \
 	  "AND i.fp = c.issuer_fp JOIN envelopes e ON e.tenant = c.tenant " \
 	  "AND e.recipient = c.fp WHERE c.tenant = ?1 " \
 	  "AND (c.serial IN (SELECT value FROM json_each(?2)) " \
 	  "OR i.serial IN (SELECT value FROM json_each(?2))) " \
 	  "AND e.name >= ?3 AND substr(e.name, 1, length(?3)) = ?3 " \
-	  "ORDER BY e.name, e.recipient, e.version") \
+	  "UNION ALL SELECT a.name, a.version, a.agent, c.kind, c.name, " \
+	  "'ack' FROM acks a JOIN certs c ON c.tenant = a.tenant " \
+	  "AND c.fp = a.agent LEFT JOIN certs i ON i.tenant = c.tenant " \
+	  "AND i.fp = c.issuer_fp JOIN (SELECT name, MAX(version) AS " \
+	  "version FROM versions WHERE tenant = ?1 AND name >= ?3 " \
+	  "AND substr(name, 1, length(?3)) = ?3 GROUP BY name) l " \
+	  "ON l.name = a.name AND a.version >= l.version " \
+	  "WHERE a.tenant = ?1 AND (c.serial IN (SELECT value FROM " \
+	  "json_each(?2)) OR i.serial IN (SELECT value FROM json_each(?2))) " \
+	  "AND NOT EXISTS (SELECT 1 FROM envelopes e WHERE e.tenant = ?1 " \
+	  "AND e.name = a.name AND e.recipient = a.agent)) " \
+	  "ORDER BY name, recipient, version") \
 	X(S_ROLLOUT, "SELECT COALESCE(SUM(CASE WHEN a.version >= e.version " \
 	  "AND a.result = 'ok' THEN 1 ELSE 0 END), 0), " \
 	  "COALESCE(SUM(CASE WHEN a.version >= e.version " \
@@ -2289,6 +2320,185 @@ static cf_status sq_feed(cf_store *st, const char *tenant,
 	return CF_OK;
 }
 
+/* ---- sync ------------------------------------------------------------------- */
+
+/* The latest version of name, not deleted; CF_ERR_NOT_FOUND otherwise. */
+static cf_status live_version(sq_store *s, const char *tenant,
+			      const char *name, cf_secret_row *out,
+			      cf_error *err)
+{
+	int found = 0;
+	cf_status rc = version_latest(s, tenant, name, out, &found, err);
+
+	if (rc == CF_OK && (!found || out->deleted))
+		rc = cf_error_set(err, CF_ERR_NOT_FOUND, "there is no secret %s%s",
+				  name, found ? " (it is deleted)" : "");
+	return rc;
+}
+
+static cf_status sq_targets_set(cf_store *st, const char *tenant,
+				const char *name, int64_t version,
+				const char *targets,
+				const cf_audit_entry *audit, cf_error *err)
+{
+	sq_store *s = sq(st);
+	sqlite3_stmt *q;
+	cf_status rc;
+	int src;
+
+	if ((rc = tx_begin(s, err)) != CF_OK)
+		return rc;
+	if ((q = prep(s, S_TARGETS_SET, err)) == NULL) {
+		rc = CF_ERR_STORE;
+		goto out;
+	}
+	bind_text(q, 1, tenant);
+	bind_text(q, 2, name);
+	sqlite3_bind_int64(q, 3, version);
+	bind_text(q, 4, targets);
+	src = sqlite3_step(q);
+	done(q);
+	if (src == SQLITE_CONSTRAINT_FOREIGNKEY)
+		rc = cf_error_set(err, CF_ERR_NOT_FOUND, "secret %s has no "
+				  "version %lld", name, (long long)version);
+	else if (src != SQLITE_DONE)
+		rc = db_fail(s, src, "recording a version's targets", err);
+	if (rc == CF_OK)
+		rc = audit_write(s, audit, tenant, name, err);
+out:
+	return tx_end(s, rc, err);
+}
+
+static cf_status sq_targets_get(cf_store *st, const char *tenant,
+				const char *name, int64_t version,
+				char **targets, int64_t *version_out,
+				cf_error *err)
+{
+	sq_store *s = sq(st);
+	cf_secret_row latest;
+	sqlite3_stmt *q;
+	cf_status rc;
+	int src;
+
+	if (version == 0) {
+		if ((rc = live_version(s, tenant, name, &latest, err)) != CF_OK)
+			return rc;
+		version = latest.version;
+	}
+	if ((q = prep(s, S_TARGETS_GET, err)) == NULL)
+		return CF_ERR_STORE;
+	bind_text(q, 1, tenant);
+	bind_text(q, 2, name);
+	sqlite3_bind_int64(q, 3, version);
+	src = sqlite3_step(q);
+	if (src == SQLITE_ROW)
+		rc = col_dup(q, 0, targets) ? CF_OK :
+		     nomem(s, "reading a version's targets", err);
+	else if (src == SQLITE_DONE)
+		rc = (*targets = strdup("")) != NULL ? CF_OK :
+		     nomem(s, "reading a version's targets", err);
+	else
+		rc = db_fail(s, src, "reading a version's targets", err);
+	done(q);
+	if (rc == CF_OK)
+		*version_out = version;
+	return rc;
+}
+
+static cf_status sq_version_add(cf_store *st, const char *tenant,
+				const char *name, int64_t version,
+				int64_t now, const cf_envelope_in *envs,
+				size_t n, const cf_audit_entry *audit,
+				int64_t *added, char (**recipients_out)[65],
+				size_t *n_out, cf_error *err)
+{
+	sq_store *s = sq(st);
+	cf_secret_row latest;
+	char (*rcpts)[65] = NULL;
+	sqlite3_stmt *q;
+	int64_t bytes = 0, seq = 0, count = 0;
+	cf_audit_entry a = *audit;
+	cf_status rc;
+	int src;
+
+	if ((rc = tx_begin(s, err)) != CF_OK)
+		return rc;
+	if ((rc = live_version(s, tenant, name, &latest, err)) != CF_OK)
+		goto out;
+	if (latest.version != version) {
+		rc = cf_error_set(err, CF_ERR_CONFLICT, "secret %s is at version "
+				  "%lld now, not %lld; sync again",
+				  name, (long long)latest.version,
+				  (long long)version);
+		goto out;
+	}
+	if ((rcpts = calloc(n, sizeof(*rcpts))) == NULL) {
+		rc = nomem(s, "adding envelopes", err);
+		goto out;
+	}
+	for (size_t i = 0; i < n && rc == CF_OK; i++) {
+		if ((q = prep(s, S_ENVELOPE_HAS, err)) == NULL) {
+			rc = CF_ERR_STORE;
+			break;
+		}
+		bind_text(q, 1, tenant);
+		bind_text(q, 2, name);
+		bind_text(q, 3, envs[i].recipient);
+		sqlite3_bind_int64(q, 4, version);
+		src = sqlite3_step(q);
+		done(q);
+		if (src == SQLITE_ROW)
+			continue;       /* somebody gave it one already */
+		if (src != SQLITE_DONE) {
+			rc = db_fail(s, src, "adding envelopes", err);
+			break;
+		}
+		rc = feed_set(s, tenant, envs[i].recipient, name, version, 0,
+			      latest.writer, now, &seq, err);
+		if (rc != CF_OK)
+			break;
+		if ((q = prep(s, S_ENVELOPE_INS, err)) == NULL) {
+			rc = CF_ERR_STORE;
+			break;
+		}
+		bind_text(q, 1, tenant);
+		bind_text(q, 2, name);
+		sqlite3_bind_int64(q, 3, version);
+		bind_text(q, 4, envs[i].recipient);
+		sqlite3_bind_int64(q, 5, seq);
+		bind_blob(q, 6, envs[i].der, envs[i].len);
+		rc = run(s, q, "storing an envelope", err);
+		memcpy(rcpts[count++], envs[i].recipient, 65);
+		bytes += (int64_t)envs[i].len;
+	}
+	if (rc == CF_OK && count > 0) {
+		if ((q = prep(s, S_VERSION_GROW, err)) == NULL) {
+			rc = CF_ERR_STORE;
+			goto out;
+		}
+		bind_text(q, 1, tenant);
+		bind_text(q, 2, name);
+		sqlite3_bind_int64(q, 3, version);
+		sqlite3_bind_int64(q, 4, count);
+		sqlite3_bind_int64(q, 5, bytes);
+		if ((rc = run(s, q, "counting a version's recipients", err)) ==
+		    CF_OK) {
+			a.bytes = bytes;
+			rc = audit_write(s, &a, tenant, name, err);
+		}
+	}
+out:
+	rc = tx_end(s, rc, err);
+	if (rc != CF_OK) {
+		free(rcpts);
+		return rc;
+	}
+	*added = count;
+	*recipients_out = rcpts;
+	*n_out = (size_t)count;
+	return CF_OK;
+}
+
 /* ---- removal ---------------------------------------------------------------- */
 
 static int read_recipient(sqlite3_stmt *q, void *elem)
@@ -3330,7 +3540,8 @@ out:
 static const char *const copy_order[CF_COPY_COUNT] = {
 	"id", "tenant, fp", "tenant, grp, fp", "id", "created, rowid",
 	"tenant, name, version", "tenant, name, recipient, version", "seq",
-	"tenant, seq", "id", "upload, recipient", "tenant, id", "seq", NULL,
+	"tenant, seq", "id", "upload, recipient", "tenant, id", "seq",
+	"tenant, name, version", "tenant, name, agent", NULL,
 };
 
 /* The "sequences" rows: 0 for a table that never took a row. */
@@ -3644,13 +3855,13 @@ static cf_status sq_ack_list(cf_store *st, const char *tenant,
 			    "reading acknowledgements", (void **)out, n, err);
 }
 
-static cf_status sq_version_recipients(cf_store *st, const char *tenant,
+static cf_status sq_recipient_certs(cf_store *st, const char *tenant,
 				       const char *name, int64_t version,
 				       cf_cert_row **out, size_t *n,
 				       cf_error *err)
 {
 	sq_store *s = sq(st);
-	sqlite3_stmt *q = prep(s, S_VERSION_RECIPIENTS, err);
+	sqlite3_stmt *q = prep(s, S_RECIPIENT_CERTS, err);
 
 	if (q == NULL)
 		return CF_ERR_STORE;
@@ -3671,6 +3882,7 @@ static int read_exposed(sqlite3_stmt *q, void *elem)
 	col_fixed(q, 2, x->recipient, sizeof(x->recipient));
 	col_fixed(q, 3, x->kind, sizeof(x->kind));
 	col_fixed(q, 4, x->cn, sizeof(x->cn));
+	col_fixed(q, 5, x->via, sizeof(x->via));
 	return 1;
 }
 
@@ -3738,6 +3950,9 @@ static const cf_store_ops sqlite_ops = {
 	.secret_history = sq_secret_history,
 	.envelope_get = sq_envelope_get,
 	.secret_recipients = sq_secret_recipients,
+	.targets_set = sq_targets_set,
+	.targets_get = sq_targets_get,
+	.version_add = sq_version_add,
 	.recipient_names = sq_recipient_names,
 	.envelopes_purge = sq_envelopes_purge,
 	.feed = sq_feed,
@@ -3764,7 +3979,7 @@ static const cf_store_ops sqlite_ops = {
 	.copy_in_end = sq_copy_in_end,
 	.ack_put = sq_ack_put,
 	.ack_list = sq_ack_list,
-	.version_recipients = sq_version_recipients,
+	.recipient_certs = sq_recipient_certs,
 	.exposed = sq_exposed,
 	.rollout_stats = sq_rollout_stats,
 };

@@ -166,4 +166,24 @@ void api_reply_stale(srv_req *r, const char *tenant, const char *name,
 X509 *api_proven_issuer(const cf_trust *trust, X509 *cert,
 			STACK_OF(X509) *chain);
 
+/*
+ * The tenant's stored CRL, parsed (*out NULL if it has none; the caller
+ * frees it with X509_CRL_free); -1 answered (500).
+ */
+int api_tenant_crl(srv_req *r, const char *tenant, X509_CRL **out);
+
+/*
+ * Is the certificate with this serial (lowercase hex, as the directory
+ * stores it) on crl?  An unreadable serial counts as revoked: it is never
+ * handed envelopes.  0 when crl is NULL.
+ */
+int api_serial_revoked(X509_CRL *crl, const char *serial_hex);
+
+/*
+ * For /metrics (api_status.c): how many secrets, over every tenant, still
+ * have a stored envelope addressed to a certificate the tenant's CRL
+ * revokes (or whose issuing enroller it revokes).
+ */
+cf_status api_exposed_count(cf_store *st, int64_t *secrets, cf_error *err);
+
 #endif

@@ -401,6 +401,100 @@ static void crl_get(srv_req *r)
 	cf_tenant_clear(&t);
 }
 
+/*
+ * After a new CRL: the envelopes the server holds for certificates it
+ * revokes (or whose issuing enroller it revokes) can only ever be read by
+ * keys the organisation disowned: delete them, every version, one
+ * envelope.purge entry per certificate.  *purged: envelopes deleted.
+ * Runs through the whole directory once, on this request's thread (a CRL
+ * push is rare).  -1 answered.
+ */
+static int purge_revoked(srv_req *r, const srv_identity *id, X509_CRL *crl,
+			 int64_t *purged)
+{
+	cf_store *st = srv_req_store(r);
+	cf_cert_filter f = { .limit = 1000 };
+	cf_cert_row *rows = NULL;
+	char after[65] = "", (*revoked)[65] = NULL, (*names)[256] = NULL;
+	size_t n = 0, n_rev = 0, cap = 0, n_names = 0;
+	cf_audit_entry audit;
+	int64_t removed;
+	cf_error err;
+	int rc = -1;
+
+	*purged = 0;
+	/* Pass 1: revoked by serial; pass 2: issued by a revoked enroller. */
+	for (int pass = 0; pass < 2; pass++) {
+		after[0] = '\0';
+		do {
+			f.after_fp = after[0] ? after : NULL;
+			if (cf_store_cert_list(st, id->tenant, &f, &rows, &n,
+					       &err) != CF_OK) {
+				api_fail(r, &err, "reading the directory");
+				goto out;
+			}
+			for (size_t i = 0; i < n; i++) {
+				int hit = 0;
+
+				if (pass == 0)
+					hit = api_serial_revoked(crl, rows[i].serial);
+				else
+					for (size_t k = 0; k < n_rev && !hit; k++)
+						hit = strcmp(revoked[k],
+							     rows[i].issuer_fp) == 0;
+				for (size_t k = 0; hit && k < n_rev; k++)
+					if (strcmp(revoked[k], rows[i].fp) == 0)
+						hit = 0;  /* listed already */
+				if (!hit)
+					continue;
+				if (n_rev == cap) {
+					size_t want = cap ? cap * 2 : 16;
+					void *grown = realloc(revoked,
+							      want * sizeof(*revoked));
+
+					if (grown == NULL) {
+						api_reply(r, 500, NULL);
+						goto out;
+					}
+					revoked = grown;
+					cap = want;
+				}
+				memcpy(revoked[n_rev++], rows[i].fp, 65);
+			}
+			if (n > 0)
+				memcpy(after, rows[n - 1].fp, 65);
+			cf_cert_rows_free(rows, n);
+			rows = NULL;
+		} while (n == f.limit);
+	}
+	for (size_t k = 0; k < n_rev; k++) {
+		free(names);
+		names = NULL;
+		if (cf_store_recipient_names(st, id->tenant, revoked[k], &names,
+					     &n_names, &err) != CF_OK) {
+			api_fail(r, &err, "listing a revoked recipient's secrets");
+			goto out;
+		}
+		if (n_names == 0)
+			continue;
+		srv_audit_init(r, &audit, "envelope.purge", revoked[k], 0);
+		if (cf_store_envelopes_purge(st, id->tenant, revoked[k],
+					     (const char (*)[256])names, n_names,
+					     &audit, &removed, &err) != CF_OK) {
+			api_fail(r, &err, "deleting a revoked recipient's "
+				 "envelopes");
+			goto out;
+		}
+		*purged += removed;
+	}
+	rc = 0;
+out:
+	cf_cert_rows_free(rows, n);
+	free(names);
+	free(revoked);
+	return rc;
+}
+
 static void crl_put(srv_req *r)
 {
 	const srv_identity *id = srv_req_identity(r);
@@ -410,7 +504,7 @@ static void crl_put(srv_req *r)
 	ASN1_INTEGER *num = NULL;
 	BIO *bio = NULL;
 	char *norm = NULL;
-	int64_t number = -1;
+	int64_t number = -1, purged = 0;
 	cf_audit_entry audit;
 	char object[32];
 	cf_error err;
@@ -465,7 +559,10 @@ static void crl_put(srv_req *r)
 		goto out;
 	}
 	srv_tenants_changed();
-	api_reply(r, 200, json_pack("{s:I}", "number", (json_int_t)number));
+	if (purge_revoked(r, id, crl, &purged) != 0)
+		goto out;
+	api_reply(r, 200, json_pack("{s:I,s:I}", "number", (json_int_t)number,
+				    "purged", (json_int_t)purged));
 out:
 	free(norm);
 	BIO_free(bio);

@@ -524,3 +524,48 @@ X509 *api_proven_issuer(const cf_trust *trust, X509 *cert,
 	}
 	return NULL;
 }
+
+/* ---- the tenant's CRL (api_envelopes.c, api_status.c) ---------------- */
+
+/* The tenant's CRL, parsed (NULL if it has none); -1 answered. */
+int api_tenant_crl(srv_req *r, const char *tenant, X509_CRL **out)
+{
+	cf_tenant t = {0};
+	cf_error err;
+	int ok = 0;
+
+	*out = NULL;
+	if (cf_store_tenant_get(srv_req_store(r), tenant, &t, &err) != CF_OK) {
+		api_fail(r, &err, "reading the tenant's CRL");
+		return -1;
+	}
+	if (t.crl_pem != NULL &&
+	    cf_crl_parse((const unsigned char *)t.crl_pem, strlen(t.crl_pem),
+			 "the stored CRL", out, &err) != CF_OK) {
+		api_fail(r, &err, "parsing the tenant's stored CRL");
+		ok = -1;
+	}
+	cf_tenant_clear(&t);
+	return ok;
+}
+
+/* Is the certificate with this serial (hex) on the CRL? */
+int api_serial_revoked(X509_CRL *crl, const char *serial_hex)
+{
+	BIGNUM *bn = NULL;
+	ASN1_INTEGER *serial = NULL;
+	X509_REVOKED *entry;
+	int revoked;
+
+	if (crl == NULL)
+		return 0;
+	/* Unreadable serial: treat as revoked, never hand it envelopes. */
+	if (BN_hex2bn(&bn, serial_hex) == 0 ||
+	    (serial = BN_to_ASN1_INTEGER(bn, NULL)) == NULL)
+		revoked = 1;
+	else
+		revoked = X509_CRL_get0_by_serial(crl, &entry, serial) == 1;
+	ASN1_INTEGER_free(serial);
+	BN_free(bn);
+	return revoked;
+}

@@ -14,54 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/bn.h>
 #include <openssl/crypto.h>
 
 #include "api.h"
 #include "envelope.h"
-
-/* The tenant's CRL, parsed (NULL if it has none); -1 answered. */
-static int tenant_crl(srv_req *r, const char *tenant, X509_CRL **out)
-{
-	cf_tenant t = {0};
-	cf_error err;
-	int ok = 0;
-
-	*out = NULL;
-	if (cf_store_tenant_get(srv_req_store(r), tenant, &t, &err) != CF_OK) {
-		api_fail(r, &err, "reading the tenant's CRL");
-		return -1;
-	}
-	if (t.crl_pem != NULL &&
-	    cf_crl_parse((const unsigned char *)t.crl_pem, strlen(t.crl_pem),
-			 "the stored CRL", out, &err) != CF_OK) {
-		api_fail(r, &err, "parsing the tenant's stored CRL");
-		ok = -1;
-	}
-	cf_tenant_clear(&t);
-	return ok;
-}
-
-/* Is the certificate with this serial (hex) on the CRL? */
-static int serial_revoked(X509_CRL *crl, const char *serial_hex)
-{
-	BIGNUM *bn = NULL;
-	ASN1_INTEGER *serial = NULL;
-	X509_REVOKED *entry;
-	int revoked;
-
-	if (crl == NULL)
-		return 0;
-	/* Unreadable serial: treat as revoked, never hand it envelopes. */
-	if (BN_hex2bn(&bn, serial_hex) == 0 ||
-	    (serial = BN_to_ASN1_INTEGER(bn, NULL)) == NULL)
-		revoked = 1;
-	else
-		revoked = X509_CRL_get0_by_serial(crl, &entry, serial) == 1;
-	ASN1_INTEGER_free(serial);
-	BN_free(bn);
-	return revoked;
-}
 
 /*
  * Every recipient is in the directory and neither it nor its issuing
@@ -80,7 +36,7 @@ static int check_recipients(srv_req *r, const srv_identity *id,
 
 	memset(&row, 0, sizeof(row));
 	memset(&issuer, 0, sizeof(issuer));
-	if (tenant_crl(r, id->tenant, &crl) != 0)
+	if (api_tenant_crl(r, id->tenant, &crl) != 0)
 		return -1;
 	for (size_t i = 0; i < n; i++) {
 		cf_cert_row_clear(&row);
@@ -97,7 +53,7 @@ static int check_recipients(srv_req *r, const srv_identity *id,
 			api_fail(r, &err, "looking up recipients");
 			goto out;
 		}
-		if (serial_revoked(crl, row.serial)) {
+		if (api_serial_revoked(crl, row.serial)) {
 			srv_reply_error(r, 400, "bad_request",
 				"recipient %s (%s \"%s\") is revoked; nothing "
 				"was stored; seal the secret again without it",
@@ -113,7 +69,7 @@ static int check_recipients(srv_req *r, const srv_identity *id,
 			api_fail(r, &err, "looking up recipients");
 			goto out;
 		}
-		if (rc == CF_OK && serial_revoked(crl, issuer.serial)) {
+		if (rc == CF_OK && api_serial_revoked(crl, issuer.serial)) {
 			srv_reply_error(r, 400, "bad_request",
 				"recipient %s (%s \"%s\") was issued by enroller "
 				"\"%s\", which is revoked; nothing was stored; "

@@ -12,6 +12,9 @@
  *   GET    /v1/secrets/recipients?name=N secret.read or secret.write on N
  *   DELETE /v1/secrets/envelopes?recipient=FP  a recipient's envelopes of
  *                                        the names the caller may write
+ *   POST   /v1/secrets/envelopes?name=N&version=V  secret.write on N:
+ *                                        more recipients for the latest
+ *   PUT|GET /v1/secrets/targets?name=N   the --to specs of a version
  *   GET    /v1/agent/secrets             anyone: its own feed (long-poll),
  *                                        with ?commands=C also the commands
  *                                        pending for it (api_commands.c)
@@ -367,6 +370,119 @@ out:
 	free(names);
 }
 
+/* ---- /v1/secrets/targets, POST /v1/secrets/envelopes (coffer sync) ------------ */
+
+#define TARGETS_MAX 4096
+
+static void targets_put(srv_req *r)
+{
+	const srv_identity *id = srv_req_identity(r);
+	const char *name, *targets;
+	int64_t version;
+	cf_audit_entry audit;
+	json_t *body;
+	cf_error err;
+
+	if (api_param_name(r, "name", &name) != 0 ||
+	    api_param_int(r, "version", 1, VERSION_MAX, 0, &version) != 0)
+		return;
+	if (!srv_allows(id, "secret.write", name)) {
+		api_deny_name(r, id, "secret.write", name);
+		return;
+	}
+	if (version == 0) {
+		srv_reply_error(r, 400, "bad_request", "give ?version=V, the "
+			"version whose targets these are");
+		return;
+	}
+	if ((body = srv_req_json(r)) == NULL)
+		return;
+	if (api_str(r, body, "targets", TARGETS_MAX, 1, &targets) != 0)
+		goto out;
+	srv_audit_init(r, &audit, "secret.targets", name, 0);
+	if (cf_store_targets_set(srv_req_store(r), id->tenant, name, version,
+				 targets, &audit, &err) != CF_OK) {
+		api_fail(r, &err, "recording a version's targets");
+		goto out;
+	}
+	api_reply(r, 200, json_pack("{s:s,s:I,s:s}", "name", name, "version",
+				    (json_int_t)version, "targets", targets));
+out:
+	json_decref(body);
+}
+
+static void targets_get(srv_req *r)
+{
+	const srv_identity *id = srv_req_identity(r);
+	const char *name;
+	char *targets = NULL;
+	int64_t version, got = 0;
+	cf_error err;
+
+	if (api_need_operator(r, id, "reading a version's targets") != 0 ||
+	    api_param_name(r, "name", &name) != 0 ||
+	    api_param_int(r, "version", 1, VERSION_MAX, 0, &version) != 0)
+		return;
+	if (!may_read(id, name)) {
+		api_deny_name(r, id, "secret.read or secret.write", name);
+		return;
+	}
+	if (cf_store_targets_get(srv_req_store(r), id->tenant, name, version,
+				 &targets, &got, &err) != CF_OK) {
+		api_fail(r, &err, "reading a version's targets");
+		return;
+	}
+	api_reply(r, 200, json_pack("{s:s,s:I,s:s}", "name", name, "version",
+				    (json_int_t)got, "targets", targets));
+	free(targets);
+}
+
+static void envelopes_add(srv_req *r)
+{
+	const srv_identity *id = srv_req_identity(r);
+	const char *name;
+	int64_t version, added = 0;
+	api_envelopes envs = { 0 };
+	char (*woken)[65] = NULL;
+	size_t n_woken = 0;
+	cf_audit_entry audit;
+	json_t *body = NULL;
+	cf_error err;
+
+	if (api_param_name(r, "name", &name) != 0 ||
+	    api_param_int(r, "version", 1, VERSION_MAX, 0, &version) != 0)
+		return;
+	if (!srv_allows(id, "secret.write", name)) {
+		api_deny_name(r, id, "secret.write", name);
+		return;
+	}
+	if (version == 0) {
+		srv_reply_error(r, 400, "bad_request", "give ?version=V, the "
+			"version the envelopes belong to");
+		return;
+	}
+	if ((body = srv_req_json(r)) == NULL)
+		return;
+	if (api_envelopes_read(r, id, body, API_ENVELOPES_MAX, &envs) != 0)
+		goto out;
+	srv_audit_init(r, &audit, "secret.add", name, envs.bytes);
+	if (cf_store_version_add(srv_req_store(r), id->tenant, name, version,
+				 srv_now(), envs.envs, envs.n, &audit, &added,
+				 &woken, &n_woken, &err) != CF_OK) {
+		api_fail(r, &err, "adding envelopes to a version");
+		goto out;
+	}
+	if (n_woken > 0)
+		srv_wake(id->tenant, (const char (*)[65])woken, n_woken);
+	api_reply(r, 200, json_pack("{s:s,s:I,s:I,s:I}", "name", name,
+		"version", (json_int_t)version, "added", (json_int_t)added,
+		"skipped", (json_int_t)envs.n - (json_int_t)added));
+out:
+	free(woken);
+	api_envelopes_clear(&envs);
+	json_decref(body);
+}
+
 /* ---- GET /v1/agent/secrets -------------------------------------------------------- */
 
 /* "a,b,c" of the names that carry envelopes, cut to fit an audit object. */
@@ -554,6 +670,9 @@ const srv_route srv_routes_secrets[] = {
 	{"GET", "/v1/secrets/envelope", 0, 0, secret_envelope},
 	{"GET", "/v1/secrets/recipients", 0, 0, secret_recipients},
 	{"DELETE", "/v1/secrets/envelopes", 0, 0, envelopes_purge},
+	{"POST", "/v1/secrets/envelopes", 0, 0, envelopes_add},
+	{"PUT", "/v1/secrets/targets", 0, 0, targets_put},
+	{"GET", "/v1/secrets/targets", 0, 0, targets_get},
 	{"GET", "/v1/agent/secrets", 0, 0, feed},
 	{NULL, NULL, 0, 0, NULL},
 };

@@ -45,7 +45,7 @@ cf_status srv_http_init(cf_error *err)
 	const srv_route *tables[] = {
 		runtime_routes, srv_routes_certs, srv_routes_tokens,
 		srv_routes_enroll, srv_routes_secrets, srv_routes_audit,
-		srv_routes_uploads, srv_routes_commands,
+		srv_routes_uploads, srv_routes_commands, srv_routes_status,
 	};
 	size_t n = 0, k = 0;
 

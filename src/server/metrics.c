@@ -5,10 +5,16 @@
  * thread's increment a moment late, never a torn value).  Requests are
  * counted per route and status class; requests that matched no route
  * are counted under route="other".
+ *
+ * Rollout totals (agents up to date, behind or failed on the latest
+ * versions, secrets with exposed envelopes) are aggregates the store
+ * computes per scrape: no per-agent or per-secret labels, so the series
+ * count does not grow with the fleet (docs/OPERATIONS.md).
  */
 #include <event2/buffer.h>
 #include <stdlib.h>
 
+#include "api.h"
 #include "runtime.h"
 
 #define CLASSES 5
@@ -51,6 +57,34 @@ static void gauge(struct evbuffer *b, const char *name, const char *help,
 {
 	evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %lld\n",
 			    name, help, name, type, name, value);
+}
+
+/* The rollout totals (cf_store_rollout_stats, api_exposed_count). */
+static void rollout_gauges(struct evbuffer *b, cf_store *store)
+{
+	cf_rollout_stats ro = { 0 };
+	cf_error err = { 0 };
+	int64_t exposed = 0;
+
+	if (cf_store_rollout_stats(store, &ro, &err) == CF_OK) {
+		evbuffer_add_printf(b,
+			"# HELP coffer_rollout_agents Agent recipients of the "
+			"secrets' latest versions, by what their acknowledgements say.\n"
+			"# TYPE coffer_rollout_agents gauge\n"
+			"coffer_rollout_agents{state=\"up_to_date\"} %lld\n"
+			"coffer_rollout_agents{state=\"behind\"} %lld\n"
+			"coffer_rollout_agents{state=\"failed\"} %lld\n",
+			(long long)ro.up_to_date, (long long)ro.behind,
+			(long long)ro.failed);
+	} else {
+		srv_log(SRV_LOG_WARN, "/metrics: %s", err.msg);
+	}
+	if (api_exposed_count(store, &exposed, &err) == CF_OK)
+		gauge(b, "coffer_secrets_exposed",
+		      "Secrets with a stored envelope addressed to a revoked "
+		      "certificate (rotate them).", "gauge", exposed);
+	else
+		srv_log(SRV_LOG_WARN, "/metrics: %s", err.msg);
 }
 
 void srv_handle_metrics(srv_req *r)
@@ -124,6 +158,7 @@ void srv_handle_metrics(srv_req *r)
 	} else {
 		srv_log(SRV_LOG_WARN, "/metrics: %s", err.msg);
 	}
+	rollout_gauges(b, r->th->store);
 	text = (const char *)evbuffer_pullup(b, -1);
 	srv_reply_raw(r, 200, "text/plain; version=0.0.4", text ? text : "",
 		      text ? evbuffer_get_length(b) : 0, NULL, NULL);

@@ -161,6 +161,7 @@ extern const srv_route srv_routes_secrets[];  /* api_secrets.c: /v1/secrets, /v1
 extern const srv_route srv_routes_audit[];    /* api_audit.c */
 extern const srv_route srv_routes_uploads[];  /* api_uploads.c: /v1/secrets/uploads */
 extern const srv_route srv_routes_commands[]; /* api_commands.c: /v1/commands */
+extern const srv_route srv_routes_status[];   /* api_status.c: /v1/agent/acks, /v1/status */
 
 /* Permission helpers shared by the handlers (api_common.c). */
 int srv_allows(const srv_identity *id, const char *verb, const char *name);

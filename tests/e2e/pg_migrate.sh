@@ -132,7 +132,7 @@ cp "$OUT" "$W/migrate.out"
 no_password "$OUT" "$ERR"
 grep -q '^copied SQLite .* to PostgreSQL in [0-9.]* s, and verified the copy$' "$OUT" ||
 	fail "migrate's summary: $(cat "$OUT")"
-grep -q '^row counts and SHA-256 digests equal in all 14 tables$' "$OUT" ||
+grep -q '^row counts and SHA-256 digests equal in all [0-9]* tables$' "$OUT" ||
 	fail "migrate did not report equal digests"
 grep -q '^audit chains intact on the target: 1 chain(s)' "$OUT" ||
 	fail "migrate did not report the audit chain"

@@ -1051,6 +1051,29 @@ static void command_seeds(void)
 		put_str("command", seeds[i].name, seeds[i].text);
 }
 
+/* ---------------------------------------------------------------- ack */
+
+static void ack_seeds(void)
+{
+	static const struct { const char *name, *text; } seeds[] = {
+		{ "ok", "{\"v\":1,\"tenant\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",\"agent\":\"web-1\",\"name\":"
+		  "\"prod/db/password\",\"version\":7,\"time\":1800000000,"
+		  "\"result\":\"ok\",\"reason\":\"\"}" },
+		{ "failed", "{\"v\":1,\"tenant\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",\"agent\":\"db-2\","
+		  "\"name\":\"a\",\"version\":1,\"time\":0,\"result\":\"failed\","
+		  "\"reason\":\"/etc/x: Not a directory \\u00e9\"}" },
+		{ "unknown-field", "{\"v\":1,\"tenant\":\"aaaaaaaaaaaaaaaaaaaaaa"
+		  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",\"agent\":\"w\","
+		  "\"name\":\"a\",\"version\":1,\"time\":0,\"result\":\"ok\","
+		  "\"reason\":\"\",\"value\":\"c2VjcmV0\"}" },
+	};
+
+	for (size_t i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++)
+		put_str("ack", seeds[i].name, seeds[i].text);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -1072,6 +1095,7 @@ int main(int argc, char **argv)
 	make_dir("agent_config");
 	make_dir("template");
 	make_dir("command");
+	make_dir("ack");
 	envelope_seeds();
 	cert_seeds();
 	record_seeds();
@@ -1083,6 +1107,7 @@ int main(int argc, char **argv)
 	agent_config_seeds();
 	template_seeds();
 	command_seeds();
+	ack_seeds();
 	printf("make_seeds: %d seeds in %s (tenant %s)\n", n_written, out_dir,
 	       cf_trust_tenant(fx->trust));
 	return 0;

@@ -1,7 +1,8 @@
 /*
- * test_store_removal.c - the store's removal operations (store.h,
- * "removal"): the recipients of a version, the names a recipient has
- * envelopes of, and purging one recipient's envelopes and feed entries,
+ * test_store_recipients.c - who holds a version, in the store (store.h,
+ * "removal" and "sync"): the recipients of a version, the names a
+ * recipient has envelopes of, purging one recipient's envelopes and feed
+ * entries, a version's targets, and adding recipients to a version,
  * on SQLite in a temp dir or on the database COFFER_TEST_STORE_URL names
  * (tests/pg runs it on PostgreSQL).
  */
@@ -59,7 +60,7 @@ static int setup(void **state)
 	assert_non_null(db);
 	/* A tenant of its own per test: a shared database keeps old rows. */
 	snprintf(db->tenant, sizeof(db->tenant), "%064x", 0xa0 + round++);
-	snprintf(db->dir, sizeof(db->dir), "/tmp/test_store_removal.XXXXXX");
+	snprintf(db->dir, sizeof(db->dir), "/tmp/test_store_recipients.XXXXXX");
 	assert_non_null(mkdtemp(db->dir));
 	snprintf(path, sizeof(path), "%s/coffer.db", db->dir);
 	assert_status(CF_OK, cf_store_open(url && *url ? url : path,
@@ -205,11 +206,77 @@ static void test_purge(void **state)
 	free(names);
 }
 
+static void test_targets_and_add(void **state)
+{
+	fx_db *db = *state;
+	const char *first[] = { AGENT_A, WRITER };
+	cf_audit_entry a = audit_of(db, "secret.add");
+	cf_envelope_in envs[2];
+	char *targets = NULL, (*woken)[65] = NULL;
+	cf_feed_item *items = NULL;
+	int64_t v = 0, added = -1, cursor = 0;
+	size_t n = 0, n_woken = 0;
+	cf_error err = { 0 };
+
+	put(db, "prod/db", 1, first, 2);
+	/* No targets recorded: "". */
+	assert_status(CF_OK, cf_store_targets_get(db->st, db->tenant, "prod/db",
+		      0, &targets, &v, &err), &err);
+	assert_string_equal(targets, "");
+	assert_int_equal(v, 1);
+	free(targets);
+	a = audit_of(db, "secret.targets");
+	assert_status(CF_OK, cf_store_targets_set(db->st, db->tenant, "prod/db",
+		      1, "group:web agent:db-1", &a, &err), &err);
+	assert_status(CF_ERR_NOT_FOUND, cf_store_targets_set(db->st,
+		      db->tenant, "prod/db", 9, "group:web", &a, &err), &err);
+	assert_status(CF_OK, cf_store_targets_get(db->st, db->tenant, "prod/db",
+		      0, &targets, &v, &err), &err);
+	assert_string_equal(targets, "group:web agent:db-1");
+	free(targets);
+	/* A and B: A has one already, B is new. */
+	for (int i = 0; i < 2; i++) {
+		memcpy(envs[i].recipient, i == 0 ? AGENT_A : AGENT_B, 65);
+		envs[i].der = (const unsigned char *)"abcdefgh";
+		envs[i].len = 8;
+	}
+	a = audit_of(db, "secret.add");
+	assert_status(CF_OK, cf_store_version_add(db->st, db->tenant, "prod/db",
+		      1, 1800000100, envs, 2, &a, &added, &woken, &n_woken,
+		      &err), &err);
+	assert_int_equal(added, 1);
+	assert_int_equal(n_woken, 1);
+	assert_string_equal(woken[0], AGENT_B);
+	free(woken);
+	/* Again: nothing to add. */
+	assert_status(CF_OK, cf_store_version_add(db->st, db->tenant, "prod/db",
+		      1, 1800000100, envs, 2, &a, &added, NULL, NULL, &err),
+		      &err);
+	assert_int_equal(added, 0);
+	/* B's feed shows version 1 now. */
+	assert_status(CF_OK, cf_store_feed(db->st, db->tenant, AGENT_B, 0, 10,
+					   &items, &n, &cursor, &err), &err);
+	assert_int_equal(n, 1);
+	assert_int_equal(items[0].version, 1);
+	assert_int_equal(items[0].len, 8);
+	cf_feed_items_free(items, n);
+	/* A newer version exists: adding to the old one is a conflict. */
+	put(db, "prod/db", 2, first, 2);
+	assert_status(CF_ERR_CONFLICT, cf_store_version_add(db->st, db->tenant,
+		      "prod/db", 1, 1800000200, envs + 1, 1, &a, &added, NULL,
+		      NULL, &err), &err);
+	assert_status(CF_ERR_NOT_FOUND, cf_store_version_add(db->st,
+		      db->tenant, "prod/none", 1, 1800000200, envs, 1, &a,
+		      &added, NULL, NULL, &err), &err);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_recipients, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_purge, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_targets_and_add, setup,
+						teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,358 @@
+/*
+ * status.c - `coffer status`: the rollout of secrets to agents (docs/
+ * CLIENT.md "Rollout status", docs/API.md GET /v1/status).
+ *
+ * Per secret: its latest version, and for each agent it was sealed to
+ * whether the agent applied it (its acknowledgement says ok for that
+ * version or a later one), is behind (an older version), failed (and
+ * the reason it gave), has not acknowledged anything yet, or sent an
+ * acknowledgement that does not verify; then the envelopes still stored
+ * for revoked certificates, or acknowledged by one as its current value
+ * ("exposed": rotate those secrets).
+ *
+ * Invariant: the server is not trusted with the answer.  Every
+ * acknowledgement is verified here against COFFER_ROOT and the CRL
+ * (cf_ack_verify: signature, chain, an agent's certificate, this tenant)
+ * and must be signed by the very recipient it is listed for, of this
+ * secret; the counts come from what verified, never from the server's
+ * plain fields.  An ack that does not verify is shown as "unverified"
+ * and counts as not applied.  (What the server says about revocation,
+ * "exposed", is shown as it says: a server that hid an exposure could
+ * as well have kept the envelopes.)
+ *
+ * Exit: 0 when every agent applied the latest version of every secret
+ * shown and nothing is exposed; 32 (CF_ERR_STALE) otherwise.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "ack.h"
+#include "cli.h"
+#include "client.h"
+
+enum { OPT_PREFIX = 0x2000, OPT_GROUP, OPT_JSON };
+
+static void status_usage(FILE *out)
+{
+	fprintf(out,
+		"usage: coffer status [NAME | --prefix P | --group G] [--json]\n"
+		"\n"
+		"Shows, per secret, the latest version and which agents applied it,\n"
+		"which are behind, which failed (with the reason the agent gave),\n"
+		"which have acknowledged nothing yet, and the envelopes still stored\n"
+		"for revoked certificates (\"exposed\": rotate those secrets with\n"
+		"`coffer rotate NAME`).  Every acknowledgement is verified against\n"
+		"COFFER_ROOT and the CRL and must be signed by the agent it speaks\n"
+		"for; one that does not verify is shown as unverified and counts as\n"
+		"not applied.  Needs secret.read or secret.write on the names.\n"
+		"\n"
+		"  NAME          one secret\n"
+		"  --prefix P    the secrets whose names start with P (default: all)\n"
+		"  --group G     the secrets sealed to agents of group G, and only\n"
+		"                those agents\n"
+		"  --json        one JSON document (docs/CLIENT.md) instead of text\n"
+		"\n"
+		"Exit 0 when every agent applied the latest versions and nothing is\n"
+		"exposed, 32 otherwise.\n"
+		"\n%s", cli_settings_help);
+}
+
+/* One agent's place in a secret's rollout. */
+enum state { S_APPLIED, S_BEHIND, S_FAILED, S_NO_ACK, S_UNVERIFIED,
+	     S_REVOKED, S_COUNT };
+
+static const char *const state_names[S_COUNT] = {
+	"applied", "behind", "failed", "no_ack", "unverified", "revoked",
+};
+
+static const char *const state_titles[S_COUNT] = {
+	"applied", "behind", "failed", "no ack yet", "unverified", "revoked",
+};
+
+/*
+ * Classifies one recipient of version latest of name: its ack verified
+ * here, or why not.  *entry receives the JSON of the agent in its list.
+ */
+static enum state classify(const json_t *rcp, const char *name,
+			   int64_t latest, const cf_trust *trust,
+			   json_t **entry)
+{
+	const json_t *ack = json_object_get(rcp, "ack");
+	const char *fp = cli_json_str(rcp, "fp");
+	unsigned char *der = NULL;
+	size_t len = 0;
+	cf_ack a;
+	char signer[65];
+	cf_error err = { 0 };
+	enum state st;
+
+	*entry = json_pack("{s:s,s:s}", "fp", fp, "name",
+			   cli_json_str(rcp, "name"));
+	if (*entry == NULL)
+		return S_NO_ACK;
+	if (json_is_true(json_object_get(rcp, "revoked")))
+		return S_REVOKED;
+	if (!json_is_object(ack))
+		return S_NO_ACK;
+	if (cli_b64_decode(cli_json_str(ack, "signed"), "an acknowledgement",
+			   &der, &len, &err) != CF_OK ||
+	    cf_ack_verify(der, len, trust, &a, signer, &err) != CF_OK) {
+		st = S_UNVERIFIED;
+	} else if (strcmp(signer, fp) != 0) {
+		cf_error_set(&err, CF_ERR_NAME, "signed by another agent "
+			     "(%.16s...), not by this recipient", signer);
+		st = S_UNVERIFIED;
+	} else if (strcmp(a.name, name) != 0) {
+		cf_error_set(&err, CF_ERR_NAME, "it acknowledges %s, not %s",
+			     a.name, name);
+		st = S_UNVERIFIED;
+	} else if (a.version < latest) {
+		st = S_BEHIND;
+	} else {
+		st = a.result == CF_ACK_OK ? S_APPLIED : S_FAILED;
+	}
+	OPENSSL_free(der);
+	if (st == S_UNVERIFIED) {
+		json_object_set_new(*entry, "reason", json_string(err.msg));
+		return st;
+	}
+	json_object_set_new(*entry, "version", json_integer(a.version));
+	json_object_set_new(*entry, "time", json_integer(a.time));
+	json_object_set_new(*entry, "result", json_string(
+				    cf_ack_result_name(a.result)));
+	if (a.result == CF_ACK_FAILED)
+		json_object_set_new(*entry, "reason", json_string(a.reason));
+	return st;
+}
+
+/*
+ * The exposures, one entry per certificate and way ("envelope": still
+ * stored for it; "ack": it acknowledged the current version) with the
+ * versions.
+ */
+static json_t *exposed_by_cert(const json_t *list)
+{
+	json_t *out = json_array(), *v, *prev = NULL;
+	size_t i;
+
+	json_array_foreach(list, i, v) {
+		const char *fp = cli_json_str(v, "fp");
+		const char *via = cli_json_str(v, "via");
+
+		if (prev == NULL || strcmp(cli_json_str(prev, "fp"), fp) != 0 ||
+		    strcmp(cli_json_str(prev, "via"), via) != 0) {
+			prev = json_pack("{s:s,s:s,s:s,s:s,s:[]}", "fp", fp,
+					 "name", cli_json_str(v, "name"), "kind",
+					 cli_json_str(v, "kind"), "via", via,
+					 "versions");
+			if (prev == NULL || json_array_append_new(out, prev) != 0)
+				break;
+		}
+		json_array_append_new(json_object_get(prev, "versions"),
+				      json_integer(cli_json_int(v, "version")));
+	}
+	return out;
+}
+
+/* One secret of the answer as the command's JSON; *clean: all applied. */
+static json_t *secret_doc(const json_t *s, const cf_trust *trust, int *clean)
+{
+	const char *name = cli_json_str(s, "name");
+	int64_t latest = cli_json_int(s, "version");
+	json_t *doc, *lists[S_COUNT], *counts, *rcp, *entry;
+	size_t i;
+
+	doc = json_pack("{s:s,s:I}", "name", name, "version",
+			(json_int_t)latest);
+	counts = json_object();
+	for (int k = 0; k < S_COUNT; k++)
+		lists[k] = json_array();
+	json_array_foreach(json_object_get(s, "recipients"), i, rcp) {
+		enum state st;
+
+		/* The writer's own envelope and other non-agents: no acks. */
+		if (strcmp(cli_json_str(rcp, "kind"), "agent") != 0)
+			continue;
+		st = classify(rcp, name, latest, trust, &entry);
+		if (entry != NULL)
+			json_array_append_new(lists[st], entry);
+		if (st != S_APPLIED)
+			*clean = 0;
+	}
+	for (int k = 0; k < S_COUNT; k++) {
+		json_object_set_new(counts, state_names[k],
+				    json_integer((json_int_t)json_array_size(
+						 lists[k])));
+		json_object_set_new(doc, state_names[k], lists[k]);
+	}
+	json_object_set_new(doc, "exposed",
+			    exposed_by_cert(json_object_get(s, "exposed")));
+	json_object_set_new(counts, "exposed", json_integer((json_int_t)
+		json_array_size(json_object_get(doc, "exposed"))));
+	if (json_array_size(json_object_get(doc, "exposed")) > 0)
+		*clean = 0;
+	json_object_set_new(doc, "counts", counts);
+	return doc;
+}
+
+static void print_agents(const json_t *doc, int k)
+{
+	const json_t *list = json_object_get(doc, state_names[k]), *a;
+	char name[CF_CN_MAX_BYTES + 1], reason[CF_ACK_REASON_MAX + 1];
+	char when[32];
+	size_t i;
+
+	if (json_array_size(list) == 0)
+		return;
+	printf("  %s:\n", state_titles[k]);
+	json_array_foreach(list, i, a) {
+		printf("    %-24s %.16s", cli_printable(cli_json_str(a, "name"),
+		       name, sizeof(name)), cli_json_str(a, "fp"));
+		if (json_object_get(a, "version") != NULL) {
+			cli_unix_iso(cli_json_int(a, "time"), when, sizeof(when));
+			printf("  v%lld %s at %s", cli_json_int(a, "version"),
+			       cli_json_str(a, "result"), when);
+		}
+		if (json_object_get(a, "reason") != NULL)
+			printf(": %s", cli_printable(cli_json_str(a, "reason"),
+			       reason, sizeof(reason)));
+		printf("\n");
+	}
+}
+
+static void print_doc(const json_t *doc)
+{
+	const json_t *counts = json_object_get(doc, "counts"), *x, *v;
+	char pname[CF_NAME_MAX_BYTES + 1], cn[CF_NAME_MAX_BYTES + 1];
+	size_t i, j;
+
+	printf("%s  v%lld: %lld applied, %lld behind, %lld failed, %lld no ack "
+	       "yet", cli_printable(cli_json_str(doc, "name"), pname,
+				   sizeof(pname)),
+	       cli_json_int(doc, "version"), cli_json_int(counts, "applied"),
+	       cli_json_int(counts, "behind"), cli_json_int(counts, "failed"),
+	       cli_json_int(counts, "no_ack"));
+	if (cli_json_int(counts, "unverified") > 0)
+		printf(", %lld unverified", cli_json_int(counts, "unverified"));
+	if (cli_json_int(counts, "revoked") > 0)
+		printf(", %lld revoked", cli_json_int(counts, "revoked"));
+	printf("\n");
+	for (int k = 0; k < S_COUNT; k++)
+		print_agents(doc, k);
+	json_array_foreach(json_object_get(doc, "exposed"), i, x) {
+		printf("  EXPOSED: %s \"%s\" (%.16s...), revoked, %s",
+		       cli_json_str(x, "kind"),
+		       cli_printable(cli_json_str(x, "name"), cn, sizeof(cn)),
+		       cli_json_str(x, "fp"),
+		       strcmp(cli_json_str(x, "via"), "ack") == 0 ?
+		       "acknowledged the current value, version" :
+		       "still has envelopes of version");
+		json_array_foreach(json_object_get(x, "versions"), j, v)
+			printf("%s %lld", j ? "," : "", (long long)
+			       json_integer_value(v));
+		printf("\n");
+	}
+	if (json_array_size(json_object_get(doc, "exposed")) > 0)
+		printf("  -> it may have read them: run `coffer rotate %s` for a "
+		       "new value without it\n", pname);
+}
+
+int cmd_status(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		CLI_SETTINGS_OPTIONS,
+		{ "prefix", required_argument, NULL, OPT_PREFIX },
+		{ "group", required_argument, NULL, OPT_GROUP },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 }
+	};
+	cli_settings set = { 0 };
+	cli_client *c = NULL;
+	const cf_trust *trust = NULL;
+	const char *name = NULL, *prefix = NULL, *group = NULL, *key, *value;
+	json_t *resp = NULL, *out = NULL, *s;
+	char *q = NULL, path[1100];
+	cf_error err = { 0 };
+	int as_json = 0, clean = 1, ch, code;
+	size_t i;
+	cf_status rc;
+
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (cli_settings_option(&set, ch, optarg))
+			continue;
+		switch (ch) {
+		case OPT_PREFIX: prefix = optarg; break;
+		case OPT_GROUP: group = optarg; break;
+		case OPT_JSON: as_json = 1; break;
+		case 'h': status_usage(stdout); return 0;
+		default: return cli_bad_option("status");
+		}
+	}
+	if (argc - optind > 1)
+		return cli_usage("status", "give at most one secret NAME");
+	if (optind < argc)
+		name = argv[optind];
+	if ((name != NULL) + (prefix != NULL) + (group != NULL) > 1)
+		return cli_usage("status", "give one of NAME, --prefix and "
+				 "--group, or none of them (every secret)");
+	if ((name != NULL && cf_name_check("secret name", name, &err) != CF_OK) ||
+	    (group != NULL && cf_name_check("group", group, &err) != CF_OK)) {
+		err.code = CF_ERR_USAGE;
+		return cli_fail(&err);
+	}
+	key = name ? "name" : group ? "group" : "prefix";
+	value = name ? name : group ? group : prefix ? prefix : "";
+	if ((q = cli_client_escape(value)) == NULL)
+		return cli_fail(&(cf_error){ .code = CF_ERR_NOMEM,
+					     .msg = "out of memory" });
+	snprintf(path, sizeof(path), "/v1/status?%s=%s", key, q);
+	free(q);
+	rc = cli_client_connect(&set, CLI_NEED_IDENTITY | CLI_NEED_ROOT, &c,
+				&err);
+	if (rc == CF_OK)
+		rc = cli_client_trust(c, &trust, &err);
+	if (rc == CF_OK)
+		rc = cli_client_call(c, "GET", path, NULL, &resp, &err);
+	if (rc != CF_OK) {
+		code = cli_fail(&err);
+		goto out;
+	}
+	out = json_pack("{s:[],s:b}", "secrets", "more",
+			json_is_true(json_object_get(resp, "more")));
+	if (out == NULL) {
+		code = cli_fail(&(cf_error){ .code = CF_ERR_NOMEM,
+					     .msg = "out of memory" });
+		goto out;
+	}
+	json_array_foreach(json_object_get(resp, "secrets"), i, s) {
+		json_t *doc = secret_doc(s, trust, &clean);
+
+		if (doc == NULL) {
+			code = cli_fail(&(cf_error){ .code = CF_ERR_NOMEM,
+						     .msg = "out of memory" });
+			goto out;
+		}
+		if (!as_json)
+			print_doc(doc);
+		json_array_append_new(json_object_get(out, "secrets"), doc);
+	}
+	json_object_set_new(out, "ok", json_boolean(clean));
+	if (as_json)
+		cli_json_print(out);
+	else if (json_array_size(json_object_get(out, "secrets")) == 0)
+		printf("no secret matches (or none you may read)\n");
+	else if (json_is_true(json_object_get(out, "more")))
+		printf("(the server stopped after %zu secrets: narrow the query)\n",
+		       json_array_size(json_object_get(out, "secrets")));
+	code = clean ? 0 : cli_exit_code(CF_ERR_STALE);
+out:
+	json_decref(out);
+	json_decref(resp);
+	cli_client_free(c);
+	return code;
+}
