@@ -54,6 +54,7 @@
  *   swallowed: src/lib never prints.
  */
 #include "store_backend.h"
+#include "store_schema.h"
 #include "store_pg.h"
 
 #include <inttypes.h>
@@ -91,196 +92,8 @@
 
 /* ---- schema ---------------------------------------------------------- */
 
-#define KEY "TEXT COLLATE \"C\" NOT NULL"
-
-/* Step i brings the schema from version i to i + 1, as in store_sqlite.c
- * (same numbers, same tables).  Never edit a step that has shipped. */
-static const char *const migrations[] = {
-	/* 1: everything of issue 4 */
-	"CREATE TABLE tenants ("
-	" id " KEY " PRIMARY KEY,"
-	" root_pem TEXT NOT NULL,"
-	" crl_pem TEXT,"
-	" crl_number BIGINT NOT NULL DEFAULT -1,"
-	" created BIGINT NOT NULL);"
-	"CREATE TABLE certs ("
-	" tenant " KEY " REFERENCES tenants(id),"
-	" fp " KEY ","
-	" kind " KEY ","
-	" name " KEY ","
-	" groups TEXT NOT NULL,"
-	" cluster TEXT NOT NULL,"
-	" issuer_fp TEXT NOT NULL,"
-	" serial TEXT NOT NULL,"
-	" not_after BIGINT NOT NULL,"
-	" pem TEXT NOT NULL,"
-	" created BIGINT NOT NULL,"
-	" PRIMARY KEY (tenant, fp));"
-	"CREATE INDEX certs_by_name ON certs(tenant, name);"
-	"CREATE INDEX certs_by_kind ON certs(tenant, kind, fp);"
-	"CREATE TABLE cert_groups ("
-	" tenant " KEY ","
-	" grp " KEY ","
-	" fp " KEY ","
-	" PRIMARY KEY (tenant, grp, fp),"
-	" FOREIGN KEY (tenant, fp) REFERENCES certs(tenant, fp));"
-	"CREATE TABLE tokens ("
-	" id " KEY " PRIMARY KEY,"
-	" tenant " KEY " REFERENCES tenants(id),"
-	" hash TEXT NOT NULL,"
-	" grp TEXT NOT NULL,"
-	" uses BIGINT NOT NULL,"
-	" used BIGINT NOT NULL DEFAULT 0,"
-	" expires BIGINT NOT NULL,"
-	" created BIGINT NOT NULL,"
-	" creator TEXT NOT NULL,"
-	" revoked INTEGER NOT NULL DEFAULT 0,"
-	" envelope BYTEA);"
-	"CREATE INDEX tokens_by_tenant ON tokens(tenant, created);"
-	/* ord: SQLite's rowid, the insertion order of requests made in the
-	 * same second. */
-	"CREATE TABLE enrollments ("
-	" id " KEY " PRIMARY KEY,"
-	" tenant " KEY " REFERENCES tenants(id),"
-	" token_id TEXT NOT NULL,"
-	" grp TEXT NOT NULL,"
-	" name TEXT NOT NULL,"
-	" csr_pem TEXT NOT NULL,"
-	" hmac TEXT NOT NULL,"
-	" source TEXT NOT NULL,"
-	" status " KEY ","
-	" cert_pem TEXT,"
-	" chain_pem TEXT,"
-	" reason TEXT NOT NULL DEFAULT '',"
-	" decided_by TEXT NOT NULL DEFAULT '',"
-	" created BIGINT NOT NULL,"
-	" decided BIGINT NOT NULL DEFAULT 0,"
-	" ord BIGINT GENERATED ALWAYS AS IDENTITY);"
-	"CREATE INDEX enrollments_by_status ON enrollments(tenant, status,"
-	" created);"
-	"CREATE TABLE versions ("
-	" tenant " KEY " REFERENCES tenants(id),"
-	" name " KEY ","
-	" version BIGINT NOT NULL,"
-	" created BIGINT NOT NULL,"
-	" writer TEXT NOT NULL,"
-	" recipients BIGINT NOT NULL,"
-	" bytes BIGINT NOT NULL,"
-	" deleted INTEGER NOT NULL,"
-	" PRIMARY KEY (tenant, name, version));"
-	"CREATE TABLE envelopes ("
-	" tenant " KEY ","
-	" name " KEY ","
-	" version BIGINT NOT NULL,"
-	" recipient " KEY ","
-	" seq BIGINT NOT NULL,"
-	" der BYTEA NOT NULL,"
-	" UNIQUE (tenant, name, recipient, version),"
-	" FOREIGN KEY (tenant, name, version)"
-	"  REFERENCES versions(tenant, name, version));"
-	/* SQLite's AUTOINCREMENT: numbers only grow, never reused. */
-	"CREATE SEQUENCE feed_seq;"
-	"CREATE TABLE feed ("
-	" seq BIGINT PRIMARY KEY DEFAULT nextval('feed_seq'),"
-	" tenant " KEY ","
-	" recipient " KEY ","
-	" name " KEY ","
-	" version BIGINT NOT NULL,"
-	" deleted INTEGER NOT NULL,"
-	" writer TEXT NOT NULL,"
-	" created BIGINT NOT NULL,"
-	" UNIQUE (tenant, recipient, name));"
-	"ALTER SEQUENCE feed_seq OWNED BY feed.seq;"
-	"CREATE INDEX feed_by_recipient ON feed(tenant, recipient, seq);"
-	"CREATE INDEX feed_by_name ON feed(tenant, name);"
-	"CREATE TABLE audit ("
-	" tenant " KEY ","
-	" seq BIGINT NOT NULL,"
-	" time BIGINT NOT NULL,"
-	" actor " KEY ","
-	" subject TEXT NOT NULL,"
-	" source TEXT NOT NULL,"
-	" action " KEY ","
-	" object TEXT NOT NULL,"
-	" bytes BIGINT NOT NULL,"
-	" prev TEXT NOT NULL,"
-	" hash TEXT NOT NULL,"
-	" PRIMARY KEY (tenant, seq));",
-	/* 2: staged uploads (a version too large for one request) */
-	"CREATE TABLE uploads ("
-	" id " KEY " PRIMARY KEY,"
-	" tenant " KEY " REFERENCES tenants(id),"
-	" name " KEY ","
-	" version BIGINT NOT NULL,"
-	" writer TEXT NOT NULL,"
-	" envelopes BIGINT NOT NULL DEFAULT 0,"
-	" bytes BIGINT NOT NULL DEFAULT 0,"
-	" created BIGINT NOT NULL,"
-	" expires BIGINT NOT NULL);"
-	"CREATE INDEX uploads_by_tenant ON uploads(tenant, expires);"
-	"CREATE INDEX uploads_by_expiry ON uploads(expires);"
-	"CREATE TABLE upload_envelopes ("
-	" upload " KEY " REFERENCES uploads(id),"
-	" recipient " KEY ","
-	" der BYTEA NOT NULL,"
-	" PRIMARY KEY (upload, recipient));",
-	/* 3: operator commands, a mailbox per agent (docs/COMMANDS.md) */
-	"CREATE TABLE commands ("
-	" tenant " KEY " REFERENCES tenants(id),"
-	" id " KEY ","
-	" sender " KEY ","
-	" created BIGINT NOT NULL,"
-	" expires BIGINT NOT NULL,"
-	" recipients BIGINT NOT NULL DEFAULT 0,"
-	" bytes BIGINT NOT NULL DEFAULT 0,"
-	" PRIMARY KEY (tenant, id));"
-	"CREATE INDEX commands_by_sender ON commands(tenant, sender, created);"
-	"CREATE INDEX commands_by_expiry ON commands(expires);"
-	"CREATE SEQUENCE command_mail_seq;"
-	"CREATE TABLE command_mail ("
-	" seq BIGINT PRIMARY KEY DEFAULT nextval('command_mail_seq'),"
-	" tenant " KEY ","
-	" id " KEY ","
-	" recipient " KEY ","
-	" expires BIGINT NOT NULL,"
-	" envelope BYTEA,"
-	" answer_seq BIGINT,"
-	" answered BIGINT NOT NULL DEFAULT 0,"
-	" result BYTEA,"
-	" UNIQUE (tenant, id, recipient),"
-	" FOREIGN KEY (tenant, id) REFERENCES commands(tenant, id));"
-	"ALTER SEQUENCE command_mail_seq OWNED BY command_mail.seq;"
-	"CREATE INDEX command_mail_pending ON command_mail(tenant, recipient, "
-	"seq) WHERE answer_seq IS NULL;"
-	"CREATE INDEX command_mail_answers ON command_mail(tenant, id, "
-	"answer_seq);"
-	"CREATE INDEX command_mail_expiry ON command_mail(expires);",
-	/* 4: rollout acknowledgements (ack.h): the latest per agent and
-	 * name.  (No index of envelopes by recipient: PostgreSQL would then
-	 * prefer it to the unique key in the feed's join.) */
-	"CREATE TABLE acks ("
-	" tenant " KEY " REFERENCES tenants(id),"
-	" name " KEY ","
-	" agent " KEY ","
-	" version BIGINT NOT NULL,"
-	" applied BIGINT NOT NULL,"
-	" result TEXT NOT NULL,"
-	" reason TEXT NOT NULL,"
-	" received BIGINT NOT NULL,"
-	" der BYTEA NOT NULL,"
-	" PRIMARY KEY (tenant, name, agent));",
-	/* 5: the --to specs a version was written to (coffer sync) */
-	"CREATE TABLE version_targets ("
-	" tenant " KEY ","
-	" name " KEY ","
-	" version BIGINT NOT NULL,"
-	" targets TEXT NOT NULL,"
-	" PRIMARY KEY (tenant, name, version),"
-	" FOREIGN KEY (tenant, name, version)"
-	"  REFERENCES versions(tenant, name, version));",
-};
-
-#define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
+/* The steps are store_schema.c's, shared with store_sqlite.c. */
+#define SCHEMA_VERSION cf_schema_version
 
 /* ---- statements ------------------------------------------------------ */
 
@@ -1487,7 +1300,7 @@ static cf_status migrate(pg_store *p, cf_error *err)
 			rc = tx_end(p, rc, err);
 			break;
 		}
-		r = PQexec(p->conn, migrations[version]);
+		r = PQexec(p->conn, cf_schema_steps[version].postgres);
 		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 			char why[320];
 

@@ -42,6 +42,7 @@
  * up to millions of rows; keep counters if that ever shows in a profile.
  */
 #include "store_backend.h"
+#include "store_schema.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -64,189 +65,8 @@
 
 /* ---- schema ---------------------------------------------------------- */
 
-/* Step i brings the schema from version i to i + 1.  Never edit a step
- * that has shipped; append a new one. */
-static const char *const migrations[] = {
-	/* 1: everything of issue 4 */
-	"CREATE TABLE tenants ("
-	" id TEXT PRIMARY KEY NOT NULL,"
-	" root_pem TEXT NOT NULL,"
-	" crl_pem TEXT,"
-	" crl_number INTEGER NOT NULL DEFAULT -1,"
-	" created INTEGER NOT NULL);"
-	"CREATE TABLE certs ("
-	" tenant TEXT NOT NULL REFERENCES tenants(id),"
-	" fp TEXT NOT NULL,"
-	" kind TEXT NOT NULL,"
-	" name TEXT NOT NULL,"
-	" groups TEXT NOT NULL,"
-	" cluster TEXT NOT NULL,"
-	" issuer_fp TEXT NOT NULL,"
-	" serial TEXT NOT NULL,"
-	" not_after INTEGER NOT NULL,"
-	" pem TEXT NOT NULL,"
-	" created INTEGER NOT NULL,"
-	" PRIMARY KEY (tenant, fp));"
-	"CREATE INDEX certs_by_name ON certs(tenant, name);"
-	"CREATE INDEX certs_by_kind ON certs(tenant, kind, fp);"
-	/* One row per (certificate, group) so that "agents of group G" is
-	 * an index range, not a scan of comma-separated lists. */
-	"CREATE TABLE cert_groups ("
-	" tenant TEXT NOT NULL,"
-	" grp TEXT NOT NULL,"
-	" fp TEXT NOT NULL,"
-	" PRIMARY KEY (tenant, grp, fp),"
-	" FOREIGN KEY (tenant, fp) REFERENCES certs(tenant, fp))"
-	" WITHOUT ROWID;"
-	"CREATE TABLE tokens ("
-	" id TEXT PRIMARY KEY NOT NULL,"
-	" tenant TEXT NOT NULL REFERENCES tenants(id),"
-	" hash TEXT NOT NULL,"
-	" grp TEXT NOT NULL,"
-	" uses INTEGER NOT NULL,"
-	" used INTEGER NOT NULL DEFAULT 0,"
-	" expires INTEGER NOT NULL,"
-	" created INTEGER NOT NULL,"
-	" creator TEXT NOT NULL,"
-	" revoked INTEGER NOT NULL DEFAULT 0,"
-	" envelope BLOB);"
-	"CREATE INDEX tokens_by_tenant ON tokens(tenant, created);"
-	"CREATE TABLE enrollments ("
-	" id TEXT PRIMARY KEY NOT NULL,"
-	" tenant TEXT NOT NULL REFERENCES tenants(id),"
-	" token_id TEXT NOT NULL,"
-	" grp TEXT NOT NULL,"
-	" name TEXT NOT NULL,"
-	" csr_pem TEXT NOT NULL,"
-	" hmac TEXT NOT NULL,"
-	" source TEXT NOT NULL,"
-	" status TEXT NOT NULL,"
-	" cert_pem TEXT,"
-	" chain_pem TEXT,"
-	" reason TEXT NOT NULL DEFAULT '',"
-	" decided_by TEXT NOT NULL DEFAULT '',"
-	" created INTEGER NOT NULL,"
-	" decided INTEGER NOT NULL DEFAULT 0);"
-	"CREATE INDEX enrollments_by_status ON enrollments(tenant, status,"
-	" created);"
-	"CREATE TABLE versions ("
-	" tenant TEXT NOT NULL REFERENCES tenants(id),"
-	" name TEXT NOT NULL,"
-	" version INTEGER NOT NULL,"
-	" created INTEGER NOT NULL,"
-	" writer TEXT NOT NULL,"
-	" recipients INTEGER NOT NULL,"
-	" bytes INTEGER NOT NULL,"
-	" deleted INTEGER NOT NULL,"
-	" PRIMARY KEY (tenant, name, version)) WITHOUT ROWID;"
-	"CREATE TABLE envelopes ("
-	" tenant TEXT NOT NULL,"
-	" name TEXT NOT NULL,"
-	" version INTEGER NOT NULL,"
-	" recipient TEXT NOT NULL,"
-	" seq INTEGER NOT NULL,"
-	" der BLOB NOT NULL,"
-	" UNIQUE (tenant, name, recipient, version),"
-	" FOREIGN KEY (tenant, name, version)"
-	"  REFERENCES versions(tenant, name, version));"
-	"CREATE TABLE feed ("
-	" seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-	" tenant TEXT NOT NULL,"
-	" recipient TEXT NOT NULL,"
-	" name TEXT NOT NULL,"
-	" version INTEGER NOT NULL,"
-	" deleted INTEGER NOT NULL,"
-	" writer TEXT NOT NULL,"
-	" created INTEGER NOT NULL,"
-	" UNIQUE (tenant, recipient, name));"
-	"CREATE INDEX feed_by_recipient ON feed(tenant, recipient, seq);"
-	"CREATE INDEX feed_by_name ON feed(tenant, name);"
-	"CREATE TABLE audit ("
-	" tenant TEXT NOT NULL,"
-	" seq INTEGER NOT NULL,"
-	" time INTEGER NOT NULL,"
-	" actor TEXT NOT NULL,"
-	" subject TEXT NOT NULL,"
-	" source TEXT NOT NULL,"
-	" action TEXT NOT NULL,"
-	" object TEXT NOT NULL,"
-	" bytes INTEGER NOT NULL,"
-	" prev TEXT NOT NULL,"
-	" hash TEXT NOT NULL,"
-	" PRIMARY KEY (tenant, seq)) WITHOUT ROWID;",
-	/* 2: staged uploads (a version too large for one request) */
-	"CREATE TABLE uploads ("
-	" id TEXT PRIMARY KEY NOT NULL,"
-	" tenant TEXT NOT NULL REFERENCES tenants(id),"
-	" name TEXT NOT NULL,"
-	" version INTEGER NOT NULL,"
-	" writer TEXT NOT NULL,"
-	" envelopes INTEGER NOT NULL DEFAULT 0,"
-	" bytes INTEGER NOT NULL DEFAULT 0,"
-	" created INTEGER NOT NULL,"
-	" expires INTEGER NOT NULL);"
-	"CREATE INDEX uploads_by_tenant ON uploads(tenant, expires);"
-	"CREATE INDEX uploads_by_expiry ON uploads(expires);"
-	"CREATE TABLE upload_envelopes ("
-	" upload TEXT NOT NULL REFERENCES uploads(id),"
-	" recipient TEXT NOT NULL,"
-	" der BLOB NOT NULL,"
-	" PRIMARY KEY (upload, recipient));",
-	/* 3: operator commands, a mailbox per agent (docs/COMMANDS.md) */
-	"CREATE TABLE commands ("
-	" tenant TEXT NOT NULL REFERENCES tenants(id),"
-	" id TEXT NOT NULL,"
-	" sender TEXT NOT NULL,"
-	" created INTEGER NOT NULL,"
-	" expires INTEGER NOT NULL,"
-	" recipients INTEGER NOT NULL DEFAULT 0,"
-	" bytes INTEGER NOT NULL DEFAULT 0,"
-	" PRIMARY KEY (tenant, id)) WITHOUT ROWID;"
-	"CREATE INDEX commands_by_sender ON commands(tenant, sender, created);"
-	"CREATE INDEX commands_by_expiry ON commands(expires);"
-	"CREATE TABLE command_mail ("
-	" seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-	" tenant TEXT NOT NULL,"
-	" id TEXT NOT NULL,"
-	" recipient TEXT NOT NULL,"
-	" expires INTEGER NOT NULL,"
-	" envelope BLOB,"
-	" answer_seq INTEGER,"
-	" answered INTEGER NOT NULL DEFAULT 0,"
-	" result BLOB,"
-	" UNIQUE (tenant, id, recipient),"
-	" FOREIGN KEY (tenant, id) REFERENCES commands(tenant, id));"
-	"CREATE INDEX command_mail_pending ON command_mail(tenant, recipient, "
-	"seq) WHERE answer_seq IS NULL;"
-	"CREATE INDEX command_mail_answers ON command_mail(tenant, id, "
-	"answer_seq);"
-	"CREATE INDEX command_mail_expiry ON command_mail(expires);",
-	/* 4: rollout acknowledgements (ack.h): the latest per agent and
-	 * name.  (No index of envelopes by recipient: PostgreSQL would then
-	 * prefer it to the unique key in the feed's join.) */
-	"CREATE TABLE acks ("
-	" tenant TEXT NOT NULL REFERENCES tenants(id),"
-	" name TEXT NOT NULL,"
-	" agent TEXT NOT NULL,"
-	" version INTEGER NOT NULL,"
-	" applied INTEGER NOT NULL,"
-	" result TEXT NOT NULL,"
-	" reason TEXT NOT NULL,"
-	" received INTEGER NOT NULL,"
-	" der BLOB NOT NULL,"
-	" PRIMARY KEY (tenant, name, agent));",
-	/* 5: the --to specs a version was written to (coffer sync) */
-	"CREATE TABLE version_targets ("
-	" tenant TEXT NOT NULL,"
-	" name TEXT NOT NULL,"
-	" version INTEGER NOT NULL,"
-	" targets TEXT NOT NULL,"
-	" PRIMARY KEY (tenant, name, version),"
-	" FOREIGN KEY (tenant, name, version)"
-	"  REFERENCES versions(tenant, name, version));",
-};
-
-#define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
+/* The steps are store_schema.c's, shared with store_pg.c. */
+#define SCHEMA_VERSION cf_schema_version
 
 /* ---- statements ------------------------------------------------------ */
 
@@ -1051,7 +871,7 @@ static cf_status migrate(sq_store *s, cf_error *err)
 		}
 		if (version == SCHEMA_VERSION)
 			break;
-		src = sqlite3_exec(s->db, migrations[version], NULL, NULL,
+		src = sqlite3_exec(s->db, cf_schema_steps[version].sqlite, NULL, NULL,
 				   NULL);
 		if (src != SQLITE_OK) {
 			rc = cf_error_set(err, CF_ERR_STORE,
