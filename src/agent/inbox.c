@@ -603,10 +603,26 @@ static cf_status refuse(ag_commands *c, const char *id, const cf_command *cmd,
 			X509 *signer, const char *sender_raw, cf_status rc,
 			const char *why, int64_t now)
 {
-	struct job *job = job_new(JOB_ANSWER, id, cmd, signer, sender_raw, now);
+	struct job *job;
+	size_t waiting;
 
 	ag_log(AG_LOG_WARN, "command %s: refused (%s): %s", id,
 	       cf_status_name(rc), why);
+	/*
+	 * Answers waiting to be posted are bounded: a server that delivers
+	 * the same refused envelope over and over (or stalls the posts) must
+	 * not grow this agent's memory.  Beyond the bound a refusal is only
+	 * logged.
+	 */
+	pthread_mutex_lock(&c->mu);
+	waiting = c->n_queued - c->n_runs + c->n_retry;
+	pthread_mutex_unlock(&c->mu);
+	if (waiting >= AG_CMD_ANSWERS_MAX) {
+		ag_log(AG_LOG_WARN, "command %s: %zu answers wait to be posted; "
+		       "this refusal is not answered", id, waiting);
+		return CF_OK;
+	}
+	job = job_new(JOB_ANSWER, id, cmd, signer, sender_raw, now);
 	if (job == NULL || (job->res = result_for(c, job)) == NULL ||
 	    cf_cmd_result_set_reason(job->res, why, NULL) != CF_OK) {
 		job_free(job);
@@ -675,10 +691,18 @@ static cf_status take_one(ag_commands *c, const json_t *item,
 	ag_log(AG_LOG_INFO, "command %s: received \"%s\" from %s (%zu "
 	       "argument(s))", outer, cmd->action, shown, cmd->n_args);
 	now = now_of(c);
-	if (strcmp(outer, cmd->id) != 0)
-		rc = cf_error_set(&why, CF_ERR_RECORD, "the server delivered the "
-				  "record of command %s as command %s; nothing ran",
-				  cmd->id, outer);
+	if (strcmp(outer, cmd->id) != 0) {
+		/*
+		 * Not answered: an answer would carry the server's id, so a
+		 * server could relabel an old refused command as a new one
+		 * and have this agent sign "refused" for a command it never
+		 * saw.
+		 */
+		ag_log(AG_LOG_WARN, "command %s: dropped, not answered: the "
+		       "server delivered the record of command %s under this "
+		       "id; nothing ran", outer, cmd->id);
+		goto out;
+	}
 	if (rc == CF_OK)
 		rc = cf_command_check(cmd, signer, c->name, c->groups, now, &why);
 	if (rc == CF_OK)

@@ -111,6 +111,8 @@ typedef struct ag_cmd_setup {
 #define AG_CMD_POST_ATTEMPTS 6
 /* Commands waiting to run, at most; beyond, refused with CF_ERR_LIMIT. */
 #define AG_CMD_QUEUE_MAX 100u
+/* Answers (refusals) waiting to be posted, at most. */
+#define AG_CMD_ANSWERS_MAX 200u
 /* Between SIGTERM and SIGKILL to an action's process group. */
 #define AG_CMD_KILL_GRACE_MS 1000L
 /* The status built-in's time limit. */

@@ -193,7 +193,14 @@ static void report_result(struct tally *tl, struct target *t,
 		return;
 	}
 	cli_printable(t->name, pname, sizeof(pname));
-	if (res->status == CF_RESULT_REFUSED) {
+	if (res->status == CF_RESULT_REFUSED &&
+	    strcmp(res->code, "CF_ERR_REPLAY") == 0) {
+		/* The agent saw this id before: it ran it at most once, maybe
+		 * then; the answer of that first delivery did not reach us. */
+		printf("== %s: delivered again (CF_ERR_REPLAY): the agent ran "
+		       "it at most once, perhaps at an earlier delivery whose "
+		       "answer was lost; it did not run it now\n", pname);
+	} else if (res->status == CF_RESULT_REFUSED) {
 		char preason[CF_CMD_REASON_MAX + 1];
 
 		printf("== %s: refused (%s): %s\n", pname, res->code,
@@ -228,8 +235,14 @@ static void report_rejected(struct tally *tl, struct target *t,
 			"code", cf_status_name(why->code), "reason", why->msg));
 		return;
 	}
-	printf("== %s: result rejected: %s\n",
-	       t ? cli_printable(t->name, pname, sizeof(pname)) : fp, why->msg);
+	{
+		char pfp[80], pmsg[CF_ERROR_MAX];
+
+		printf("== %s: result rejected: %s\n",
+		       t ? cli_printable(t->name, pname, sizeof(pname)) :
+		       cli_printable(fp, pfp, sizeof(pfp)),
+		       cli_printable(why->msg, pmsg, sizeof(pmsg)));
+	}
 	fflush(stdout);
 }
 
@@ -639,12 +652,13 @@ static int cmds_ls(int argc, char **argv)
 		printf("%-32s  %-20s  %-20s  %s\n", "ID", "SENT", "EXPIRES",
 		       "ANSWERED");
 		json_array_foreach(json_object_get(resp, "commands"), i, e) {
-			char sent[32], exp[32];
+			char sent[32], exp[32], pid[40];
 
 			cli_unix_iso(cli_json_int(e, "created"), sent, sizeof(sent));
 			cli_unix_iso(cli_json_int(e, "expires"), exp, sizeof(exp));
 			printf("%-32s  %-20s  %-20s  %lld/%lld\n",
-			       cli_json_str(e, "id"), sent, exp,
+			       cli_printable(cli_json_str(e, "id"), pid,
+					     sizeof(pid)), sent, exp,
 			       cli_json_int(e, "answered"),
 			       cli_json_int(e, "recipients"));
 		}

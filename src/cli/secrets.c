@@ -406,40 +406,6 @@ out:
 	return rc;
 }
 
-/*
- * Tells the server which --to specs this version was written to, for
- * `coffer sync` (a hint: sync verifies everything again).  The version is
- * stored already, so a failure here is a warning, not the put's failure.
- */
-static void record_targets(cli_client *c, const char *qname,
-			   unsigned long long version, const char **to,
-			   size_t n_to)
-{
-	char path[1100], targets[4097] = "";
-	size_t used = 0;
-	json_t *body, *resp = NULL;
-	cf_error err = { 0 };
-
-	for (size_t i = 0; i < n_to; i++) {
-		size_t len = strlen(to[i]);
-
-		if (used + len + 2 > sizeof(targets))
-			break;
-		used += (size_t)snprintf(targets + used, sizeof(targets) - used,
-					 "%s%s", used ? " " : "", to[i]);
-	}
-	snprintf(path, sizeof(path), "/v1/secrets/targets?name=%s&version=%llu",
-		 qname, version);
-	body = json_pack("{s:s}", "targets", targets);
-	if (body == NULL ||
-	    cli_client_call(c, "PUT", path, body, &resp, &err) != CF_OK)
-		fprintf(stderr, "coffer: warning: the version is stored, but its "
-			"targets were not recorded (coffer sync will not extend "
-			"it): %s\n", body ? err.msg : "out of memory");
-	json_decref(body);
-	json_decref(resp);
-}
-
 int cmd_put(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -545,6 +511,9 @@ int cmd_put(int argc, char **argv)
 		goto fail;
 	snprintf(rec.tenant, sizeof(rec.tenant), "%s", cli_client_tenant(c));
 	snprintf(rec.name, sizeof(rec.name), "%s", name);
+	/* Signed with the value: whom `sync` and `rotate` may extend it to. */
+	rec.targets = (char **)to;
+	rec.n_targets = n_to;
 	cli_client_set_timeout(c, 600);
 	/* Another writer may store a version in between: retry once above it. */
 	for (int attempt = 0; attempt < 2; attempt++) {
@@ -571,7 +540,6 @@ int cmd_put(int argc, char **argv)
 	}
 	if (rc != CF_OK)
 		goto fail;
-	record_targets(c, qname, rec.version, to, n_to);
 	if (as_json) {
 		json_t *list = json_array(), *doc;
 
@@ -887,23 +855,27 @@ static void rotate_usage(FILE *out)
 {
 	fprintf(out,
 		"usage: coffer rotate NAME... | --all [--without FP]... [--generate LEN]\n"
-		"                     [--json] [connection options]\n"
+		"                     [--to SPEC]... [--json] [connection options]\n"
 		"\n"
 		"Removal that is real: re-encrypting a value does not take it away\n"
 		"from someone who already read it, so each NAME gets a new version,\n"
-		"sealed to the recipients of its latest version that still verify\n"
-		"against your root and the CRL (revoked ones are left out, with a\n"
-		"note) minus every --without FP.  Then the server deletes every\n"
-		"envelope it holds for each --without FP and each revoked recipient\n"
-		"left out (all versions of the names you may write), so what it\n"
-		"keeps is readable by current recipients only.  Needs secret.write\n"
-		"on each NAME.\n"
+		"sealed to the targets its latest version was written to (signed in\n"
+		"that record: the server cannot widen them), resolved again and\n"
+		"verified against your root and the CRL (revoked ones are left\n"
+		"out, with a note), minus every --without FP and every fingerprint\n"
+		"an earlier rotation left out.  The new record keeps both lists, so\n"
+		"`coffer sync` never adds a left-out machine back.  Then the server\n"
+		"deletes every envelope it holds of NAME for each FP left out.\n"
+		"Needs secret.write on each NAME.\n"
 		"\n"
 		"  --generate LEN  the new value: LEN random characters of A-Z a-z 0-9\n"
 		"                  (RAND_bytes); without it, the value of your own copy\n"
 		"                  of the latest version (a new version, same value:\n"
 		"                  change the value yourself when it was exposed)\n"
 		"  --without FP    a certificate fingerprint to leave out; repeatable\n"
+		"  --to SPEC       the targets instead of the latest version's\n"
+		"                  (agent:NAME, group:G, fp:FP; repeatable): needed for\n"
+		"                  a version written before targets were recorded\n"
 		"  --all           every secret you hold secret.write on\n"
 		"\n%s", cli_settings_help);
 }
@@ -949,91 +921,127 @@ static int is_without(const char *const *without, size_t n, const char *fp)
 	return 0;
 }
 
+/* What one rotation leaves out: --without and the record's own list. */
+struct leave_out {
+	const char **fp;
+	size_t n, cap;
+};
+
+static int leave_out_add(struct leave_out *l, const char *fp)
+{
+	if (is_without(l->fp, l->n, fp))
+		return 0;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		const char **grown = realloc(l->fp, cap * sizeof(*grown));
+
+		if (grown == NULL)
+			return -1;
+		l->fp = grown;
+		l->cap = cap;
+	}
+	l->fp[l->n++] = fp;
+	return 0;
+}
+
 /*
- * The recipients of the latest version of name, re-verified, plus the
- * writer, minus without: into r.  Those that no longer verify are left
- * out with a note (into *left).
+ * The recipients of the new version: the writer, then every certificate
+ * the targets resolve to that verifies (revoked ones are left out with a
+ * note and purged with the rest), minus the left-out fingerprints.
  */
 static cf_status rotate_recipients(cli_client *c, const char *name,
-				   const char *qname, const char *const *without,
-				   size_t n_without, cli_rcpts *r, size_t *left,
-				   json_t *revoked, cf_error *err)
+				   char *const *targets, size_t n_targets,
+				   struct leave_out *out, cli_rcpts *r,
+				   size_t *left, cf_error *err)
 {
-	char path[1100], spec[70];
-	json_t *resp = NULL, *e;
-	size_t i;
-	cf_status rc;
+	cli_rcpts all = { 0 };
+	cf_status rc = cli_rcpts_add(r, cli_client_cert(c), cli_client_chain(c),
+				     cli_client_fp(c), err);
 
-	snprintf(path, sizeof(path), "/v1/secrets/recipients?name=%s", qname);
-	rc = cli_client_call(c, "GET", path, NULL, &resp, err);
-	if (rc == CF_OK)
-		rc = cli_rcpts_add(r, cli_client_cert(c), cli_client_chain(c),
-				   cli_client_fp(c), err);
-	json_array_foreach(json_object_get(resp, "recipients"), i, e) {
-		const char *fp = cli_json_str(e, "fp");
+	for (size_t i = 0; rc == CF_OK && i < n_targets; i++) {
 		cf_error why = { 0 };
-		cf_status one;
+		cf_status one = cli_resolve(c, targets[i], &all, &why);
 
-		if (rc != CF_OK)
-			break;
-		if (strcmp(fp, cli_client_fp(c)) == 0)
-			continue;
-		if (is_without(without, n_without, fp)) {
-			(*left)++;
-			continue;
-		}
-		snprintf(spec, sizeof(spec), "fp:%.64s", fp);
-		one = cli_resolve(c, spec, r, &why);
 		if (one == CF_ERR_REVOKED || one == CF_ERR_UNTRUSTED ||
 		    one == CF_ERR_NOT_FOUND) {
-			fprintf(stderr, "coffer: %s: leaving out %.16s...: %s\n",
-				name, fp, why.msg);
+			fprintf(stderr, "coffer: %s: leaving out %s: %s\n", name,
+				targets[i], why.msg);
 			(*left)++;
-			/* Its envelopes are purged with the --without ones. */
-			if (one == CF_ERR_REVOKED)
-				json_object_set_new(revoked, fp, json_true());
 		} else if (one != CF_OK) {
 			*err = why;
 			rc = one;
 		}
 	}
-	json_decref(resp);
+	for (size_t i = 0; rc == CF_OK && i < all.n; i++) {
+		if (is_without(out->fp, out->n, all.v[i].fp)) {
+			(*left)++;
+			continue;
+		}
+		if (!cli_rcpts_have(r, all.v[i].fp))
+			rc = cli_rcpts_add(r, all.v[i].cert, all.v[i].chain,
+					   all.v[i].fp, err);
+	}
+	cli_rcpts_free(&all);
 	return rc;
 }
 
 static cf_status rotate_one(cli_client *c, const char *name,
 			    const char *const *without, size_t n_without,
-			    size_t generate, json_t *report, json_t *revoked,
-			    cf_error *err)
+			    const char **to, size_t n_to, size_t generate,
+			    json_t *report, cf_error *err)
 {
-	char *qname = cli_client_escape(name);
+	char *qname = cli_client_escape(name), path[1200];
 	cf_record *own = NULL, rec = { 0 };
 	X509 *signer = NULL;
 	cli_rcpts r = { 0 };
-	json_t *resp = NULL;
+	struct leave_out out = { 0 };
+	json_t *resp = NULL, *purged = json_array();
 	unsigned long long latest = 0;
 	size_t bytes = 0, left = 0;
 	cf_status rc;
 
-	if (qname == NULL)
+	if (qname == NULL || purged == NULL) {
+		free(qname);
+		json_decref(purged);
 		return cf_error_set(err, CF_ERR_NOMEM, "out of memory");
-	rc = rotate_recipients(c, name, qname, without, n_without, &r, &left,
-			       revoked, err);
+	}
+	/* Your own copy: its value, and the targets signed with it. */
+	rc = fetch_own(c, name, qname, 0, &own, &signer, err);
+	if (rc != CF_OK && generate > 0 && n_to > 0)
+		rc = CF_OK;     /* no copy needed: new value, targets given */
+	else if (rc == CF_ERR_NOT_FOUND)
+		rc = cf_error_set(err, CF_ERR_NOT_FOUND, "%s: you hold no copy "
+			"of its latest version; rotate it with --generate and "
+			"--to, or put a new value", name);
+	if (rc == CF_OK && n_to == 0 && (own == NULL || own->n_targets == 0))
+		rc = cf_error_set(err, CF_ERR_USAGE, "%s: its latest version "
+			"records no targets (written before coffer recorded "
+			"them); give them with --to", name);
+	for (size_t i = 0; rc == CF_OK && i < n_without; i++)
+		if (leave_out_add(&out, without[i]) != 0)
+			rc = cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+	for (size_t i = 0; rc == CF_OK && own != NULL && i < own->n_without; i++)
+		if (leave_out_add(&out, own->without[i]) != 0)
+			rc = cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+	if (rc == CF_OK && is_without(out.fp, out.n, cli_client_fp(c)))
+		rc = cf_error_set(err, CF_ERR_USAGE, "%s: your own certificate "
+				  "is left out; the writer always keeps a copy",
+				  name);
+	if (rc == CF_OK) {
+		rec.targets = n_to > 0 ? (char **)to : own->targets;
+		rec.n_targets = n_to > 0 ? n_to : own->n_targets;
+		rec.without = (char **)out.fp;
+		rec.n_without = out.n;
+		rc = rotate_recipients(c, name, rec.targets, rec.n_targets, &out,
+				       &r, &left, err);
+	}
 	if (rc == CF_OK && generate > 0) {
 		rec.type = CF_TYPE_TEXT;
 		rc = generate_value(generate, &rec.value, err);
 	} else if (rc == CF_OK) {
-		rc = fetch_own(c, name, qname, 0, &own, &signer, err);
-		if (rc == CF_ERR_NOT_FOUND)
-			rc = cf_error_set(err, CF_ERR_NOT_FOUND, "%s: you hold no "
-				"copy of it (the writer of the latest version was "
-				"somebody else); rotate it with --generate, or "
-				"put a new value", name);
-		if (rc == CF_OK) {
-			rec.type = own->type;
-			rec.value = own->value;
-			own->value = NULL;
-		}
+		rec.type = own->type;
+		rec.value = own->value;
+		own->value = NULL;
 	}
 	if (rc == CF_OK)
 		rc = latest_version(c, qname, &latest, err);
@@ -1048,16 +1056,32 @@ static cf_status rotate_one(cli_client *c, const char *name,
 			break;
 		rc = latest_version(c, qname, &latest, err);
 	}
+	/* The new value is stored: now what the left-out hold of NAME goes. */
+	for (size_t i = 0; rc == CF_OK && i < out.n; i++) {
+		json_decref(resp);
+		resp = NULL;
+		snprintf(path, sizeof(path),
+			 "/v1/secrets/envelopes?recipient=%s&name=%s", out.fp[i],
+			 qname);
+		rc = cli_client_call(c, "DELETE", path, NULL, &resp, err);
+		if (rc == CF_OK && cli_json_int(resp, "removed") > 0)
+			json_array_append_new(purged, json_pack("{s:s,s:I}",
+				"recipient", out.fp[i], "removed",
+				(json_int_t)cli_json_int(resp, "removed")));
+	}
 	if (rc == CF_OK)
-		json_array_append_new(report, json_pack("{s:s,s:I,s:I,s:I,s:b}",
+		json_array_append_new(report, json_pack("{s:s,s:I,s:I,s:I,s:b,s:O}",
 			"name", name, "version", (json_int_t)rec.version,
 			"recipients", (json_int_t)r.n, "left_out",
-			(json_int_t)left, "generated", generate > 0));
+			(json_int_t)left, "generated", generate > 0,
+			"purged", purged));
 	json_decref(resp);
-	cf_secret_free(rec.value);
+	json_decref(purged);
+	cf_secret_free(rec.value);   /* own's moved here, or a generated one */
 	cf_record_free(own);
 	X509_free(signer);
 	cli_rcpts_free(&r);
+	free(out.fp);
 	free(qname);
 	return rc;
 }
@@ -1092,6 +1116,7 @@ int cmd_rotate(int argc, char **argv)
 		{ "all", no_argument, NULL, 'a' },
 		{ "without", required_argument, NULL, 'w' },
 		{ "generate", required_argument, NULL, 'g' },
+		{ "to", required_argument, NULL, 't' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		CLI_SETTINGS_OPTIONS,
@@ -1099,20 +1124,17 @@ int cmd_rotate(int argc, char **argv)
 	};
 	cli_settings set = { 0 };
 	cli_client *c = NULL;
-	const char **without = NULL;
-	size_t n_without = 0, n_names;
+	const char **without = NULL, **to = NULL;
+	size_t n_without = 0, n_to = 0, n_names;
 	unsigned long long generate = 0;
-	json_t *names = NULL, *report = json_array(), *purged = json_array();
-	json_t *revoked = json_object();
-	const char *fp;
-	json_t *v;
+	json_t *names = NULL, *report = json_array();
 	cf_error err = { 0 }, first = { 0 };
 	cf_status rc = CF_OK;
 	int ch, all = 0, as_json = 0, code = 0;
 
 	without = OPENSSL_zalloc(sizeof(*without) * (size_t)argc);
-	if (without == NULL || report == NULL || purged == NULL ||
-	    revoked == NULL) {
+	to = OPENSSL_zalloc(sizeof(*to) * (size_t)argc);
+	if (without == NULL || to == NULL || report == NULL) {
 		code = 1;
 		goto done;
 	}
@@ -1130,6 +1152,13 @@ int cmd_rotate(int argc, char **argv)
 				goto done;
 			}
 			without[n_without++] = optarg;
+			break;
+		case 't':
+			if (cf_record_target_check(optarg, &err) != CF_OK) {
+				code = cli_usage("rotate", "%s", err.msg);
+				goto done;
+			}
+			to[n_to++] = optarg;
 			break;
 		case 'g':
 			if (cli_parse_uint("rotate", "--generate", optarg,
@@ -1170,58 +1199,40 @@ int cmd_rotate(int argc, char **argv)
 		goto fail;
 	cli_client_set_timeout(c, 600);
 	n_names = json_array_size(names);
-	/* New values first: only then is taking the old ones away a removal. */
 	for (size_t i = 0; i < n_names; i++) {
 		const char *name = json_string_value(json_array_get(names, i));
+		json_t *last;
 
 		err = (cf_error){ 0 };
-		rc = rotate_one(c, name, without, n_without, (size_t)generate,
-				report, revoked, &err);
+		rc = rotate_one(c, name, without, n_without, to, n_to,
+				(size_t)generate, report, &err);
 		if (rc != CF_OK) {
 			fprintf(stderr, "coffer: %s not rotated: %s\n", name,
 				err.msg);
 			if (first.code == CF_OK)
 				first = err;
-		} else if (!as_json) {
-			json_t *last = json_array_get(report,
-				json_array_size(report) - 1);
+			continue;
+		}
+		last = json_array_get(report, json_array_size(report) - 1);
+		if (!as_json) {
+			json_t *p;
+			size_t k;
 
 			printf("rotated %s: version %lld for %lld recipient(s)%s\n",
 			       name, cli_json_int(last, "version"),
 			       cli_json_int(last, "recipients"),
 			       cli_json_int(last, "left_out") > 0 ?
 			       ", some left out" : "");
+			json_array_foreach(json_object_get(last, "purged"), k, p)
+				printf("removed %lld envelope(s) of %s for "
+				       "%.16s... from the server\n",
+				       cli_json_int(p, "removed"), name,
+				       cli_json_str(p, "recipient"));
 		}
 		cli_progress("rotating", i + 1, n_names);
 	}
-	/* The revoked recipients left out go the same way as --without. */
-	for (size_t i = 0; i < n_without; i++)
-		json_object_set_new(revoked, without[i], json_true());
-	json_object_foreach(revoked, fp, v) {
-		char path[200];
-		json_t *resp = NULL;
-
-		if (first.code != CF_OK)
-			break;
-		snprintf(path, sizeof(path), "/v1/secrets/envelopes?recipient=%s",
-			 fp);
-		rc = cli_client_call(c, "DELETE", path, NULL, &resp, &err);
-		if (rc != CF_OK) {
-			first = err;
-			break;
-		}
-		json_array_append_new(purged, json_incref(resp));
-		if (!as_json)
-			printf("removed %lld envelope(s) of %.16s... from the "
-			       "server%s\n", cli_json_int(resp, "removed"), fp,
-			       json_array_size(json_object_get(resp, "kept")) ?
-			       " (some names you may not write keep theirs)" :
-			       "");
-		json_decref(resp);
-	}
 	if (as_json) {
-		json_t *doc = json_pack("{s:O,s:O}", "rotated", report,
-					"purged", purged);
+		json_t *doc = json_pack("{s:O}", "rotated", report);
 
 		cli_json_print(doc);
 		json_decref(doc);
@@ -1236,9 +1247,8 @@ fail:
 done:
 	json_decref(names);
 	json_decref(report);
-	json_decref(purged);
-	json_decref(revoked);
 	cli_client_free(c);
 	OPENSSL_free(without);
+	OPENSSL_free(to);
 	return code;
 }

@@ -2,8 +2,9 @@
  * sync.c - `coffer sync [--watch]`: groups that change (docs/CLIENT.md).
  *
  * For every secret whose latest version the caller wrote to group:G or
- * agent:NAME (the targets `put` recorded), the current members are
- * resolved again through the directory and verified here against
+ * agent:NAME (the targets `put` signs into the record, with what a
+ * rotation left out: the server cannot widen them), the current members
+ * are resolved again through the directory and verified here against
  * COFFER_ROOT and the CRL, exactly as `put` does; each verified member
  * that has no envelope of that version gets one, made from the caller's
  * own envelope of it: decrypted, checked to be the caller's own signed
@@ -14,7 +15,8 @@
  * syncing at once neither lose nor duplicate an envelope.
  *
  * Members that left the group or were revoked get nothing new: they are
- * not resolved any more.  Taking away what they hold is `coffer rotate`.
+ * not resolved any more, and a fingerprint a rotation left out is skipped.
+ * Taking away what they hold is `coffer rotate`.
  */
 #include <getopt.h>
 #include <jansson.h>
@@ -80,7 +82,8 @@ static int has_recipient(const json_t *recipients, const char *fp)
  */
 static cf_status own_signed(cli_client *c, const char *name,
 			    const char *qname, int64_t version,
-			    cf_secret **signed_der, cf_error *err)
+			    cf_secret **signed_der, cf_record **rec_out,
+			    cf_error *err)
 {
 	const cf_trust *trust = NULL;
 	json_t *resp = NULL;
@@ -92,6 +95,7 @@ static cf_status own_signed(cli_client *c, const char *name,
 	cf_status rc;
 
 	*signed_der = NULL;
+	*rec_out = NULL;
 	snprintf(path, sizeof(path), "/v1/secrets/envelope?name=%s&version=%lld",
 		 qname, (long long)version);
 	rc = cli_client_trust(c, &trust, err);
@@ -119,6 +123,9 @@ static cf_status own_signed(cli_client *c, const char *name,
 	if (rc != CF_OK) {
 		cf_secret_free(*signed_der);
 		*signed_der = NULL;
+	} else {
+		*rec_out = rec;
+		rec = NULL;
 	}
 	cf_record_free(rec);
 	X509_free(signer);
@@ -127,43 +134,51 @@ static cf_status own_signed(cli_client *c, const char *name,
 	return rc;
 }
 
-/* Extends one secret; *added the envelopes the server took. */
+/* 1 if fp is one of the record's left-out fingerprints. */
+static int left_out(const cf_record *rec, const char *fp)
+{
+	for (size_t i = 0; i < rec->n_without; i++)
+		if (strcmp(rec->without[i], fp) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * Extends one secret; *added the envelopes the server took.  Whom to is
+ * read from the writer's own signed record of the latest version (its
+ * targets, minus its left-out fingerprints), never from the server: the
+ * server only says who has an envelope already, and a lie there can only
+ * withhold an envelope, not send one elsewhere.
+ */
 static cf_status sync_one(cli_client *c, const char *name, int as_json,
 			  int64_t *added, cf_error *err)
 {
 	char *qname = cli_client_escape(name), path[1200];
-	json_t *targets = NULL, *recips = NULL, *resp = NULL, *body = NULL;
+	json_t *recips = NULL, *resp = NULL, *body = NULL;
 	json_t *list = NULL, *who = NULL;
 	cli_rcpts all = { 0 };
 	cf_secret *signed_der = NULL;
+	cf_record *rec = NULL;
 	cf_sealer *sealer = NULL;
 	int64_t version;
-	char *specs = NULL, *save = NULL, *spec;
 	cf_status rc;
 
 	*added = 0;
 	if (qname == NULL)
 		return cf_error_set(err, CF_ERR_NOMEM, "out of memory");
-	snprintf(path, sizeof(path), "/v1/secrets/targets?name=%s", qname);
-	rc = cli_client_call(c, "GET", path, NULL, &targets, err);
-	if (rc == CF_OK) {
-		snprintf(path, sizeof(path), "/v1/secrets/recipients?name=%s",
-			 qname);
-		rc = cli_client_call(c, "GET", path, NULL, &recips, err);
-	}
+	snprintf(path, sizeof(path), "/v1/secrets/recipients?name=%s", qname);
+	rc = cli_client_call(c, "GET", path, NULL, &recips, err);
 	if (rc != CF_OK)
 		goto out;
 	version = cli_json_int(recips, "version");
-	if (version != cli_json_int(targets, "version"))
-		goto out;       /* a new version came in between: next round */
-	specs = strdup(cli_json_str(targets, "targets"));
-	if (specs == NULL) {
-		rc = cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+	rc = own_signed(c, name, qname, version, &signed_der, &rec, err);
+	if (rc != CF_OK)
 		goto out;
-	}
-	/* The current members, verified; only group: and agent: specs. */
-	for (spec = strtok_r(specs, " ", &save); spec != NULL && rc == CF_OK;
-	     spec = strtok_r(NULL, " ", &save)) {
+	if (rec->n_targets == 0)
+		goto out;       /* written without targets: nothing to extend */
+	/* The current members, verified; agent: and group: targets only. */
+	for (size_t t = 0; t < rec->n_targets && rc == CF_OK; t++) {
+		const char *spec = rec->targets[t];
 		cf_error why = { 0 };
 		cf_status one;
 
@@ -190,16 +205,13 @@ static cf_status sync_one(cli_client *c, const char *name, int as_json,
 		unsigned char *der = NULL;
 		size_t len = 0;
 
-		if (has_recipient(json_object_get(recips, "recipients"),
+		if (left_out(rec, all.v[i].fp) ||
+		    has_recipient(json_object_get(recips, "recipients"),
 				  all.v[i].fp))
 			continue;
-		if (sealer == NULL) {
-			rc = own_signed(c, name, qname, version, &signed_der, err);
-			if (rc == CF_OK)
-				rc = cf_sealer_new(signed_der, &sealer, err);
-			if (rc != CF_OK)
-				break;
-		}
+		if (sealer == NULL &&
+		    (rc = cf_sealer_new(signed_der, &sealer, err)) != CF_OK)
+			break;
 		rc = cf_sealer_seal(sealer, all.v[i].cert, &der, &len, err);
 		if (rc != CF_OK)
 			break;
@@ -226,6 +238,7 @@ static cf_status sync_one(cli_client *c, const char *name, int as_json,
 					"version", (json_int_t)version,
 					"added", (json_int_t)*added,
 					"members", who);
+
 		if (doc != NULL &&
 		    json_dumpf(doc, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER) ==
 		    0)
@@ -241,16 +254,15 @@ static cf_status sync_one(cli_client *c, const char *name, int as_json,
 	}
 	fflush(stdout);
 out:
-	free(specs);
 	cf_sealer_free(sealer);
 	cf_secret_free(signed_der);
+	cf_record_free(rec);
 	cli_rcpts_free(&all);
 	json_decref(body);
 	json_decref(list);
 	json_decref(who);
 	json_decref(resp);
 	json_decref(recips);
-	json_decref(targets);
 	free(qname);
 	return rc;
 }

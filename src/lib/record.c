@@ -44,12 +44,60 @@ cf_record *cf_record_new(void)
 	return OPENSSL_zalloc(sizeof(cf_record));
 }
 
+static void strings_free(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		OPENSSL_free(v[i]);
+	OPENSSL_free(v);
+}
+
 void cf_record_free(cf_record *rec)
 {
 	if (rec == NULL)
 		return;
 	cf_secret_free(rec->value);
+	strings_free(rec->targets, rec->n_targets);
+	strings_free(rec->without, rec->n_without);
 	OPENSSL_free(rec);
+}
+
+static int is_fp(const char *s)
+{
+	if (strlen(s) != 64)
+		return 0;
+	for (size_t i = 0; i < 64; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return 0;
+	return 1;
+}
+
+cf_status cf_record_target_check(const char *spec, cf_error *err)
+{
+	if (spec == NULL)
+		return cf_error_set(err, CF_ERR_USAGE, "a target is missing");
+	if (strncmp(spec, "fp:", 3) == 0)
+		return is_fp(spec + 3) ? CF_OK : cf_error_set(err, CF_ERR_USAGE,
+			"target \"%.80s\": a fingerprint is 64 lower-case hex "
+			"characters", spec);
+	if (strncmp(spec, "agent:", 6) == 0)
+		return cf_name_check("agent name", spec + 6, err);
+	if (strncmp(spec, "group:", 6) == 0)
+		return cf_name_check("group name", spec + 6, err);
+	return cf_error_set(err, CF_ERR_USAGE, "target \"%.80s\" is none of "
+			    "agent:NAME, group:NAME, fp:FP", spec);
+}
+
+/* A JSON array of the n strings (NULL: out of memory). */
+static json_t *strings_json(char *const *v, size_t n)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; arr != NULL && i < n; i++)
+		if (json_array_append_new(arr, json_string(v[i])) != 0) {
+			json_decref(arr);
+			arr = NULL;
+		}
+	return arr;
 }
 
 static int is_tenant(const char *s)
@@ -92,6 +140,18 @@ cf_status cf_record_encode(const cf_record *rec, cf_secret **json,
 			vlen, CF_SECRET_MAX_BYTES);
 	if ((size_t)rec->type >= sizeof(type_names) / sizeof(type_names[0]))
 		return cf_error_set(err, CF_ERR_USAGE, "unknown record type");
+	if (rec->n_targets > CF_RECORD_TARGETS_MAX ||
+	    rec->n_without > CF_RECORD_TARGETS_MAX)
+		return cf_error_set(err, CF_ERR_TOO_LARGE, "a record names at "
+				    "most %d targets and %d left out",
+				    CF_RECORD_TARGETS_MAX, CF_RECORD_TARGETS_MAX);
+	for (size_t i = 0; i < rec->n_targets; i++)
+		if ((rc = cf_record_target_check(rec->targets[i], err)) != CF_OK)
+			return rc;
+	for (size_t i = 0; i < rec->n_without; i++)
+		if (!is_fp(rec->without[i]))
+			return cf_error_set(err, CF_ERR_USAGE, "a fingerprint left "
+					    "out is 64 lower-case hex characters");
 
 	b64 = cf_secret_new(cf_b64_encoded_len(vlen) + 1);
 	if (b64 == NULL)
@@ -109,6 +169,18 @@ cf_status cf_record_encode(const cf_record *rec, cf_secret **json,
 		"created", (json_int_t)rec->created,
 		"type", type_names[rec->type],
 		"value", (const char *)cf_secret_cdata(b64), cf_secret_len(b64));
+	if (obj != NULL && rec->n_targets > 0 &&
+	    json_object_set_new(obj, "targets",
+				strings_json(rec->targets, rec->n_targets)) != 0) {
+		json_decref(obj);
+		obj = NULL;
+	}
+	if (obj != NULL && rec->n_without > 0 &&
+	    json_object_set_new(obj, "without",
+				strings_json(rec->without, rec->n_without)) != 0) {
+		json_decref(obj);
+		obj = NULL;
+	}
 	if (obj == NULL) {
 		rc = cf_error_set(err, CF_ERR_NOMEM, "could not build the record");
 		goto out;
@@ -133,7 +205,46 @@ out:
 
 static const char *const known_keys[] = {
 	"v", "tenant", "name", "version", "created", "type", "value",
+	"targets", "without",
 };
+
+/*
+ * An optional array member of strings, each passing check (NULL: any):
+ * absent is none.  CF_ERR_RECORD for anything else.
+ */
+static cf_status parse_strings(json_t *obj, const char *key,
+			       cf_status (*check)(const char *, cf_error *),
+			       int fps, char ***out, size_t *n, cf_error *err)
+{
+	json_t *arr = json_object_get(obj, key), *v;
+	size_t i;
+
+	*out = NULL;
+	*n = 0;
+	if (arr == NULL)
+		return CF_OK;
+	if (!json_is_array(arr) || json_array_size(arr) == 0 ||
+	    json_array_size(arr) > CF_RECORD_TARGETS_MAX)
+		return cf_error_set(err, CF_ERR_RECORD, "record %s is not an "
+				    "array of 1 to %d strings", key,
+				    CF_RECORD_TARGETS_MAX);
+	*out = OPENSSL_zalloc(json_array_size(arr) * sizeof(char *));
+	if (*out == NULL)
+		return cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+	json_array_foreach(arr, i, v) {
+		const char *s = json_string_value(v);
+
+		if (s == NULL || strlen(s) != json_string_length(v) ||
+		    (check != NULL && check(s, NULL) != CF_OK) ||
+		    (fps && !is_fp(s)))
+			return cf_error_set(err, CF_ERR_RECORD, "record %s entry "
+					    "%zu is not valid", key, i + 1);
+		if (((*out)[i] = OPENSSL_strdup(s)) == NULL)
+			return cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+		(*n)++;
+	}
+	return CF_OK;
+}
 
 static cf_status check_keys(json_t *obj, cf_error *err)
 {
@@ -259,6 +370,12 @@ cf_status cf_record_parse(const unsigned char *json, size_t len,
 	}
 	rc = decode_value(json_string_value(value), json_string_length(value),
 			  &rec->value, err);
+	if (rc == CF_OK)
+		rc = parse_strings(obj, "targets", cf_record_target_check, 0,
+				   &rec->targets, &rec->n_targets, err);
+	if (rc == CF_OK)
+		rc = parse_strings(obj, "without", NULL, 1, &rec->without,
+				   &rec->n_without, err);
 	if (rc != CF_OK)
 		goto out;
 	memcpy(rec->tenant, json_string_value(tenant), 65);

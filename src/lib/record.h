@@ -25,6 +25,9 @@ typedef enum cf_record_type {
 	CF_TYPE_TEMPLATE,
 } cf_record_type;
 
+/* Optional members (docs/FORMAT.md section 1): at most this many each. */
+#define CF_RECORD_TARGETS_MAX 256
+
 typedef struct cf_record {
 	char tenant[65];                    /* hex SHA-256 of the root's DER */
 	char name[CF_NAME_MAX_BYTES + 1];
@@ -32,7 +35,23 @@ typedef struct cf_record {
 	int64_t created;                    /* UNIX seconds */
 	cf_record_type type;
 	cf_secret *value;                   /* owned; freed by cf_record_free */
+	/*
+	 * Who the writer sealed this version for, signed with it, so that
+	 * `coffer sync` and `coffer rotate` extend it only as the writer
+	 * meant and never as a server says: targets are "agent:NAME",
+	 * "group:NAME" or "fp:HEX64" (the writer's --to), without the
+	 * fingerprints it left out on purpose.  Both optional (n 0: the
+	 * member is not written).  Owned by the record when parsed
+	 * (cf_record_free frees them); when encoding, only read.
+	 */
+	char **targets;
+	size_t n_targets;
+	char **without;
+	size_t n_without;
 } cf_record;
+
+/* A target spec of a record: agent:NAME, group:NAME or fp:HEX64. */
+cf_status cf_record_target_check(const char *spec, cf_error *err);
 
 const char *cf_record_type_name(cf_record_type type);
 /* Returns 0 and sets *out when name is a known type, -1 otherwise. */

@@ -901,51 +901,6 @@ cf_status cf_store_envelopes_purge(cf_store *st, const char *tenant,
 
 /* ---- sync --------------------------------------------------------------------- */
 
-cf_status cf_store_targets_set(cf_store *st, const char *tenant,
-			       const char *name, int64_t version,
-			       const char *targets,
-			       const cf_audit_entry *audit, cf_error *err)
-{
-	cf_status rc;
-
-	if ((rc = need_tenant(st, tenant, err)) != CF_OK ||
-	    (rc = need_secret_name(name, err)) != CF_OK ||
-	    (rc = need_str(targets, CF_STORE_TARGETS_MAX, "targets", err)) !=
-		    CF_OK ||
-	    (rc = need_audit(audit, err)) != CF_OK)
-		return rc;
-	if (version < 1)
-		return cf_error_set(err, CF_ERR_USAGE, "store: a version is 1 "
-				    "or more");
-	return DISPATCH(st, targets_set, tenant, name, version, targets, audit,
-			err);
-}
-
-cf_status cf_store_targets_get(cf_store *st, const char *tenant,
-			       const char *name, int64_t version,
-			       char **targets, int64_t *version_out,
-			       cf_error *err)
-{
-	int64_t got = 0;
-	cf_status rc;
-
-	if (targets == NULL)
-		return no_output(err);
-	*targets = NULL;
-	if (version_out != NULL)
-		*version_out = 0;
-	if ((rc = need_tenant(st, tenant, err)) != CF_OK ||
-	    (rc = need_secret_name(name, err)) != CF_OK)
-		return rc;
-	if (version < 0)
-		return cf_error_set(err, CF_ERR_USAGE, "store: a negative version");
-	rc = DISPATCH(st, targets_get, tenant, name, version, targets, &got,
-		      err);
-	if (rc == CF_OK && version_out != NULL)
-		*version_out = got;
-	return rc;
-}
-
 cf_status cf_store_version_add(cf_store *st, const char *tenant,
 			       const char *name, int64_t version,
 			       int64_t now, const cf_envelope_in *envs,
@@ -1400,7 +1355,6 @@ const cf_copy_def cf_copy_tables[CF_COPY_COUNT] = {
 	  "bytes", "tttiiii" },
 	{ "command_mail", "seq, tenant, id, recipient, expires, envelope, "
 	  "answer_seq, answered, result", "itttibiib" },
-	{ "version_targets", "tenant, name, version, targets", "ttit" },
 	{ "acks", "tenant, name, agent, version, applied, result, reason, "
 	  "received, der", "tttiittib" },
 	{ "sequences", "name, seq", "ti" },

@@ -382,28 +382,8 @@ cf_status cf_store_envelopes_purge(cf_store *st, const char *tenant,
 				   const cf_audit_entry *audit,
 				   int64_t *removed, cf_error *err);
 
-/* ---- sync: a version's targets, more recipients for it ---------------- */
+/* ---- sync: more recipients for a version ------------------------------ */
 
-#define CF_STORE_TARGETS_MAX 4096  /* bytes of a version's target list */
-
-/*
- * Records the `--to` specs a version was written to ("group:web agent:x",
- * blank-separated; the writer's declaration, a hint for `coffer sync`,
- * which verifies everything itself), with the audit entry.  The version
- * must exist (CF_ERR_NOT_FOUND).  A second call replaces the list.
- */
-cf_status cf_store_targets_set(cf_store *st, const char *tenant,
-			       const char *name, int64_t version,
-			       const char *targets,
-			       const cf_audit_entry *audit, cf_error *err);
-/*
- * The targets of version (0: the latest, not deleted) of name; *targets
- * malloc'ed ("" when the writer recorded none), *version_out the version.
- */
-cf_status cf_store_targets_get(cf_store *st, const char *tenant,
-			       const char *name, int64_t version,
-			       char **targets, int64_t *version_out,
-			       cf_error *err);
 /*
  * Adds envelopes to version `version` of name for recipients that have
  * none of it yet, in one transaction: the version must still be the
@@ -648,11 +628,11 @@ cf_status cf_store_stats_get(cf_store *st, cf_store_stats *out, cf_error *err);
 /*
  * The tables a copy moves, in this order (parents before children):
  * tenants, certs, cert_groups, tokens, enrollments, versions, envelopes,
- * feed, audit, uploads, upload_envelopes, commands, command_mail,
- * version_targets, acks, and
+ * feed, audit, uploads, upload_envelopes, commands, command_mail, acks,
+ * and
  * "sequences" (the feed's and the mailbox's highest numbers given out).
  */
-#define CF_STORE_COPY_TABLES 16
+#define CF_STORE_COPY_TABLES 15
 
 typedef struct cf_store_copy_table {
 	const char *name;        /* static */

@@ -41,8 +41,7 @@ enum cf_copy_table {
 	CF_COPY_ENROLLMENTS, CF_COPY_VERSIONS, CF_COPY_ENVELOPES,
 	CF_COPY_FEED, CF_COPY_AUDIT, CF_COPY_UPLOADS,
 	CF_COPY_UPLOAD_ENVELOPES, CF_COPY_COMMANDS, CF_COPY_COMMAND_MAIL,
-	CF_COPY_VERSION_TARGETS, CF_COPY_ACKS, CF_COPY_SEQUENCES,
-	CF_COPY_COUNT
+	CF_COPY_ACKS, CF_COPY_SEQUENCES, CF_COPY_COUNT
 };
 
 typedef struct cf_copy_def {
@@ -160,14 +159,6 @@ typedef struct cf_store_ops {
 				     const cf_audit_entry *audit,
 				     int64_t *removed, cf_error *err);
 
-	cf_status (*targets_set)(cf_store *st, const char *tenant,
-				 const char *name, int64_t version,
-				 const char *targets,
-				 const cf_audit_entry *audit, cf_error *err);
-	cf_status (*targets_get)(cf_store *st, const char *tenant,
-				 const char *name, int64_t version,
-				 char **targets, int64_t *version_out,
-				 cf_error *err);
 	/* added, recipients_out, n_out are never NULL here. */
 	cf_status (*version_add)(cf_store *st, const char *tenant,
 				 const char *name, int64_t version,

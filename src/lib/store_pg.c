@@ -235,11 +235,6 @@
 	  "WITH ORDINALITY AS u(r, d, i)") \
 	X(S_ENVELOPE_DEL_NAME, "DELETE FROM envelopes " \
 	  "WHERE tenant = $1 AND name = $2") \
-	X(S_TARGETS_SET, "INSERT INTO version_targets (tenant, name, " \
-	  "version, targets) VALUES ($1, $2, $3, $4) ON CONFLICT " \
-	  "(tenant, name, version) DO UPDATE SET targets = EXCLUDED.targets") \
-	X(S_TARGETS_GET, "SELECT targets FROM version_targets " \
-	  "WHERE tenant = $1 AND name = $2 AND version = $3") \
 	X(S_ENVELOPE_HAS, "SELECT 1 FROM envelopes WHERE tenant = $1 " \
 	  "AND name = $2 AND recipient = $3 AND version = $4") \
 	X(S_VERSION_GROW, "UPDATE versions SET recipients = recipients + $4, " \
@@ -2560,89 +2555,6 @@ static cf_status live_version(pg_store *p, const char *tenant,
 	return rc;
 }
 
-static cf_status targets_set_once(pg_store *p, const char *tenant,
-				  const char *name, int64_t version,
-				  const char *targets,
-				  const cf_audit_entry *audit, cf_error *err)
-{
-	qargs a = { 0 };
-	cf_status rc;
-
-	if ((rc = tx_begin(p, err)) != CF_OK)
-		return rc;
-	a_text(&a, tenant);
-	a_text(&a, name);
-	a_int(&a, version);
-	a_text(&a, targets);
-	rc = run(p, S_TARGETS_SET, &a, "recording a version's targets", NULL,
-		 err);
-	if (rc != CF_OK && state_is(p, "23503"))
-		rc = cf_error_set(err, CF_ERR_NOT_FOUND, "secret %s has no "
-				  "version %lld", name, (long long)version);
-	if (rc == CF_OK)
-		rc = audit_write(p, audit, tenant, name, err);
-	return tx_end(p, rc, err);
-}
-
-static cf_status pg_targets_set(cf_store *st, const char *tenant,
-				const char *name, int64_t version,
-				const char *targets,
-				const cf_audit_entry *audit, cf_error *err)
-{
-	ATTEMPT(pg(st), err, targets_set_once(pg(st), tenant, name, version,
-					      targets, audit, err));
-}
-
-static int read_text_dup(const PGresult *r, int row, void *elem)
-{
-	char **out = elem;
-	size_t len = (size_t)PQgetlength(r, row, 0);
-
-	*out = malloc(len + 1);
-	if (*out == NULL)
-		return 0;
-	memcpy(*out, PQgetvalue(r, row, 0), len);
-	(*out)[len] = '\0';
-	return 1;
-}
-
-static cf_status targets_get_once(pg_store *p, const char *tenant,
-				  const char *name, int64_t version,
-				  char **targets, int64_t *version_out,
-				  cf_error *err)
-{
-	cf_secret_row latest;
-	qargs a = { 0 };
-	int found = 0;
-	cf_status rc;
-
-	*targets = NULL;
-	if (version == 0) {
-		if ((rc = live_version(p, tenant, name, &latest, err)) != CF_OK)
-			return rc;
-		version = latest.version;
-	}
-	a_text(&a, tenant);
-	a_text(&a, name);
-	a_int(&a, version);
-	rc = get_row(p, S_TARGETS_GET, &a, read_text_dup, targets, &found,
-		     "reading a version's targets", err);
-	if (rc == CF_OK && !found && (*targets = strdup("")) == NULL)
-		rc = nomem(p, "reading a version's targets", err);
-	if (rc == CF_OK)
-		*version_out = version;
-	return rc;
-}
-
-static cf_status pg_targets_get(cf_store *st, const char *tenant,
-				const char *name, int64_t version,
-				char **targets, int64_t *version_out,
-				cf_error *err)
-{
-	ATTEMPT(pg(st), err, targets_get_once(pg(st), tenant, name, version,
-					      targets, version_out, err));
-}
-
 static cf_status version_add_once(pg_store *p, const char *tenant,
 				  const char *name, int64_t version,
 				  int64_t now, const cf_envelope_in *envs,
@@ -4054,7 +3966,7 @@ static const char *const copy_order[CF_COPY_COUNT] = {
 	"id", "tenant, fp", "tenant, grp, fp", "id", "created, ord",
 	"tenant, name, version", "tenant, name, recipient, version", "seq",
 	"tenant, seq", "id", "upload, recipient", "tenant, id", "seq",
-	"tenant, name, version", "tenant, name, agent", NULL,
+	"tenant, name, agent", NULL,
 };
 
 #define COPY_SEQ_SQL "SELECT 'command_mail'::text, (SELECT CASE WHEN " \
@@ -4768,8 +4680,6 @@ static const cf_store_ops pg_ops = {
 	.secret_history = pg_secret_history,
 	.envelope_get = pg_envelope_get,
 	.secret_recipients = pg_secret_recipients,
-	.targets_set = pg_targets_set,
-	.targets_get = pg_targets_get,
 	.version_add = pg_version_add,
 	.recipient_names = pg_recipient_names,
 	.envelopes_purge = pg_envelopes_purge,

@@ -372,27 +372,6 @@ const cf_schema_step cf_schema_steps[] = {
 		" der BYTEA NOT NULL,"
 		" PRIMARY KEY (tenant, name, agent));",
 	},
-	/* 5: the --to specs a version was written to (coffer sync) */
-	{
-		.sqlite =
-		"CREATE TABLE version_targets ("
-		" tenant TEXT NOT NULL,"
-		" name TEXT NOT NULL,"
-		" version INTEGER NOT NULL,"
-		" targets TEXT NOT NULL,"
-		" PRIMARY KEY (tenant, name, version),"
-		" FOREIGN KEY (tenant, name, version)"
-		"  REFERENCES versions(tenant, name, version));",
-		.postgres =
-		"CREATE TABLE version_targets ("
-		" tenant " KEY ","
-		" name " KEY ","
-		" version BIGINT NOT NULL,"
-		" targets TEXT NOT NULL,"
-		" PRIMARY KEY (tenant, name, version),"
-		" FOREIGN KEY (tenant, name, version)"
-		"  REFERENCES versions(tenant, name, version));",
-	},
 };
 
 const int cf_schema_version =

@@ -218,10 +218,6 @@
 	  "AND f.recipient = u.recipient AND f.name = ?2 WHERE u.upload = ?4") \
 	X(S_UPLOAD_ENV_DEL, "DELETE FROM upload_envelopes WHERE upload = ?1") \
 	X(S_UPLOAD_DEL, "DELETE FROM uploads WHERE id = ?1") \
-	X(S_TARGETS_SET, "INSERT OR REPLACE INTO version_targets (tenant, " \
-	  "name, version, targets) VALUES (?1, ?2, ?3, ?4)") \
-	X(S_TARGETS_GET, "SELECT targets FROM version_targets " \
-	  "WHERE tenant = ?1 AND name = ?2 AND version = ?3") \
 	X(S_ENVELOPE_HAS, "SELECT 1 FROM envelopes WHERE tenant = ?1 " \
 	  "AND name = ?2 AND recipient = ?3 AND version = ?4") \
 	X(S_VERSION_GROW, "UPDATE versions SET recipients = recipients + ?4, " \
@@ -2156,75 +2152,6 @@ static cf_status live_version(sq_store *s, const char *tenant,
 	return rc;
 }
 
-static cf_status sq_targets_set(cf_store *st, const char *tenant,
-				const char *name, int64_t version,
-				const char *targets,
-				const cf_audit_entry *audit, cf_error *err)
-{
-	sq_store *s = sq(st);
-	sqlite3_stmt *q;
-	cf_status rc;
-	int src;
-
-	if ((rc = tx_begin(s, err)) != CF_OK)
-		return rc;
-	if ((q = prep(s, S_TARGETS_SET, err)) == NULL) {
-		rc = CF_ERR_STORE;
-		goto out;
-	}
-	bind_text(q, 1, tenant);
-	bind_text(q, 2, name);
-	sqlite3_bind_int64(q, 3, version);
-	bind_text(q, 4, targets);
-	src = sqlite3_step(q);
-	done(q);
-	if (src == SQLITE_CONSTRAINT_FOREIGNKEY)
-		rc = cf_error_set(err, CF_ERR_NOT_FOUND, "secret %s has no "
-				  "version %lld", name, (long long)version);
-	else if (src != SQLITE_DONE)
-		rc = db_fail(s, src, "recording a version's targets", err);
-	if (rc == CF_OK)
-		rc = audit_write(s, audit, tenant, name, err);
-out:
-	return tx_end(s, rc, err);
-}
-
-static cf_status sq_targets_get(cf_store *st, const char *tenant,
-				const char *name, int64_t version,
-				char **targets, int64_t *version_out,
-				cf_error *err)
-{
-	sq_store *s = sq(st);
-	cf_secret_row latest;
-	sqlite3_stmt *q;
-	cf_status rc;
-	int src;
-
-	if (version == 0) {
-		if ((rc = live_version(s, tenant, name, &latest, err)) != CF_OK)
-			return rc;
-		version = latest.version;
-	}
-	if ((q = prep(s, S_TARGETS_GET, err)) == NULL)
-		return CF_ERR_STORE;
-	bind_text(q, 1, tenant);
-	bind_text(q, 2, name);
-	sqlite3_bind_int64(q, 3, version);
-	src = sqlite3_step(q);
-	if (src == SQLITE_ROW)
-		rc = col_dup(q, 0, targets) ? CF_OK :
-		     nomem(s, "reading a version's targets", err);
-	else if (src == SQLITE_DONE)
-		rc = (*targets = strdup("")) != NULL ? CF_OK :
-		     nomem(s, "reading a version's targets", err);
-	else
-		rc = db_fail(s, src, "reading a version's targets", err);
-	done(q);
-	if (rc == CF_OK)
-		*version_out = version;
-	return rc;
-}
-
 static cf_status sq_version_add(cf_store *st, const char *tenant,
 				const char *name, int64_t version,
 				int64_t now, const cf_envelope_in *envs,
@@ -3361,7 +3288,7 @@ static const char *const copy_order[CF_COPY_COUNT] = {
 	"id", "tenant, fp", "tenant, grp, fp", "id", "created, rowid",
 	"tenant, name, version", "tenant, name, recipient, version", "seq",
 	"tenant, seq", "id", "upload, recipient", "tenant, id", "seq",
-	"tenant, name, version", "tenant, name, agent", NULL,
+	"tenant, name, agent", NULL,
 };
 
 /* The "sequences" rows: 0 for a table that never took a row. */
@@ -3770,8 +3697,6 @@ static const cf_store_ops sqlite_ops = {
 	.secret_history = sq_secret_history,
 	.envelope_get = sq_envelope_get,
 	.secret_recipients = sq_secret_recipients,
-	.targets_set = sq_targets_set,
-	.targets_get = sq_targets_get,
 	.version_add = sq_version_add,
 	.recipient_names = sq_recipient_names,
 	.envelopes_purge = sq_envelopes_purge,

@@ -551,6 +551,14 @@ static void crl_put(srv_req *r)
 			"again");
 		goto out;
 	}
+	/*
+	 * The purge first: should it fail, the CRL is not stored either and
+	 * pushing it again does both (after the CRL, a second push would
+	 * be refused as not newer and the envelopes stay).  The root's
+	 * signature already makes the revocation true.
+	 */
+	if (purge_revoked(r, id, crl, &purged) != 0)
+		goto out;
 	snprintf(object, sizeof(object), "%lld", (long long)number);
 	srv_audit_init(r, &audit, "crl.push", object, (int64_t)strlen(norm));
 	if (cf_store_tenant_set_crl(srv_req_store(r), id->tenant,
@@ -559,8 +567,6 @@ static void crl_put(srv_req *r)
 		goto out;
 	}
 	srv_tenants_changed();
-	if (purge_revoked(r, id, crl, &purged) != 0)
-		goto out;
 	api_reply(r, 200, json_pack("{s:I,s:I}", "number", (json_int_t)number,
 				    "purged", (json_int_t)purged));
 out:

@@ -10,11 +10,11 @@
  *                                        secret.write on N; anyone: only
  *                                        the envelope addressed to itself
  *   GET    /v1/secrets/recipients?name=N secret.read or secret.write on N
- *   DELETE /v1/secrets/envelopes?recipient=FP  a recipient's envelopes of
- *                                        the names the caller may write
+ *   DELETE /v1/secrets/envelopes?recipient=FP[&name=N]  a recipient's
+ *                                        envelopes of the names (or N)
+ *                                        the caller may write
  *   POST   /v1/secrets/envelopes?name=N&version=V  secret.write on N:
  *                                        more recipients for the latest
- *   PUT|GET /v1/secrets/targets?name=N   the --to specs of a version
  *   GET    /v1/agent/secrets             anyone: its own feed (long-poll),
  *                                        with ?commands=C also the commands
  *                                        pending for it (api_commands.c)
@@ -326,8 +326,11 @@ static void envelopes_purge(srv_req *r)
 	int64_t removed = 0;
 	cf_error err;
 
+	const char *only = srv_req_param(r, "name");
+
 	if (api_need_operator(r, id, "removing a recipient's envelopes") != 0 ||
-	    api_param_hex(r, "recipient", 64, &fp) != 0)
+	    api_param_hex(r, "recipient", 64, &fp) != 0 ||
+	    (only != NULL && api_name_ok(r, "name", only) != 0))
 		return;
 	if (fp == NULL) {
 		srv_reply_error(r, 400, "bad_request", "give ?recipient=FP, the "
@@ -347,6 +350,8 @@ static void envelopes_purge(srv_req *r)
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
+		if (only != NULL && strcmp(only, names[i]) != 0)
+			continue;
 		if (srv_allows(id, "secret.write", names[i])) {
 			memcpy(mine[n_mine++], names[i], sizeof(names[i]));
 			json_array_append_new(purged, json_string(names[i]));
@@ -370,72 +375,7 @@ out:
 	free(names);
 }
 
-/* ---- /v1/secrets/targets, POST /v1/secrets/envelopes (coffer sync) ------------ */
-
-#define TARGETS_MAX 4096
-
-static void targets_put(srv_req *r)
-{
-	const srv_identity *id = srv_req_identity(r);
-	const char *name, *targets;
-	int64_t version;
-	cf_audit_entry audit;
-	json_t *body;
-	cf_error err;
-
-	if (api_param_name(r, "name", &name) != 0 ||
-	    api_param_int(r, "version", 1, VERSION_MAX, 0, &version) != 0)
-		return;
-	if (!srv_allows(id, "secret.write", name)) {
-		api_deny_name(r, id, "secret.write", name);
-		return;
-	}
-	if (version == 0) {
-		srv_reply_error(r, 400, "bad_request", "give ?version=V, the "
-			"version whose targets these are");
-		return;
-	}
-	if ((body = srv_req_json(r)) == NULL)
-		return;
-	if (api_str(r, body, "targets", TARGETS_MAX, 1, &targets) != 0)
-		goto out;
-	srv_audit_init(r, &audit, "secret.targets", name, 0);
-	if (cf_store_targets_set(srv_req_store(r), id->tenant, name, version,
-				 targets, &audit, &err) != CF_OK) {
-		api_fail(r, &err, "recording a version's targets");
-		goto out;
-	}
-	api_reply(r, 200, json_pack("{s:s,s:I,s:s}", "name", name, "version",
-				    (json_int_t)version, "targets", targets));
-out:
-	json_decref(body);
-}
-
-static void targets_get(srv_req *r)
-{
-	const srv_identity *id = srv_req_identity(r);
-	const char *name;
-	char *targets = NULL;
-	int64_t version, got = 0;
-	cf_error err;
-
-	if (api_need_operator(r, id, "reading a version's targets") != 0 ||
-	    api_param_name(r, "name", &name) != 0 ||
-	    api_param_int(r, "version", 1, VERSION_MAX, 0, &version) != 0)
-		return;
-	if (!may_read(id, name)) {
-		api_deny_name(r, id, "secret.read or secret.write", name);
-		return;
-	}
-	if (cf_store_targets_get(srv_req_store(r), id->tenant, name, version,
-				 &targets, &got, &err) != CF_OK) {
-		api_fail(r, &err, "reading a version's targets");
-		return;
-	}
-	api_reply(r, 200, json_pack("{s:s,s:I,s:s}", "name", name, "version",
-				    (json_int_t)got, "targets", targets));
-	free(targets);
-}
+/* ---- POST /v1/secrets/envelopes (coffer sync) ------------------------------------ */
 
 static void envelopes_add(srv_req *r)
 {
@@ -671,8 +611,6 @@ const srv_route srv_routes_secrets[] = {
 	{"GET", "/v1/secrets/recipients", 0, 0, secret_recipients},
 	{"DELETE", "/v1/secrets/envelopes", 0, 0, envelopes_purge},
 	{"POST", "/v1/secrets/envelopes", 0, 0, envelopes_add},
-	{"PUT", "/v1/secrets/targets", 0, 0, targets_put},
-	{"GET", "/v1/secrets/targets", 0, 0, targets_get},
 	{"GET", "/v1/agent/secrets", 0, 0, feed},
 	{NULL, NULL, 0, 0, NULL},
 };

@@ -40,13 +40,16 @@ put()
 	rm -f "$W/value"
 }
 
-# envelopes_of FP: how many envelopes the server's database holds for FP.
+# envelopes_of FP [NAME]: how many envelopes the server's database holds
+# for FP (of NAME only, if given).
 envelopes_of()
 {
 	python3 -c 'import sqlite3, sys
 db = sqlite3.connect(sys.argv[1], timeout=10)
-print(db.execute("SELECT COUNT(*) FROM envelopes WHERE recipient = ?",
-                 (sys.argv[2],)).fetchone()[0])' "$DB" "$1"
+name = sys.argv[3] if len(sys.argv) > 3 else None
+print(db.execute("SELECT COUNT(*) FROM envelopes WHERE recipient = ? "
+                 "AND (? IS NULL OR name = ?)",
+                 (sys.argv[2], name, name)).fetchone()[0])' "$DB" "$@"
 }
 
 
@@ -54,6 +57,7 @@ step "PKI, server, three agents of group web"
 mk_ca "$W/ca" Acme
 mk_operator alice "$W/ca" 'secret.write:prod/**'
 mk_operator mallory "$W/ca" 'secret.write:prod/**'
+mk_operator eve "$W/ca" 'secret.read:**'
 mk_cert bob enroller "$W/ca" --perm 'agent.enroll:web' --perm 'token.create:web'
 expect_ok coffer server init --dir "$W/srv"
 expect_ok coffer server tenant add --dir "$W/srv" "$W/ca/root.crt"
@@ -120,8 +124,9 @@ step "rotate --without web-2 --generate 24: a new value, web-2's envelopes gone"
 expect_ok as alice rotate prod/db --without "$FP2" --generate 24 --json
 json_assert "$OUT" "d['rotated'][0]['name']" prod/db \
 	"d['rotated'][0]['version']" 3 "d['rotated'][0]['recipients']" 2 \
-	"d['rotated'][0]['generated']" true "d['purged'][0]['recipient']" "$FP2" \
-	"d['purged'][0]['names']" '["prod/api", "prod/db"]' "len(d['purged'])" 1
+	"d['rotated'][0]['generated']" true \
+	"d['rotated'][0]['purged'][0]['recipient']" "$FP2" \
+	"d['rotated'][0]['purged'][0]['removed']" 2 "len(d['rotated'][0]['purged'])" 1
 for _ in $(seq 1 100); do
 	new=$(cat "$W/out1/db")
 	[ "$new" != old-db-2 ] && break
@@ -129,18 +134,45 @@ for _ in $(seq 1 100); do
 done
 [ "$new" != old-db-2 ] || fail "web-1 did not get the rotated value"
 [[ "$new" =~ ^[A-Za-z0-9]{24}$ ]] || fail "the generated value is not 24 alphanumerics: $new"
-assert_eq "$(envelopes_of "$FP2")" 0 "web-2's envelopes left in the database"
+assert_eq "$(envelopes_of "$FP2" prod/db)" 0 "web-2's envelopes of prod/db left in the database"
+# Only the rotated name: prod/api was not rotated, web-2 keeps it.
+assert_eq "$(envelopes_of "$FP2" prod/api)" 1 "web-2's envelopes of prod/api"
 expect_exit 9 as web-2 get prod/db
 assert_eq "$(cat "$W/out2/db")" old-db-2 "web-2 keeps only what it already had"
 
 
-step "rotate --all: the writer's own values, the same recipients"
+step "rotate --all: the writer's own values, the targets signed in each record"
 expect_ok as alice rotate --all
 grep -q "rotated prod/api: version 2" "$OUT" || fail "prod/api not rotated: $(cat "$OUT")"
 grep -q "rotated prod/db: version 4" "$OUT" || fail "prod/db not rotated: $(cat "$OUT")"
 wait_file "$W/out1/db" "$new" 15 "$W/agent1.log"
+# prod/db's record carries web-2 as left out: it stays out (alice, web-1);
+# prod/api never left anybody out: web-2 is still a member of group:web.
 expect_ok as alice history prod/db --json
 json_assert "$OUT" "d['versions'][0]['version']" 4 "d['versions'][0]['recipients']" 2
+expect_ok as alice history prod/api --json
+json_assert "$OUT" "d['versions'][0]['recipients']" 3
+expect_exit 9 as web-2 get prod/db
+expect_ok as web-2 get prod/api
+
+
+step "a hostile server cannot widen a rotation"
+# The server's directory answers and its recipient lists are not where the
+# recipients come from: a fingerprint the server adds to a version's
+# envelopes (here: eve's, a valid operator of the same root) is not sealed
+# to at the next rotation, because the signed record names group:web.
+expect_ok as eve ls
+FPM=$(fingerprint "$W/eve.crt")
+python3 -c 'import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], timeout=10)
+v = db.execute("SELECT MAX(version) FROM versions WHERE name = ?", ("prod/api",)).fetchone()[0]
+seq = db.execute("SELECT MAX(seq) FROM envelopes").fetchone()[0] + 1
+db.execute("INSERT INTO envelopes (tenant, name, version, recipient, seq, der) "
+           "SELECT tenant, name, version, ?, ?, der FROM envelopes WHERE name = ? "
+           "AND version = ? LIMIT 1", (sys.argv[2], seq, "prod/api", v))
+db.commit()' "$DB" "$FPM" || fail "cannot edit the database"
+expect_ok as alice rotate prod/api --generate 16
+assert_eq "$(envelopes_of "$FPM" prod/api)" 1 "envelopes for eve after the rotation (only the planted one)"
 expect_exit 2 as alice rotate --all prod/db
 expect_refusal 2 as alice rotate prod/db --without "$(fingerprint "$W/alice.crt")"
 

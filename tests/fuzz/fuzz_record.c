@@ -28,12 +28,26 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
+static int same_strings(char *const *a, size_t na, char *const *b, size_t nb)
+{
+	if (na != nb)
+		return 0;
+	for (size_t i = 0; i < na; i++)
+		if (strcmp(a[i], b[i]) != 0)
+			return 0;
+	return 1;
+}
+
 static int same_record(const cf_record *a, const cf_record *b)
 {
 	return strcmp(a->tenant, b->tenant) == 0 &&
 	       strcmp(a->name, b->name) == 0 && a->version == b->version &&
 	       a->created == b->created && a->type == b->type &&
-	       cf_secret_equal(a->value, b->value);
+	       cf_secret_equal(a->value, b->value) &&
+	       same_strings(a->targets, a->n_targets, b->targets,
+			    b->n_targets) &&
+	       same_strings(a->without, a->n_without, b->without,
+			    b->n_without);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

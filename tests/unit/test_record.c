@@ -273,6 +273,60 @@ static void duplicate_and_unknown_keys(void **state)
 		    GOOD_CREATED, GOOD_TYPE, GOOD_VALUE, ",\"\":0");
 }
 
+/* targets and without: optional, signed with the rest, strict. */
+static void targets_and_without(void **state)
+{
+	static const unsigned char value[] = "hi";
+	char *targets[] = { "group:web", "agent:db-1",
+		"fp:" "0123456789abcdef0123456789abcdef"
+		"0123456789abcdef0123456789abcdef" };
+	char *without[] = { "fedcba9876543210fedcba9876543210"
+			    "fedcba9876543210fedcba9876543210" };
+	cf_record *rec = record_of(CF_TYPE_TEXT, value, 2), *back;
+	cf_secret *json = NULL;
+	cf_error err = { 0 };
+
+	(void)state;
+	/* Without them the encoding is the seven members, as before. */
+	assert_status(CF_OK, cf_record_encode(rec, &json, &err), &err);
+	assert_null(strstr((const char *)cf_secret_cdata(json), "targets"));
+	cf_secret_free(json);
+	rec->targets = targets;
+	rec->n_targets = 3;
+	rec->without = without;
+	rec->n_without = 1;
+	back = round_trip(rec);
+	assert_int_equal(back->n_targets, 3);
+	assert_string_equal(back->targets[1], "agent:db-1");
+	assert_int_equal(back->n_without, 1);
+	assert_string_equal(back->without[0], without[0]);
+	cf_record_free(back);
+	/* Refused when encoding: a bad spec. */
+	targets[0] = "host:x";
+	assert_status(CF_ERR_USAGE, cf_record_encode(rec, &json, &err), &err);
+	rec->targets = NULL;
+	rec->n_targets = 0;
+	rec->without = NULL;
+	rec->n_without = 0;
+	cf_record_free(rec);
+	/* Refused when parsing: empty, not strings, bad specs, bad fps. */
+	expect_with(CF_ERR_RECORD, GOOD_V, GOOD_TENANT, GOOD_NAME, GOOD_VERSION,
+		    GOOD_CREATED, GOOD_TYPE, GOOD_VALUE, ",\"targets\":[]");
+	expect_with(CF_ERR_RECORD, GOOD_V, GOOD_TENANT, GOOD_NAME, GOOD_VERSION,
+		    GOOD_CREATED, GOOD_TYPE, GOOD_VALUE, ",\"targets\":[1]");
+	expect_with(CF_ERR_RECORD, GOOD_V, GOOD_TENANT, GOOD_NAME, GOOD_VERSION,
+		    GOOD_CREATED, GOOD_TYPE, GOOD_VALUE,
+		    ",\"targets\":[\"group:../x\"]");
+	expect_with(CF_ERR_RECORD, GOOD_V, GOOD_TENANT, GOOD_NAME, GOOD_VERSION,
+		    GOOD_CREATED, GOOD_TYPE, GOOD_VALUE, ",\"without\":[\"ab\"]");
+	expect_with(CF_ERR_RECORD, GOOD_V, GOOD_TENANT, GOOD_NAME, GOOD_VERSION,
+		    GOOD_CREATED, GOOD_TYPE, GOOD_VALUE,
+		    ",\"targets\":\"group:web\"");
+	expect_with(CF_OK, GOOD_V, GOOD_TENANT, GOOD_NAME, GOOD_VERSION,
+		    GOOD_CREATED, GOOD_TYPE, GOOD_VALUE,
+		    ",\"targets\":[\"group:web\"]");
+}
+
 static void wrong_format_version(void **state)
 {
 	static const char *const bad[] = { "2", "0", "-1", "1.0", "\"1\"", "true",
@@ -492,6 +546,7 @@ int main(void)
 		cmocka_unit_test(one_mebibyte_value),
 		cmocka_unit_test(over_limit_value),
 		cmocka_unit_test(duplicate_and_unknown_keys),
+		cmocka_unit_test(targets_and_without),
 		cmocka_unit_test(wrong_format_version),
 		cmocka_unit_test(bad_tenant),
 		cmocka_unit_test(bad_name),

@@ -2,7 +2,7 @@
  * test_store_recipients.c - who holds a version, in the store (store.h,
  * "removal" and "sync"): the recipients of a version, the names a
  * recipient has envelopes of, purging one recipient's envelopes and feed
- * entries, a version's targets, and adding recipients to a version,
+ * entries, and adding recipients to a version,
  * on SQLite in a temp dir or on the database COFFER_TEST_STORE_URL names
  * (tests/pg runs it on PostgreSQL).
  */
@@ -206,34 +206,19 @@ static void test_purge(void **state)
 	free(names);
 }
 
-static void test_targets_and_add(void **state)
+static void test_version_add(void **state)
 {
 	fx_db *db = *state;
 	const char *first[] = { AGENT_A, WRITER };
 	cf_audit_entry a = audit_of(db, "secret.add");
 	cf_envelope_in envs[2];
-	char *targets = NULL, (*woken)[65] = NULL;
+	char (*woken)[65] = NULL;
 	cf_feed_item *items = NULL;
-	int64_t v = 0, added = -1, cursor = 0;
+	int64_t added = -1, cursor = 0;
 	size_t n = 0, n_woken = 0;
 	cf_error err = { 0 };
 
 	put(db, "prod/db", 1, first, 2);
-	/* No targets recorded: "". */
-	assert_status(CF_OK, cf_store_targets_get(db->st, db->tenant, "prod/db",
-		      0, &targets, &v, &err), &err);
-	assert_string_equal(targets, "");
-	assert_int_equal(v, 1);
-	free(targets);
-	a = audit_of(db, "secret.targets");
-	assert_status(CF_OK, cf_store_targets_set(db->st, db->tenant, "prod/db",
-		      1, "group:web agent:db-1", &a, &err), &err);
-	assert_status(CF_ERR_NOT_FOUND, cf_store_targets_set(db->st,
-		      db->tenant, "prod/db", 9, "group:web", &a, &err), &err);
-	assert_status(CF_OK, cf_store_targets_get(db->st, db->tenant, "prod/db",
-		      0, &targets, &v, &err), &err);
-	assert_string_equal(targets, "group:web agent:db-1");
-	free(targets);
 	/* A and B: A has one already, B is new. */
 	for (int i = 0; i < 2; i++) {
 		memcpy(envs[i].recipient, i == 0 ? AGENT_A : AGENT_B, 65);
@@ -275,7 +260,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_recipients, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_purge, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_targets_and_add, setup,
+		cmocka_unit_test_setup_teardown(test_version_add, setup,
 						teardown),
 	};
 
