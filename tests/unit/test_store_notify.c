@@ -184,7 +184,7 @@ static void sqlite_has_none(void **state)
 
 static void pg_wakes(void **state)
 {
-	char (*fps)[65] = calloc(MANY, 65);
+	char (*fps)[65] = NULL;
 	char bad[65] = TENANT;
 	cf_store_listener *l = NULL;
 	cf_store *st = NULL;
@@ -198,6 +198,7 @@ static void pg_wakes(void **state)
 	(void)state;
 	if (pg_url == NULL)
 		skip();
+	fps = calloc(MANY, 65);
 	assert_non_null(fps);
 	for (size_t i = 0; i < MANY; i++)
 		fp_of(i, fps[i]);
