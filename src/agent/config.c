@@ -906,7 +906,7 @@ static cf_status parse_args(struct parser *p, ag_action *a, const char *value)
 	if (strlen(value) > ARGS_PATTERN_MAX)
 		return fail_at(p, p->line, "args: the pattern is longer than %u "
 			       "bytes; an argument pattern is short, e.g. args = "
-			       "[a-z0-9-]+", ARGS_PATTERN_MAX);
+			       "[a-z0-9][a-z0-9-]*", ARGS_PATTERN_MAX);
 	pos = 0;
 	cost = pattern_cost(value, &pos, 0);
 	if (cost > ARGS_PATTERN_COST_MAX)
@@ -925,7 +925,7 @@ static cf_status parse_args(struct parser *p, ag_action *a, const char *value)
 		return fail_at(p, p->line, "args: \"%.200s\" is not a POSIX "
 			       "extended regular expression (%s); write none, any, "
 			       "or a pattern each argument must match in full, e.g. "
-			       "args = [a-z0-9-]+", value, why);
+			       "args = [a-z0-9][a-z0-9-]*", value, why);
 	}
 	regfree(&alone);
 	if (unmatched_close(value))

@@ -324,13 +324,15 @@ static cf_status page_start(struct page *pg, json_t *resp,
 	size_t i, threads = cli_threads();
 
 	memset(pg, 0, sizeof(*pg));
-	pg->resp = resp;
 	pg->n = json_array_size(certs);
+	if (pg->n > 0 && (pg->k = calloc(pg->n, sizeof(*pg->k))) == NULL) {
+		pg->n = 0;
+		/* resp stays the caller's on failure: it frees it. */
+		return cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+	}
+	pg->resp = resp;
 	if (pg->n == 0)
 		return CF_OK;
-	pg->k = calloc(pg->n, sizeof(*pg->k));
-	if (pg->k == NULL)
-		return cf_error_set(err, CF_ERR_NOMEM, "out of memory");
 	json_array_foreach(certs, i, e) {
 		pg->k[i].pem = cli_json_str(e, "cert");
 		pg->k[i].chain_json = json_object_get(e, "chain");

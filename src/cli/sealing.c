@@ -329,9 +329,15 @@ cf_status cli_sealpool_next(cli_sealpool *p, unsigned char **der, size_t *len,
 	struct slot *s;
 	cf_status rc = CF_OK;
 
+	size_t fail_at;
+
 	*der = NULL;
 	*len = 0;
-	if (p->taken >= p->n || p->taken >= p->fail_at)
+	/* fail_at is the workers' to write, under mu. */
+	pthread_mutex_lock(&p->mu);
+	fail_at = p->fail_at;
+	pthread_mutex_unlock(&p->mu);
+	if (p->taken >= p->n || p->taken >= fail_at)
 		return cf_error_set(err, CF_ERR_USAGE, "the sealing pool has "
 				    "no more envelopes");
 	if (p->inline_sealer != NULL) {

@@ -617,6 +617,9 @@ static void run_usage(FILE *out)
 		"--burst N           the rate bucket's size\n"
 		"--idle-timeout S    close idle keep-alive connections (default 120)\n"
 		"--request-timeout S handshake + one whole request (default 10)\n"
+		"--metrics-every S   recompute /metrics' rollout figures (whole-\n"
+		"                    database queries) at most every S seconds\n"
+		"                    (default 60; 0: at every scrape)\n"
 		"--sync-full         fsync every commit (survives power loss)\n"
 		"--log-level L       debug logs one line per request (default info)\n"
 		"--port-file F       write the listening port of the first --listen\n");
@@ -642,6 +645,7 @@ static int server_run(int argc, char **argv)
 		{ "burst", required_argument, NULL, 12 },
 		{ "request-timeout", required_argument, NULL, 13 },
 		{ "db", required_argument, NULL, 14 },
+		{ "metrics-every", required_argument, NULL, 15 },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};

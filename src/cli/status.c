@@ -209,8 +209,11 @@ static void print_agents(const json_t *doc, int k)
 		return;
 	printf("  %s:\n", state_titles[k]);
 	json_array_foreach(list, i, a) {
+		char pfp[80];
+
 		printf("    %-24s %.16s", cli_printable(cli_json_str(a, "name"),
-		       name, sizeof(name)), cli_json_str(a, "fp"));
+		       name, sizeof(name)), cli_printable(cli_json_str(a, "fp"),
+		       pfp, sizeof(pfp)));
 		if (json_object_get(a, "version") != NULL) {
 			cli_unix_iso(cli_json_int(a, "time"), when, sizeof(when));
 			printf("  v%lld %s at %s", cli_json_int(a, "version"),
@@ -243,10 +246,13 @@ static void print_doc(const json_t *doc)
 	for (int k = 0; k < S_COUNT; k++)
 		print_agents(doc, k);
 	json_array_foreach(json_object_get(doc, "exposed"), i, x) {
+		char pkind[32], pfp[80];
+
 		printf("  EXPOSED: %s \"%s\" (%.16s...), revoked, %s",
-		       cli_json_str(x, "kind"),
+		       cli_printable(cli_json_str(x, "kind"), pkind,
+				     sizeof(pkind)),
 		       cli_printable(cli_json_str(x, "name"), cn, sizeof(cn)),
-		       cli_json_str(x, "fp"),
+		       cli_printable(cli_json_str(x, "fp"), pfp, sizeof(pfp)),
 		       strcmp(cli_json_str(x, "via"), "ack") == 0 ?
 		       "acknowledged the current value, version" :
 		       "still has envelopes of version");

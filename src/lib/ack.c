@@ -64,6 +64,46 @@ static int is_text(const char *s)
 	return 1;
 }
 
+/*
+ * The length of the well-formed UTF-8 sequence at s (at most left bytes),
+ * 0 if it is not one: overlong forms, surrogates and values above
+ * U+10FFFF are not well-formed (RFC 3629).
+ */
+static size_t utf8_len(const unsigned char *s, size_t left)
+{
+	unsigned c = s[0];
+	size_t n;
+	unsigned min, v;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf) {
+		n = 2;
+		min = 0x80;
+		v = c & 0x1f;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		n = 3;
+		min = 0x800;
+		v = c & 0x0f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		n = 4;
+		min = 0x10000;
+		v = c & 0x07;
+	} else {
+		return 0;
+	}
+	if (left < n)
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		v = (v << 6) | (s[i] & 0x3f);
+	}
+	if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
+		return 0;
+	return n;
+}
+
 void cf_ack_set_reason(cf_ack *ack, const char *reason)
 {
 	size_t len = reason != NULL ? strlen(reason) : 0;
@@ -80,6 +120,19 @@ void cf_ack_set_reason(cf_ack *ack, const char *reason)
 	for (size_t i = 0; i < len; i++)
 		if ((unsigned char)ack->reason[i] < 0x20 || ack->reason[i] == 0x7f)
 			ack->reason[i] = ' ';
+	/* JSON strings are UTF-8: a byte that starts no valid sequence (a
+	 * Latin-1 path in an error message) becomes '?', or the ack could
+	 * never be encoded. */
+	for (size_t i = 0; i < len;) {
+		size_t n = utf8_len((const unsigned char *)ack->reason + i,
+				    len - i);
+
+		if (n == 0) {
+			ack->reason[i++] = '?';
+			continue;
+		}
+		i += n;
+	}
 }
 
 /* Every field within its bounds; which says what is wrong. */

@@ -4081,8 +4081,8 @@ static cf_status pg_copy_in_begin(cf_store *st, cf_error *err)
 		    "SET LOCAL idle_in_transaction_session_timeout = 0; "
 		    "LOCK TABLE tenants, certs, cert_groups, tokens, "
 		    "enrollments, versions, envelopes, feed, audit, uploads, "
-		    "upload_envelopes, commands, command_mail IN EXCLUSIVE "
-		    "MODE", "locking the tables to copy into", err);
+		    "upload_envelopes, commands, command_mail, acks IN "
+		    "EXCLUSIVE MODE", "locking the tables to copy into", err);
 	for (int t = 0; rc == CF_OK && t < CF_COPY_SEQUENCES; t++) {
 		PGresult *r;
 

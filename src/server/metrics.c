@@ -12,6 +12,7 @@
  * count does not grow with the fleet (docs/OPERATIONS.md).
  */
 #include <event2/buffer.h>
+#include <pthread.h>
 #include <stdlib.h>
 
 #include "api.h"
@@ -60,13 +61,50 @@ static void gauge(struct evbuffer *b, const char *name, const char *help,
 }
 
 /* The rollout totals (cf_store_rollout_stats, api_exposed_count). */
+/*
+ * The rollout figures cost whole-database queries, and /metrics is
+ * public: they are computed at most once per --metrics-every seconds on
+ * any thread, and every other scrape prints the cached values.
+ */
+static pthread_mutex_t rollout_mu = PTHREAD_MUTEX_INITIALIZER;
+static int64_t rollout_at;          /* when last computed, 0: never */
+static int rollout_ok, exposed_ok;
+static cf_rollout_stats rollout_cache;
+static int64_t exposed_cache;
+
 static void rollout_gauges(struct evbuffer *b, cf_store *store)
 {
 	cf_rollout_stats ro = { 0 };
 	cf_error err = { 0 };
-	int64_t exposed = 0;
+	int64_t exposed = 0, now = srv_now();
+	int fresh = 0, ro_ok, ex_ok;
 
-	if (cf_store_rollout_stats(store, &ro, &err) == CF_OK) {
+	pthread_mutex_lock(&rollout_mu);
+	if (rollout_at == 0 ||
+	    now - rollout_at >= (int64_t)srv_cfg->metrics_every_s) {
+		rollout_at = now;   /* claimed: concurrent scrapes use the cache */
+		fresh = 1;
+	}
+	ro = rollout_cache;
+	exposed = exposed_cache;
+	ro_ok = rollout_ok;
+	ex_ok = exposed_ok;
+	pthread_mutex_unlock(&rollout_mu);
+	if (fresh) {
+		ro_ok = cf_store_rollout_stats(store, &ro, &err) == CF_OK;
+		if (!ro_ok)
+			srv_log(SRV_LOG_WARN, "/metrics: %s", err.msg);
+		ex_ok = api_exposed_count(store, &exposed, &err) == CF_OK;
+		if (!ex_ok)
+			srv_log(SRV_LOG_WARN, "/metrics: %s", err.msg);
+		pthread_mutex_lock(&rollout_mu);
+		rollout_cache = ro;
+		exposed_cache = exposed;
+		rollout_ok = ro_ok;
+		exposed_ok = ex_ok;
+		pthread_mutex_unlock(&rollout_mu);
+	}
+	if (ro_ok) {
 		evbuffer_add_printf(b,
 			"# HELP coffer_rollout_agents Agent recipients of the "
 			"secrets' latest versions, by what their acknowledgements say.\n"
@@ -76,15 +114,11 @@ static void rollout_gauges(struct evbuffer *b, cf_store *store)
 			"coffer_rollout_agents{state=\"failed\"} %lld\n",
 			(long long)ro.up_to_date, (long long)ro.behind,
 			(long long)ro.failed);
-	} else {
-		srv_log(SRV_LOG_WARN, "/metrics: %s", err.msg);
 	}
-	if (api_exposed_count(store, &exposed, &err) == CF_OK)
+	if (ex_ok)
 		gauge(b, "coffer_secrets_exposed",
 		      "Secrets with a stored envelope addressed to a revoked "
 		      "certificate (rotate them).", "gauge", exposed);
-	else
-		srv_log(SRV_LOG_WARN, "/metrics: %s", err.msg);
 }
 
 void srv_handle_metrics(srv_req *r)

@@ -129,6 +129,7 @@ void srv_config_defaults(srv_config *c)
 	c->rate_per_s = 20;
 	c->rate_burst = 40;
 	c->idle_timeout_s = 120;
+	c->metrics_every_s = 60;
 	c->request_timeout_s = 10;
 	c->log_level = SRV_LOG_INFO;
 }
@@ -264,6 +265,9 @@ cf_status srv_config_set(srv_config *c, const char *key, const char *value,
 	} else if (strcmp(key, "idle-timeout") == 0) {
 		rc = parse_num(key, value, 1, 86400, &v, err);
 		c->idle_timeout_s = (unsigned)v;
+	} else if (strcmp(key, "metrics-every") == 0) {
+		rc = parse_num(key, value, 0, 86400, &v, err);
+		c->metrics_every_s = (unsigned)v;
 	} else if (strcmp(key, "request-timeout") == 0) {
 		rc = parse_num(key, value, 1, 3600, &v, err);
 		c->request_timeout_s = (unsigned)v;
@@ -724,9 +728,20 @@ static void on_listener(evutil_socket_t fd, short what, void *arg)
 		m->listen_ev = NULL;
 		relisten_later(m);
 	}
-	/* Several tenant changes in one read: one re-read. */
-	if (m->reload_tenants)
-		srv_auth_reload(m->store, 1);
+	/*
+	 * Several tenant changes in one read: one re-read; and at most one
+	 * a second (any database role may NOTIFY): a later change within the
+	 * second is picked up by the 5 s refresh at the latest.
+	 */
+	if (m->reload_tenants) {
+		static int64_t last;
+		int64_t now = srv_now();
+
+		if (now != last) {
+			last = now;
+			srv_auth_reload(m->store, 1);
+		}
+	}
 }
 
 /* Watches the listener's (new) descriptor: 0, or -1 with a reconnection

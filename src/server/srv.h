@@ -37,6 +37,7 @@ typedef struct srv_config {
 	int burst_set;                 /* burst was given: rate leaves it */
 	unsigned idle_timeout_s;       /* keep-alive connection idle, 120 */
 	unsigned request_timeout_s;    /* handshake / reading a request, 10 */
+	unsigned metrics_every_s;      /* rollout figures of /metrics, 60 */
 	int sync_full;                 /* CF_STORE_SYNC_FULL */
 	int log_level;                 /* enum srv_log_level */
 	char *port_file;               /* write the bound port here */

@@ -79,7 +79,7 @@ run = /bin/sh -c "echo ran >>'$W/marks-$1'"
 
 [action echo]
 run = /bin/echo
-args = [a-z0-9-]+
+args = [a-z0-9][a-z0-9-]*
 
 [action fail]
 run = /bin/sh -c "echo failing; exit 3"
@@ -218,6 +218,9 @@ expect_rc 35 as tech cmd run --to agent:web-1 echo 'abc;rm'
 grep -q "== web-1: refused" "$OUT" || fail "a non-matching argument ran: $(cat "$OUT")"
 expect_rc 35 as tech cmd run --to agent:web-1 echo 'UPPER'
 grep -q "== web-1: refused" "$OUT" || fail "a partial match ran: $(cat "$OUT")"
+# An option for the action's program: the pattern starts with [a-z0-9].
+expect_rc 35 coffer cmd run --cert "$W/tech.crt" --key "$W/tech.key" --to agent:web-1 echo -- -n
+grep -q "== web-1: refused" "$OUT" || fail "an option passed the pattern: $(cat "$OUT")"
 expect_rc 35 as tech cmd run --to agent:web-1 reboot
 grep -q "== web-1: refused" "$OUT" || fail "an unconfigured action ran: $(cat "$OUT")"
 assert_eq "$(marks 1)" 1 "nothing ran for the refusals"

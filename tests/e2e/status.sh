@@ -91,7 +91,7 @@ mk_operator outsider "$W/ca" 'secret.write:other/**'
 mk_cert bob enroller "$W/ca" --perm 'agent.enroll:web' --perm 'token.create:web'
 expect_ok coffer server init --dir "$W/srv"
 expect_ok coffer server tenant add --dir "$W/srv" "$W/ca/root.crt"
-srv_start "$W/srv" "$W/srv.log"
+srv_start "$W/srv" "$W/srv.log" --metrics-every 0
 export COFFER_SERVER=$SRV_URL COFFER_SERVER_CA=$W/srv/server.crt COFFER_ROOT=$W/ca/root.crt
 for n in 1 2 3; do
 	expect_ok as bob token create --group web --ttl 1h

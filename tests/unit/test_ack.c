@@ -131,6 +131,15 @@ static void test_roundtrip(void **state)
 		assert_int_equal(strlen(a.reason), CF_ACK_REASON_MAX - 1);
 		free(longer);
 	}
+	/* Bytes that are not UTF-8 (a Latin-1 path) become '?', so the ack
+	 * still encodes; well-formed characters stay. */
+	a = sample("web-1");
+	a.result = CF_ACK_FAILED;
+	cf_ack_set_reason(&a, "/srv/caf\xe9/x: caf\xc3\xa9 \xed\xa0\x80.");
+	assert_string_equal(a.reason, "/srv/caf?/x: caf\xc3\xa9 ???.");
+	assert_status(CF_OK, cf_ack_encode(&a, &json, &err), &err);
+	cf_secret_free(json);
+	json = NULL;
 	/* Invalid acks are not encoded. */
 	a = sample("web-1");
 	a.version = 0;
