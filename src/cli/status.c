@@ -255,6 +255,9 @@ static void print_doc(const json_t *doc)
 		       cli_printable(cli_json_str(x, "fp"), pfp, sizeof(pfp)),
 		       strcmp(cli_json_str(x, "via"), "ack") == 0 ?
 		       "acknowledged the current value, version" :
+		       strcmp(cli_json_str(x, "via"), "purged") == 0 ?
+		       "held the current value until its envelopes were "
+		       "deleted, version" :
 		       "still has envelopes of version");
 		json_array_foreach(json_object_get(x, "versions"), j, v)
 			printf("%s %lld", j ? "," : "", (long long)

@@ -1357,6 +1357,7 @@ const cf_copy_def cf_copy_tables[CF_COPY_COUNT] = {
 	  "answer_seq, answered, result", "itttibiib" },
 	{ "acks", "tenant, name, agent, version, applied, result, reason, "
 	  "received, der", "tttiittib" },
+	{ "purged", "tenant, name, version, recipient, purged", "ttiti" },
 	{ "sequences", "name, seq", "ti" },
 };
 

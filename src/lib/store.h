@@ -629,10 +629,10 @@ cf_status cf_store_stats_get(cf_store *st, cf_store_stats *out, cf_error *err);
  * The tables a copy moves, in this order (parents before children):
  * tenants, certs, cert_groups, tokens, enrollments, versions, envelopes,
  * feed, audit, uploads, upload_envelopes, commands, command_mail, acks,
- * and
+ * purged, and
  * "sequences" (the feed's and the mailbox's highest numbers given out).
  */
-#define CF_STORE_COPY_TABLES 15
+#define CF_STORE_COPY_TABLES 16
 
 typedef struct cf_store_copy_table {
 	const char *name;        /* static */

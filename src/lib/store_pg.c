@@ -247,6 +247,11 @@
 	  "ORDER BY e.recipient") \
 	X(S_RECIPIENT_NAMES, "SELECT DISTINCT name FROM envelopes " \
 	  "WHERE tenant = $1 AND recipient = $2 ORDER BY name") \
+	X(S_PURGED_INS, "INSERT INTO purged (tenant, name, version, " \
+	  "recipient, purged) SELECT tenant, name, version, recipient, " \
+	  "extract(epoch FROM now())::bigint FROM envelopes WHERE " \
+	  "tenant = $1 AND recipient = $2 AND name = $3 ON CONFLICT DO " \
+	  "NOTHING") \
 	X(S_ENVELOPE_PURGE, "WITH d AS (DELETE FROM envelopes WHERE " \
 	  "tenant = $1 AND recipient = $2 AND name = $3 RETURNING " \
 	  "octet_length(der) AS len) SELECT COUNT(*)::bigint, " \
@@ -418,7 +423,22 @@
 	  "jsonb_array_elements_text($2::jsonb)) OR i.serial IN (SELECT " \
 	  "jsonb_array_elements_text($2::jsonb))) " \
 	  "AND NOT EXISTS (SELECT 1 FROM envelopes e WHERE e.tenant = $1 " \
-	  "AND e.name = a.name AND e.recipient = a.agent)) x " \
+	  "AND e.name = a.name AND e.recipient = a.agent) " \
+	  "UNION ALL SELECT p.name, p.version, p.recipient, c.kind, c.name, " \
+	  "'purged'::text FROM purged p JOIN certs c ON c.tenant = p.tenant " \
+	  "AND c.fp = p.recipient LEFT JOIN certs i ON i.tenant = c.tenant " \
+	  "AND i.fp = c.issuer_fp JOIN (SELECT name, MAX(version) AS " \
+	  "version FROM versions WHERE tenant = $1 AND name >= $3 " \
+	  "AND starts_with(name, $3) GROUP BY name) l " \
+	  "ON l.name = p.name AND p.version >= l.version " \
+	  "WHERE p.tenant = $1 AND (c.serial IN (SELECT " \
+	  "jsonb_array_elements_text($2::jsonb)) OR i.serial IN (SELECT " \
+	  "jsonb_array_elements_text($2::jsonb))) " \
+	  "AND NOT EXISTS (SELECT 1 FROM acks a WHERE a.tenant = $1 " \
+	  "AND a.name = p.name AND a.agent = p.recipient " \
+	  "AND a.version >= p.version) " \
+	  "AND NOT EXISTS (SELECT 1 FROM envelopes e WHERE e.tenant = $1 " \
+	  "AND e.name = p.name AND e.recipient = p.recipient)) x " \
 	  "ORDER BY name, recipient, version") \
 	X(S_ROLLOUT, "SELECT COALESCE(SUM(CASE WHEN a.version >= e.version " \
 	  "AND a.result = 'ok' THEN 1 ELSE 0 END), 0)::bigint, " \
@@ -2784,8 +2804,12 @@ static cf_status envelopes_purge_once(pg_store *p, const char *tenant,
 		a_text(&a, recipient);
 		a_text(&a, names[i]);
 		got[0] = got[1] = 0;
-		rc = get_row(p, S_ENVELOPE_PURGE, &a, read_two_ints, got, &found,
-			     "deleting envelopes", err);
+		/* What is deleted is remembered (coffer status, "exposed"). */
+		rc = run(p, S_PURGED_INS, &a, "remembering deleted envelopes",
+			 NULL, err);
+		if (rc == CF_OK)
+			rc = get_row(p, S_ENVELOPE_PURGE, &a, read_two_ints, got,
+				     &found, "deleting envelopes", err);
 		if (rc == CF_OK)
 			rc = run(p, S_FEED_DEL_ONE, &a, "deleting feed entries",
 				 NULL, err);
@@ -3966,7 +3990,7 @@ static const char *const copy_order[CF_COPY_COUNT] = {
 	"id", "tenant, fp", "tenant, grp, fp", "id", "created, ord",
 	"tenant, name, version", "tenant, name, recipient, version", "seq",
 	"tenant, seq", "id", "upload, recipient", "tenant, id", "seq",
-	"tenant, name, agent", NULL,
+	"tenant, name, agent", "tenant, name, recipient, version", NULL,
 };
 
 #define COPY_SEQ_SQL "SELECT 'command_mail'::text, (SELECT CASE WHEN " \
@@ -4081,8 +4105,9 @@ static cf_status pg_copy_in_begin(cf_store *st, cf_error *err)
 		    "SET LOCAL idle_in_transaction_session_timeout = 0; "
 		    "LOCK TABLE tenants, certs, cert_groups, tokens, "
 		    "enrollments, versions, envelopes, feed, audit, uploads, "
-		    "upload_envelopes, commands, command_mail, acks IN "
-		    "EXCLUSIVE MODE", "locking the tables to copy into", err);
+		    "upload_envelopes, commands, command_mail, acks, purged "
+		    "IN EXCLUSIVE MODE", "locking the tables to copy into",
+		    err);
 	for (int t = 0; rc == CF_OK && t < CF_COPY_SEQUENCES; t++) {
 		PGresult *r;
 

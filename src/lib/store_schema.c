@@ -372,6 +372,28 @@ const cf_schema_step cf_schema_steps[] = {
 		" der BYTEA NOT NULL,"
 		" PRIMARY KEY (tenant, name, agent));",
 	},
+	/* 5: what crl push and rotate deleted, per (name, version,
+	 * recipient): a revoked certificate that held the current version
+	 * stays "exposed" in coffer status after its envelopes are gone. */
+	{
+		.sqlite =
+		"CREATE TABLE purged ("
+		" tenant TEXT NOT NULL,"
+		" name TEXT NOT NULL,"
+		" version INTEGER NOT NULL,"
+		" recipient TEXT NOT NULL,"
+		" purged INTEGER NOT NULL,"
+		" PRIMARY KEY (tenant, name, recipient, version))"
+		" WITHOUT ROWID;",
+		.postgres =
+		"CREATE TABLE purged ("
+		" tenant " KEY ","
+		" name " KEY ","
+		" version BIGINT NOT NULL,"
+		" recipient " KEY ","
+		" purged BIGINT NOT NULL,"
+		" PRIMARY KEY (tenant, name, recipient, version));",
+	},
 };
 
 const int cf_schema_version =

@@ -230,6 +230,10 @@
 	  "ORDER BY e.recipient") \
 	X(S_RECIPIENT_NAMES, "SELECT DISTINCT name FROM envelopes " \
 	  "WHERE tenant = ?1 AND recipient = ?2 ORDER BY name") \
+	X(S_PURGED_INS, "INSERT OR IGNORE INTO purged (tenant, name, " \
+	  "version, recipient, purged) SELECT tenant, name, version, " \
+	  "recipient, CAST(strftime('%s', 'now') AS INTEGER) FROM envelopes " \
+	  "WHERE tenant = ?1 AND recipient = ?2 AND name = ?3") \
 	X(S_ENVELOPE_PURGE, "DELETE FROM envelopes WHERE tenant = ?1 " \
 	  "AND recipient = ?2 AND name = ?3 RETURNING length(der)") \
 	X(S_CMD_INS, "INSERT INTO commands (tenant, id, sender, created, " \
@@ -321,7 +325,21 @@
 	  "WHERE a.tenant = ?1 AND (c.serial IN (SELECT value FROM " \
 	  "json_each(?2)) OR i.serial IN (SELECT value FROM json_each(?2))) " \
 	  "AND NOT EXISTS (SELECT 1 FROM envelopes e WHERE e.tenant = ?1 " \
-	  "AND e.name = a.name AND e.recipient = a.agent)) " \
+	  "AND e.name = a.name AND e.recipient = a.agent) " \
+	  "UNION ALL SELECT p.name, p.version, p.recipient, c.kind, c.name, " \
+	  "'purged' FROM purged p JOIN certs c ON c.tenant = p.tenant " \
+	  "AND c.fp = p.recipient LEFT JOIN certs i ON i.tenant = c.tenant " \
+	  "AND i.fp = c.issuer_fp JOIN (SELECT name, MAX(version) AS " \
+	  "version FROM versions WHERE tenant = ?1 AND name >= ?3 " \
+	  "AND substr(name, 1, length(?3)) = ?3 GROUP BY name) l " \
+	  "ON l.name = p.name AND p.version >= l.version " \
+	  "WHERE p.tenant = ?1 AND (c.serial IN (SELECT value FROM " \
+	  "json_each(?2)) OR i.serial IN (SELECT value FROM json_each(?2))) " \
+	  "AND NOT EXISTS (SELECT 1 FROM acks a WHERE a.tenant = ?1 " \
+	  "AND a.name = p.name AND a.agent = p.recipient " \
+	  "AND a.version >= p.version) " \
+	  "AND NOT EXISTS (SELECT 1 FROM envelopes e WHERE e.tenant = ?1 " \
+	  "AND e.name = p.name AND e.recipient = p.recipient)) " \
 	  "ORDER BY name, recipient, version") \
 	X(S_ROLLOUT, "SELECT COALESCE(SUM(CASE WHEN a.version >= e.version " \
 	  "AND a.result = 'ok' THEN 1 ELSE 0 END), 0), " \
@@ -2344,6 +2362,24 @@ static cf_status sq_envelopes_purge(cf_store *st, const char *tenant,
 		bind_text(q, 1, tenant);
 		bind_text(q, 2, recipient);
 		bind_text(q, 3, names[i]);
+		/* What is deleted is remembered (coffer status, "exposed"). */
+		{
+			sqlite3_stmt *m = prep(s, S_PURGED_INS, err);
+
+			if (m == NULL) {
+				done(q);
+				rc = CF_ERR_STORE;
+				break;
+			}
+			bind_text(m, 1, tenant);
+			bind_text(m, 2, recipient);
+			bind_text(m, 3, names[i]);
+			if ((rc = run(s, m, "remembering deleted envelopes",
+				      err)) != CF_OK) {
+				done(q);
+				break;
+			}
+		}
 		while ((src = sqlite3_step(q)) == SQLITE_ROW) {
 			count++;
 			bytes += sqlite3_column_int64(q, 0);
@@ -3288,7 +3324,7 @@ static const char *const copy_order[CF_COPY_COUNT] = {
 	"id", "tenant, fp", "tenant, grp, fp", "id", "created, rowid",
 	"tenant, name, version", "tenant, name, recipient, version", "seq",
 	"tenant, seq", "id", "upload, recipient", "tenant, id", "seq",
-	"tenant, name, agent", NULL,
+	"tenant, name, agent", "tenant, name, recipient, version", NULL,
 };
 
 /* The "sequences" rows: 0 for a table that never took a row. */

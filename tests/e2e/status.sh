@@ -261,4 +261,33 @@ db = sqlite3.connect(sys.argv[1], timeout=10)
 for (a,) in db.execute("SELECT action FROM audit"): print(a)' "$DB") ||
 	fail "no secret.ack audit entry"
 
+
+step "read but never acknowledged: still exposed once its envelopes are gone"
+# A thief with an agent's key fetches the current value and acknowledges
+# nothing; the CRL push deletes its envelopes.  What the server deleted
+# is remembered: the secret stays exposed until a new version.
+expect_ok as bob token create --group web --ttl 1h
+cp "$OUT" "$W/t4"
+expect_ok coffer agent join --server "$SRV_URL" --server-ca "$W/srv/server.crt" \
+	--token-file "$W/t4" --name web-4 --state-dir "$W/a4" --root "$W/ca/root.crt"
+expect_ok as bob agent approve --all
+expect_ok coffer agent join --state-dir "$W/a4" --wait 10 --root "$W/ca/root.crt"
+cp "$W/a4/agent.crt" "$W/web-4.crt"
+cp "$W/a4/agent.key" "$W/web-4.key"
+FP4=$(fingerprint "$W/web-4.crt")
+put app/key 1
+expect_ok as web-4 get app/key
+expect_ok coffer ca revoke --ca "$W/ca" --cert "$W/web-4.crt" --pass-file "$PASS_FILE"
+expect_ok as ops crl push "$W/ca/crl.pem"
+run_capture as ops status app/key --json
+assert_eq "$RC" 32 "status exit with a secret read before a revocation"
+json_assert "$OUT" "[x['fp'] for x in d['secrets'][0]['exposed']]" "[\"$FP4\"]" \
+	"d['secrets'][0]['exposed'][0]['via']" purged \
+	"d['secrets'][0]['exposed'][0]['versions']" "[1]"
+expect_rc 32 as ops status app/key
+grep -q "EXPOSED: agent \"web-4\" (${FP4:0:16}...), revoked, held the current value until its envelopes were deleted, version 1" "$OUT" ||
+	fail "exposure by deleted envelopes not shown: $(cat "$OUT")"
+put app/key 2
+wait_status app/key -- "d['secrets'][0]['exposed'] == []"
+
 pass

@@ -353,16 +353,28 @@ static void test_exposed(void **state)
 		assert_status(CF_OK, cf_store_envelopes_purge(db->st, TENANT,
 			AGENT_B, names, 2, &pa, NULL, &err), &err);
 	}
+	/* And other/two, which B held (version 1, the current one) but never
+	 * acknowledged: its deleted envelope is remembered. */
 	assert_status(CF_OK, cf_store_exposed(db->st, TENANT, "[\"0b\"]", "",
 					      &x, &n, &err), &err);
-	assert_int_equal(n, 1);
+	assert_int_equal(n, 2);
 	assert_string_equal(x[0].name, "exp/one");
 	assert_string_equal(x[0].recipient, AGENT_B);
 	assert_int_equal(x[0].version, 2);
 	assert_string_equal(x[0].via, "ack");
+	assert_string_equal(x[1].name, "other/two");
+	assert_string_equal(x[1].recipient, AGENT_B);
+	assert_int_equal(x[1].version, 1);
+	assert_string_equal(x[1].via, "purged");
 	free(x);
-	/* A newer version (a rotation) ends that exposure. */
+	/* A newer version (a rotation) ends each exposure. */
 	put_version(db->st, "exp/one", 3, to2 + 1, 1);
+	assert_status(CF_OK, cf_store_exposed(db->st, TENANT, "[\"0b\"]", "",
+					      &x, &n, &err), &err);
+	assert_int_equal(n, 1);
+	assert_string_equal(x[0].name, "other/two");
+	free(x);
+	put_version(db->st, "other/two", 2, to2 + 1, 1);
 	assert_status(CF_OK, cf_store_exposed(db->st, TENANT, "[\"0b\"]", "",
 					      &x, &n, &err), &err);
 	assert_int_equal(n, 0);
