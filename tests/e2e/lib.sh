@@ -457,3 +457,36 @@ srv_stop()
 	fi
 	return "$rc"
 }
+
+# ------------------------------------------------- a private PostgreSQL
+# For the scripts that run under tests/pg/pgtest.sh (it sets PGTEST_*,
+# starts PostgreSQL and stops it by PID).
+
+# pg_setup: curl and psql wrapped in `timeout` (failing by name when
+# missing), the password for libpq by its environment only, DB the URL.
+pg_setup()
+{
+	local tool
+	for tool in curl psql; do
+		command -v "$tool" >/dev/null 2>&1 ||
+			{ echo "FAIL [$E2E_NAME]: $tool is not installed" >&2; exit 1; }
+	done
+	CURL_BIN=$(command -v curl)
+	PSQL_BIN=$(command -v psql)
+	curl() { timeout -k 5 "$E2E_CMD_TIMEOUT" "$CURL_BIN" "$@"; }
+	psql() { timeout -k 5 "$E2E_CMD_TIMEOUT" "$PSQL_BIN" -X -q -At "$@"; }
+	export PGPASSWORD=$PGTEST_PASSWORD
+	DB=$PGTEST_URL
+}
+
+# no_password FILE...: none of them holds the database password.
+no_password()
+{
+	local f
+	for f in "$@"; do
+		[ -e "$f" ] || continue
+		if grep -qaF -- "$PGTEST_PASSWORD" "$f"; then
+			fail "$(basename "$f") shows the database password"
+		fi
+	done
+}

@@ -25,14 +25,7 @@ fi
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-for tool in curl psql; do
-	command -v "$tool" >/dev/null 2>&1 ||
-		{ echo "FAIL [pg_migrate]: $tool is not installed" >&2; exit 1; }
-done
-CURL_BIN=$(command -v curl)
-curl() { timeout -k 5 "$E2E_CMD_TIMEOUT" "$CURL_BIN" "$@"; }
-PSQL_BIN=$(command -v psql)
-psql() { timeout -k 5 "$E2E_CMD_TIMEOUT" "$PSQL_BIN" -X -q -At "$@"; }
+pg_setup
 
 on_exit()
 {
@@ -43,19 +36,6 @@ on_exit()
 }
 trap on_exit EXIT
 
-export PGPASSWORD=$PGTEST_PASSWORD
-DB=$PGTEST_URL
-
-no_password()
-{
-	local f
-	for f in "$@"; do
-		[ -e "$f" ] || continue
-		if grep -qaF -- "$PGTEST_PASSWORD" "$f"; then
-			fail "$(basename "$f") shows the database password"
-		fi
-	done
-}
 
 # feed SINCE OUTFILE: web-1's feed after SINCE, as the agent asks it.
 feed()

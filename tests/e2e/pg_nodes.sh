@@ -36,16 +36,13 @@ fi
 
 NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
 STREAM_MODULE=${COFFER_TEST_NGINX_STREAM:-/usr/lib/nginx/modules/ngx_stream_module.so}
-command -v curl >/dev/null 2>&1 ||
-	{ echo "FAIL [pg_nodes]: curl is not installed" >&2; exit 1; }
 [ -x "$NGINX_BIN" ] ||
 	{ echo "FAIL [pg_nodes]: nginx is not installed (Debian nginx)" >&2; exit 1; }
 [ -f "$STREAM_MODULE" ] || {
 	echo "FAIL [pg_nodes]: no $STREAM_MODULE (Debian libnginx-mod-stream)" >&2
 	exit 1
 }
-CURL_BIN=$(command -v curl)
-curl() { timeout -k 5 "$E2E_CMD_TIMEOUT" "$CURL_BIN" "$@"; }
+pg_setup
 
 PID_A="" PID_B="" NGINX_PID="" AGENT1_PID="" AGENT2_PID=""
 
@@ -70,8 +67,6 @@ on_exit()
 }
 trap on_exit EXIT
 
-export PGPASSWORD=$PGTEST_PASSWORD
-DB=$PGTEST_URL
 
 now_ms() { date +%s%3N; }
 

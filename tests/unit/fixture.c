@@ -172,3 +172,13 @@ void fx_remove_tree(const char *dir)
 	closedir(d);
 	rmdir(dir);
 }
+
+const char *fx_fp_of(char c)
+{
+	static char bufs[128][65];
+	char *b = bufs[(unsigned char)c & 127];
+
+	memset(b, c, 64);
+	b[64] = '\0';
+	return b;
+}

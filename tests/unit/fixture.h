@@ -86,4 +86,11 @@ unsigned char *fx_cert_der(X509 *cert, size_t *len);
 /* Removes dir and everything below it (symbolic links are not followed). */
 void fx_remove_tree(const char *dir);
 
+/*
+ * A certificate fingerprint (or tenant id) made of one repeated
+ * character, for the store's tests, which keep fingerprints as opaque
+ * text: stable storage per c, so several may be used at once.
+ */
+const char *fx_fp_of(char c);
+
 #endif

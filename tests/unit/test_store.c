@@ -51,15 +51,18 @@ typedef struct fx_db {
 	cf_store *st;
 } fx_db;
 
-/* A fingerprint made of one repeated character; stable storage per c. */
-static const char *fp_of(char c)
-{
-	static char bufs[128][65];
-	char *b = bufs[(unsigned char)c & 127];
+/* fixture.c: one repeated character as a fingerprint. */
+#define fp_of fx_fp_of
 
-	memset(b, c, 64);
-	b[64] = '\0';
-	return b;
+/* A decimal count psql printed: all digits, or the test fails. */
+static long count_of(const char *text)
+{
+	char *end = NULL;
+	long v = strtol(text, &end, 10);
+
+	if (end == text || *end != '\0' || v < 0)
+		fail_msg("\"%s\" is not a count", text);
+	return v;
 }
 
 #define TENANT fp_of('a')
@@ -436,7 +439,7 @@ static void future_schema_refused(void **state)
 
 		pg_raw(path, "SELECT version FROM coffer_schema", NULL, got,
 		       sizeof(got));
-		assert_int_equal(atoi(got), version + 1);
+		assert_int_equal(count_of(got), version + 1);
 	}
 
 	/* Not a (coffer) database at all. */
@@ -2263,7 +2266,7 @@ static void uploads_expiry_and_limit(void **state)
 
 		pg_raw(db->path, "SELECT COUNT(*) FROM upload_envelopes", NULL,
 		       count, sizeof(count));
-		staged = atoi(count);
+		staged = (int)count_of(count);
 	} else {
 		assert_int_equal(sqlite3_open_v2(db->path, &raw,
 						 SQLITE_OPEN_READONLY, NULL),

@@ -25,15 +25,8 @@ typedef struct fx_db {
 	cf_store *st;
 } fx_db;
 
-static const char *fp_of(char c)
-{
-	static char bufs[128][65];
-	char *b = bufs[(unsigned char)c & 127];
-
-	memset(b, c, 64);
-	b[64] = '\0';
-	return b;
-}
+/* fixture.c: one repeated character as a fingerprint. */
+#define fp_of fx_fp_of
 
 #define TENANT fp_of('a')
 #define ALICE fp_of('b')

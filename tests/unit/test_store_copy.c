@@ -38,15 +38,8 @@ static char upload_id[33]; /* the open upload fill() leaves */
 #define NOW 1700000000
 #define BIG 2600 /* recipients of one version: several copy pages */
 
-static const char *fp_of(char c)
-{
-	static char bufs[128][65];
-	char *b = bufs[(unsigned char)c & 127];
-
-	memset(b, c, 64);
-	b[64] = '\0';
-	return b;
-}
+/* fixture.c: one repeated character as a fingerprint. */
+#define fp_of fx_fp_of
 
 #define TENANT fp_of('a')
 #define OTHER fp_of('f')

@@ -22,15 +22,8 @@ typedef struct fx_db {
 	char tenant[65];
 } fx_db;
 
-static const char *fp_of(char c)
-{
-	static char bufs[128][65];
-	char *b = bufs[(unsigned char)c & 127];
-
-	memset(b, c, 64);
-	b[64] = '\0';
-	return b;
-}
+/* fixture.c: one repeated character as a fingerprint. */
+#define fp_of fx_fp_of
 
 #define WRITER fp_of('b')
 #define AGENT_A fp_of('c')
