@@ -10,5 +10,7 @@ int ag_cmd_run(int argc, char **argv);   /* run.c */
 int ag_cmd_once(int argc, char **argv);  /* run.c */
 int ag_cmd_exec(int argc, char **argv);  /* exec.c */
 int ag_cmd_status(int argc, char **argv); /* status.c */
+int ag_cmd_cluster_join(int argc, char **argv); /* member.c */
+int ag_cmd_cache(int argc, char **argv);  /* member.c */
 
 #endif

@@ -51,6 +51,7 @@
 
 #include "cli.h"
 #include "log.h"
+#include "member.h"
 #include "policy.h"
 #include "runtime.h"
 #include "supervise.h"
@@ -381,6 +382,15 @@ static cf_status newest(ag_runtime *rt, const char *name, int *use_server,
 		rc = cf_envelope_open(der, len, rt->cert, rt->key, rt->trust,
 				      name, ag_state_version(rt->st, name), out,
 				      NULL, &why);
+	/* The cluster's envelope (the server answers with it when the
+	 * agent has none of its own and proves it is a member). */
+	if (rc == CF_ERR_NOT_RECIPIENT && rt->member != NULL) {
+		cf_error_clear(&why);
+		rc = cf_envelope_open(der, len, rt->member->cert,
+				      rt->member->key, rt->trust, name,
+				      ag_state_version(rt->st, name), out, NULL,
+				      &why);
+	}
 	OPENSSL_free(der);
 	json_decref(resp);
 	if (rc == CF_OK)

@@ -22,6 +22,7 @@
 #include "cli.h"
 #include "envelope.h"
 #include "log.h"
+#include "member.h"
 #include "pki.h"
 #include "policy.h"
 #include "sink_file.h"
@@ -73,6 +74,32 @@ static cf_status rebuild_trust(ag_runtime *rt, cf_error *err)
 	cf_trust_free(rt->trust);
 	rt->trust = trust;
 	return CF_OK;
+}
+
+/*
+ * D/cluster.pem, if there is one.  A damaged or untrusted one is logged
+ * and left aside: the agent's own secrets do not wait for it.
+ */
+static void load_member(ag_runtime *rt)
+{
+	cf_error why = { 0 };
+
+	ag_member_free(rt->member);
+	rt->member = NULL;
+	if (ag_member_load(rt->st, rt->trust, rt->cert, &rt->member, &why) !=
+	    CF_OK) {
+		ag_log(AG_LOG_ERROR, "not reading the cluster's secrets: %s",
+		       why.msg);
+		return;
+	}
+	if (rt->member != NULL && rt->client != NULL &&
+	    cli_client_set_cluster(rt->client, rt->member->header, &why) !=
+	    CF_OK) {
+		ag_log(AG_LOG_ERROR, "not reading the cluster's secrets: %s",
+		       why.msg);
+		ag_member_free(rt->member);
+		rt->member = NULL;
+	}
 }
 
 cf_status ag_runtime_new(const char *state_dir, const char *server_url,
@@ -144,6 +171,7 @@ cf_status ag_runtime_new(const char *state_dir, const char *server_url,
 		goto out;
 	}
 	if (offline) {
+		load_member(rt);
 		*out = rt;
 		return CF_OK;
 	}
@@ -197,6 +225,7 @@ cf_status ag_runtime_new(const char *state_dir, const char *server_url,
 			goto out;
 		}
 	}
+	load_member(rt);
 	*out = rt;
 	return CF_OK;
 out:
@@ -219,6 +248,7 @@ void ag_runtime_free(ag_runtime *rt)
 	OPENSSL_free(rt->changed);
 	ag_status_free(rt->status);
 	ag_acks_free(rt->acks);
+	ag_member_free(rt->member);
 	cli_client_free(rt->client);
 	X509_free(rt->cert);
 	sk_X509_pop_free(rt->chain, X509_free);
@@ -365,9 +395,12 @@ out:
 	return rc;
 }
 
-cf_status ag_open_entry(ag_runtime *rt, const json_t *item, const char *name,
-			uint64_t min_version, unsigned char **der, size_t *len,
-			cf_record **rec, cf_error *why)
+/* One feed entry opened with cert and key (the agent's, or its
+ * cluster's) and verified. */
+static cf_status open_entry_as(ag_runtime *rt, const json_t *item,
+			       const char *name, uint64_t min_version,
+			       X509 *cert, EVP_PKEY *key, unsigned char **der,
+			       size_t *len, cf_record **rec, cf_error *why)
 {
 	const char *b64 = json_string_value(json_object_get(item, "envelope"));
 	json_int_t said = json_integer_value(json_object_get(item, "version"));
@@ -378,8 +411,8 @@ cf_status ag_open_entry(ag_runtime *rt, const json_t *item, const char *name,
 	*rec = NULL;
 	rc = cli_b64_decode(b64, "an envelope", der, len, why);
 	if (rc == CF_OK)
-		rc = cf_envelope_open(*der, *len, rt->cert, rt->key, rt->trust,
-				      name, min_version, rec, NULL, why);
+		rc = cf_envelope_open(*der, *len, cert, key, rt->trust, name,
+				      min_version, rec, NULL, why);
 	if (rc == CF_OK && said != (json_int_t)(*rec)->version)
 		ag_log(AG_LOG_WARN, "the server listed %s as version %lld but the "
 		       "signed record is version %llu; the record counts", name,
@@ -387,8 +420,61 @@ cf_status ag_open_entry(ag_runtime *rt, const json_t *item, const char *name,
 	return rc;
 }
 
-/* Verifies one feed entry and, if it is good and new, caches it. */
-static cf_status take_entry(ag_runtime *rt, const json_t *item, size_t *bytes,
+cf_status ag_open_entry(ag_runtime *rt, const json_t *item, const char *name,
+			uint64_t min_version, unsigned char **der, size_t *len,
+			cf_record **rec, cf_error *why)
+{
+	return open_entry_as(rt, item, name, min_version, rt->cert, rt->key,
+			     der, len, rec, why);
+}
+
+/*
+ * A "cluster-key/NAME" record just accepted from the agent's own feed:
+ * an enroller gave this agent the key of cluster NAME (`coffer cluster
+ * add` or `rotate`).  It is kept (D/cluster.pem) once the cluster
+ * certificate verifies; a new key makes the next request read the
+ * cluster's feed from its start.
+ */
+static void take_cluster_key(ag_runtime *rt, const cf_record *rec)
+{
+	char cluster[CF_NAME_MAX_BYTES + 1];
+	ag_member *m = NULL;
+	cf_error why = { 0 };
+
+	if (rt->read_only ||
+	    !cf_cluster_of_name(rec->name, 1, cluster, sizeof(cluster)))
+		return;
+	if (ag_member_install(rt->st, rt->trust, rt->cert,
+			      cf_secret_cdata(rec->value),
+			      cf_secret_len(rec->value), cluster, 0, &m,
+			      &why) != CF_OK) {
+		ag_log(AG_LOG_ERROR, "not taking the key of cluster %s (version "
+		       "%llu): %s", cluster, (unsigned long long)rec->version,
+		       why.msg);
+		return;
+	}
+	if (rt->member == NULL || strcmp(rt->member->fp, m->fp) != 0) {
+		ag_log(AG_LOG_INFO, "%s cluster %s: key %s", rt->member ?
+		       "new key of" : "joined", cluster, m->fp);
+		rt->member_changed = 1;
+	}
+	if (rt->client != NULL &&
+	    cli_client_set_cluster(rt->client, m->header, &why) != CF_OK) {
+		ag_log(AG_LOG_ERROR, "not reading cluster %s: %s", cluster,
+		       why.msg);
+		ag_member_free(m);
+		return;
+	}
+	ag_member_free(rt->member);
+	rt->member = m;
+}
+
+/*
+ * Verifies one feed entry and, if it is good and new, caches it.  From
+ * the cluster's feed (member not NULL) it is opened with the cluster key.
+ */
+static cf_status take_entry(ag_runtime *rt, const json_t *item,
+			    const ag_member *member, size_t *bytes,
 			    cf_error *err)
 {
 	const char *name = json_string_value(json_object_get(item, "name"));
@@ -416,7 +502,9 @@ static cf_status take_entry(ag_runtime *rt, const json_t *item, size_t *bytes,
 		       name, (long long)said);
 		return CF_OK;
 	}
-	rc = ag_open_entry(rt, item, name, have, &der, &len, &rec, &why);
+	rc = open_entry_as(rt, item, name, have, member ? member->cert : rt->cert,
+			   member ? member->key : rt->key, &der, &len, &rec,
+			   &why);
 	if (rc == CF_ERR_NOMEM) {
 		*err = why;
 		goto out;
@@ -452,8 +540,11 @@ static cf_status take_entry(ag_runtime *rt, const json_t *item, size_t *bytes,
 		rc = note_changed(rt, name, err);
 	if (rc == CF_OK) {
 		*bytes += len;
-		ag_log(AG_LOG_INFO, "accepted %s v%llu", name,
-		       (unsigned long long)rec->version);
+		ag_log(AG_LOG_INFO, "accepted %s v%llu%s", name,
+		       (unsigned long long)rec->version,
+		       member ? " (cluster)" : "");
+		if (member == NULL)
+			take_cluster_key(rt, rec);
 	}
 	goto out;
 refused:
@@ -467,29 +558,97 @@ out:
 	return rc;
 }
 
+/*
+ * The cluster's part of a feed answer, asked for with member's proof:
+ * its entries opened with the cluster key, its cursor kept.  *more is
+ * set when the cluster's feed has more.
+ */
+static cf_status take_cluster(ag_runtime *rt, const ag_member *member,
+			      const json_t *cl, size_t *bytes, int *more,
+			      cf_error *err)
+{
+	const json_t *list = json_object_get(cl, "secrets"), *item;
+	json_int_t cursor = json_integer_value(json_object_get(cl, "cursor"));
+	const char *fp = json_string_value(json_object_get(cl, "fp"));
+	size_t i;
+	cf_status rc;
+
+	if (cl == NULL) {
+		ag_log(AG_LOG_WARN, "the server's feed answer has no \"cluster\" "
+		       "part: it does not serve clusters (an older server?)");
+		return CF_OK;
+	}
+	if (fp == NULL || strcmp(fp, member->fp) != 0 || !json_is_array(list) ||
+	    !json_is_integer(json_object_get(cl, "cursor")) || cursor < 0) {
+		ag_log(AG_LOG_WARN, "ignoring the cluster part of the server's feed "
+		       "answer: it is not for cluster key %.16s... or has no "
+		       "cursor or secrets", member->fp);
+		return CF_OK;
+	}
+	json_array_foreach(list, i, item) {
+		rc = take_entry(rt, item, member, bytes, err);
+		if (rc != CF_OK)
+			return rc;
+	}
+	if (cursor < ag_state_cluster_cursor(rt->st, member->fp) &&
+	    json_array_size(list) == 0) {
+		ag_log(AG_LOG_WARN, "the cluster feed's position went back: the "
+		       "server's database was restored; reading it again");
+		cursor = 0;
+		*more = 1;
+	} else if (json_is_true(json_object_get(cl, "more")) &&
+		   json_array_size(list) > 0) {
+		*more = 1;
+	}
+	ag_state_set_cluster_cursor(rt->st, member->fp, cursor);
+	return CF_OK;
+}
+
 cf_status ag_fetch(ag_runtime *rt, long wait_s, int *more, cf_error *err)
 {
-	char path[128];
-	json_t *resp = NULL, *list, *item;
+	char path[192], extra[64] = "";
+	json_t *resp = NULL, *list, *item, *cl;
 	json_int_t cursor;
 	int64_t mine = ag_state_cursor(rt->st);
 	size_t i, bytes = 0, accepted = rt->n_changed;
+	int cl_more = 0, cl_moved = 0;
+	/* As asked.  Not used after the agent's own entries are taken:
+	 * take_cluster_key may replace (and free) it. */
+	ag_member *member = rt->member;
 	cf_status rc;
 
 	*more = 0;
 	if (rt->client == NULL)
 		return cf_error_set(err, CF_ERR_USAGE, "no server to fetch from");
+	rt->member_changed = 0;
+	if (member != NULL)
+		snprintf(extra, sizeof(extra), "&cluster_since=%lld",
+			 (long long)ag_state_cluster_cursor(rt->st, member->fp));
 	if (rt->commands != NULL)
 		snprintf(path, sizeof(path), "/v1/agent/secrets?since=%lld&"
-			 "commands=%lld&wait=%ld&limit=%d", (long long)mine,
+			 "commands=%lld&wait=%ld&limit=%d%s", (long long)mine,
 			 (long long)ag_commands_cursor(rt->commands), wait_s,
-			 FEED_LIMIT);
+			 FEED_LIMIT, extra);
 	else
 		snprintf(path, sizeof(path), "/v1/agent/secrets?since=%lld&"
-			 "wait=%ld&limit=%d", (long long)mine, wait_s,
-			 FEED_LIMIT);
+			 "wait=%ld&limit=%d%s", (long long)mine, wait_s,
+			 FEED_LIMIT, extra);
 	cli_client_set_timeout(rt->client, wait_s + FEED_SLACK_S);
 	rc = cli_client_call(rt->client, "GET", path, NULL, &resp, err);
+	if (rc == CF_ERR_DENIED && member != NULL) {
+		/* The cluster proof, most likely (a revoked cluster key): the
+		 * agent's own secrets must not wait for it. */
+		ag_log(AG_LOG_ERROR, "the server refused this agent's request "
+		       "with the proof for cluster %s (%s); reading without the "
+		       "cluster until the agent restarts", member->name, err->msg);
+		(void)cli_client_set_cluster(rt->client, NULL, err);
+		ag_member_free(rt->member);
+		rt->member = NULL;
+		cf_error_clear(err);
+		*more = 1;
+		rc = CF_OK;
+		goto out;
+	}
 	/* CF_ERR_TIMEOUT: our own signal cut the long poll short. */
 	if (rt->status != NULL && rc != CF_ERR_TIMEOUT)
 		ag_status_server(rt->status, rc == CF_OK, rc == CF_OK ? NULL :
@@ -499,6 +658,7 @@ cf_status ag_fetch(ag_runtime *rt, long wait_s, int *more, cf_error *err)
 	if (rc != CF_OK)
 		goto out;
 	list = json_object_get(resp, "secrets");
+	cl = member != NULL ? json_object_get(resp, "cluster") : NULL;
 	cursor = json_integer_value(json_object_get(resp, "cursor"));
 	if (!json_is_array(list) || !json_is_integer(json_object_get(resp, "cursor")) ||
 	    cursor < 0) {
@@ -512,14 +672,25 @@ cf_status ag_fetch(ag_runtime *rt, long wait_s, int *more, cf_error *err)
 	 * hold the CRL back for long: it is fetched at most this far apart).
 	 */
 	if ((json_array_size(list) > 0 ||
+	     json_array_size(json_object_get(cl, "secrets")) > 0 ||
 	     json_array_size(json_object_get(resp, "commands")) > 0) &&
 	    time(NULL) - rt->crl_checked >= CRL_BEFORE_ACCEPT_S) {
 		rc = ag_refresh_crl(rt, err);
 		if (rc != CF_OK)
 			goto out;
 	}
+	/* The cluster's first: the agent's own feed may bring a new
+	 * cluster key, which replaces member. */
+	if (member != NULL) {
+		int64_t before = ag_state_cluster_cursor(rt->st, member->fp);
+
+		rc = take_cluster(rt, member, cl, &bytes, &cl_more, err);
+		if (rc != CF_OK)
+			goto out;
+		cl_moved = ag_state_cluster_cursor(rt->st, member->fp) != before;
+	}
 	json_array_foreach(list, i, item) {
-		rc = take_entry(rt, item, &bytes, err);
+		rc = take_entry(rt, item, NULL, &bytes, err);
 		if (rc != CF_OK)
 			goto out;
 	}
@@ -542,6 +713,9 @@ cf_status ag_fetch(ag_runtime *rt, long wait_s, int *more, cf_error *err)
 		*more = json_is_true(json_object_get(resp, "more")) &&
 			json_array_size(list) > 0;
 	}
+	/* A new cluster key: its feed is read next, from the start. */
+	if (cl_more || rt->member_changed)
+		*more = 1;
 	ag_state_set_cursor(rt->st, cursor);
 	/* The server answered: every accepted value is confirmed current
 	 * (written down once a minute when nothing else changes). */
@@ -549,8 +723,8 @@ cf_status ag_fetch(ag_runtime *rt, long wait_s, int *more, cf_error *err)
 		time_t before = ag_state_confirmed(rt->st), now = time(NULL);
 
 		ag_state_set_confirmed(rt->st, now);
-		if (cursor != mine || rt->n_changed != accepted ||
-		    now - before >= 60)
+		if (cursor != mine || rt->n_changed != accepted || cl_moved ||
+		    rt->member_changed || now - before >= 60)
 			rc = ag_state_save(rt->st, err);
 	}
 out:
@@ -586,6 +760,13 @@ cf_status ag_open_cached(ag_runtime *rt, const char *name, cf_record **out,
 	if (rc == CF_OK)
 		rc = cf_envelope_open(der, len, rt->cert, rt->key, rt->trust,
 				      name, have, out, NULL, err);
+	/* Sealed to the cluster key instead (the cluster's feed). */
+	if (rc == CF_ERR_NOT_RECIPIENT && rt->member != NULL) {
+		cf_error_clear(err);
+		rc = cf_envelope_open(der, len, rt->member->cert,
+				      rt->member->key, rt->trust, name, have,
+				      out, NULL, err);
+	}
 	OPENSSL_free(der);
 	return rc;
 }

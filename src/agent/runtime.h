@@ -70,6 +70,10 @@ typedef struct ag_runtime {
 	/* run and once: acknowledgements to post (acks.c); NULL: none are
 	 * made (agent exec). */
 	struct ag_acks *acks;
+	/* The agent's cluster (member.h): its key opens the cluster's
+	 * envelopes, which the feed brings too; NULL: in none. */
+	struct ag_member *member;
+	int member_changed;       /* a new cluster key came with the feed */
 } ag_runtime;
 
 /*

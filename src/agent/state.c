@@ -39,8 +39,21 @@ struct ag_state {
 	size_t n_names, cap_names;
 	int64_t cursor;
 	int64_t confirmed;       /* last answer from the server (UNIX s) */
+	char cluster_fp[65];     /* the cluster key whose feed cursor ... */
+	int64_t cluster_cursor;  /* ... this is ("": none) */
 	int run_lock_fd;
 };
+
+int64_t ag_state_cluster_cursor(const ag_state *st, const char *fp)
+{
+	return strcmp(st->cluster_fp, fp) == 0 ? st->cluster_cursor : 0;
+}
+
+void ag_state_set_cluster_cursor(ag_state *st, const char *fp, int64_t cursor)
+{
+	snprintf(st->cluster_fp, sizeof(st->cluster_fp), "%s", fp);
+	st->cluster_cursor = cursor;
+}
 
 const char *ag_state_dir(const ag_state *st) { return st->dir; }
 int64_t ag_state_cursor(const ag_state *st) { return st->cursor; }
@@ -164,6 +177,20 @@ static cf_status merge_file(ag_state *st, const char *path, cf_error *err)
 	if (json_is_integer(json_object_get(doc, "confirmed")))
 		st->confirmed = json_integer_value(json_object_get(doc,
 								   "confirmed"));
+	v = json_object_get(doc, "cluster");
+	if (v != NULL) {
+		const char *fp = json_string_value(json_object_get(v, "fp"));
+		json_t *at = json_object_get(v, "cursor");
+
+		if (fp == NULL || strlen(fp) != 64 ||
+		    strspn(fp, "0123456789abcdef") != 64 ||
+		    !json_is_integer(at) || json_integer_value(at) < 0) {
+			rc = cf_error_set(err, CF_ERR_PARSE, "%s is damaged (its "
+				"cluster cursor); restore it or remove it", path);
+			goto out;
+		}
+		ag_state_set_cluster_cursor(st, fp, json_integer_value(at));
+	}
 	json_object_foreach(secrets, name, v) {
 		json_t *ver = json_object_get(v, "version");
 
@@ -342,6 +369,13 @@ cf_status ag_state_save(ag_state *st, cf_error *err)
 	doc = json_pack("{s:I,s:I,s:o}", "cursor", (json_int_t)st->cursor,
 			"confirmed", (json_int_t)st->confirmed, "secrets",
 			secrets);
+	if (doc != NULL && st->cluster_fp[0] != '\0' &&
+	    json_object_set_new(doc, "cluster", json_pack("{s:s,s:I}", "fp",
+				st->cluster_fp, "cursor",
+				(json_int_t)st->cluster_cursor)) != 0) {
+		json_decref(doc);
+		doc = NULL;
+	}
 	if (doc == NULL) {
 		rc = cf_error_set(err, CF_ERR_NOMEM, "out of memory");
 		goto out;

@@ -10,9 +10,13 @@
  *   D/crl.pem        the newest root-signed CRL seen (never replaced by
  *                    an older one)
  *   D/state.json     {"cursor":N,"confirmed":T,"secrets":{NAME:
- *                    {"version":V}}}: the feed cursor, when the server
- *                    last answered (for max_stale), and the highest
- *                    version accepted per secret (anti-rollback)
+ *                    {"version":V}},"cluster":{"fp":FP,"cursor":C}}:
+ *                    the feed cursor, when the server last answered
+ *                    (for max_stale), the highest version accepted per
+ *                    secret (anti-rollback), and the cursor of the
+ *                    cluster's feed for the cluster key FP
+ *   D/cluster.pem    the key of the agent's cluster, its certificate and
+ *                    chain (0600; docs/CLUSTERS.md), if it is in one
  *   D/cache/HEX.cms  the envelope of that version (HEX = SHA-256 of the
  *                    name): ciphertext for this agent only, so that a
  *                    restart with the server down re-materializes all
@@ -61,6 +65,10 @@ int64_t ag_state_cursor(const ag_state *st);
 time_t ag_state_confirmed(const ag_state *st);
 void ag_state_set_confirmed(ag_state *st, time_t when);
 void ag_state_set_cursor(ag_state *st, int64_t cursor);
+/* The cluster feed's cursor for the cluster key fp (0: another key or
+ * none yet); setting it forgets the one of any other key. */
+int64_t ag_state_cluster_cursor(const ag_state *st, const char *fp);
+void ag_state_set_cluster_cursor(ag_state *st, const char *fp, int64_t cursor);
 
 /*
  * Records an accepted version: the envelope goes to the cache first, then

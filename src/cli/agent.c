@@ -58,6 +58,8 @@ static void agent_usage(FILE *out)
 		"       coffer agent exec --state-dir D [--env VAR=NAME]... [--file-env VAR=NAME]...\n"
 		"                         [--offline] -- CMD [ARGS...]\n"
 		"       coffer agent status --state-dir D [--config F] [--json]\n"
+		"       coffer agent cluster-join --state-dir D --p12 F [--pass-file P]\n"
+		"       coffer agent cache put|get NAME --state-dir D [...]\n"
 		"\n"
 		"join     on a new machine, silently: makes the agent's key in D (0700;\n"
 		"         D/agent.key 0600), sends a certificate request with the\n"
@@ -86,6 +88,9 @@ static void agent_usage(FILE *out)
 		"         each sink (version, last write, last error), the secrets\n"
 		"         accepted, running and connected or not.  Exit 0 when every\n"
 		"         sink is up to date, 32 when not.\n"
+		"cluster-join  imports a cluster's key from a PKCS#12 file\n"
+		"         (docs/CLUSTERS.md); the agent then reads the cluster's secrets.\n"
+		"cache    the cluster's shared cache: put or get cluster/C/KEY.\n"
 		"\n%s", cli_settings_help);
 }
 
@@ -1088,6 +1093,8 @@ int cmd_agent(int argc, char **argv)
 		{ "once", ag_cmd_once },
 		{ "exec", ag_cmd_exec },
 		{ "status", ag_cmd_status },
+		{ "cluster-join", ag_cmd_cluster_join },
+		{ "cache", ag_cmd_cache },
 	};
 
 	return cli_dispatch(argc, argv, subs, sizeof(subs) / sizeof(subs[0]),

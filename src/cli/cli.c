@@ -433,6 +433,26 @@ cf_status cli_pass_for_new_key(const cli_pass *pass, const char *what,
 	return pass_from_tty(prompt, 1, out, err);
 }
 
+cf_status cli_pass_to_open(const cli_pass *pass, const char *what,
+			   cf_secret **out, cf_error *err)
+{
+	char prompt[256];
+	cf_status rc;
+
+	*out = NULL;
+	if (pass->file != NULL)
+		return pass_from_file(pass->file, out, err);
+	rc = pass_from_env(out, err);
+	if (rc != CF_OK || *out != NULL)
+		return rc;
+	if (!isatty(STDIN_FILENO))
+		return cf_error_set(err, CF_ERR_PASSPHRASE, "%s needs its "
+			"password: give --pass-file FILE or set COFFER_PASSPHRASE",
+			what);
+	snprintf(prompt, sizeof(prompt), "Password of %s: ", what);
+	return pass_from_tty(prompt, 0, out, err);
+}
+
 cf_status cli_load_key(const char *path, const cli_pass *pass, EVP_PKEY **out,
 		       cf_error *err)
 {

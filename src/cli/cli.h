@@ -30,6 +30,7 @@ int cmd_history(int argc, char **argv);  /* secrets.c */
 int cmd_rm(int argc, char **argv);       /* secrets.c */
 int cmd_rotate(int argc, char **argv);   /* secrets.c */
 int cmd_sync(int argc, char **argv);     /* sync.c */
+int cmd_cluster(int argc, char **argv);  /* cluster.c */
 int cmd_audit(int argc, char **argv);    /* audit.c: (read), verify */
 int cmd_cmd(int argc, char **argv);      /* cmd.c: run, ls, show */
 int cmd_status(int argc, char **argv);   /* status.c: rollout status */
@@ -102,6 +103,11 @@ typedef struct cli_pass {
  */
 cf_status cli_pass_for_new_key(const cli_pass *pass, const char *what,
 			       cf_secret **out, cf_error *err);
+
+/* The password of something that exists (a PKCS#12 file): --pass-file,
+ * then COFFER_PASSPHRASE, then one prompt on a terminal. */
+cf_status cli_pass_to_open(const cli_pass *pass, const char *what,
+			   cf_secret **out, cf_error *err);
 
 /* Loads a private key, asking for a passphrase only if it is encrypted. */
 cf_status cli_load_key(const char *path, const cli_pass *pass, EVP_PKEY **out,

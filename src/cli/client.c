@@ -40,6 +40,8 @@
 #define CONNECT_TIMEOUT_S 15L
 #define DEFAULT_TIMEOUT_S 120L
 #define SERVER_MESSAGE_MAX 400
+/* "Coffer-Cluster: " FP " " PROOF and the NUL. */
+#define CLUSTER_HEADER_MAX 256
 
 const char cli_settings_help[] =
 	"Connection (flags, else the environment):\n"
@@ -144,6 +146,55 @@ X509 *cli_client_root(const cli_client *c) { return c->root; }
 const char *cli_client_fp(const cli_client *c) { return c->fp; }
 const char *cli_client_tenant(const cli_client *c) { return c->tenant; }
 long cli_client_http_status(const cli_client *c) { return c->http_status; }
+
+/* The three fixed headers, and the cluster proof when there is one. */
+static struct curl_slist *base_headers(const char *cluster)
+{
+	static const char *const fixed[] = {
+		"Accept: application/json",
+		"Content-Type: application/json",
+		"Expect:",      /* large bodies: no 100-continue round trip */
+	};
+	struct curl_slist *h = NULL, *grown;
+	char line[CLUSTER_HEADER_MAX];
+
+	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+		grown = curl_slist_append(h, fixed[i]);
+		if (grown == NULL) {
+			curl_slist_free_all(h);
+			return NULL;
+		}
+		h = grown;
+	}
+	if (cluster != NULL) {
+		snprintf(line, sizeof(line), "Coffer-Cluster: %s", cluster);
+		grown = curl_slist_append(h, line);
+		if (grown == NULL) {
+			curl_slist_free_all(h);
+			return NULL;
+		}
+		h = grown;
+	}
+	return h;
+}
+
+cf_status cli_client_set_cluster(cli_client *c, const char *value,
+				 cf_error *err)
+{
+	struct curl_slist *h;
+
+	if (value != NULL && (strlen(value) + 17 >= CLUSTER_HEADER_MAX ||
+			      strpbrk(value, "\r\n") != NULL))
+		return cf_error_set(err, CF_ERR_USAGE, "a cluster proof is one "
+				    "short line");
+	h = base_headers(value);
+	if (h == NULL)
+		return cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+	curl_slist_free_all(c->headers);
+	c->headers = h;
+	curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, c->headers);
+	return CF_OK;
+}
 
 void cli_client_set_timeout(cli_client *c, long seconds)
 {
@@ -293,13 +344,7 @@ cf_status cli_client_new(const cli_settings *s, unsigned need,
 	}
 	c->abort_fd = -1;
 	c->curl = curl_easy_init();
-	c->headers = curl_slist_append(NULL, "Accept: application/json");
-	if (c->headers != NULL)
-		c->headers = curl_slist_append(c->headers,
-					       "Content-Type: application/json");
-	/* Large bodies: no "Expect: 100-continue" round trip. */
-	if (c->headers != NULL)
-		c->headers = curl_slist_append(c->headers, "Expect:");
+	c->headers = base_headers(NULL);
 	if (c->curl == NULL || c->headers == NULL) {
 		rc = cf_error_set(err, CF_ERR_NOMEM, "cannot set up libcurl");
 		goto out;

@@ -106,6 +106,13 @@ const char *cli_client_tenant(const cli_client *c);
 void cli_client_set_timeout(cli_client *c, long seconds);
 
 /*
+ * Sends "Coffer-Cluster: VALUE" with every later request (a cluster
+ * member's proof, docs/CLUSTERS.md); NULL stops sending it.
+ */
+cf_status cli_client_set_cluster(cli_client *c, const char *value,
+				 cf_error *err);
+
+/*
  * Makes every later call give up (CF_ERR_TIMEOUT, "interrupted") within
  * about a second once *flag becomes non-zero, e.g. from a signal
  * handler, so a long poll does not hold up a SIGTERM.  NULL: never.

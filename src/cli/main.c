@@ -37,6 +37,7 @@ static const struct {
 	{ "history", cmd_history, "list the versions of a secret" },
 	{ "rm", cmd_rm, "delete a secret on the server" },
 	{ "sync", cmd_sync, "extend the secrets you wrote to groups to their current members" },
+	{ "cluster", cmd_cluster, "clusters of agents sharing one key: create, add, export, rotate" },
 	{ "rotate", cmd_rotate, "new versions without removed recipients; purge their envelopes" },
 	{ "audit", cmd_audit, "read the server's audit log; verify its hash chain" },
 	{ "cmd", cmd_cmd, "send a signed command to agents; read their answers" },

@@ -1,7 +1,9 @@
 /*
- * recipients.c - `--to agent:NAME|group:G|fp:FP` resolved through the
- * server's directory into verified certificates, for everything that
- * seals to agents (`put`, `cmd run`).
+ * recipients.c - `--to agent:NAME|group:G|cluster:C|fp:FP` resolved
+ * through the server's directory into verified certificates, for
+ * everything that seals to agents (`put`, `cmd run`).  A cluster is its
+ * newest valid certificate: the key its members hold now
+ * (docs/CLUSTERS.md).
  *
  * The server's answers are trusted for nothing: each certificate must be
  * the one asked for (name, group, fingerprint, kind agent) and verify
@@ -16,6 +18,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cluster.h"
 #include "policy.h"
 #include "recipients.h"
 #include "sealing.h"
@@ -51,6 +54,7 @@ cf_status cli_rcpts_add(cli_rcpts *r, X509 *cert, STACK_OF(X509) *chain,
 	r->v[r->n].chain = chain ? X509_chain_up_ref(chain) : NULL;
 	snprintf(r->v[r->n].fp, sizeof(r->v[r->n].fp), "%s", fp);
 	cf_cert_cn(cert, r->v[r->n].name, sizeof(r->v[r->n].name));
+	r->v[r->n].unusable = 0;
 	r->n++;
 	return CF_OK;
 }
@@ -81,6 +85,14 @@ static int cert_in_group(X509 *cert, const char *group)
 	return found;
 }
 
+/* 1 if the certificate is a cluster certificate named cluster. */
+static int cert_is_cluster(X509 *cert, const char *cluster)
+{
+	cf_error quiet = { 0 };
+
+	return cf_cluster_check_cert(cert, NULL, cluster, &quiet) == CF_OK;
+}
+
 /*
  * Is this the certificate `--to spec` asked for?  The server's directory
  * chooses what to answer, so a hostile server could hand back another
@@ -92,11 +104,15 @@ static cf_status check_match(X509 *cert, const char *spec, const char *fp,
 {
 	const char *val = strchr(spec, ':') + 1;
 
-	if (strncmp(spec, "fp:", 3) == 0 ? strcmp(fp, val) != 0 :
+	int cluster = strncmp(spec, "cluster:", 8) == 0;
+
+	if (cluster ? !cert_is_cluster(cert, val) || strcmp(cn, val) != 0 :
+	    strncmp(spec, "fp:", 3) == 0 ? strcmp(fp, val) != 0 :
 	    cf_cert_kind(cert) != CF_KIND_AGENT)
 		return cf_error_set(err, CF_ERR_UNTRUSTED, "the server answered "
 			"--to %.100s with %s, which is %s; not sealing to it "
 			"(the server's directory is wrong or hostile)", spec, what,
+			cluster ? "not that cluster's certificate" :
 			strncmp(spec, "fp:", 3) == 0 ? "another fingerprint" :
 			"not an agent certificate");
 	if ((strncmp(spec, "agent:", 6) == 0 && strcmp(cn, val) != 0) ||
@@ -271,6 +287,14 @@ static cf_status use_entry(struct checked *k, int lenient, cli_rcpts *r,
 	}
 	if (rc != CF_OK || dup)
 		return rc;
+	/* A cluster's: every certificate it had, marked, for the choice of
+	 * the newest (newest_cluster). */
+	if (lenient == 2 && (k->expired || k->vrc == CF_ERR_REVOKED)) {
+		rc = cli_rcpts_add(r, k->cert, k->chain, k->fp, err);
+		if (rc == CF_OK)
+			r->v[r->n - 1].unusable = 1;
+		return rc;
+	}
 	if (lenient && k->expired) {
 		fprintf(stderr, "coffer: skipping %s: expired\n", k->what);
 		return CF_OK;
@@ -372,6 +396,32 @@ static void page_free(struct page *pg)
 }
 
 /*
+ * The cluster's key now: of its certificates (found), the one that became
+ * valid last (a rotation's), added to r unless it is there.  If that one
+ * is revoked or expired the cluster has no usable key: an older
+ * certificate is never taken instead (no member holds its key any more).
+ */
+static cf_status newest_cluster(const cli_rcpts *found, const char *spec,
+				cli_rcpts *r, cf_error *err)
+{
+	const cli_rcpt *best = NULL;
+
+	for (size_t i = 0; i < found->n; i++)
+		if (best == NULL ||
+		    ASN1_TIME_compare(X509_get0_notBefore(found->v[i].cert),
+				      X509_get0_notBefore(best->cert)) >= 0)
+			best = &found->v[i];
+	if (best == NULL || best->unusable)
+		return cf_error_set(err, CF_ERR_REVOKED, "--to %.200s: the "
+			"cluster's newest certificate%s%.64s is revoked or "
+			"expired; make a new key with 'coffer cluster rotate'",
+			spec, best ? " " : "", best ? best->fp : "");
+	if (cli_rcpts_have(r, best->fp))
+		return CF_OK;
+	return cli_rcpts_add(r, best->cert, best->chain, best->fp, err);
+}
+
+/*
  * Resolves one --to through GET /v1/certs, page by page: while one
  * page's certificates are checked on cli_threads() threads, the next
  * page is fetched; then the checked page is taken in order.
@@ -386,13 +436,14 @@ cf_status cli_resolve(cli_client *c, const char *spec, cli_rcpts *r,
 	struct page cur = { 0 };
 	struct fpset set = { 0 };
 	size_t added = 0, listed = 0, indexed = 0;
-	int lenient = 0, more = 1;
+	int lenient = 0, more = 1, cluster = 0;
+	cli_rcpts found = { 0 }, *dst = r;
 	cf_error ferr = { 0 };
 	cf_status rc = CF_OK, frc;
 
 	if (colon == NULL || colon[1] == '\0')
 		return cf_error_set(err, CF_ERR_USAGE, "--to \"%.100s\": say "
-			"agent:NAME, group:G or fp:FP", spec);
+			"agent:NAME, group:G, cluster:C or fp:FP", spec);
 	val = cli_client_escape(colon + 1);
 	if (val == NULL)
 		return cf_error_set(err, CF_ERR_NOMEM, "out of memory");
@@ -406,6 +457,18 @@ cf_status cli_resolve(cli_client *c, const char *spec, cli_rcpts *r,
 		}
 		snprintf(query, sizeof(query), "kind=agent&group=%s", val);
 		lenient = 1;
+	} else if (strncmp(spec, "cluster:", 8) == 0) {
+		rc = cf_name_check("cluster name", colon + 1, err);
+		if (rc != CF_OK) {
+			rc = cf_error_set(err, CF_ERR_USAGE, "%s", err->msg);
+			goto out;
+		}
+		/* Every certificate the cluster had; the newest valid one is
+		 * chosen below. */
+		snprintf(query, sizeof(query), "kind=cluster&name=%s", val);
+		lenient = 2;
+		cluster = 1;
+		dst = &found;
 	} else if (strncmp(spec, "fp:", 3) == 0) {
 		if (strlen(colon + 1) != 64 || strspn(colon + 1,
 		    "0123456789abcdef") != 64) {
@@ -416,7 +479,7 @@ cf_status cli_resolve(cli_client *c, const char *spec, cli_rcpts *r,
 		snprintf(query, sizeof(query), "fp=%s", val);
 	} else {
 		rc = cf_error_set(err, CF_ERR_USAGE, "--to \"%.100s\": say "
-			"agent:NAME, group:G or fp:FP", spec);
+			"agent:NAME, group:G, cluster:C or fp:FP", spec);
 		goto out;
 	}
 	rc = cli_client_trust(c, &trust, err);
@@ -431,7 +494,7 @@ cf_status cli_resolve(cli_client *c, const char *spec, cli_rcpts *r,
 		page_join(&cur);
 		for (size_t i = 0; rc == CF_OK && i < cur.n; i++) {
 			listed++;
-			rc = use_entry(&cur.k[i], lenient, r, &set, &indexed,
+			rc = use_entry(&cur.k[i], lenient, dst, &set, &indexed,
 				       listed, &added, err);
 			/* The total is not known before the last page. */
 			if (listed % 100 == 0 && isatty(STDERR_FILENO))
@@ -455,7 +518,7 @@ cf_status cli_resolve(cli_client *c, const char *spec, cli_rcpts *r,
 	page_join(&cur);
 	for (size_t i = 0; rc == CF_OK && i < cur.n; i++) {
 		listed++;
-		rc = use_entry(&cur.k[i], lenient, r, &set, &indexed, listed,
+		rc = use_entry(&cur.k[i], lenient, dst, &set, &indexed, listed,
 			       &added, err);
 	}
 	if (rc != CF_OK)
@@ -466,7 +529,10 @@ cf_status cli_resolve(cli_client *c, const char *spec, cli_rcpts *r,
 	if (listed == 0)
 		rc = cf_error_set(err, CF_ERR_NOT_FOUND, "--to %.200s: the server "
 			"knows no such certificate", spec);
+	if (rc == CF_OK && cluster)
+		rc = newest_cluster(&found, spec, r, err);
 out:
+	cli_rcpts_free(&found);
 	page_free(&cur);
 	free(set.slot);
 	free(val);

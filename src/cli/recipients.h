@@ -17,6 +17,7 @@ typedef struct cli_rcpt {
 	STACK_OF(X509) *chain;      /* its enroller, if any */
 	char fp[65];
 	char name[CF_CN_MAX_BYTES + 1];
+	int unusable;               /* revoked or expired (cluster lookups) */
 } cli_rcpt;
 
 typedef struct cli_rcpts {
@@ -33,7 +34,7 @@ cf_status cli_rcpts_add(cli_rcpts *r, X509 *cert, STACK_OF(X509) *chain,
 void cli_rcpts_free(cli_rcpts *r);
 
 /*
- * Resolves one --to spec (agent:NAME, group:G, fp:FP) through GET
+ * Resolves one --to spec (agent:NAME, group:G, cluster:C, fp:FP) through GET
  * /v1/certs, page by page, verifying every answer; adds what is new to r.
  * CF_ERR_NOT_FOUND if the server knows no such certificate,
  * CF_ERR_UNTRUSTED / CF_ERR_REVOKED for a certificate that is not what

@@ -32,6 +32,7 @@
 #include "pki.h"
 #include "policy.h"
 #include "recipients.h"
+#include "secrets.h"
 #include "sealing.h"
 
 #define VERSION_MAX (((unsigned long long)1 << 53) - 1)
@@ -41,7 +42,7 @@
 static void put_usage(FILE *out)
 {
 	fprintf(out,
-		"usage: coffer put NAME --to agent:NAME|group:G|fp:FP [--to ...]\n"
+		"usage: coffer put NAME --to agent:NAME|group:G|cluster:C|fp:FP [--to ...]\n"
 		"                  [--file F] [--type text|binary|file] [--threads N]\n"
 		"                  [--json] [connection options]\n"
 		"\n"
@@ -56,6 +57,8 @@ static void put_usage(FILE *out)
 		"  --to agent:NAME   the agent(s) with that name\n"
 		"  --to group:G      every agent in group G (revoked or expired members\n"
 		"                    are skipped, with a note on stderr)\n"
+		"  --to cluster:C    cluster C's key, once: every member opens it\n"
+		"                    (its newest valid certificate; docs/CLUSTERS.md)\n"
 		"  --to fp:FP        the certificate with that SHA-256 fingerprint\n"
 		"  --threads N       verify and seal on N threads (default: the number\n"
 		"                    of online CPUs, at most %d); the envelopes are the\n"
@@ -874,7 +877,8 @@ static void rotate_usage(FILE *out)
 		"                  change the value yourself when it was exposed)\n"
 		"  --without FP    a certificate fingerprint to leave out; repeatable\n"
 		"  --to SPEC       the targets instead of the latest version's\n"
-		"                  (agent:NAME, group:G, fp:FP; repeatable): needed for\n"
+		"                  (agent:NAME, group:G, cluster:C, fp:FP; repeatable):\n"
+		"                  needed for\n"
 		"                  a version written before targets were recorded\n"
 		"  --all           every secret you hold secret.write on\n"
 		"\n%s", cli_settings_help);
@@ -1251,4 +1255,68 @@ done:
 	OPENSSL_free(without);
 	OPENSSL_free(to);
 	return code;
+}
+
+/* ------------------------------------------------ for other commands */
+
+cf_status cli_fetch_own(cli_client *c, const char *name,
+			unsigned long long version, cf_record **rec,
+			X509 **signer, cf_error *err)
+{
+	char *qname = cli_client_escape(name);
+	cf_status rc;
+
+	*rec = NULL;
+	if (signer != NULL)
+		*signer = NULL;
+	if (qname == NULL)
+		return cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+	rc = fetch_own(c, name, qname, version, rec, signer, err);
+	free(qname);
+	return rc;
+}
+
+cf_status cli_write_version(cli_client *c, cf_record *rec, const cli_rcpts *r,
+			    unsigned long long latest, int ask,
+			    size_t *bytes, cf_error *err)
+{
+	char *qname = cli_client_escape(rec->name);
+	json_t *resp = NULL, *l;
+	cf_status rc = CF_OK;
+
+	if (qname == NULL)
+		return cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+	/* An agent's client knows no tenant: the agent sets it. */
+	if (rec->tenant[0] == '\0')
+		snprintf(rec->tenant, sizeof(rec->tenant), "%s",
+			 cli_client_tenant(c));
+	if (ask)
+		rc = latest_version(c, qname, &latest, err);
+	/* Another writer may store a version in between: retry once above it. */
+	for (int attempt = 0; rc == CF_OK && attempt < 2; attempt++) {
+		if (latest >= VERSION_MAX) {
+			rc = cf_error_set(err, CF_ERR_CONFLICT, "\"%s\" has reached "
+					  "the highest version", rec->name);
+			break;
+		}
+		rec->version = latest + 1;
+		json_decref(resp);
+		resp = NULL;
+		rc = upload_version(c, qname, rec, r, bytes, &resp, err);
+		if (rc != CF_ERR_CONFLICT || attempt == 1)
+			break;
+		l = json_object_get(resp, "latest");
+		if (json_is_integer(l) &&
+		    (unsigned long long)json_integer_value(l) >= rec->version) {
+			latest = (unsigned long long)json_integer_value(l);
+			cf_error_clear(err);
+			rc = CF_OK;
+		} else if (ask) {
+			cf_error_clear(err);
+			rc = latest_version(c, qname, &latest, err);
+		}
+	}
+	json_decref(resp);
+	free(qname);
+	return rc;
 }

@@ -176,14 +176,16 @@ static cf_status sync_one(cli_client *c, const char *name, int as_json,
 		goto out;
 	if (rec->n_targets == 0)
 		goto out;       /* written without targets: nothing to extend */
-	/* The current members, verified; agent: and group: targets only. */
+	/* The current members, verified; agent:, group: and cluster:
+	 * targets (a cluster's newest key) only. */
 	for (size_t t = 0; t < rec->n_targets && rc == CF_OK; t++) {
 		const char *spec = rec->targets[t];
 		cf_error why = { 0 };
 		cf_status one;
 
 		if (strncmp(spec, "group:", 6) != 0 &&
-		    strncmp(spec, "agent:", 6) != 0)
+		    strncmp(spec, "agent:", 6) != 0 &&
+		    strncmp(spec, "cluster:", 8) != 0)
 			continue;
 		one = cli_resolve(c, spec, &all, &why);
 		if (one == CF_ERR_NOT_FOUND || one == CF_ERR_REVOKED ||

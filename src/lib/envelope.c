@@ -20,6 +20,7 @@
 #include <openssl/err.h>
 #include <string.h>
 
+#include "cluster.h"
 #include "pki.h"
 #include "policy.h"
 
@@ -388,27 +389,66 @@ out:
 	return rc;
 }
 
+/*
+ * Who may have signed rec (docs/FORMAT.md section 5, docs/CLUSTERS.md):
+ *   cluster-key/NAME   an operator or enroller holding agent.enroll on
+ *                      the cluster NAME (the key is the enroller's to give)
+ *   cluster/NAME/...   an operator holding secret.write on the name, or a
+ *                      member agent: its record carries the proof that it
+ *                      holds the key of recipient, the cluster certificate
+ *                      named NAME that opened the envelope
+ *   anything else      an operator holding secret.write on the name
+ */
 static cf_status check_signer_rights(X509 *signer, const cf_record *rec,
-				     cf_error *err)
+				     X509 *recipient, cf_error *err)
 {
 	struct cf_perms *perms = NULL;
-	char cn[CF_CN_MAX_BYTES + 1];
+	char cn[CF_CN_MAX_BYTES + 1], cluster[CF_NAME_MAX_BYTES + 1];
+	char fp[65];
 	cf_kind kind = cf_cert_kind(signer);
+	const char *verb = "secret.write", *scope = rec->name;
 	cf_status rc;
 
 	cf_cert_cn(signer, cn, sizeof(cn));
+	if (kind == CF_KIND_AGENT &&
+	    cf_cluster_of_name(rec->name, 0, cluster, sizeof(cluster))) {
+		if (rec->member[0] == '\0')
+			return cf_error_set(err, CF_ERR_PERMISSION,
+				"agent \"%s\" signed cluster entry \"%s\" without "
+				"a proof that it holds the cluster key", cn,
+				rec->name);
+		if (recipient == NULL ||
+		    cf_cluster_check_cert(recipient, NULL, cluster, err) != CF_OK)
+			return cf_error_set(err, CF_ERR_PERMISSION,
+				"cluster entry \"%s\" by agent \"%s\" did not come "
+				"sealed to the key of cluster \"%s\"", rec->name,
+				cn, cluster);
+		rc = cf_cert_fingerprint(signer, fp, err);
+		if (rc == CF_OK &&
+		    cf_cluster_proof_check(recipient, rec->tenant, fp,
+					   rec->member, err) != CF_OK)
+			rc = cf_error_set(err, CF_ERR_PERMISSION,
+				"agent \"%s\" does not prove it holds the key of "
+				"cluster \"%s\" (entry \"%s\")", cn, cluster,
+				rec->name);
+		return rc;
+	}
 	if (kind != CF_KIND_OPERATOR && kind != CF_KIND_ENROLLER)
 		return cf_error_set(err, CF_ERR_PERMISSION,
 			"signer \"%s\" is of kind %s; only operators may "
 			"write secrets", cn, cf_kind_name(kind));
+	if (cf_cluster_of_name(rec->name, 1, cluster, sizeof(cluster))) {
+		verb = "agent.enroll";
+		scope = cluster;
+	}
 	rc = cf_cert_perms(signer, &perms, err);
 	if (rc != CF_OK)
 		return cf_error_set(err, CF_ERR_PERMISSION,
 			"signer \"%s\" has unreadable permissions", cn);
-	if (!cf_perms_allows(perms, "secret.write", rec->name))
+	if (!cf_perms_allows(perms, verb, scope))
 		rc = cf_error_set(err, CF_ERR_PERMISSION,
-			"signer \"%s\" does not hold secret.write on \"%s\"",
-			cn, rec->name);
+			"signer \"%s\" does not hold %s on \"%s\"", cn, verb,
+			scope);
 	cf_perms_free(perms);
 	return rc;
 }
@@ -519,10 +559,12 @@ out:
 	return rc;
 }
 
-cf_status cf_envelope_verify(const cf_secret *signed_der,
-			     const cf_trust *trust, const char *name,
-			     uint64_t min_version, cf_record **out,
-			     X509 **signer_out, cf_error *err)
+/* cf_envelope_verify, knowing the certificate that opened the envelope
+ * (NULL: not known). */
+static cf_status verify_for(const cf_secret *signed_der, const cf_trust *trust,
+			    const char *name, uint64_t min_version,
+			    X509 *recipient, cf_record **out,
+			    X509 **signer_out, cf_error *err)
 {
 	STACK_OF(X509) *certs = NULL;
 	X509 *signer = NULL;
@@ -543,7 +585,7 @@ cf_status cf_envelope_verify(const cf_secret *signed_der,
 	rc = cf_record_parse(cf_secret_cdata(json), cf_secret_len(json), &rec, err);
 	if (rc != CF_OK)
 		goto out;
-	rc = check_signer_rights(signer, rec, err);
+	rc = check_signer_rights(signer, rec, recipient, err);
 	if (rc != CF_OK)
 		goto out;
 	if (strcmp(rec->tenant, cf_trust_tenant(trust)) != 0) {
@@ -581,6 +623,15 @@ out:
 	return rc;
 }
 
+cf_status cf_envelope_verify(const cf_secret *signed_der,
+			     const cf_trust *trust, const char *name,
+			     uint64_t min_version, cf_record **out,
+			     X509 **signer_out, cf_error *err)
+{
+	return verify_for(signed_der, trust, name, min_version, NULL, out,
+			  signer_out, err);
+}
+
 cf_status cf_envelope_open(const unsigned char *der, size_t der_len,
 			   X509 *cert, EVP_PKEY *key, const cf_trust *trust,
 			   const char *name, uint64_t min_version,
@@ -592,8 +643,8 @@ cf_status cf_envelope_open(const unsigned char *der, size_t der_len,
 	*out = NULL;
 	rc = cf_envelope_decrypt(der, der_len, cert, key, &signed_der, err);
 	if (rc == CF_OK)
-		rc = cf_envelope_verify(signed_der, trust, name, min_version,
-					out, signer, err);
+		rc = verify_for(signed_der, trust, name, min_version, cert,
+				out, signer, err);
 	cf_secret_free(signed_der);
 	return rc;
 }

@@ -125,7 +125,9 @@ cf_status cf_envelope_check_signature_as(const cf_secret *signed_der,
 /*
  * Verifies a signed record: cf_envelope_check_signature, then the
  * signer's chain to trust's root and the CRL, the record's strict parse,
- * secret.write on the record's name, the tenant, the expected name, and
+ * the signer's right to the name (secret.write; agent.enroll on the
+ * cluster for "cluster-key/NAME"; docs/CLUSTERS.md), the tenant, the
+ * expected name, and
  * version >= min_version (0: no minimum), in that order.
  * On success *out is the record and *signer (if not NULL) the signer's
  * certificate (caller frees).  Refusals: CF_ERR_MALFORMED,
@@ -137,7 +139,11 @@ cf_status cf_envelope_verify(const cf_secret *signed_der,
 			     uint64_t min_version, cf_record **out,
 			     X509 **signer, cf_error *err);
 
-/* cf_envelope_decrypt then cf_envelope_verify. */
+/*
+ * cf_envelope_decrypt then cf_envelope_verify, with one more signer
+ * accepted: on "cluster/NAME/..." a member agent whose record proves it
+ * holds the key of cert, when cert is the cluster certificate NAME.
+ */
 cf_status cf_envelope_open(const unsigned char *der, size_t der_len,
 			   X509 *cert, EVP_PKEY *key, const cf_trust *trust,
 			   const char *name, uint64_t min_version,

@@ -83,8 +83,10 @@ cf_status cf_record_target_check(const char *spec, cf_error *err)
 		return cf_name_check("agent name", spec + 6, err);
 	if (strncmp(spec, "group:", 6) == 0)
 		return cf_name_check("group name", spec + 6, err);
+	if (strncmp(spec, "cluster:", 8) == 0)
+		return cf_name_check("cluster name", spec + 8, err);
 	return cf_error_set(err, CF_ERR_USAGE, "target \"%.80s\" is none of "
-			    "agent:NAME, group:NAME, fp:FP", spec);
+			    "agent:NAME, group:NAME, cluster:NAME, fp:FP", spec);
 }
 
 /* A JSON array of the n strings (NULL: out of memory). */
@@ -181,6 +183,11 @@ cf_status cf_record_encode(const cf_record *rec, cf_secret **json,
 		json_decref(obj);
 		obj = NULL;
 	}
+	if (obj != NULL && rec->member[0] != '\0' &&
+	    json_object_set_new(obj, "member", json_string(rec->member)) != 0) {
+		json_decref(obj);
+		obj = NULL;
+	}
 	if (obj == NULL) {
 		rc = cf_error_set(err, CF_ERR_NOMEM, "could not build the record");
 		goto out;
@@ -205,7 +212,7 @@ out:
 
 static const char *const known_keys[] = {
 	"v", "tenant", "name", "version", "created", "type", "value",
-	"targets", "without",
+	"targets", "without", "member",
 };
 
 /*
@@ -243,6 +250,28 @@ static cf_status parse_strings(json_t *obj, const char *key,
 			return cf_error_set(err, CF_ERR_NOMEM, "out of memory");
 		(*n)++;
 	}
+	return CF_OK;
+}
+
+/* The optional "member" proof: base64 text of bounded length. */
+static cf_status parse_member(json_t *obj, cf_record *rec, cf_error *err)
+{
+	json_t *m = json_object_get(obj, "member");
+	const char *text;
+	size_t len;
+
+	if (m == NULL)
+		return CF_OK;
+	text = json_string_value(m);
+	len = text ? json_string_length(m) : 0;
+	if (text == NULL || len == 0 || len > CF_RECORD_MEMBER_MAX ||
+	    strlen(text) != len ||
+	    strspn(text, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+		   "0123456789+/=") != len)
+		return cf_error_set(err, CF_ERR_RECORD, "record member proof is "
+				    "not base64 of at most %d characters",
+				    CF_RECORD_MEMBER_MAX);
+	memcpy(rec->member, text, len + 1);
 	return CF_OK;
 }
 
@@ -376,6 +405,8 @@ cf_status cf_record_parse(const unsigned char *json, size_t len,
 	if (rc == CF_OK)
 		rc = parse_strings(obj, "without", NULL, 1, &rec->without,
 				   &rec->n_without, err);
+	if (rc == CF_OK)
+		rc = parse_member(obj, rec, err);
 	if (rc != CF_OK)
 		goto out;
 	memcpy(rec->tenant, json_string_value(tenant), 65);

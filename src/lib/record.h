@@ -27,6 +27,8 @@ typedef enum cf_record_type {
 
 /* Optional members (docs/FORMAT.md section 1): at most this many each. */
 #define CF_RECORD_TARGETS_MAX 256
+/* Longest "member" proof (cluster.h CF_CLUSTER_PROOF_MAX). */
+#define CF_RECORD_MEMBER_MAX 128
 
 typedef struct cf_record {
 	char tenant[65];                    /* hex SHA-256 of the root's DER */
@@ -39,7 +41,7 @@ typedef struct cf_record {
 	 * Who the writer sealed this version for, signed with it, so that
 	 * `coffer sync` and `coffer rotate` extend it only as the writer
 	 * meant and never as a server says: targets are "agent:NAME",
-	 * "group:NAME" or "fp:HEX64" (the writer's --to), without the
+	 * "group:NAME", "cluster:NAME" or "fp:HEX64" (the writer's --to), without the
 	 * fingerprints it left out on purpose.  Both optional (n 0: the
 	 * member is not written).  Owned by the record when parsed
 	 * (cf_record_free frees them); when encoding, only read.
@@ -48,9 +50,16 @@ typedef struct cf_record {
 	size_t n_targets;
 	char **without;
 	size_t n_without;
+	/*
+	 * A cluster cache entry written by a member agent ("cluster/NAME/..."):
+	 * the agent's proof that it holds the cluster key (cluster.h
+	 * cf_cluster_proof, base64).  Optional; empty: not written.
+	 */
+	char member[CF_RECORD_MEMBER_MAX + 1];
 } cf_record;
 
-/* A target spec of a record: agent:NAME, group:NAME or fp:HEX64. */
+/* A target spec of a record: agent:NAME, group:NAME, cluster:NAME or
+ * fp:HEX64. */
 cf_status cf_record_target_check(const char *spec, cf_error *err);
 
 const char *cf_record_type_name(cf_record_type type);

@@ -144,6 +144,20 @@ char *api_csr_pem(X509_REQ *csr);
 int api_deny_name(srv_req *r, const srv_identity *id, const char *rules,
 		  const char *name);
 
+/*
+ * srv_allows for the secret verbs (secret.read, secret.write), with the
+ * substitution for cluster keys: "cluster-key/NAME" takes agent.enroll on
+ * the cluster NAME instead, whatever the verb, and any other name under
+ * cluster-key/ is allowed to nobody.  Every check of a secret verb on a
+ * name goes through this (docs/API.md, "Clusters").
+ */
+int api_secret_allows(const srv_identity *id, const char *verb,
+		      const char *name);
+/* The 403 for a refusal of api_secret_allows (rules: what was needed,
+ * "secret.write"); returns -1. */
+int api_deny_secret(srv_req *r, const srv_identity *id, const char *rules,
+		    const char *name);
+
 /* The latest version of name, tombstones included (0 if none). */
 int64_t api_latest_version(srv_req *r, const char *tenant, const char *name);
 
@@ -178,6 +192,22 @@ int api_tenant_crl(srv_req *r, const char *tenant, X509_CRL **out);
  * handed envelopes.  0 when crl is NULL.
  */
 int api_serial_revoked(X509_CRL *crl, const char *serial_hex);
+
+/*
+ * Cluster membership: the request header "Coffer-Cluster: CLUSTER_FP
+ * PROOF" (exactly one space; PROOF the base64 cf_cluster_proof over this
+ * tenant, CLUSTER_FP and the caller's own fingerprint).  Returns 0 if the
+ * header is absent (nothing answered); 1 if the caller proved it holds
+ * the key of that cluster certificate, with *row its directory row
+ * (release it with cf_cert_row_clear) and, if cert is not NULL, *cert the
+ * certificate; -1 answered otherwise: 400 for a header sent twice or not
+ * of that form, 403 naming what failed (not in the directory, not of kind
+ * cluster, expired, revoked or its enroller revoked, proof not verifying),
+ * 500 for the server's own failure.  *row is empty unless 1.
+ */
+#define API_CLUSTER_HEADER "Coffer-Cluster"
+int api_cluster_member(srv_req *r, const srv_identity *id, cf_cert_row *row,
+		       X509 **cert);
 
 /*
  * For /metrics (api_status.c): how many secrets, over every tenant, still

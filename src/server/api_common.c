@@ -8,6 +8,10 @@
  * range, alphabet).  Database failures are logged here (srv_log), and
  * answered without detail: the client learns that the server failed and
  * that nothing changed, never how.
+ *
+ * Cluster membership (api_cluster_member) is proved per request by the
+ * Coffer-Cluster header and checked against the directory, the tenant's
+ * root and CRL, and the cluster certificate's key; nothing of it is kept.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -22,8 +26,12 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
+#include <event2/http.h>
+
 #include "api.h"
 #include "b64.h"
+#include "cluster.h"
+#include "runtime.h"
 
 int srv_allows(const srv_identity *id, const char *verb, const char *name)
 {
@@ -478,6 +486,49 @@ int api_deny_name(srv_req *r, const srv_identity *id, const char *rules,
 	return -1;
 }
 
+/* A name under cluster-key/ (a valid cluster key name or not). */
+static int under_cluster_key(const char *name)
+{
+	return strncmp(name, CF_CLUSTER_KEY_PREFIX,
+		       strlen(CF_CLUSTER_KEY_PREFIX)) == 0;
+}
+
+int api_secret_allows(const srv_identity *id, const char *verb,
+		      const char *name)
+{
+	char cluster[CF_NAME_MAX_BYTES + 1];
+
+	if (cf_cluster_of_name(name, 1, cluster, sizeof(cluster)))
+		return srv_allows(id, "agent.enroll", cluster);
+	if (under_cluster_key(name))
+		return 0;
+	return srv_allows(id, verb, name);
+}
+
+int api_deny_secret(srv_req *r, const srv_identity *id, const char *rules,
+		    const char *name)
+{
+	char cluster[CF_NAME_MAX_BYTES + 1];
+
+	if (cf_cluster_of_name(name, 1, cluster, sizeof(cluster))) {
+		srv_reply_error(r, 403, "forbidden",
+			"%s \"%s\" holds no agent.enroll rule matching %s: %s "
+			"carries the key of cluster \"%s\", and reading or "
+			"writing it takes agent.enroll on the cluster",
+			cf_kind_name(id->kind), id->name, cluster, name, cluster);
+		return -1;
+	}
+	if (under_cluster_key(name)) {
+		srv_reply_error(r, 403, "forbidden",
+			"%s is not a cluster key name; names under %s are "
+			"%sNAME with NAME a valid cluster name, and nothing "
+			"else may be stored there", name, CF_CLUSTER_KEY_PREFIX,
+			CF_CLUSTER_KEY_PREFIX);
+		return -1;
+	}
+	return api_deny_name(r, id, rules, name);
+}
+
 int64_t api_latest_version(srv_req *r, const char *tenant, const char *name)
 {
 	cf_secret_row row;
@@ -568,4 +619,186 @@ int api_serial_revoked(X509_CRL *crl, const char *serial_hex)
 	ASN1_INTEGER_free(serial);
 	BN_free(bn);
 	return revoked;
+}
+
+/* ---- cluster membership (docs/API.md, "Clusters") ----------------------- */
+
+/* "FP PROOF": 64 lower-case hex, one space, 1..max base64 characters. */
+static int cluster_header_parse(const char *v, char fp[65], const char **proof)
+{
+	size_t len = strlen(v), plen;
+
+	if (len < 66 || len > 65 + CF_CLUSTER_PROOF_MAX || v[64] != ' ')
+		return -1;
+	memcpy(fp, v, 64);
+	fp[64] = '\0';
+	if (!api_is_hex(fp, 64))
+		return -1;
+	*proof = v + 65;
+	plen = strlen(*proof);
+	if (strspn(*proof, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+		   "0123456789+/=") != plen)
+		return -1;
+	return 0;
+}
+
+/*
+ * The cluster certificate of row, verified as the tenant's root and CRL
+ * say (chain, validity, revocation of it and of its issuing enroller,
+ * the enroller's right to issue it), with that enroller taken from the
+ * directory; -1 answered.
+ */
+static int cluster_cert_verify(srv_req *r, const srv_identity *id,
+			       const cf_cert_row *row, X509 **out)
+{
+	cf_store *st = srv_req_store(r);
+	cf_cert_row issuer;
+	STACK_OF(X509) *chain = NULL;
+	X509 *cert = NULL, *icert = NULL;
+	cf_error err = { 0 };
+	cf_status rc;
+	int ok = -1;
+
+	memset(&issuer, 0, sizeof(issuer));
+	*out = NULL;
+	if (row->pem == NULL ||
+	    cf_cert_parse((const unsigned char *)row->pem, strlen(row->pem),
+			  "a stored cluster certificate", &cert, NULL,
+			  &err) != CF_OK) {
+		api_fail(r, &err, "reading a stored cluster certificate");
+		goto out;
+	}
+	if ((chain = sk_X509_new_null()) == NULL) {
+		api_reply(r, 500, NULL);
+		goto out;
+	}
+	if (row->issuer_fp[0] != '\0' && strcmp(row->issuer_fp, id->tenant) != 0) {
+		rc = cf_store_cert_get(st, id->tenant, row->issuer_fp, &issuer,
+				       &err);
+		if (rc != CF_OK && rc != CF_ERR_NOT_FOUND) {
+			api_fail(r, &err, "looking up a cluster's enroller");
+			goto out;
+		}
+		/* Not found: the verification below says it does not chain. */
+		if (rc == CF_OK && issuer.pem != NULL &&
+		    cf_cert_parse((const unsigned char *)issuer.pem,
+				  strlen(issuer.pem), "a stored enroller "
+				  "certificate", &icert, NULL, &err) == CF_OK) {
+			if (sk_X509_push(chain, icert) <= 0) {
+				api_reply(r, 500, NULL);
+				goto out;
+			}
+			icert = NULL;
+		}
+	}
+	if (id->trust == NULL) {
+		srv_reply_error(r, 403, "forbidden", "this organisation's CRL "
+			"cannot be used, so no cluster certificate can be "
+			"checked; push a valid CRL (coffer crl push)");
+		goto out;
+	}
+	rc = cf_trust_verify(id->trust, cert, chain, "the cluster certificate",
+			     &err);
+	if (rc == CF_ERR_NOMEM || rc == CF_ERR_CRYPTO || rc == CF_ERR_USAGE) {
+		api_fail(r, &err, "verifying a cluster certificate");
+		goto out;
+	}
+	if (rc != CF_OK) {
+		srv_reply_error(r, 403, "forbidden", "cluster certificate %s "
+			"(cluster \"%s\") named in Coffer-Cluster does not pass: "
+			"%s; a member must use the cluster's current key "
+			"(coffer cluster rotate %s makes a new one)", row->fp,
+			row->cluster, err.msg, row->cluster);
+		goto out;
+	}
+	if (cf_cluster_check_cert(cert, NULL, row->cluster, &err) != CF_OK) {
+		srv_reply_error(r, 403, "forbidden", "certificate %s named in "
+			"Coffer-Cluster is not a usable cluster certificate: %s",
+			row->fp, err.msg);
+		goto out;
+	}
+	*out = cert;
+	cert = NULL;
+	ok = 0;
+out:
+	X509_free(cert);
+	X509_free(icert);
+	sk_X509_pop_free(chain, X509_free);
+	cf_cert_row_clear(&issuer);
+	return ok;
+}
+
+int api_cluster_member(srv_req *r, const srv_identity *id, cf_cert_row *row,
+		       X509 **cert_out)
+{
+	const char *value, *proof = NULL;
+	char fp[65];
+	X509 *cert = NULL;
+	cf_error err = { 0 };
+	cf_status rc;
+	int count = 0, ok = -1;
+
+	memset(row, 0, sizeof(*row));
+	if (cert_out != NULL)
+		*cert_out = NULL;
+	value = srv_req_header(r, API_CLUSTER_HEADER, &count);
+	if (value == NULL)
+		return 0;
+	if (count > 1) {
+		srv_reply_error(r, 400, "bad_request", "the " API_CLUSTER_HEADER
+			" header came %d times; send it once", count);
+		return -1;
+	}
+	if (cluster_header_parse(value, fp, &proof) != 0) {
+		srv_reply_error(r, 400, "bad_request", "the " API_CLUSTER_HEADER
+			" header must be the cluster certificate's fingerprint "
+			"(64 lower-case hex characters), one space, and the "
+			"membership proof (base64, at most %d characters)",
+			CF_CLUSTER_PROOF_MAX);
+		return -1;
+	}
+	rc = cf_store_cert_get(srv_req_store(r), id->tenant, fp, row, &err);
+	if (rc == CF_ERR_NOT_FOUND) {
+		srv_reply_error(r, 403, "forbidden", "cluster certificate %s "
+			"named in " API_CLUSTER_HEADER " is not in this "
+			"organisation's directory; register it (POST /v1/certs, "
+			"coffer cluster create does)", fp);
+		goto out;
+	}
+	if (rc != CF_OK) {
+		api_fail(r, &err, "looking up a cluster certificate");
+		goto out;
+	}
+	if (strcmp(row->kind, "cluster") != 0) {
+		srv_reply_error(r, 403, "forbidden", "certificate %s named in "
+			API_CLUSTER_HEADER " is the %s certificate of \"%s\", "
+			"not a cluster certificate", fp, row->kind, row->name);
+		goto out;
+	}
+	if (cluster_cert_verify(r, id, row, &cert) != 0)
+		goto out;
+	rc = cf_cluster_proof_check(cert, id->tenant, id->fp, proof, &err);
+	if (rc == CF_ERR_SIGNATURE || rc == CF_ERR_PARSE) {
+		srv_reply_error(r, 403, "forbidden", "the " API_CLUSTER_HEADER
+			" proof does not verify for cluster certificate %s: the "
+			"caller (%s) does not hold the key of cluster \"%s\"; "
+			"the proof signs this organisation, the cluster "
+			"certificate's and the caller's own fingerprint", fp,
+			id->fp, row->cluster);
+		goto out;
+	}
+	if (rc != CF_OK) {
+		api_fail(r, &err, "checking a cluster membership proof");
+		goto out;
+	}
+	if (cert_out != NULL) {
+		*cert_out = cert;
+		cert = NULL;
+	}
+	ok = 1;
+out:
+	X509_free(cert);
+	if (ok != 1)
+		cf_cert_row_clear(row);
+	return ok;
 }

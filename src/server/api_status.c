@@ -232,8 +232,8 @@ cf_status api_exposed_count(cf_store *st, int64_t *secrets, cf_error *err)
 
 static int may_read(const srv_identity *id, const char *name)
 {
-	return srv_allows(id, "secret.read", name) ||
-	       srv_allows(id, "secret.write", name);
+	return api_secret_allows(id, "secret.read", name) ||
+	       api_secret_allows(id, "secret.write", name);
 }
 
 /* Whether the comma-separated list holds group. */
@@ -400,7 +400,7 @@ static void status_get(srv_req *r)
 	}
 	if (name != NULL) {
 		if (!may_read(id, name)) {
-			api_deny_name(r, id, "secret.read or secret.write", name);
+			api_deny_secret(r, id, "secret.read or secret.write", name);
 			return;
 		}
 		rc = cf_store_secret_latest(st, id->tenant, name, &one, &err);

@@ -52,8 +52,8 @@ static int load_upload(srv_req *r, const srv_identity *id, const char *upload,
 			"may add to, commit or abort it", upload);
 		return -1;
 	}
-	if (!srv_allows(id, "secret.write", out->name))
-		return api_deny_name(r, id, "secret.write", out->name);
+	if (!api_secret_allows(id, "secret.write", out->name))
+		return api_deny_secret(r, id, "secret.write", out->name);
 	return 0;
 }
 
@@ -77,8 +77,8 @@ static void upload_begin(srv_req *r)
 	    api_name_ok(r, "name", name) != 0 ||
 	    api_int(r, body, "version", 1, VERSION_MAX, &version) != 0)
 		goto out;
-	if (!srv_allows(id, "secret.write", name)) {
-		api_deny_name(r, id, "secret.write", name);
+	if (!api_secret_allows(id, "secret.write", name)) {
+		api_deny_secret(r, id, "secret.write", name);
 		goto out;
 	}
 	if (cf_store_upload_begin(srv_req_store(r), id->tenant, name, version,

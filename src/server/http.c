@@ -82,6 +82,28 @@ const char *srv_req_source(const srv_req *r)
 	return r->conn != NULL && r->conn->source[0] ? r->conn->source : "?";
 }
 
+/* evhttp has already bounded the headers' size and stripped the white
+ * space around each value. */
+const char *srv_req_header(const srv_req *r, const char *name, int *count)
+{
+	struct evkeyvalq *h = r->ev ? evhttp_request_get_input_headers(r->ev) :
+			      NULL;
+	const char *first = NULL;
+	int n = 0;
+
+	for (struct evkeyval *kv = h ? h->tqh_first : NULL; kv != NULL;
+	     kv = kv->next.tqe_next) {
+		if (evutil_ascii_strcasecmp(kv->key, name) != 0)
+			continue;
+		if (first == NULL)
+			first = kv->value;
+		n++;
+	}
+	if (count != NULL)
+		*count = n;
+	return first;
+}
+
 const char *srv_req_param(const srv_req *r, const char *key)
 {
 	return r->params ? evhttp_find_header(r->params, key) : NULL;

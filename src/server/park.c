@@ -3,13 +3,15 @@
  * may come from any thread.
  *
  * Each thread keeps its parked requests in a hash of doubly linked lists
- * keyed by "tenant/recipient", each with a timer and, where the event
- * backend can (epoll: EV_CLOSED), a watch on the socket for the client
- * hanging up.  srv_wake appends the keys to every thread's queue under
- * that thread's mutex and activates its wake event; the thread then
- * retries the parked requests of those keys.  A request is in the table
- * exactly while is_parked is set; every path out (wake, timeout, reply,
- * connection gone) goes through srv_unpark first.
+ * keyed by "tenant/recipient" (a request waiting on two feeds, a member's
+ * own and its cluster's, is in the lists of both keys through two links),
+ * each with a timer and, where the event backend can (epoll: EV_CLOSED),
+ * a watch on the socket for the client hanging up.  srv_wake appends the
+ * keys to every thread's queue under that thread's mutex and activates its
+ * wake event; the thread then retries the parked requests of those keys.
+ * A request is in the table exactly while is_parked is set; every path
+ * out (wake, timeout, reply, connection gone) goes through srv_unpark
+ * first, which takes out both its links.
  *
  * Across nodes (several servers on one PostgreSQL): srv_wake also tells
  * the database (cf_store_notify_feeds, one round trip on this thread's
@@ -43,19 +45,42 @@ static unsigned key_bucket(const char *key)
 	return h % SRV_PARK_BUCKETS;
 }
 
+static void link_add(srv_thread *th, srv_park_link *l, srv_req *r,
+		     const char *tenant, const char *recipient)
+{
+	snprintf(l->key, sizeof(l->key), "%s/%s", tenant, recipient);
+	l->req = r;
+	l->bucket = key_bucket(l->key);
+	l->prev = NULL;
+	l->next = th->parked[l->bucket];
+	if (l->next != NULL)
+		l->next->prev = l;
+	th->parked[l->bucket] = l;
+	l->linked = 1;
+}
+
+static void link_remove(srv_thread *th, srv_park_link *l)
+{
+	if (!l->linked)
+		return;
+	if (l->prev != NULL)
+		l->prev->next = l->next;
+	else
+		th->parked[l->bucket] = l->next;
+	if (l->next != NULL)
+		l->next->prev = l->prev;
+	l->prev = l->next = NULL;
+	l->linked = 0;
+}
+
 void srv_unpark(srv_req *r)
 {
 	srv_thread *th = r->th;
 
 	if (!r->is_parked)
 		return;
-	if (r->park_prev != NULL)
-		r->park_prev->park_next = r->park_next;
-	else
-		th->parked[r->park_bucket] = r->park_next;
-	if (r->park_next != NULL)
-		r->park_next->park_prev = r->park_prev;
-	r->park_prev = r->park_next = NULL;
+	link_remove(th, &r->park_links[0]);
+	link_remove(th, &r->park_links[1]);
 	r->is_parked = 0;
 	if (r->park_timer != NULL)
 		event_del(r->park_timer);
@@ -102,6 +127,13 @@ static void park_closed_cb(evutil_socket_t fd, short what, void *arg)
 void srv_req_park(srv_req *r, const char *tenant, const char *recipient,
 		  int timeout_ms, void (*retry)(srv_req *r))
 {
+	srv_req_park_either(r, tenant, recipient, NULL, timeout_ms, retry);
+}
+
+void srv_req_park_either(srv_req *r, const char *tenant, const char *recipient,
+			 const char *also, int timeout_ms,
+			 void (*retry)(srv_req *r))
+{
 	srv_thread *th = r->th;
 	srv_conn *conn = r->conn;
 	struct timeval tv;
@@ -123,8 +155,6 @@ void srv_req_park(srv_req *r, const char *tenant, const char *recipient,
 		srv_reply_error(r, 503, "unavailable", "the server is out of memory");
 		return;
 	}
-	snprintf(r->park_key, sizeof(r->park_key), "%s/%s", tenant, recipient);
-	r->park_bucket = key_bucket(r->park_key);
 	r->retry = retry;
 	if (r->park_first_ms == 0)
 		r->park_first_ms = srv_now_ms() | 1;
@@ -133,11 +163,10 @@ void srv_req_park(srv_req *r, const char *tenant, const char *recipient,
 	evtimer_add(r->park_timer, &tv);
 	if (r->park_closed != NULL)
 		event_add(r->park_closed, NULL);
-	r->park_prev = NULL;
-	r->park_next = th->parked[r->park_bucket];
-	if (r->park_next != NULL)
-		r->park_next->park_prev = r;
-	th->parked[r->park_bucket] = r;
+	link_add(th, &r->park_links[0], r, tenant, recipient);
+	/* The same key twice would put the request twice in one list. */
+	if (also != NULL && strcmp(also, recipient) != 0)
+		link_add(th, &r->park_links[1], r, tenant, also);
 	r->is_parked = 1;
 	conn->parked = r;
 	atomic_fetch_add(&srv_m_parked, 1);
@@ -173,7 +202,13 @@ void srv_park_conn_closed(srv_conn *conn)
 	srv_req_free(r);
 }
 
-/* Retries every parked request that matches one of keys (all if NULL). */
+/*
+ * Retries every parked request that matches one of keys (all if NULL).
+ * A request may have two links: looking up keys, a link matches only its
+ * own key, and the request is unparked (both links out) before the next
+ * key is looked up, so it is retried once; sweeping every bucket, only
+ * first links count, since every parked request has exactly one.
+ */
 static void retry_matching(srv_thread *th, char (*keys)[SRV_KEY_MAX], size_t n)
 {
 	srv_req **hits = NULL;
@@ -183,8 +218,9 @@ static void retry_matching(srv_thread *th, char (*keys)[SRV_KEY_MAX], size_t n)
 		unsigned b = keys ? key_bucket(keys[k]) : (unsigned)k;
 		size_t start = n_hits;
 
-		for (srv_req *r = th->parked[b]; r != NULL; r = r->park_next) {
-			if (keys != NULL && strcmp(r->park_key, keys[k]) != 0)
+		for (srv_park_link *l = th->parked[b]; l != NULL; l = l->next) {
+			if (keys != NULL ? strcmp(l->key, keys[k]) != 0 :
+			    l != &l->req->park_links[0])
 				continue;
 			if (n_hits == cap) {
 				size_t ncap = cap ? cap * 2 : 64;
@@ -195,7 +231,7 @@ static void retry_matching(srv_thread *th, char (*keys)[SRV_KEY_MAX], size_t n)
 				hits = grown;
 				cap = ncap;
 			}
-			hits[n_hits++] = r;
+			hits[n_hits++] = l->req;
 		}
 		/* Unpark now so a key queued twice does not retry twice. */
 		for (size_t i = start; i < n_hits; i++)

@@ -38,6 +38,19 @@ typedef struct srv_thread srv_thread;
 typedef struct srv_conn srv_conn;
 typedef struct srv_tenant srv_tenant;
 
+/*
+ * One entry of a thread's parking table (park.c): a parked request sits
+ * in the bucket of each key it waits on ("tenant/recipient"), through
+ * one link per key, so that a wake-up for either finds it.
+ */
+typedef struct srv_park_link {
+	srv_req *req;
+	char key[SRV_KEY_MAX];
+	unsigned bucket;
+	struct srv_park_link *prev, *next;
+	int linked;                 /* in th->parked[bucket] now */
+} srv_park_link;
+
 struct srv_thread {
 	int index;
 	pthread_t tid;
@@ -53,7 +66,7 @@ struct srv_thread {
 	char (*wake_keys)[SRV_KEY_MAX]; /* queued under wake_mu */
 	size_t n_wake, cap_wake;
 	int wake_all;               /* under wake_mu: retry every parked one */
-	srv_req *parked[SRV_PARK_BUCKETS]; /* heads of doubly linked lists */
+	srv_park_link *parked[SRV_PARK_BUCKETS]; /* heads of doubly linked lists */
 	atomic_long busy;           /* requests being handled or written */
 	struct event *accept_resume_ev; /* re-enables paused listeners */
 	int accept_paused;
@@ -111,9 +124,7 @@ struct srv_req {
 	struct event *park_timer;
 	struct event *park_closed;  /* EV_CLOSED on the socket */
 	int64_t park_first_ms;
-	char park_key[SRV_KEY_MAX];
-	unsigned park_bucket;
-	srv_req *park_prev, *park_next;
+	srv_park_link park_links[2]; /* [0] its own key, [1] a second (cluster) */
 	int is_parked;
 };
 

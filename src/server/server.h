@@ -58,6 +58,13 @@ const char *srv_req_source(const srv_req *r);
 /* A decoded query parameter, NULL if absent. */
 const char *srv_req_param(const srv_req *r, const char *key);
 
+/*
+ * The value of a request header (name case-insensitive), NULL if absent;
+ * *count (may be NULL) is how many times it was sent, so that a header
+ * that must come once can be refused when it comes twice.
+ */
+const char *srv_req_header(const srv_req *r, const char *name, int *count);
+
 /* The path after the route's prefix ("ID" of /v1/tokens/ID), "" if none. */
 const char *srv_req_path_rest(const srv_req *r);
 
@@ -128,6 +135,13 @@ int64_t srv_now(void);
  */
 void srv_req_park(srv_req *r, const char *tenant, const char *recipient,
 		  int timeout_ms, void (*retry)(srv_req *r));
+/*
+ * The same, woken by a change of either feed: recipient's or also's (a
+ * member's own feed and its cluster's); also NULL is srv_req_park.
+ */
+void srv_req_park_either(srv_req *r, const char *tenant, const char *recipient,
+			 const char *also, int timeout_ms,
+			 void (*retry)(srv_req *r));
 
 /* Milliseconds this request has been parked so far (0 before any park). */
 int64_t srv_req_parked_ms(const srv_req *r);

@@ -27,7 +27,7 @@ seconds=$2
 case $seconds in '' | *[!0-9]*) usage ;; esac
 bin=$build/tests/fuzz
 here=$(cd "$(dirname "$0")" && pwd)
-targets=${FUZZ_TARGETS:-envelope cert record perms token csr audit b64 command agent_config template ack}
+targets=${FUZZ_TARGETS:-envelope cert record perms token csr audit b64 command agent_config template ack cluster}
 out=${FUZZ_RUN_DIR:-$build/fuzz-run}
 
 for t in $targets; do
@@ -65,6 +65,7 @@ max_len() {
 	template) echo 8192 ;;
 	command) echo 4096 ;;
 	ack) echo 4096 ;;
+	cluster) echo 8192 ;;
 	esac
 }
 

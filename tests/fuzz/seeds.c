@@ -19,6 +19,7 @@
 #include <openssl/cms.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/pkcs12.h>
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
 #include <openssl/x509v3.h>
@@ -28,6 +29,7 @@
 #include <sys/stat.h>
 
 #include "audit.h"
+#include "cluster.h"
 #include "envelope.h"
 #include "fixture.h"
 #include "pki.h"
@@ -1074,6 +1076,81 @@ static void ack_seeds(void)
 		put_str("ack", seeds[i].name, seeds[i].text);
 }
 
+/* ------------------------------------------------------------ cluster */
+
+/* Must match fuzz_cluster.c. */
+#define FUZZ_CLUSTER_PASS "fuzz cluster password"
+#define FUZZ_CLUSTER_MEMBER \
+	"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+
+/* A PKCS#12 made with OpenSSL's calls, few iterations so fuzzing is fast. */
+static void cluster_p12(const char *file, X509 *cert, EVP_PKEY *key,
+			STACK_OF(X509) *chain, int pbe, const EVP_MD *mac_md)
+{
+	PKCS12 *p12 = PKCS12_create(FUZZ_CLUSTER_PASS, "coffer cluster web",
+				    key, cert, chain, pbe, pbe, 2048, -1, 0);
+	unsigned char *der = NULL;
+	int len = 0;
+
+	if (p12 == NULL ||
+	    (mac_md != NULL &&
+	     !PKCS12_set_mac(p12, FUZZ_CLUSTER_PASS, -1, NULL, 0, 2048,
+			     mac_md)) ||
+	    (len = i2d_PKCS12(p12, &der)) <= 0)
+		fail(file, NULL);
+	put("cluster", file, der, (size_t)len);
+	OPENSSL_free(der);
+	PKCS12_free(p12);
+}
+
+static void cluster_seeds(void)
+{
+	cf_cert_spec spec = { .kind = CF_KIND_CLUSTER, .cluster = "web" };
+	STACK_OF(X509) *chain = sk_X509_new_null();
+	char fp[65], proof[CF_CLUSTER_PROOF_MAX + 1];
+	cf_secret *bundle = NULL, *alone = NULL, *pair = NULL;
+	EVP_PKEY *key = NULL;
+	X509_REQ *csr = NULL;
+	X509 *cert = NULL;
+	cf_error err;
+
+	if (chain == NULL || !sk_X509_push(chain, fx->enroller.cert) ||
+	    cf_key_generate(&key, &err) != CF_OK ||
+	    cf_csr_new(key, "cluster seed", &csr, &err) != CF_OK ||
+	    cf_cert_issue(fx->enroller.cert, fx->enroller.key, csr, &spec, &cert,
+			  &err) != CF_OK ||
+	    cf_cluster_bundle_encode(cert, chain, key, &bundle, &err) != CF_OK ||
+	    cf_cluster_bundle_encode(cert, NULL, key, &alone, &err) != CF_OK ||
+	    cf_cert_fingerprint(cert, fp, &err) != CF_OK ||
+	    cf_cluster_proof(key, cf_trust_tenant(fx->trust), fp,
+			     FUZZ_CLUSTER_MEMBER, proof, &err) != CF_OK ||
+	    (pair = cf_secret_from(proof, strlen(proof))) == NULL ||
+	    cf_secret_append(pair, "\n", 1, &err) != CF_OK ||
+	    cf_secret_append(pair, cf_secret_cdata(bundle),
+			     cf_secret_len(bundle), &err) != CF_OK)
+		fail("cluster", &err);
+	put("cluster", "bundle", cf_secret_cdata(bundle), cf_secret_len(bundle));
+	put("cluster", "bundle-alone", cf_secret_cdata(alone),
+	    cf_secret_len(alone));
+	put("cluster", "proof-bundle", cf_secret_cdata(pair),
+	    cf_secret_len(pair));
+	put_str("cluster", "proof-only", proof);
+	cluster_p12("p12", cert, key, chain, NID_aes_256_cbc, EVP_sha256());
+	cluster_p12("p12-alone", cert, key, NULL, NID_aes_256_cbc, EVP_sha256());
+	cluster_p12("p12-legacy", cert, key, NULL,
+		    NID_pbe_WithSHA1And3_Key_TripleDES_CBC, EVP_sha1());
+	cluster_p12("p12-no-mac", cert, key, NULL, NID_aes_256_cbc, NULL);
+	put_str("cluster", "key-name", "cluster-key/web");
+	put_str("cluster", "cache-name", "cluster/web/a/b");
+	cf_secret_free(pair);
+	cf_secret_free(alone);
+	cf_secret_free(bundle);
+	X509_free(cert);
+	X509_REQ_free(csr);
+	EVP_PKEY_free(key);
+	sk_X509_free(chain);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -1096,6 +1173,7 @@ int main(int argc, char **argv)
 	make_dir("template");
 	make_dir("command");
 	make_dir("ack");
+	make_dir("cluster");
 	envelope_seeds();
 	cert_seeds();
 	record_seeds();
@@ -1108,6 +1186,7 @@ int main(int argc, char **argv)
 	template_seeds();
 	command_seeds();
 	ack_seeds();
+	cluster_seeds();
 	printf("make_seeds: %d seeds in %s (tenant %s)\n", n_written, out_dir,
 	       cf_trust_tenant(fx->trust));
 	return 0;
