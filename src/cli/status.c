@@ -119,6 +119,9 @@ static enum state classify(const json_t *rcp, const char *name,
 		json_object_set_new(*entry, "reason", json_string(err.msg));
 		return st;
 	}
+	/* A cluster member is known by its acknowledgement only. */
+	if (cli_json_str(rcp, "name")[0] == '\0')
+		json_object_set_new(*entry, "name", json_string(a.agent));
 	json_object_set_new(*entry, "version", json_integer(a.version));
 	json_object_set_new(*entry, "time", json_integer(a.time));
 	json_object_set_new(*entry, "result", json_string(
@@ -177,6 +180,15 @@ static json_t *secret_doc(const json_t *s, const cf_trust *trust, int *clean)
 		if (strcmp(cli_json_str(rcp, "kind"), "agent") != 0)
 			continue;
 		st = classify(rcp, name, latest, trust, &entry);
+		if (entry != NULL)
+			json_array_append_new(lists[st], entry);
+		if (st != S_APPLIED)
+			*clean = 0;
+	}
+	/* Members of a cluster it was sealed to: those that acknowledged. */
+	json_array_foreach(json_object_get(s, "cluster_acks"), i, rcp) {
+		enum state st = classify(rcp, name, latest, trust, &entry);
+
 		if (entry != NULL)
 			json_array_append_new(lists[st], entry);
 		if (st != S_APPLIED)

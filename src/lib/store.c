@@ -1806,12 +1806,24 @@ cf_status cf_store_ack_put(cf_store *st, const char *tenant,
 			   size_t n, int64_t now, const cf_audit_entry *audit,
 			   int64_t *stored, cf_error *err)
 {
+	return cf_store_ack_put_via(st, tenant, agent, NULL, rows, n, now,
+				    audit, stored, err);
+}
+
+cf_status cf_store_ack_put_via(cf_store *st, const char *tenant,
+			       const char *agent, const char *via,
+			       const cf_ack_row *rows, size_t n, int64_t now,
+			       const cf_audit_entry *audit, int64_t *stored,
+			       cf_error *err)
+{
 	cf_status rc;
 
 	if (stored != NULL)
 		*stored = 0;
 	if ((rc = need_tenant(st, tenant, err)) != CF_OK ||
 	    (rc = need_fp(agent, "agent fingerprint", err)) != CF_OK ||
+	    (via != NULL &&
+	     (rc = need_fp(via, "cluster fingerprint", err)) != CF_OK) ||
 	    (rc = need_audit(audit, err)) != CF_OK)
 		return rc;
 	if (rows == NULL || n == 0)
@@ -1847,8 +1859,8 @@ cf_status cf_store_ack_put(cf_store *st, const char *tenant,
 					    "store: ack %zu is %zu bytes, above "
 					    "%d", i, r->len, CF_STORE_ACK_DER_MAX);
 	}
-	return DISPATCH(st, ack_put, tenant, agent, rows, n, now, audit, stored,
-			err);
+	return DISPATCH(st, ack_put, tenant, agent, via ? via : "", rows, n, now,
+			audit, stored, err);
 }
 
 cf_status cf_store_ack_list(cf_store *st, const char *tenant,

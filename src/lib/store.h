@@ -811,6 +811,16 @@ cf_status cf_store_ack_put(cf_store *st, const char *tenant,
 			   const char *agent, const cf_ack_row *rows,
 			   size_t n, int64_t now, const cf_audit_entry *audit,
 			   int64_t *stored, cf_error *err);
+/*
+ * The same for a member of a cluster: an ack also counts when via (the
+ * fingerprint of the cluster key the agent proved it holds) has a feed
+ * entry of the name.  via NULL: as cf_store_ack_put.
+ */
+cf_status cf_store_ack_put_via(cf_store *st, const char *tenant,
+			       const char *agent, const char *via,
+			       const cf_ack_row *rows, size_t n, int64_t now,
+			       const cf_audit_entry *audit, int64_t *stored,
+			       cf_error *err);
 /* Every stored ack of tenant/name, in agent fingerprint order. */
 cf_status cf_store_ack_list(cf_store *st, const char *tenant,
 			    const char *name, cf_ack_row **out, size_t *n,

@@ -251,7 +251,8 @@ typedef struct cf_store_ops {
 
 	/* Rollout (store.h); arguments checked by store.c. */
 	cf_status (*ack_put)(cf_store *st, const char *tenant,
-			     const char *agent, const cf_ack_row *rows,
+			     const char *agent, const char *via,
+			     const cf_ack_row *rows,
 			     size_t n, int64_t now,
 			     const cf_audit_entry *audit, int64_t *stored,
 			     cf_error *err);

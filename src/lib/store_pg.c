@@ -384,7 +384,7 @@
 	  "applied, result, reason, received, der) SELECT $1, $2, $3, " \
 	  "$4::bigint, $5::bigint, $6, $7, $8::bigint, $9::bytea " \
 	  "WHERE EXISTS (SELECT 1 FROM feed WHERE tenant = $1 " \
-	  "AND recipient = $3 AND name = $2) " \
+	  "AND (recipient = $3 OR recipient = $10) AND name = $2) " \
 	  "ON CONFLICT (tenant, name, agent) DO UPDATE SET " \
 	  "version = excluded.version, applied = excluded.applied, " \
 	  "result = excluded.result, reason = excluded.reason, " \
@@ -4529,7 +4529,8 @@ static void clear_ack(void *elem)
 }
 
 static cf_status ack_put_once(pg_store *p, const char *tenant,
-			      const char *agent, const cf_ack_row *rows,
+			      const char *agent, const char *via,
+			      const cf_ack_row *rows,
 			      size_t n, int64_t now,
 			      const cf_audit_entry *audit, int64_t *stored,
 			      cf_error *err)
@@ -4552,6 +4553,7 @@ static cf_status ack_put_once(pg_store *p, const char *tenant,
 		a_text(&a, rows[i].reason);
 		a_int(&a, now);
 		a_bin(&a, rows[i].der, rows[i].len);
+		a_text(&a, via);
 		rc = run(p, S_ACK_PUT, &a, "storing an acknowledgement", &r, err);
 		if (rc == CF_OK)
 			written += changes(r);
@@ -4566,12 +4568,13 @@ static cf_status ack_put_once(pg_store *p, const char *tenant,
 }
 
 static cf_status pg_ack_put(cf_store *st, const char *tenant,
-			    const char *agent, const cf_ack_row *rows,
-			    size_t n, int64_t now, const cf_audit_entry *audit,
-			    int64_t *stored, cf_error *err)
+			    const char *agent, const char *via,
+			    const cf_ack_row *rows, size_t n, int64_t now,
+			    const cf_audit_entry *audit, int64_t *stored,
+			    cf_error *err)
 {
-	ATTEMPT(pg(st), err, ack_put_once(pg(st), tenant, agent, rows, n, now,
-					  audit, stored, err));
+	ATTEMPT(pg(st), err, ack_put_once(pg(st), tenant, agent, via, rows, n,
+					  now, audit, stored, err));
 }
 
 static cf_status ack_list_once(pg_store *p, const char *tenant,

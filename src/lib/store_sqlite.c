@@ -288,7 +288,7 @@
 	X(S_ACK_PUT, "INSERT INTO acks (tenant, name, agent, version, applied, " \
 	  "result, reason, received, der) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, " \
 	  "?8, ?9 WHERE EXISTS (SELECT 1 FROM feed WHERE tenant = ?1 " \
-	  "AND recipient = ?3 AND name = ?2) " \
+	  "AND (recipient = ?3 OR recipient = ?10) AND name = ?2) " \
 	  "ON CONFLICT (tenant, name, agent) DO UPDATE SET " \
 	  "version = excluded.version, applied = excluded.applied, " \
 	  "result = excluded.result, reason = excluded.reason, " \
@@ -3586,7 +3586,8 @@ static void clear_ack(void *elem)
 }
 
 static cf_status sq_ack_put(cf_store *st, const char *tenant,
-			    const char *agent, const cf_ack_row *rows,
+			    const char *agent, const char *via,
+			    const cf_ack_row *rows,
 			    size_t n, int64_t now, const cf_audit_entry *audit,
 			    int64_t *stored, cf_error *err)
 {
@@ -3611,6 +3612,7 @@ static cf_status sq_ack_put(cf_store *st, const char *tenant,
 		bind_text(q, 7, rows[i].reason);
 		sqlite3_bind_int64(q, 8, now);
 		bind_blob(q, 9, rows[i].der, rows[i].len);
+		bind_text(q, 10, via);
 		rc = run(s, q, "storing an acknowledgement", err);
 		if (rc == CF_OK)
 			written += sqlite3_changes(s->db);

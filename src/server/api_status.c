@@ -66,6 +66,8 @@ static void acks_post(srv_req *r)
 	const json_t *list;
 	json_t *body;
 	cf_ack_row *rows = NULL;
+	cf_cert_row crow = { 0 };
+	int member = 0;
 	unsigned char **bufs = NULL;
 	char object[CF_AUDIT_OBJECT_MAX], what[32], fp[65];
 	cf_audit_entry audit;
@@ -131,16 +133,24 @@ static void acks_post(srv_req *r)
 		rows[i].len = len;
 		bytes += (int64_t)len;
 	}
+	/* A cluster member also acknowledges what came sealed to its
+	 * cluster's key (it proves it holds it, as for the feed). */
+	member = api_cluster_member(r, id, &crow, NULL);
+	if (member < 0)
+		goto out;
 	acks_object(rows, n, object, sizeof(object));
 	srv_audit_init(r, &audit, "secret.ack", object, bytes);
-	if (cf_store_ack_put(srv_req_store(r), id->tenant, id->fp, rows, n,
-			     srv_now(), &audit, &stored, &err) != CF_OK) {
+	if (cf_store_ack_put_via(srv_req_store(r), id->tenant, id->fp,
+				 member ? crow.fp : NULL, rows, n, srv_now(),
+				 &audit, &stored, &err) != CF_OK) {
 		api_fail(r, &err, "storing acknowledgements");
 		goto out;
 	}
 	api_reply(r, 200, json_pack("{s:I,s:I}", "received", (json_int_t)n,
 				    "stored", (json_int_t)stored));
 out:
+	if (member > 0)
+		cf_cert_row_clear(&crow);
 	for (size_t i = 0; bufs != NULL && i < n; i++)
 		OPENSSL_free(bufs[i]);  /* from api_b64_field */
 	free(bufs);
@@ -293,6 +303,42 @@ static int is_exposed(const cf_exposed_row *x, size_t n, const char *name,
 	return 0;
 }
 
+static int has_cluster(const cf_cert_row *recips, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(recips[i].kind, "cluster") == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * A version sealed to a cluster key reaches agents that are no recipient
+ * of it: the acknowledgements of agents outside the recipients are the
+ * members' (the server cannot tell a member that has not acknowledged).
+ * Both lists are in fingerprint order.  NULL: out of memory.
+ */
+static json_t *member_acks(const cf_cert_row *recips, size_t n_recips,
+			   const cf_ack_row *acks, size_t n_acks)
+{
+	json_t *list = json_array(), *ack, *o;
+	size_t r = 0;
+
+	for (size_t a = 0; list != NULL && a < n_acks; a++) {
+		while (r < n_recips && strcmp(recips[r].fp, acks[a].agent) < 0)
+			r++;
+		if (r < n_recips && strcmp(recips[r].fp, acks[a].agent) == 0)
+			continue;
+		ack = ack_json(&acks[a]);
+		o = ack ? json_pack("{s:s,s:o}", "fp", acks[a].agent, "ack",
+				    ack) : NULL;
+		if (o == NULL || json_array_append_new(list, o) != 0) {
+			json_decref(list);
+			list = NULL;
+		}
+	}
+	return list;
+}
+
 /*
  * One secret's status, NULL when out of memory; *skip (group filter) when
  * it has no recipient in group.  CF_OK or the store's failure in *err.
@@ -352,6 +398,13 @@ static cf_status secret_status(cf_store *st, const srv_identity *id,
 	list = NULL;
 	if (*out == NULL)
 		goto nomem;
+	if (has_cluster(recips, n_recips) && group == NULL) {
+		json_t *members = member_acks(recips, n_recips, acks, n_acks);
+
+		if (members == NULL ||
+		    json_object_set_new(*out, "cluster_acks", members) != 0)
+			goto nomem;
+	}
 	goto out;
 nomem:
 	rc = cf_error_set(err, CF_ERR_NOMEM, "out of memory");

@@ -7,7 +7,8 @@
 #      the cluster certificate enters the directory, the key reaches both
 #      agents as an envelope each, and they keep it (D/cluster.pem);
 #   2. `put --to cluster:cache1`: ONE envelope for the cluster (plus the
-#      writer's own), and both members write the value;
+#      writer's own), both members write the value, and `coffer status`
+#      lists them as applied (their signed acknowledgements);
 #   3. `cluster export --out F.p12`: AES-256-CBC, PBKDF2 with
 #      HMAC-SHA256 and a SHA-256 MAC as openssl reads it; `agent
 #      cluster-join --p12` on web-3 makes it a member (it gets the value);
@@ -134,6 +135,14 @@ wait_file "$W/out1/shared" shared-1 15 "$W/agent1.log"
 wait_file "$W/out2/shared" shared-1 15 "$W/agent2.log"
 sleep 1
 [ ! -e "$W/out4/shared" ] || fail "web-4, no member, wrote prod/shared"
+# Rollout status: the members that applied it, by their signed acks.
+for _ in $(seq 1 100); do
+	expect_ok as alice status prod/shared --json
+	python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))
+s=d["secrets"][0]; sys.exit(0 if s["counts"]["applied"] == 2 else 1)' "$OUT" && break
+	sleep 0.1
+done
+json_assert "$OUT" "sorted(a['name'] for a in d['secrets'][0]['applied'])" '["web-1", "web-2"]'
 
 
 step "cluster export: a PKCS#12 of modern algorithms, as openssl reads it"

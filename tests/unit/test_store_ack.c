@@ -290,6 +290,42 @@ static void test_acks(void **state)
 	assert_int_equal(now.failed - base.failed, 0);
 }
 
+/* A cluster member's ack counts through the cluster key's feed entry. */
+static void test_acks_via(void **state)
+{
+	fx_db *db = *state;
+	const char *name = "ack/cluster";
+	/* AGENT_C stands for the cluster key: the version's one agent
+	 * recipient; AGENT_A and AGENT_B are members, no recipients. */
+	const char *v1[] = { ALICE, AGENT_C };
+	cf_audit_entry a = audit_of("secret.ack", AGENT_A);
+	cf_ack_row rows[1], *got = NULL;
+	int64_t stored = -1;
+	size_t n = 0;
+	cf_error err = { 0 };
+
+	put_version(db->st, name, 1, v1, 2);
+	rows[0] = ack_of(AGENT_A, name, 1, NOW - 3, "ok", "");
+	/* Not a recipient, not through the cluster: skipped. */
+	assert_int_equal(put_acks(db->st, AGENT_A, rows, 1), 0);
+	/* Through a fingerprint without a feed entry of the name: skipped. */
+	assert_status(CF_OK, cf_store_ack_put_via(db->st, TENANT, AGENT_A,
+		AGENT_B, rows, 1, NOW, &a, &stored, &err), &err);
+	assert_int_equal(stored, 0);
+	/* Through the cluster key's entry: stored, under the member. */
+	assert_status(CF_OK, cf_store_ack_put_via(db->st, TENANT, AGENT_A,
+		AGENT_C, rows, 1, NOW, &a, &stored, &err), &err);
+	assert_int_equal(stored, 1);
+	assert_status(CF_OK, cf_store_ack_list(db->st, TENANT, name, &got, &n,
+					       &err), &err);
+	assert_int_equal(n, 1);
+	assert_string_equal(got[0].agent, AGENT_A);
+	cf_ack_rows_free(got, n);
+	/* An empty via is the caller's mistake (NULL means none). */
+	assert_status(CF_ERR_USAGE, cf_store_ack_put_via(db->st, TENANT, AGENT_A,
+		"", rows, 1, NOW, &a, &stored, &err), &err);
+}
+
 static void test_exposed(void **state)
 {
 	fx_db *db = *state;
@@ -458,6 +494,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_acks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_acks_via, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_exposed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_audit, setup, teardown),
