@@ -18,10 +18,12 @@
 #      the server holds it for the cluster key only; web-4 (no member) can
 #      neither write it (no proof: 403) nor read it; a record sealed to
 #      the cluster but signed by a non-member is refused by the members;
-#   5. `cluster rotate cache1 --without web-2`: a new key for web-1 only,
+#   5. `cluster add cache1 --agent web-4`: web-4 gets the key and the
+#      cluster's secrets; an enroller without a copy of the key cannot add;
+#   6. `cluster rotate cache1 --without web-2`: a new key for web-1 and web-4,
 #      the cluster's secrets re-sealed to it, the old key's envelopes gone
 #      from the database; the next `put --to cluster:cache1` reaches web-1
-#      and not web-2.
+#      and web-4, not web-2 (nor web-3, which joined by file: documented).
 
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -230,6 +232,14 @@ grep -q 'refused cluster/cache1/token.*web-4' "$W/agent1.log" ||
 assert_eq "$(cat "$W/out1/token")" cache-token-2 "web-1 keeps the members' value"
 
 
+step "cluster add web-4: the key reaches it, and with it the cluster's secrets"
+expect_ok as bob cluster add cache1 --agent web-4 --json
+wait_file "$W/out4/shared" shared-1 15 "$W/agent4.log"
+assert_eq "$(fingerprint "$W/a4/cluster.pem")" "$CL1" "web-4's cluster certificate"
+# Adding needs the key: carol (no copy, no rule on cache1) cannot.
+expect_refusal 23 as carol cluster add cache1 --agent web-3
+
+
 step "cluster rotate --without web-2: a new key, old envelopes gone"
 [ "$(envelopes_of "$CL1")" -gt 0 ] || fail "the old cluster key holds no envelopes before the rotation"
 expect_ok as bob cluster rotate cache1 --without web-2 --json
@@ -242,11 +252,17 @@ for _ in $(seq 1 100); do
 	sleep 0.1
 done
 assert_eq "$(fingerprint "$W/a1/cluster.pem")" "$CL2" "web-1's cluster key after the rotation"
+for _ in $(seq 1 100); do
+	[ "$(fingerprint "$W/a4/cluster.pem")" = "$CL2" ] && break
+	sleep 0.1
+done
+assert_eq "$(fingerprint "$W/a4/cluster.pem")" "$CL2" "web-4's cluster key after the rotation"
 assert_eq "$(fingerprint "$W/a2/cluster.pem")" "$CL1" "web-2 keeps only the old key"
 put prod/shared shared-2 cluster:cache1
 assert_eq "$(sql "SELECT COUNT(*) FROM envelopes WHERE recipient = ? AND name = 'prod/shared'
 	AND version = 2" "$CL2")" 1 "prod/shared v2 for the new key"
 wait_file "$W/out1/shared" shared-2 15 "$W/agent1.log"
+wait_file "$W/out4/shared" shared-2 15 "$W/agent4.log"
 sleep 1
 assert_eq "$(cat "$W/out2/shared")" shared-1 "web-2, removed, keeps the old value only"
 pass
