@@ -400,7 +400,8 @@ out:
 static cf_status open_entry_as(ag_runtime *rt, const json_t *item,
 			       const char *name, uint64_t min_version,
 			       X509 *cert, EVP_PKEY *key, unsigned char **der,
-			       size_t *len, cf_record **rec, cf_error *why)
+			       size_t *len, cf_record **rec, X509 **signer,
+			       cf_error *why)
 {
 	const char *b64 = json_string_value(json_object_get(item, "envelope"));
 	json_int_t said = json_integer_value(json_object_get(item, "version"));
@@ -412,7 +413,7 @@ static cf_status open_entry_as(ag_runtime *rt, const json_t *item,
 	rc = cli_b64_decode(b64, "an envelope", der, len, why);
 	if (rc == CF_OK)
 		rc = cf_envelope_open(*der, *len, cert, key, rt->trust, name,
-				      min_version, rec, NULL, why);
+				      min_version, rec, signer, why);
 	if (rc == CF_OK && said != (json_int_t)(*rec)->version)
 		ag_log(AG_LOG_WARN, "the server listed %s as version %lld but the "
 		       "signed record is version %llu; the record counts", name,
@@ -425,48 +426,77 @@ cf_status ag_open_entry(ag_runtime *rt, const json_t *item, const char *name,
 			cf_record **rec, cf_error *why)
 {
 	return open_entry_as(rt, item, name, min_version, rt->cert, rt->key,
-			     der, len, rec, why);
+			     der, len, rec, NULL, why);
 }
 
 /*
- * A "cluster-key/NAME" record just accepted from the agent's own feed:
- * an enroller gave this agent the key of cluster NAME (`coffer cluster
- * add` or `rotate`).  It is kept (D/cluster.pem) once the cluster
- * certificate verifies; a new key makes the next request read the
- * cluster's feed from its start.
+ * Whether signer may hand this agent a cluster's key: it must be one who
+ * could have enrolled the agent, an agent.enroll rule covering one of
+ * the agent's groups (admin covers all).  Without it any enroller of the
+ * organisation could pull any agent into a cluster of its own.
  */
-static void take_cluster_key(ag_runtime *rt, const cf_record *rec)
+static int may_give_key(X509 *signer, X509 *agent)
 {
-	char cluster[CF_NAME_MAX_BYTES + 1];
-	ag_member *m = NULL;
-	cf_error why = { 0 };
+	struct cf_perms *perms = NULL;
+	char *groups = NULL, *save = NULL, *g;
+	cf_error quiet = { 0 };
+	int ok = 0;
 
-	if (rt->read_only ||
-	    !cf_cluster_of_name(rec->name, 1, cluster, sizeof(cluster)))
-		return;
-	if (ag_member_install(rt->st, rt->trust, rt->cert,
-			      cf_secret_cdata(rec->value),
-			      cf_secret_len(rec->value), cluster, 0, &m,
-			      &why) != CF_OK) {
-		ag_log(AG_LOG_ERROR, "not taking the key of cluster %s (version "
-		       "%llu): %s", cluster, (unsigned long long)rec->version,
-		       why.msg);
-		return;
+	if (cf_cert_perms(signer, &perms, &quiet) != CF_OK ||
+	    cf_cert_ext_text(agent, cf_nid_groups(), &groups, &quiet) != CF_OK ||
+	    groups == NULL)
+		goto out;
+	for (g = strtok_r(groups, ",", &save); g != NULL && !ok;
+	     g = strtok_r(NULL, ",", &save))
+		ok = cf_perms_allows(perms, "agent.enroll", g);
+out:
+	cf_perms_free(perms);
+	OPENSSL_free(groups);
+	return ok;
+}
+
+/*
+ * A "cluster-key/NAME" record from the agent's own feed, verified: an
+ * enroller gives this agent the key of cluster NAME (`coffer cluster
+ * add` or `rotate`).  It is kept (D/cluster.pem) once the cluster
+ * certificate verifies, before the version is accepted: a key that is
+ * not taken is refused like any record (and offered again).  A new key
+ * makes the next request read the cluster's feed from its start.
+ */
+static cf_status take_cluster_key(ag_runtime *rt, const cf_record *rec,
+				  X509 *signer, cf_error *why)
+{
+	char cluster[CF_NAME_MAX_BYTES + 1], cn[CF_CN_MAX_BYTES + 1];
+	ag_member *m = NULL;
+	cf_status rc;
+
+	if (!cf_cluster_of_name(rec->name, 1, cluster, sizeof(cluster)) ||
+	    rt->read_only)
+		return CF_OK;
+	if (!may_give_key(signer, rt->cert)) {
+		cf_cert_cn(signer, cn, sizeof(cn));
+		return cf_error_set(why, CF_ERR_PERMISSION, "\"%s\" may not "
+			"give this agent a cluster key: its agent.enroll rules "
+			"cover none of this agent's groups", cn);
+	}
+	rc = ag_member_install(rt->st, rt->trust, rt->cert,
+			       cf_secret_cdata(rec->value),
+			       cf_secret_len(rec->value), cluster, 0, &m, why);
+	if (rc != CF_OK)
+		return rc;
+	if (rt->client != NULL &&
+	    (rc = cli_client_set_cluster(rt->client, m->header, why)) != CF_OK) {
+		ag_member_free(m);
+		return rc;
 	}
 	if (rt->member == NULL || strcmp(rt->member->fp, m->fp) != 0) {
 		ag_log(AG_LOG_INFO, "%s cluster %s: key %s", rt->member ?
 		       "new key of" : "joined", cluster, m->fp);
 		rt->member_changed = 1;
 	}
-	if (rt->client != NULL &&
-	    cli_client_set_cluster(rt->client, m->header, &why) != CF_OK) {
-		ag_log(AG_LOG_ERROR, "not reading cluster %s: %s", cluster,
-		       why.msg);
-		ag_member_free(m);
-		return;
-	}
 	ag_member_free(rt->member);
 	rt->member = m;
+	return CF_OK;
 }
 
 /*
@@ -483,6 +513,7 @@ static cf_status take_entry(ag_runtime *rt, const json_t *item,
 	unsigned char *der = NULL;
 	size_t len = 0;
 	cf_record *rec = NULL;
+	X509 *signer = NULL;
 	cf_error why = { 0 };
 	uint64_t have;
 	cf_status rc = CF_OK;
@@ -504,7 +535,7 @@ static cf_status take_entry(ag_runtime *rt, const json_t *item,
 	}
 	rc = open_entry_as(rt, item, name, have, member ? member->cert : rt->cert,
 			   member ? member->key : rt->key, &der, &len, &rec,
-			   &why);
+			   &signer, &why);
 	if (rc == CF_ERR_NOMEM) {
 		*err = why;
 		goto out;
@@ -535,6 +566,18 @@ static cf_status take_entry(ag_runtime *rt, const json_t *item,
 		ag_log(AG_LOG_INFO, "%s v%llu again, in another envelope than the "
 		       "cached one", name, (unsigned long long)have);
 	}
+	/* A cluster's key comes only in the agent's own feed. */
+	if (member == NULL) {
+		rc = take_cluster_key(rt, rec, signer, &why);
+		if (rc == CF_ERR_NOMEM) {
+			*err = why;
+			goto out;
+		}
+		if (rc != CF_OK) {
+			rc = CF_OK;
+			goto refused;
+		}
+	}
 	rc = ag_state_accept(rt->st, name, rec->version, der, len, err);
 	if (rc == CF_OK)
 		rc = note_changed(rt, name, err);
@@ -543,8 +586,6 @@ static cf_status take_entry(ag_runtime *rt, const json_t *item,
 		ag_log(AG_LOG_INFO, "accepted %s v%llu%s", name,
 		       (unsigned long long)rec->version,
 		       member ? " (cluster)" : "");
-		if (member == NULL)
-			take_cluster_key(rt, rec);
 	}
 	goto out;
 refused:
@@ -554,6 +595,7 @@ refused:
 	       (unsigned long long)have);
 out:
 	cf_record_free(rec);
+	X509_free(signer);
 	OPENSSL_free(der);
 	return rc;
 }

@@ -33,7 +33,14 @@
 #include "cli.h"
 #include "client.h"
 
-enum { OPT_PREFIX = 0x2000, OPT_GROUP, OPT_JSON };
+enum { OPT_PREFIX = 0x2000, OPT_GROUP, OPT_JSON, OPT_PAGE };
+
+/* Recipients asked for per page of one secret (GET /v1/status?name=):
+ * the default, and the server's most. */
+#define STATUS_PAGE 1000
+#define STATUS_PAGE_MAX 2000
+
+static unsigned long long page_size = STATUS_PAGE;
 
 static void status_usage(FILE *out)
 {
@@ -54,10 +61,13 @@ static void status_usage(FILE *out)
 		"  --group G     the secrets sealed to agents of group G, and only\n"
 		"                those agents\n"
 		"  --json        one JSON document (docs/CLIENT.md) instead of text\n"
+		"  --page N      recipients asked for per request when a secret has\n"
+		"                many (default %d, at most %d): the server answers\n"
+		"                a large fleet in pages, read one after the other\n"
 		"\n"
 		"Exit 0 when every agent applied the latest versions and nothing is\n"
 		"exposed, 32 otherwise.\n"
-		"\n%s", cli_settings_help);
+		"\n%s", STATUS_PAGE, STATUS_PAGE_MAX, cli_settings_help);
 }
 
 /* One agent's place in a secret's rollout. */
@@ -160,45 +170,121 @@ static json_t *exposed_by_cert(const json_t *list)
 	return out;
 }
 
-/* One secret of the answer as the command's JSON; *clean: all applied. */
-static json_t *secret_doc(const json_t *s, const cf_trust *trust, int *clean)
+/* One secret's lists while its pages come in (secret_doc). */
+struct sdoc {
+	const char *name;
+	int64_t latest;
+	json_t *lists[S_COUNT];
+};
+
+/* Classifies one page of a secret's entries: its agent recipients (the
+ * writer's own envelope and other non-agents have no acks) and the
+ * members of a cluster it was sealed to, those that acknowledged. */
+static void take_page(struct sdoc *d, const json_t *page,
+		      const cf_trust *trust, int *clean)
 {
-	const char *name = cli_json_str(s, "name");
-	int64_t latest = cli_json_int(s, "version");
-	json_t *doc, *lists[S_COUNT], *counts, *rcp, *entry;
+	const char *parts[] = { "recipients", "cluster_acks" };
+	json_t *rcp, *entry;
 	size_t i;
 
-	doc = json_pack("{s:s,s:I}", "name", name, "version",
-			(json_int_t)latest);
+	for (size_t p = 0; p < 2; p++)
+		json_array_foreach(json_object_get(page, parts[p]), i, rcp) {
+			enum state st;
+
+			if (p == 0 &&
+			    strcmp(cli_json_str(rcp, "kind"), "agent") != 0)
+				continue;
+			st = classify(rcp, d->name, d->latest, trust, &entry);
+			if (entry != NULL)
+				json_array_append_new(d->lists[st], entry);
+			if (st != S_APPLIED)
+				*clean = 0;
+		}
+}
+
+/*
+ * The next page of a secret the server cut (recipients_more): by name,
+ * after the last entry it gave, of the same version.
+ */
+static cf_status next_page(cli_client *c, const json_t *s, const char *group,
+			   json_t **page, cf_error *err)
+{
+	const char *after = cli_json_str(s, "recipients_after");
+	char *q = cli_client_escape(cli_json_str(s, "name"));
+	char *g = group ? cli_client_escape(group) : NULL;
+	char path[1400];
+	json_t *resp = NULL, *p;
+	cf_status rc;
+
+	*page = NULL;
+	if (q == NULL || (group != NULL && g == NULL)) {
+		free(q);
+		free(g);
+		return cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+	}
+	snprintf(path, sizeof(path), "/v1/status?name=%s%s%s&limit=%llu%s%s", q,
+		 g ? "&group=" : "", g ? g : "", page_size,
+		 after[0] ? "&after=" : "", after);
+	free(q);
+	free(g);
+	rc = cli_client_call(c, "GET", path, NULL, &resp, err);
+	p = json_array_get(json_object_get(resp, "secrets"), 0);
+	if (rc == CF_OK && (p == NULL || strcmp(cli_json_str(p, "name"),
+						cli_json_str(s, "name")) != 0))
+		rc = cf_error_set(err, CF_ERR_SERVER, "the server's next page of "
+				  "%s is not about it", cli_json_str(s, "name"));
+	else if (rc == CF_OK &&
+		 cli_json_int(p, "version") != cli_json_int(s, "version"))
+		rc = cf_error_set(err, CF_ERR_CONFLICT, "%s got a new version "
+				  "while its status was read; run coffer status "
+				  "again", cli_json_str(s, "name"));
+	else if (rc == CF_OK &&
+		 json_is_true(json_object_get(p, "recipients_more")) &&
+		 strcmp(cli_json_str(p, "recipients_after"), after) <= 0)
+		rc = cf_error_set(err, CF_ERR_SERVER, "the server's pages of %s "
+				  "do not move forward", cli_json_str(s, "name"));
+	if (rc == CF_OK)
+		*page = json_incref(p);
+	json_decref(resp);
+	return rc;
+}
+
+/*
+ * One secret of the answer as the command's JSON, its further pages
+ * fetched and classified one at a time (a secret may have tens of
+ * thousands of recipients); *clean: all applied.
+ */
+static cf_status secret_doc(cli_client *c, const json_t *s, const char *group,
+			    const cf_trust *trust, int *clean, json_t **out,
+			    cf_error *err)
+{
+	struct sdoc d = { cli_json_str(s, "name"), cli_json_int(s, "version"),
+			  { NULL } };
+	json_t *doc, *counts, *page = json_incref((json_t *)s), *next;
+	cf_status rc = CF_OK;
+
+	*out = NULL;
+	doc = json_pack("{s:s,s:I}", "name", d.name, "version",
+			(json_int_t)d.latest);
 	counts = json_object();
 	for (int k = 0; k < S_COUNT; k++)
-		lists[k] = json_array();
-	json_array_foreach(json_object_get(s, "recipients"), i, rcp) {
-		enum state st;
-
-		/* The writer's own envelope and other non-agents: no acks. */
-		if (strcmp(cli_json_str(rcp, "kind"), "agent") != 0)
-			continue;
-		st = classify(rcp, name, latest, trust, &entry);
-		if (entry != NULL)
-			json_array_append_new(lists[st], entry);
-		if (st != S_APPLIED)
-			*clean = 0;
+		d.lists[k] = json_array();
+	for (;;) {
+		take_page(&d, page, trust, clean);
+		if (!json_is_true(json_object_get(page, "recipients_more")))
+			break;
+		rc = next_page(c, page, group, &next, err);
+		if (rc != CF_OK)
+			break;
+		json_decref(page);
+		page = next;
 	}
-	/* Members of a cluster it was sealed to: those that acknowledged. */
-	json_array_foreach(json_object_get(s, "cluster_acks"), i, rcp) {
-		enum state st = classify(rcp, name, latest, trust, &entry);
-
-		if (entry != NULL)
-			json_array_append_new(lists[st], entry);
-		if (st != S_APPLIED)
-			*clean = 0;
-	}
+	json_decref(page);
 	for (int k = 0; k < S_COUNT; k++) {
 		json_object_set_new(counts, state_names[k],
 				    json_integer((json_int_t)json_array_size(
-						 lists[k])));
-		json_object_set_new(doc, state_names[k], lists[k]);
+						 d.lists[k])));
+		json_object_set_new(doc, state_names[k], d.lists[k]);
 	}
 	json_object_set_new(doc, "exposed",
 			    exposed_by_cert(json_object_get(s, "exposed")));
@@ -207,7 +293,14 @@ static json_t *secret_doc(const json_t *s, const cf_trust *trust, int *clean)
 	if (json_array_size(json_object_get(doc, "exposed")) > 0)
 		*clean = 0;
 	json_object_set_new(doc, "counts", counts);
-	return doc;
+	if (rc != CF_OK) {
+		json_decref(doc);
+		return rc;
+	}
+	if (doc == NULL || counts == NULL)
+		return cf_error_set(err, CF_ERR_NOMEM, "out of memory");
+	*out = doc;
+	return CF_OK;
 }
 
 static void print_agents(const json_t *doc, int k)
@@ -288,6 +381,7 @@ int cmd_status(int argc, char **argv)
 		{ "prefix", required_argument, NULL, OPT_PREFIX },
 		{ "group", required_argument, NULL, OPT_GROUP },
 		{ "json", no_argument, NULL, OPT_JSON },
+		{ "page", required_argument, NULL, OPT_PAGE },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -310,6 +404,11 @@ int cmd_status(int argc, char **argv)
 		case OPT_PREFIX: prefix = optarg; break;
 		case OPT_GROUP: group = optarg; break;
 		case OPT_JSON: as_json = 1; break;
+		case OPT_PAGE:
+			if (cli_parse_uint("status", "--page", optarg,
+					   STATUS_PAGE_MAX, &page_size) != 0)
+				return 2;
+			break;
 		case 'h': status_usage(stdout); return 0;
 		default: return cli_bad_option("status");
 		}
@@ -331,7 +430,11 @@ int cmd_status(int argc, char **argv)
 	if ((q = cli_client_escape(value)) == NULL)
 		return cli_fail(&(cf_error){ .code = CF_ERR_NOMEM,
 					     .msg = "out of memory" });
-	snprintf(path, sizeof(path), "/v1/status?%s=%s", key, q);
+	if (name != NULL)
+		snprintf(path, sizeof(path), "/v1/status?name=%s&limit=%llu", q,
+			 page_size);
+	else
+		snprintf(path, sizeof(path), "/v1/status?%s=%s", key, q);
 	free(q);
 	rc = cli_client_connect(&set, CLI_NEED_IDENTITY | CLI_NEED_ROOT, &c,
 				&err);
@@ -351,11 +454,11 @@ int cmd_status(int argc, char **argv)
 		goto out;
 	}
 	json_array_foreach(json_object_get(resp, "secrets"), i, s) {
-		json_t *doc = secret_doc(s, trust, &clean);
+		json_t *doc = NULL;
 
-		if (doc == NULL) {
-			code = cli_fail(&(cf_error){ .code = CF_ERR_NOMEM,
-						     .msg = "out of memory" });
+		rc = secret_doc(c, s, group, trust, &clean, &doc, &err);
+		if (rc != CF_OK) {
+			code = cli_fail(&err);
 			goto out;
 		}
 		if (!as_json)

@@ -185,7 +185,25 @@ static void secret_put(srv_req *r)
 		goto out;
 	if (api_envelopes_read(r, id, body, API_ENVELOPES_MAX, &envs) != 0)
 		goto out;
-	/* A member's cache entry: for the cluster's key and no one else. */
+	/* A member's cache entry: the next version (a member cannot push a
+	 * name out of reach with a huge one), for the cluster's key and no
+	 * one else. */
+	if (cluster[0] != '\0') {
+		int64_t latest = api_latest_version(r, id->tenant, name);
+
+		if (version != latest + 1) {
+			char msg[512];
+
+			snprintf(msg, sizeof(msg), "a member of cluster \"%s\" "
+				 "writes the next version of %s only, %lld, not "
+				 "%lld; nothing was stored", cluster, name,
+				 (long long)latest + 1, (long long)version);
+			api_reply(r, 409, json_pack("{s:{s:s,s:s},s:I}",
+				"error", "code", "conflict", "message", msg,
+				"latest", (json_int_t)latest));
+			goto out;
+		}
+	}
 	if (cluster[0] != '\0') {
 		int all = all_of_cluster(r, id->tenant,
 			(const char (*)[65])envs.recipients, envs.n, cluster,
@@ -459,7 +477,9 @@ static void secret_recipients(srv_req *r)
 static int enrolled_cluster(srv_req *r, const srv_identity *id,
 			    const char *fp)
 {
-	cf_cert_row row;
+	cf_cert_row row, *all = NULL;
+	cf_cert_filter f = { 0 };
+	size_t n = 0;
 	cf_error err;
 	cf_status rc;
 	int ok;
@@ -473,6 +493,27 @@ static int enrolled_cluster(srv_req *r, const srv_identity *id,
 	}
 	ok = strcmp(row.kind, "cluster") == 0 && row.cluster[0] != '\0' &&
 	     srv_allows(id, "agent.enroll", row.cluster);
+	/*
+	 * Only a key a rotation replaced: another certificate of the same
+	 * cluster entered the directory after it.  The current key's
+	 * envelopes are the members' secrets, not the enroller's to drop.
+	 */
+	if (ok) {
+		f.kind = "cluster";
+		rc = cf_store_cert_list(srv_req_store(r), id->tenant, &f, &all,
+					&n, &err);
+		if (rc != CF_OK) {
+			cf_cert_row_clear(&row);
+			api_fail(r, &err, "looking up the cluster's keys");
+			return -1;
+		}
+		ok = 0;
+		for (size_t i = 0; i < n && !ok; i++)
+			ok = strcmp(all[i].cluster, row.cluster) == 0 &&
+			     strcmp(all[i].fp, row.fp) != 0 &&
+			     all[i].created > row.created;
+		cf_cert_rows_free(all, n);
+	}
 	cf_cert_row_clear(&row);
 	return ok;
 }
@@ -552,6 +593,43 @@ out:
 
 /* ---- POST /v1/secrets/envelopes (coffer sync) ------------------------------------ */
 
+/*
+ * 1 if version V of name has an envelope for a certificate of cluster
+ * (one of its keys); 0 with why said; -1 answered.  Names under
+ * cluster-key/ never qualify: a cluster's key goes to agents.
+ */
+static int sealed_to_cluster(srv_req *r, const char *tenant, const char *name,
+			     int64_t version, const char *cluster,
+			     char why[WHY_MAX])
+{
+	cf_cert_row *rows = NULL;
+	size_t n = 0;
+	cf_error err;
+	int found = 0;
+
+	if (strncmp(name, CF_CLUSTER_KEY_PREFIX,
+		    strlen(CF_CLUSTER_KEY_PREFIX)) == 0) {
+		snprintf(why, WHY_MAX, "%s is a cluster's key, which is sealed "
+			 "to agents only", name);
+		return 0;
+	}
+	if (cf_store_recipient_certs(srv_req_store(r), tenant, name, version,
+				     &rows, &n, &err) != CF_OK) {
+		api_fail(r, &err, "reading a version's recipients");
+		return -1;
+	}
+	for (size_t i = 0; i < n && !found; i++)
+		found = strcmp(rows[i].kind, "cluster") == 0 &&
+			strcmp(rows[i].cluster, cluster) == 0;
+	cf_cert_rows_free(rows, n);
+	if (!found)
+		snprintf(why, WHY_MAX, "version %lld of %s was never sealed to "
+			 "cluster \"%s\": only what an older key of the cluster "
+			 "held is re-sealed this way", (long long)version, name,
+			 cluster);
+	return found;
+}
+
 static void envelopes_add(srv_req *r)
 {
 	const srv_identity *id = srv_req_identity(r);
@@ -592,6 +670,14 @@ static void envelopes_add(srv_req *r)
 
 		if (all < 0)
 			goto out;
+		/* A re-seal by `cluster rotate`: the version must already
+		 * be sealed to another key of that same cluster. */
+		if (all == 1 && srv_allows(id, "agent.enroll", cluster)) {
+			all = sealed_to_cluster(r, id->tenant, name, version,
+						cluster, why);
+			if (all < 0)
+				goto out;
+		}
 		if (all == 0 || !srv_allows(id, "agent.enroll", cluster)) {
 			if (all == 1)
 				snprintf(why, sizeof(why), "it holds no "
@@ -733,15 +819,16 @@ static int part_read(srv_req *r, const char *tenant, const char *recipient,
 
 /*
  * Up to limit items, and no more envelope bytes than budget, though
- * always the first (so the cursor moves on).  With nothing to send the
+ * always the first when first_free (so the cursor moves on).  With nothing to send the
  * cursor stays the store's answer: since or (a restored database) its
  * head below since.
  */
-static void part_cut(feed_part *p, int64_t limit, int64_t budget)
+static void part_cut(feed_part *p, int64_t limit, int64_t budget,
+		     int first_free)
 {
 	for (p->shown = 0; p->shown < p->n && p->shown < (size_t)limit;
 	     p->shown++) {
-		if (p->shown > 0 &&
+		if ((p->shown > 0 || !first_free) &&
 		    p->bytes + (int64_t)p->items[p->shown].len > budget)
 			break;
 		p->bytes += (int64_t)p->items[p->shown].len;
@@ -837,8 +924,11 @@ static void feed(srv_req *r)
 		goto out;
 	}
 	/* One answer's envelope bytes, the own feed's first. */
-	part_cut(&own, limit, (int64_t)API_FEED_BYTES_MAX);
-	part_cut(&cl, limit, (int64_t)API_FEED_BYTES_MAX - own.bytes);
+	part_cut(&own, limit, (int64_t)API_FEED_BYTES_MAX, 1);
+	/* The rest of the budget: an answer stays within one answer's
+	 * bytes (one item always goes, when the own part took none). */
+	part_cut(&cl, limit, (int64_t)API_FEED_BYTES_MAX - own.bytes,
+		 own.shown == 0);
 	if ((list = part_json(&own)) == NULL) {
 		api_reply(r, 500, NULL);
 		goto out;

@@ -37,6 +37,15 @@
 #include "api.h"
 
 #define STATUS_SECRETS_MAX 1000    /* secrets in one status answer */
+/*
+ * Recipient entries (each with its signed ack, about 2 KB) in one answer
+ * at most, and per secret of a several-secret answer: the rest of a
+ * secret is had by name with after (recipients_more), so that an answer
+ * stays well within what a client reads (16 MiB for coffer's).
+ */
+#define STATUS_ENTRIES_MAX 2000
+#define STATUS_ENTRIES_EACH 100
+#define STATUS_ENTRIES_NAMED 1000  /* default limit of a name's page */
 
 /* ---- POST /v1/agent/acks ------------------------------------------------ */
 
@@ -312,46 +321,35 @@ static int has_cluster(const cf_cert_row *recips, size_t n)
 }
 
 /*
- * A version sealed to a cluster key reaches agents that are no recipient
- * of it: the acknowledgements of agents outside the recipients are the
- * members' (the server cannot tell a member that has not acknowledged).
- * Both lists are in fingerprint order.  NULL: out of memory.
+ * One page of a secret's status: which entries, from where, how many.
+ * Entries are the recipients (in group, if one is asked) and, for a
+ * version sealed to a cluster key, the acknowledgements of agents that
+ * are no recipient (the cluster's members: the server cannot tell a
+ * member that has not acknowledged); one fingerprint order over both.
  */
-static json_t *member_acks(const cf_cert_row *recips, size_t n_recips,
-			   const cf_ack_row *acks, size_t n_acks)
-{
-	json_t *list = json_array(), *ack, *o;
-	size_t r = 0;
-
-	for (size_t a = 0; list != NULL && a < n_acks; a++) {
-		while (r < n_recips && strcmp(recips[r].fp, acks[a].agent) < 0)
-			r++;
-		if (r < n_recips && strcmp(recips[r].fp, acks[a].agent) == 0)
-			continue;
-		ack = ack_json(&acks[a]);
-		o = ack ? json_pack("{s:s,s:o}", "fp", acks[a].agent, "ack",
-				    ack) : NULL;
-		if (o == NULL || json_array_append_new(list, o) != 0) {
-			json_decref(list);
-			list = NULL;
-		}
-	}
-	return list;
-}
+struct page {
+	const char *group;        /* NULL: every recipient */
+	const char *after;        /* NULL: from the first entry */
+	size_t limit;             /* entries at most (0: none, only "more") */
+	size_t shown;             /* entries put in the answer */
+};
 
 /*
- * One secret's status, NULL when out of memory; *skip (group filter) when
- * it has no recipient in group.  CF_OK or the store's failure in *err.
+ * One secret's status, NULL when out of memory; *out NULL (group filter)
+ * when it has no recipient in group.  CF_OK or the store's failure in
+ * *err.
  */
 static cf_status secret_status(cf_store *st, const srv_identity *id,
-			       const cf_secret_row *s, const char *group,
+			       const cf_secret_row *s, struct page *pg,
 			       const cf_exposed_row *x, size_t n_x,
 			       json_t **out, cf_error *err)
 {
 	cf_cert_row *recips = NULL;
 	cf_ack_row *acks = NULL;
-	size_t n_recips = 0, n_acks = 0, a = 0, shown = 0;
-	json_t *list = NULL, *o;
+	size_t n_recips = 0, n_acks = 0, ri = 0, ai = 0, a = 0, r2 = 0;
+	json_t *list = NULL, *members = NULL, *o;
+	const char *last = NULL;
+	int cluster, more = 0;
 	cf_status rc;
 
 	*out = NULL;
@@ -362,15 +360,62 @@ static cf_status secret_status(cf_store *st, const srv_identity *id,
 				       err);
 	if (rc != CF_OK)
 		goto out;
-	if ((list = json_array()) == NULL)
+	cluster = pg->group == NULL && has_cluster(recips, n_recips);
+	if ((list = json_array()) == NULL ||
+	    (cluster && (members = json_array()) == NULL))
 		goto nomem;
-	/* Both lists are in fingerprint order: a merge. */
-	for (size_t i = 0; i < n_recips; i++) {
-		const cf_cert_row *c = &recips[i];
+	for (;;) {
+		const cf_cert_row *c = NULL;
+		const cf_ack_row *m = NULL;
 		json_t *ack = json_null();
 
-		if (group != NULL && !in_groups(c->groups, group))
+		/* The next recipient (in group) and the next member's ack. */
+		while (ri < n_recips && pg->group != NULL &&
+		       !in_groups(recips[ri].groups, pg->group))
+			ri++;
+		while (cluster && ai < n_acks) {
+			while (r2 < n_recips && strcmp(recips[r2].fp,
+						       acks[ai].agent) < 0)
+				r2++;
+			if (r2 < n_recips &&
+			    strcmp(recips[r2].fp, acks[ai].agent) == 0)
+				ai++;           /* a recipient's: not a member's */
+			else
+				break;
+		}
+		if (ri < n_recips)
+			c = &recips[ri];
+		if (cluster && ai < n_acks)
+			m = &acks[ai];
+		if (c == NULL && m == NULL)
+			break;
+		if (c != NULL && m != NULL) {
+			if (strcmp(c->fp, m->agent) < 0)
+				m = NULL;
+			else
+				c = NULL;
+		}
+		if (c != NULL)
+			ri++;
+		else
+			ai++;
+		if (pg->after != NULL &&
+		    strcmp(c ? c->fp : m->agent, pg->after) <= 0)
 			continue;
+		if (pg->shown == pg->limit) {
+			more = 1;
+			break;
+		}
+		if (m != NULL) {
+			ack = ack_json(m);
+			o = ack ? json_pack("{s:s,s:o}", "fp", m->agent, "ack",
+					    ack) : NULL;
+			if (o == NULL || json_array_append_new(members, o) != 0)
+				goto nomem;
+			last = m->agent;
+			pg->shown++;
+			continue;
+		}
 		while (a < n_acks && strcmp(acks[a].agent, c->fp) < 0)
 			a++;
 		if (a < n_acks && strcmp(acks[a].agent, c->fp) == 0 &&
@@ -383,13 +428,11 @@ static cf_status secret_status(cf_store *st, const srv_identity *id,
 			      "ack", ack);
 		if (o == NULL || json_array_append_new(list, o) != 0)
 			goto nomem;
-		shown++;
+		last = c->fp;
+		pg->shown++;
 	}
-	if (group != NULL && shown == 0) {
-		json_decref(list);
-		list = NULL;
+	if (pg->group != NULL && json_array_size(list) == 0 && !more)
 		goto out;   /* *out NULL: nothing of group */
-	}
 	*out = json_pack("{s:s,s:I,s:I,s:s,s:o,s:o}", "name", s->name,
 			 "version", (json_int_t)s->version,
 			 "created", (json_int_t)s->created, "writer", s->writer,
@@ -398,18 +441,27 @@ static cf_status secret_status(cf_store *st, const srv_identity *id,
 	list = NULL;
 	if (*out == NULL)
 		goto nomem;
-	if (has_cluster(recips, n_recips) && group == NULL) {
-		json_t *members = member_acks(recips, n_recips, acks, n_acks);
-
-		if (members == NULL ||
-		    json_object_set_new(*out, "cluster_acks", members) != 0)
-			goto nomem;
+	if (members != NULL &&
+	    json_object_set_new(*out, "cluster_acks", members) != 0) {
+		members = NULL;
+		goto nomem;
 	}
+	members = NULL;
+	/* The rest: GET /v1/status?name=N&after=LAST (and the group). */
+	if (more && (json_object_set_new(*out, "recipients_more",
+					 json_true()) != 0 ||
+		     json_object_set_new(*out, "recipients_after", json_string(
+					 last ? last : pg->after ? pg->after :
+					 "")) != 0))
+		goto nomem;
 	goto out;
 nomem:
+	json_decref(*out);
+	*out = NULL;
 	rc = cf_error_set(err, CF_ERR_NOMEM, "out of memory");
 out:
 	json_decref(list);
+	json_decref(members);
 	cf_cert_rows_free(recips, n_recips);
 	cf_ack_rows_free(acks, n_acks);
 	return rc;
@@ -422,22 +474,36 @@ static void status_get(srv_req *r)
 	const char *name = srv_req_param(r, "name");
 	const char *prefix = srv_req_param(r, "prefix");
 	const char *group = srv_req_param(r, "group");
+	const char *after = NULL;
 	cf_secret_row *rows = NULL, one;
 	cf_exposed_row *x = NULL;
 	X509_CRL *crl = NULL;
 	char *revoked = NULL;
 	json_t *list = NULL, *item;
-	size_t n = 0, n_x = 0, kept = 0;
+	size_t n = 0, n_x = 0, kept = 0, budget = STATUS_ENTRIES_MAX;
+	int64_t limit;
 	int more = 0;
+	struct page pg = { 0 };
 	cf_error err;
 	cf_status rc;
 
 	if (api_need_operator(r, id, "reading the rollout status") != 0)
 		return;
-	if ((name != NULL) + (prefix != NULL) + (group != NULL) > 1) {
+	if (prefix != NULL && (name != NULL || group != NULL)) {
 		srv_reply_error(r, 400, "bad_request",
-			"give at most one of the query parameters name, prefix "
-			"and group");
+			"prefix goes alone: give name (and group), prefix, or "
+			"group");
+		return;
+	}
+	if (api_param_hex(r, "after", 64, &after) != 0 ||
+	    api_param_int(r, "limit", 1, STATUS_ENTRIES_MAX,
+			  STATUS_ENTRIES_NAMED, &limit) != 0)
+		return;
+	if ((after != NULL || srv_req_param(r, "limit") != NULL) &&
+	    name == NULL) {
+		srv_reply_error(r, 400, "bad_request",
+			"after and limit page one secret's recipients: they go "
+			"with name");
 		return;
 	}
 	if ((name != NULL && api_name_ok(r, "name", name) != 0) ||
@@ -504,13 +570,20 @@ static void status_get(srv_req *r)
 			more = 1;
 			break;
 		}
-		if (secret_status(st, id, &rows[i], group, x, n_x, &item,
+		pg.group = group;
+		pg.after = after;
+		pg.limit = name != NULL ? (size_t)limit :
+			   budget < STATUS_ENTRIES_EACH ? budget :
+			   STATUS_ENTRIES_EACH;
+		pg.shown = 0;
+		if (secret_status(st, id, &rows[i], &pg, x, n_x, &item,
 				  &err) != CF_OK) {
 			api_fail(r, &err, "reading the rollout status");
 			goto out;
 		}
 		if (item == NULL)
 			continue;   /* no recipient in group */
+		budget -= pg.shown;
 		if (json_array_append_new(list, item) != 0) {
 			api_reply(r, 500, NULL);
 			goto out;

@@ -74,6 +74,8 @@ mk_operator alice "$W/ca" 'secret.write:prod/**' 'secret.write:cluster/**'
 mk_cert bob enroller "$W/ca" --perm 'agent.enroll:web' --perm 'agent.enroll:cache*' \
 	--perm 'token.create:web'
 mk_cert carol enroller "$W/ca" --perm 'agent.enroll:web' --perm 'token.create:web'
+# dave may enroll into clusters other* only: no rule on group web.
+mk_cert dave enroller "$W/ca" --perm 'agent.enroll:other*'
 expect_ok coffer server init --dir "$W/srv"
 expect_ok coffer server tenant add --dir "$W/srv" "$W/ca/root.crt"
 srv_start "$W/srv" "$W/srv.log"
@@ -145,6 +147,10 @@ s=d["secrets"][0]; sys.exit(0 if s["counts"]["applied"] == 2 else 1)' "$OUT" && 
 	sleep 0.1
 done
 json_assert "$OUT" "sorted(a['name'] for a in d['secrets'][0]['applied'])" '["web-1", "web-2"]'
+# In pages of one entry (the recipients and the members in one order).
+cp "$OUT" "$W/status.full"
+expect_ok as alice status prod/shared --json --page 1
+cmp -s "$OUT" "$W/status.full" || fail "status --page 1 differs: $(diff "$W/status.full" "$OUT")"
 
 
 step "cluster export: a PKCS#12 of modern algorithms, as openssl reads it"
@@ -230,6 +236,50 @@ done
 grep -q 'refused cluster/cache1/token.*web-4' "$W/agent1.log" ||
 	fail "web-1 did not refuse the non-member's entry; log: $(tail -5 "$W/agent1.log")"
 assert_eq "$(cat "$W/out1/token")" cache-token-2 "web-1 keeps the members' value"
+
+
+step "what an enroller of another cluster cannot do"
+# dave's own cluster, with web-4 as member: web-4 refuses the key (dave
+# could not have enrolled it), and takes it from nobody but such one.
+expect_ok as dave cluster create otherc --agent web-4 --json
+OTHER=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["fp"])' "$OUT")
+for _ in $(seq 1 50); do
+	grep -q 'refused cluster-key/otherc.*may not give this agent a cluster key' \
+		"$W/agent4.log" && break
+	sleep 0.1
+done
+grep -q 'refused cluster-key/otherc.*may not give this agent a cluster key' "$W/agent4.log" ||
+	fail "web-4 did not refuse dave's cluster key; log: $(tail -5 "$W/agent4.log")"
+[ ! -e "$W/a4/cluster.pem" ] || fail "web-4 took the key of dave's cluster"
+# dave cannot add his cluster's key as a recipient of secrets it never
+# had (nor of another cluster's key) ...
+for target in "prod/shared&version=1" "cluster-key/cache1&version=1"; do
+	code=$(curl -s -o "$W/curl.out" -w '%{http_code}' --cacert "$W/srv/server.crt" \
+		--cert "$W/dave.crt" --key "$W/dave.key" -X POST -H 'Content-Type: application/json' \
+		--data "{\"envelopes\":[{\"recipient\":\"$OTHER\",\"envelope\":\"MAA=\"}]}" \
+		"$SRV_URL/v1/secrets/envelopes?name=$target")
+	assert_eq "$code" 403 "dave adding an envelope to $target"
+done
+# ... and bob cannot purge the current key's envelopes (only a key a
+# rotation replaced).
+code=$(curl -s -o "$W/curl.out" -w '%{http_code}' --cacert "$W/srv/server.crt" \
+	--cert "$W/bob.crt" --key "$W/bob.key" -X DELETE \
+	"$SRV_URL/v1/secrets/envelopes?recipient=$CL1")
+assert_eq "$code" 200 "bob's purge of the current key"
+json_assert "$W/curl.out" "d['removed']" 0
+[ "$(envelopes_of "$CL1" prod/shared)" -eq 1 ] || fail "the current key lost its envelope"
+# A member writes the next version of a cache entry only, never one that
+# would push the name out of reach.
+TENANT=$(fingerprint "$W/ca/root.crt")
+FP1=$(fingerprint "$W/web-1.crt")
+PROOF=$(printf 'coffer cluster member v1\n%s\n%s\n%s' "$TENANT" "$CL1" "$FP1" |
+	openssl dgst -sha256 -sign "$W/a1/cluster.pem" | base64 -w0)
+code=$(curl -s -o "$W/curl.out" -w '%{http_code}' --cacert "$W/srv/server.crt" \
+	--cert "$W/web-1.crt" --key "$W/web-1.key" -X PUT -H 'Content-Type: application/json' \
+	-H "Coffer-Cluster: $CL1 $PROOF" \
+	--data "{\"version\":9007199254740990,\"envelopes\":[{\"recipient\":\"$CL1\",\"envelope\":\"MAA=\"}]}" \
+	"$SRV_URL/v1/secrets?name=cluster/cache1/token")
+assert_eq "$code" 409 "a member's cache write far above the latest"
 
 
 step "cluster add web-4: the key reaches it, and with it the cluster's secrets"

@@ -212,6 +212,21 @@ json_assert "$OUT" "d['secrets'][0]['exposed'][0]['fp']" "$FP2" \
 	"($NAMES)(d, 'applied')" '["web-1", "web-3"]' \
 	"d['secrets'][0]['counts']['behind']" 0 \
 	"d['secrets'][0]['counts']['exposed']" 1
+# The same read in pages of one recipient (a large fleet's way): the
+# same document, and the server's pages move forward.
+cp "$OUT" "$W/status.full"
+run_capture as ops status app/db --json --page 1
+assert_eq "$RC" 32 "status exit, paged"
+cmp -s "$OUT" "$W/status.full" || fail "status --page 1 differs: $(diff "$W/status.full" "$OUT")"
+code=$(curl -s -o "$W/page.json" -w '%{http_code}' --cacert "$W/srv/server.crt" \
+	--cert "$W/ops.crt" --key "$W/ops.key" "$SRV_URL/v1/status?name=app/db&limit=1")
+assert_eq "$code" 200 "GET /v1/status with limit=1"
+json_assert "$W/page.json" "len(d['secrets'][0]['recipients'])" 1 \
+	"d['secrets'][0]['recipients_more']" true \
+	"d['secrets'][0]['recipients_after'] == d['secrets'][0]['recipients'][0]['fp']" true
+code=$(curl -s -o "$W/page.json" -w '%{http_code}' --cacert "$W/srv/server.crt" \
+	--cert "$W/ops.crt" --key "$W/ops.key" "$SRV_URL/v1/status?prefix=app/&limit=1")
+assert_eq "$code" 400 "limit without name"
 expect_rc 32 as ops status app/db
 grep -q "EXPOSED: agent \"web-2\" (${FP2:0:16}...), revoked, acknowledged the current value, version 3" "$OUT" ||
 	fail "exposure not shown: $(cat "$OUT")"
