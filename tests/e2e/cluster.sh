@@ -139,6 +139,11 @@ wait_file "$W/out1/shared" shared-1 15 "$W/agent1.log"
 wait_file "$W/out2/shared" shared-1 15 "$W/agent2.log"
 sleep 1
 [ ! -e "$W/out4/shared" ] || fail "web-4, no member, wrote prod/shared"
+# agent exec reads it from the server with the member's proof.
+expect_ok coffer agent exec --state-dir "$W/a1" --env SHARED=prod/shared -- \
+	sh -c 'printf "%s" "$SHARED"'
+assert_eq "$(cat "$OUT")" shared-1 "agent exec of a cluster secret"
+if grep -q 'cached' "$ERR"; then fail "exec fell back to the cache: $(cat "$ERR")"; fi
 # Rollout status: the members that applied it, by their signed acks.
 for _ in $(seq 1 100); do
 	expect_ok as alice status prod/shared --json
