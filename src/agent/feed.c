@@ -430,55 +430,29 @@ cf_status ag_open_entry(ag_runtime *rt, const json_t *item, const char *name,
 }
 
 /*
- * Whether signer may hand this agent a cluster's key: it must be one who
- * could have enrolled the agent, an agent.enroll rule covering one of
- * the agent's groups (admin covers all).  Without it any enroller of the
- * organisation could pull any agent into a cluster of its own.
- */
-static int may_give_key(X509 *signer, X509 *agent)
-{
-	struct cf_perms *perms = NULL;
-	char *groups = NULL, *save = NULL, *g;
-	cf_error quiet = { 0 };
-	int ok = 0;
-
-	if (cf_cert_perms(signer, &perms, &quiet) != CF_OK ||
-	    cf_cert_ext_text(agent, cf_nid_groups(), &groups, &quiet) != CF_OK ||
-	    groups == NULL)
-		goto out;
-	for (g = strtok_r(groups, ",", &save); g != NULL && !ok;
-	     g = strtok_r(NULL, ",", &save))
-		ok = cf_perms_allows(perms, "agent.enroll", g);
-out:
-	cf_perms_free(perms);
-	OPENSSL_free(groups);
-	return ok;
-}
-
-/*
  * A "cluster-key/NAME" record from the agent's own feed, verified: an
  * enroller gives this agent the key of cluster NAME (`coffer cluster
- * add` or `rotate`).  It is kept (D/cluster.pem) once the cluster
- * certificate verifies, before the version is accepted: a key that is
- * not taken is refused like any record (and offered again).  A new key
- * makes the next request read the cluster's feed from its start.
+ * add` or `rotate`).  It is kept (D/cluster.pem) once the signer may give
+ * it (cf_cluster_may_give) and the cluster certificate verifies, before
+ * the version is accepted: a key that is not taken is refused like any
+ * record (the feed moves past it: the enroller gives it again with
+ * `cluster add`), except when this agent could not write it (I/O), where
+ * the request fails and the key is read again.  A new key makes the next
+ * request read the cluster's feed from its start.
  */
 static cf_status take_cluster_key(ag_runtime *rt, const cf_record *rec,
 				  X509 *signer, cf_error *why)
 {
-	char cluster[CF_NAME_MAX_BYTES + 1], cn[CF_CN_MAX_BYTES + 1];
+	char cluster[CF_NAME_MAX_BYTES + 1];
 	ag_member *m = NULL;
 	cf_status rc;
 
 	if (!cf_cluster_of_name(rec->name, 1, cluster, sizeof(cluster)) ||
 	    rt->read_only)
 		return CF_OK;
-	if (!may_give_key(signer, rt->cert)) {
-		cf_cert_cn(signer, cn, sizeof(cn));
-		return cf_error_set(why, CF_ERR_PERMISSION, "\"%s\" may not "
-			"give this agent a cluster key: its agent.enroll rules "
-			"cover none of this agent's groups", cn);
-	}
+	rc = cf_cluster_may_give(signer, rt->cert, why);
+	if (rc != CF_OK)
+		return rc;
 	rc = ag_member_install(rt->st, rt->trust, rt->cert,
 			       cf_secret_cdata(rec->value),
 			       cf_secret_len(rec->value), cluster, 0, &m, why);
@@ -569,7 +543,9 @@ static cf_status take_entry(ag_runtime *rt, const json_t *item,
 	/* A cluster's key comes only in the agent's own feed. */
 	if (member == NULL) {
 		rc = take_cluster_key(rt, rec, signer, &why);
-		if (rc == CF_ERR_NOMEM) {
+		/* This agent's failure, not the record's: the request fails
+		 * and its cursor stays, so the key is read again. */
+		if (rc == CF_ERR_NOMEM || rc == CF_ERR_IO) {
 			*err = why;
 			goto out;
 		}
@@ -603,11 +579,12 @@ out:
 /*
  * The cluster's part of a feed answer, asked for with member's proof:
  * its entries opened with the cluster key, its cursor kept.  *more is
- * set when the cluster's feed has more.
+ * set when the cluster's feed has more (own_items: entries of the
+ * agent's own part of the same answer).
  */
 static cf_status take_cluster(ag_runtime *rt, const ag_member *member,
-			      const json_t *cl, size_t *bytes, int *more,
-			      cf_error *err)
+			      const json_t *cl, size_t own_items, size_t *bytes,
+			      int *more, cf_error *err)
 {
 	const json_t *list = json_object_get(cl, "secrets"), *item;
 	json_int_t cursor = json_integer_value(json_object_get(cl, "cursor"));
@@ -639,7 +616,9 @@ static cf_status take_cluster(ag_runtime *rt, const ag_member *member,
 		cursor = 0;
 		*more = 1;
 	} else if (json_is_true(json_object_get(cl, "more")) &&
-		   json_array_size(list) > 0) {
+		   (json_array_size(list) > 0 || own_items > 0)) {
+		/* (The agent's own entries may have taken the answer's
+		 * bytes: the cluster's come with the next request.) */
 		*more = 1;
 	}
 	ag_state_set_cluster_cursor(rt->st, member->fp, cursor);
@@ -726,7 +705,8 @@ cf_status ag_fetch(ag_runtime *rt, long wait_s, int *more, cf_error *err)
 	if (member != NULL) {
 		int64_t before = ag_state_cluster_cursor(rt->st, member->fp);
 
-		rc = take_cluster(rt, member, cl, &bytes, &cl_more, err);
+		rc = take_cluster(rt, member, cl, json_array_size(list), &bytes,
+				  &cl_more, err);
 		if (rc != CF_OK)
 			goto out;
 		cl_moved = ag_state_cluster_cursor(rt->st, member->fp) != before;

@@ -618,6 +618,13 @@ static cf_status perform(cli_client *c, const char *method, const char *path,
 			answer = NULL;
 		}
 	}
+	if (c->len > 0 && answer == NULL &&
+	    json_error_code(&jerr) == json_error_out_of_memory) {
+		rc = cf_error_set(err, CF_ERR_NOMEM, "%s %s: out of memory "
+			"reading the server's %zu-byte answer (JSON is kept in "
+			"the locked secure heap)", method, path, c->len);
+		goto out;
+	}
 	if (c->http_status >= 200 && c->http_status < 300) {
 		if (answer == NULL) {
 			rc = cf_error_set(err, CF_ERR_SERVER,

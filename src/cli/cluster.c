@@ -273,6 +273,14 @@ static cf_status make_cert(cli_client *c, const char *name, int days,
 			break;
 		sleep(1);       /* issued within the same second as the old one */
 	}
+	/* --to cluster:NAME seals to the newest: this one must be it. */
+	if (rc == CF_OK && not_before_after != NULL &&
+	    ASN1_TIME_compare(X509_get0_notBefore(b->cert),
+			      X509_get0_notBefore(not_before_after)) <= 0)
+		rc = cf_error_set(err, CF_ERR_CONFLICT, "the cluster's current "
+			"certificate is valid from a time after now (a clock "
+			"ahead where it was made): a new one would not be the "
+			"newest; try again once this machine's clock is past it");
 	if (rc == CF_OK)
 		rc = caller_chain(c, &b->chain, err);
 	if (rc == CF_OK)
@@ -388,10 +396,22 @@ static cf_status resolve_members(cli_client *c, const char *key,
 
 	for (size_t i = 0; rc == CF_OK && i < targets->n; i++) {
 		cf_error why = { 0 };
+		size_t before = r->n;
 		cf_status one = cli_resolve(c, targets->v[i], r, &why);
 
+		/* Agents take a key only from who could have enrolled them
+		 * (cf_cluster_may_give): say so now, before anything is
+		 * made, rather than have the agent refuse it. */
+		for (size_t k = before; one == CF_OK && k < r->n; k++)
+			one = cf_cluster_may_give(cli_client_cert(c),
+						  r->v[k].cert, &why);
 		if (one == CF_OK)
 			continue;
+		if (one == CF_ERR_POLICY) {
+			*err = why;
+			rc = one;
+			break;
+		}
 		if (strlist_has(strict, targets->v[i]) ||
 		    (one != CF_ERR_NOT_FOUND && one != CF_ERR_REVOKED &&
 		     one != CF_ERR_UNTRUSTED)) {
@@ -1268,11 +1288,20 @@ static int cluster_rotate(int argc, char **argv)
 	}
 	goto done;
 fail:
-	if (stage >= 1 && stage < 3)
+	if (stage == 1)
 		fprintf(stderr, "coffer: note: the new cluster certificate %s is "
-			"%s; the old key's envelopes (certificate %s) were not "
-			"purged\n", nb.fp, stage == 1 ? "registered but its key was "
-			"not stored" : "in place and held by the members", old.fp);
+			"registered but its key was not stored, and 'put --to "
+			"cluster:%s' would seal to it: run 'coffer cluster rotate "
+			"%s' again now (its newer certificate supersedes this "
+			"one)\n", nb.fp, name, name);
+	else if (stage == 2)
+		fprintf(stderr, "coffer: note: the members hold the new key "
+			"(certificate %s), but not every secret of the old key "
+			"(certificate %s) was re-sealed to it and its envelopes "
+			"were not purged: put those secrets again with --to "
+			"cluster:%s (coffer rotate NAME does it from your own "
+			"copy), then revoke the old certificate\n", nb.fp, old.fp,
+			name);
 	code = cli_fail(&err);
 done:
 	OPENSSL_free(old_serial);

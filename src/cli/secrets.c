@@ -28,6 +28,7 @@
 #include "b64.h"
 #include "cli.h"
 #include "client.h"
+#include "cluster.h"
 #include "envelope.h"
 #include "pki.h"
 #include "policy.h"
@@ -432,6 +433,8 @@ int cmd_put(int argc, char **argv)
 	json_t *resp = NULL;
 	unsigned long long latest = 0;
 	char *qname = NULL, me[CF_CN_MAX_BYTES + 1];
+	char cluster[CF_NAME_MAX_BYTES + 1];
+	const char *verb = "secret.write", *scope;
 	const cf_trust *trust = NULL;
 	cf_error err = { 0 };
 	cf_status rc = CF_OK;
@@ -486,9 +489,15 @@ int cmd_put(int argc, char **argv)
 		goto fail;
 	cf_cert_cn(cli_client_cert(c), me, sizeof(me));
 	rc = cf_cert_perms(cli_client_cert(c), &perms, &err);
-	if (rc == CF_OK && !cf_perms_allows(perms, "secret.write", name))
+	scope = name;
+	/* A cluster's key is the enrollers' (docs/CLUSTERS.md). */
+	if (cf_cluster_of_name(name, 1, cluster, sizeof(cluster))) {
+		verb = "agent.enroll";
+		scope = cluster;
+	}
+	if (rc == CF_OK && !cf_perms_allows(perms, verb, scope))
 		rc = cf_error_set(&err, CF_ERR_PERMISSION, "you (\"%s\") hold no "
-				  "secret.write rule matching \"%s\"", me, name);
+				  "%s rule matching \"%s\"", me, verb, scope);
 	if (rc == CF_OK)
 		rc = cli_plaintext_read(file, "--file F", &rec.value, &err);
 	/* The writer first: it must verify like everybody else. */

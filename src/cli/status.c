@@ -203,14 +203,14 @@ static void take_page(struct sdoc *d, const json_t *page,
 }
 
 /*
- * The next page of a secret the server cut (recipients_more): by name,
- * after the last entry it gave, of the same version.
+ * The next page of secret d->name, which the server cut after the
+ * fingerprint after (recipients_more), of the same version.
  */
-static cf_status next_page(cli_client *c, const json_t *s, const char *group,
+static cf_status next_page(cli_client *c, const struct sdoc *d,
+			   const char *after, const char *group,
 			   json_t **page, cf_error *err)
 {
-	const char *after = cli_json_str(s, "recipients_after");
-	char *q = cli_client_escape(cli_json_str(s, "name"));
+	char *q = cli_client_escape(d->name);
 	char *g = group ? cli_client_escape(group) : NULL;
 	char path[1400];
 	json_t *resp = NULL, *p;
@@ -222,27 +222,20 @@ static cf_status next_page(cli_client *c, const json_t *s, const char *group,
 		free(g);
 		return cf_error_set(err, CF_ERR_NOMEM, "out of memory");
 	}
-	snprintf(path, sizeof(path), "/v1/status?name=%s%s%s&limit=%llu%s%s", q,
-		 g ? "&group=" : "", g ? g : "", page_size,
-		 after[0] ? "&after=" : "", after);
+	snprintf(path, sizeof(path), "/v1/status?name=%s%s%s&limit=%llu&after=%s",
+		 q, g ? "&group=" : "", g ? g : "", page_size, after);
 	free(q);
 	free(g);
 	rc = cli_client_call(c, "GET", path, NULL, &resp, err);
 	p = json_array_get(json_object_get(resp, "secrets"), 0);
-	if (rc == CF_OK && (p == NULL || strcmp(cli_json_str(p, "name"),
-						cli_json_str(s, "name")) != 0))
+	if (rc == CF_OK && (p == NULL ||
+			    strcmp(cli_json_str(p, "name"), d->name) != 0))
 		rc = cf_error_set(err, CF_ERR_SERVER, "the server's next page of "
-				  "%s is not about it", cli_json_str(s, "name"));
-	else if (rc == CF_OK &&
-		 cli_json_int(p, "version") != cli_json_int(s, "version"))
+				  "%s is not about it", d->name);
+	else if (rc == CF_OK && cli_json_int(p, "version") != d->latest)
 		rc = cf_error_set(err, CF_ERR_CONFLICT, "%s got a new version "
 				  "while its status was read; run coffer status "
-				  "again", cli_json_str(s, "name"));
-	else if (rc == CF_OK &&
-		 json_is_true(json_object_get(p, "recipients_more")) &&
-		 strcmp(cli_json_str(p, "recipients_after"), after) <= 0)
-		rc = cf_error_set(err, CF_ERR_SERVER, "the server's pages of %s "
-				  "do not move forward", cli_json_str(s, "name"));
+				  "again", d->name);
 	if (rc == CF_OK)
 		*page = json_incref(p);
 	json_decref(resp);
@@ -250,17 +243,42 @@ static cf_status next_page(cli_client *c, const json_t *s, const char *group,
 }
 
 /*
- * One secret of the answer as the command's JSON, its further pages
- * fetched and classified one at a time (a secret may have tens of
- * thousands of recipients); *clean: all applied.
+ * Where the server cut a page (recipients_after) into after, checked:
+ * a fingerprint beyond the previous cut.  0 when the page was not cut.
  */
-static cf_status secret_doc(cli_client *c, const json_t *s, const char *group,
+static int page_cut(const json_t *page, char after[65], const char *name,
+		    cf_status *rc, cf_error *err)
+{
+	const char *at = cli_json_str(page, "recipients_after");
+
+	if (!json_is_true(json_object_get(page, "recipients_more")))
+		return 0;
+	if (strlen(at) != 64 || strspn(at, "0123456789abcdef") != 64 ||
+	    strcmp(at, after) <= 0) {
+		*rc = cf_error_set(err, CF_ERR_SERVER, "the server's pages of %s "
+				   "do not move forward (next after \"%.80s\")",
+				   name, at);
+		return 0;
+	}
+	memcpy(after, at, 65);
+	return 1;
+}
+
+/*
+ * One secret of the answer as the command's JSON, its further pages
+ * fetched and classified one at a time, each freed before the next is
+ * asked for (a secret may have tens of thousands of recipients, each
+ * with a 2 KB signed ack); s's own entries are taken out of it once
+ * classified.  *clean: all applied.
+ */
+static cf_status secret_doc(cli_client *c, json_t *s, const char *group,
 			    const cf_trust *trust, int *clean, json_t **out,
 			    cf_error *err)
 {
 	struct sdoc d = { cli_json_str(s, "name"), cli_json_int(s, "version"),
 			  { NULL } };
-	json_t *doc, *counts, *page = json_incref((json_t *)s), *next;
+	json_t *doc, *counts, *page = NULL;
+	char after[65] = "";
 	cf_status rc = CF_OK;
 
 	*out = NULL;
@@ -269,17 +287,19 @@ static cf_status secret_doc(cli_client *c, const json_t *s, const char *group,
 	counts = json_object();
 	for (int k = 0; k < S_COUNT; k++)
 		d.lists[k] = json_array();
-	for (;;) {
-		take_page(&d, page, trust, clean);
-		if (!json_is_true(json_object_get(page, "recipients_more")))
-			break;
-		rc = next_page(c, page, group, &next, err);
-		if (rc != CF_OK)
-			break;
-		json_decref(page);
-		page = next;
+	take_page(&d, s, trust, clean);
+	if (page_cut(s, after, d.name, &rc, err)) {
+		do {
+			json_decref(page);
+			page = NULL;
+			rc = next_page(c, &d, after, group, &page, err);
+			if (rc == CF_OK)
+				take_page(&d, page, trust, clean);
+		} while (rc == CF_OK && page_cut(page, after, d.name, &rc, err));
 	}
 	json_decref(page);
+	json_object_del(s, "recipients");
+	json_object_del(s, "cluster_acks");
 	for (int k = 0; k < S_COUNT; k++) {
 		json_object_set_new(counts, state_names[k],
 				    json_integer((json_int_t)json_array_size(
@@ -393,9 +413,16 @@ int cmd_status(int argc, char **argv)
 	char *q = NULL, path[1100];
 	cf_error err = { 0 };
 	int as_json = 0, clean = 1, ch, code;
-	size_t i;
+	size_t i, shown = 0;
 	cf_status rc;
 
+	/*
+	 * Nothing here is secret, and a large fleet's acknowledgements would
+	 * not fit OpenSSL's secure heap, where coffer's JSON goes otherwise
+	 * (secmem.c): this command's JSON lives in the ordinary heap.  Set
+	 * before any JSON exists, so every value is freed as it was made.
+	 */
+	json_set_alloc_funcs(malloc, free);
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		if (cli_settings_option(&set, ch, optarg))
@@ -461,18 +488,23 @@ int cmd_status(int argc, char **argv)
 			code = cli_fail(&err);
 			goto out;
 		}
-		if (!as_json)
+		shown++;
+		/* Text goes out secret by secret, and is not kept. */
+		if (!as_json) {
 			print_doc(doc);
+			json_decref(doc);
+			continue;
+		}
 		json_array_append_new(json_object_get(out, "secrets"), doc);
 	}
 	json_object_set_new(out, "ok", json_boolean(clean));
 	if (as_json)
 		cli_json_print(out);
-	else if (json_array_size(json_object_get(out, "secrets")) == 0)
+	else if (shown == 0)
 		printf("no secret matches (or none you may read)\n");
 	else if (json_is_true(json_object_get(out, "more")))
 		printf("(the server stopped after %zu secrets: narrow the query)\n",
-		       json_array_size(json_object_get(out, "secrets")));
+		       shown);
 	code = clean ? 0 : cli_exit_code(CF_ERR_STALE);
 out:
 	json_decref(out);

@@ -1020,3 +1020,33 @@ out:
 	PKCS12_free(p12);
 	return rc;
 }
+
+cf_status cf_cluster_may_give(X509 *signer, X509 *agent, cf_error *err)
+{
+	struct cf_perms *perms = NULL;
+	char *groups = NULL, *save = NULL, *g;
+	char scn[CF_CN_MAX_BYTES + 1], acn[CF_CN_MAX_BYTES + 1];
+	cf_error quiet = { 0 };
+	int ok = 0, any = 0;
+
+	if (cf_cert_perms(signer, &perms, &quiet) == CF_OK &&
+	    cf_cert_ext_text(agent, cf_nid_groups(), &groups, &quiet) == CF_OK) {
+		for (g = groups ? strtok_r(groups, ",", &save) : NULL;
+		     g != NULL && !ok; g = strtok_r(NULL, ",", &save)) {
+			any = 1;
+			ok = cf_perms_allows(perms, "agent.enroll", g);
+		}
+		if (!any)
+			ok = cf_perms_covers(perms, "agent.enroll", "**");
+	}
+	cf_perms_free(perms);
+	OPENSSL_free(groups);
+	if (ok)
+		return CF_OK;
+	cf_cert_cn(signer, scn, sizeof(scn));
+	cf_cert_cn(agent, acn, sizeof(acn));
+	return cf_error_set(err, CF_ERR_POLICY, "\"%s\" may not give agent "
+		"\"%s\" a cluster key: none of its agent.enroll rules covers "
+		"the agent's groups (only who could have enrolled an agent "
+		"may make it a member)", scn, acn);
+}

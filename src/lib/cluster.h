@@ -67,6 +67,18 @@ cf_status cf_cluster_check_cert(X509 *cert, EVP_PKEY *key, const char *name,
 				cf_error *err);
 
 /*
+ * Whether signer may give agent (an agent certificate) a cluster's key:
+ * it must be one who could have enrolled the agent, an agent.enroll rule
+ * covering one of the agent's groups (for an agent without groups, a
+ * rule covering every name, as admin does).  Agents refuse a key record
+ * from anybody else, and `coffer cluster` checks it before it gives one,
+ * so that an enroller of one part of the organisation cannot pull
+ * another part's agents into a cluster of its own.  CF_ERR_POLICY,
+ * naming the signer, when not.
+ */
+cf_status cf_cluster_may_give(X509 *signer, X509 *agent, cf_error *err);
+
+/*
  * The bundle: cert's PEM, each of chain's (may be NULL), then key as
  * unencrypted PKCS#8 PEM, into secure memory (*out, cf_secret_free).
  * cert and key must pass cf_cluster_check_cert (CF_ERR_POLICY);

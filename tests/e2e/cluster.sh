@@ -244,16 +244,22 @@ assert_eq "$(cat "$W/out1/token")" cache-token-2 "web-1 keeps the members' value
 
 
 step "what an enroller of another cluster cannot do"
-# dave's own cluster, with web-4 as member: web-4 refuses the key (dave
-# could not have enrolled it), and takes it from nobody but such one.
-expect_ok as dave cluster create otherc --agent web-4 --json
+# dave could not have enrolled web-4 (group web): cluster create refuses
+# to give it his cluster's key, before anything is made ...
+expect_refusal 7 as dave cluster create otherc --agent web-4
+expect_ok as dave cluster create otherc --json
 OTHER=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["fp"])' "$OUT")
+# ... and web-4 refuses it when dave seals his key record to it anyway.
+expect_ok as dave get cluster-key/otherc --out "$W/otherc.bundle"
+expect_ok as dave put cluster-key/otherc --to agent:web-4 --type binary \
+	--file "$W/otherc.bundle"
+rm -f "$W/otherc.bundle"
 for _ in $(seq 1 50); do
-	grep -q 'refused cluster-key/otherc.*may not give this agent a cluster key' \
+	grep -q 'refused cluster-key/otherc.*may not give agent "web-4" a cluster key' \
 		"$W/agent4.log" && break
 	sleep 0.1
 done
-grep -q 'refused cluster-key/otherc.*may not give this agent a cluster key' "$W/agent4.log" ||
+grep -q 'refused cluster-key/otherc.*may not give agent "web-4" a cluster key' "$W/agent4.log" ||
 	fail "web-4 did not refuse dave's cluster key; log: $(tail -5 "$W/agent4.log")"
 [ ! -e "$W/a4/cluster.pem" ] || fail "web-4 took the key of dave's cluster"
 # dave cannot add his cluster's key as a recipient of secrets it never
