@@ -1111,9 +1111,50 @@ static void p12_interoperates_with_openssl(void **state)
 	fx_remove_tree(dir);
 }
 
+/* Only who could have enrolled an agent may give it a cluster key. */
+static void may_give_needs_a_rule_on_the_agents_groups(void **state)
+{
+	EVP_PKEY *k1 = fx_key(), *k2 = fx_key(), *k3 = fx_key(), *k4 = fx_key();
+	X509 *dave = fx_holder(root, root_key, k1, CF_KIND_ENROLLER, "dave",
+			       "agent.enroll:cache*", NULL);
+	X509 *admin = fx_holder(root, root_key, k2, CF_KIND_OPERATOR, "root-op",
+				"admin:**", NULL);
+	X509 *glob = fx_holder(root, root_key, k3, CF_KIND_ENROLLER, "carol",
+			       "agent.enroll:w*", NULL);
+	cf_cert_spec spec = { .kind = CF_KIND_AGENT };
+	X509 *loner = fx_issue(root, root_key, k4, "loner", &spec);
+	cf_error err = { 0 };
+
+	(void)state;
+	/* bob covers group web; carol by a glob; an admin covers all. */
+	assert_status(CF_OK, cf_cluster_may_give(enroller, agent, &err), &err);
+	assert_status(CF_OK, cf_cluster_may_give(glob, agent, &err), &err);
+	assert_status(CF_OK, cf_cluster_may_give(admin, agent, &err), &err);
+	/* dave may make cache clusters, not enroll web's agents. */
+	assert_status(CF_ERR_POLICY, cf_cluster_may_give(dave, agent, &err),
+		      &err);
+	assert_non_null(strstr(err.msg, "\"dave\""));
+	assert_non_null(strstr(err.msg, "\"web-1\""));
+	/* An agent without groups: only a rule covering every name. */
+	assert_status(CF_OK, cf_cluster_may_give(admin, loner, &err), &err);
+	assert_status(CF_ERR_POLICY, cf_cluster_may_give(enroller, loner, &err),
+		      &err);
+	assert_status(CF_ERR_POLICY, cf_cluster_may_give(glob, loner, &err),
+		      &err);
+	X509_free(dave);
+	X509_free(admin);
+	X509_free(glob);
+	X509_free(loner);
+	EVP_PKEY_free(k1);
+	EVP_PKEY_free(k2);
+	EVP_PKEY_free(k3);
+	EVP_PKEY_free(k4);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(may_give_needs_a_rule_on_the_agents_groups),
 		cmocka_unit_test(of_name_splits_key_and_cache_names),
 		cmocka_unit_test(check_cert_accepts_cluster_refuses_others),
 		cmocka_unit_test(check_cert_refuses_name_with_slash),
