@@ -315,6 +315,14 @@ cf_status ag_acks_flush(ag_runtime *rt, cf_error *err)
 			continue;
 		}
 		json_decref(resp);
+		/* Refused for the cluster proof the request carried: post
+		 * them again without it (they are this agent's own). */
+		if (rc == CF_ERR_DENIED && rt->member != NULL) {
+			ag_runtime_leave_cluster(rt, "acknowledgements",
+						 err->msg);
+			cf_error_clear(err);
+			continue;
+		}
 		if (rc == CF_ERR_NETWORK || rc == CF_ERR_SERVER ||
 		    rc == CF_ERR_LIMIT || rc == CF_ERR_TIMEOUT ||
 		    rc == CF_ERR_NOMEM) {

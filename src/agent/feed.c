@@ -576,6 +576,22 @@ out:
 	return rc;
 }
 
+void ag_runtime_leave_cluster(ag_runtime *rt, const char *what,
+			      const char *why)
+{
+	cf_error ignored = { 0 };
+
+	if (rt->member == NULL)
+		return;
+	ag_log(AG_LOG_ERROR, "the server refused %s with the proof for cluster "
+	       "%s (%s); going on without the cluster until the agent "
+	       "restarts", what, rt->member->name, why);
+	if (rt->client != NULL)
+		(void)cli_client_set_cluster(rt->client, NULL, &ignored);
+	ag_member_free(rt->member);
+	rt->member = NULL;
+}
+
 /*
  * The cluster's part of a feed answer, asked for with member's proof:
  * its entries opened with the cluster key, its cursor kept.  *more is
@@ -659,12 +675,7 @@ cf_status ag_fetch(ag_runtime *rt, long wait_s, int *more, cf_error *err)
 	if (rc == CF_ERR_DENIED && member != NULL) {
 		/* The cluster proof, most likely (a revoked cluster key): the
 		 * agent's own secrets must not wait for it. */
-		ag_log(AG_LOG_ERROR, "the server refused this agent's request "
-		       "with the proof for cluster %s (%s); reading without the "
-		       "cluster until the agent restarts", member->name, err->msg);
-		(void)cli_client_set_cluster(rt->client, NULL, err);
-		ag_member_free(rt->member);
-		rt->member = NULL;
+		ag_runtime_leave_cluster(rt, "its feed request", err->msg);
 		cf_error_clear(err);
 		*more = 1;
 		rc = CF_OK;

@@ -115,6 +115,16 @@ cf_status ag_runtime_commands(ag_runtime *rt, const ag_config *cfg,
 			      volatile sig_atomic_t *stop, int threaded,
 			      cf_error *err);
 
+/*
+ * The server refused a request carrying the cluster proof (what: which,
+ * why: its answer): most likely the cluster's certificate was revoked.
+ * The agent goes on without the cluster (no proof sent, no cluster feed)
+ * until it restarts, so that its own secrets and acknowledgements do not
+ * wait for it; logged.
+ */
+void ag_runtime_leave_cluster(ag_runtime *rt, const char *what,
+			      const char *why);
+
 /* Makes every request give up within ~1 s once *flag is set. */
 void ag_runtime_set_abort(ag_runtime *rt, volatile sig_atomic_t *flag);
 

@@ -23,7 +23,10 @@
 #   6. `cluster rotate cache1 --without web-2`: a new key for web-1 and web-4,
 #      the cluster's secrets re-sealed to it, the old key's envelopes gone
 #      from the database; the next `put --to cluster:cache1` reaches web-1
-#      and web-4, not web-2 (nor web-3, which joined by file: documented).
+#      and web-4, not web-2 (nor web-3, which joined by file: documented);
+#   7. the cluster's certificate revoked: the server refuses its proof, the
+#      members go on without the cluster (their own secrets still come),
+#      and `put --to cluster:cache1` refuses rather than seal to an older key.
 
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -326,4 +329,16 @@ wait_file "$W/out1/shared" shared-2 15 "$W/agent1.log"
 wait_file "$W/out4/shared" shared-2 15 "$W/agent4.log"
 sleep 1
 assert_eq "$(cat "$W/out2/shared")" shared-1 "web-2, removed, keeps the old value only"
+
+
+step "a revoked cluster key: the members go on with their own secrets"
+expect_ok coffer ca revoke --ca "$W/ca" --cert "$W/a1/cluster.pem" --pass-file "$PASS_FILE"
+expect_ok as alice crl push "$W/ca/crl.pem"
+put prod/shared shared-own agent:web-1
+wait_file "$W/out1/shared" shared-own 15 "$W/agent1.log"
+grep -q 'going on without the cluster' "$W/agent1.log" ||
+	fail "web-1 did not say it left the cluster; log: $(tail -5 "$W/agent1.log")"
+# And --to cluster:cache1 refuses: its newest certificate is revoked.
+printf 'x' >"$W/value"
+expect_refusal 17 as alice put prod/shared --to cluster:cache1 --file "$W/value"
 pass
