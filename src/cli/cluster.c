@@ -182,16 +182,21 @@ static int check_name(const char *cmd, const char *name, char *key,
 	return 0;
 }
 
-static int check_agent(const char *cmd, const char *agent)
+/*
+ * An agent NAME of --agent or --without (opt) added to l as "agent:NAME";
+ * 0, or the usage exit code (2) after saying what is wrong.
+ */
+static int agent_opt(const char *cmd, const char *opt, const char *agent,
+		     struct strlist *l)
 {
 	cf_error err = { 0 };
 
 	if (cf_name_check("agent name", agent, &err) != CF_OK ||
-	    strlen(agent) > CF_CN_MAX_BYTES) {
-		cli_usage(cmd, "--agent \"%.100s\" is not a valid agent name",
-			  agent);
-		return -1;
-	}
+	    strlen(agent) > CF_CN_MAX_BYTES)
+		return cli_usage(cmd, "%s \"%.100s\" is not a valid agent name",
+				 opt, agent);
+	if (strlist_add(l, "agent:", agent) < 0)
+		return cli_usage(cmd, "too many %s", opt);
 	return 0;
 }
 
@@ -525,14 +530,9 @@ static int cluster_create(int argc, char **argv)
 			continue;
 		switch (ch) {
 		case 'a':
-			if (check_agent("cluster create", optarg) != 0) {
-				code = 2;
+			code = agent_opt("cluster create", "--agent", optarg, &targets);
+			if (code != 0)
 				goto done;
-			}
-			if (strlist_add(&targets, "agent:", optarg) < 0) {
-				code = cli_usage("cluster create", "too many --agent");
-				goto done;
-			}
 			break;
 		case 'd':
 			if (cli_parse_uint("cluster create", "--days", optarg,
@@ -646,14 +646,9 @@ static int cluster_add(int argc, char **argv)
 			continue;
 		switch (ch) {
 		case 'a':
-			if (check_agent("cluster add", optarg) != 0) {
-				code = 2;
+			code = agent_opt("cluster add", "--agent", optarg, &asked);
+			if (code != 0)
 				goto done;
-			}
-			if (strlist_add(&asked, "agent:", optarg) < 0) {
-				code = cli_usage("cluster add", "too many --agent");
-				goto done;
-			}
 			break;
 		case 'j': as_json = 1; break;
 		case 'h': cluster_usage(stdout); goto done;
@@ -1133,14 +1128,9 @@ static int cluster_rotate(int argc, char **argv)
 			continue;
 		switch (ch) {
 		case 'w':
-			if (check_agent("cluster rotate", optarg) != 0) {
-				code = 2;
+			code = agent_opt("cluster rotate", "--without", optarg, &without);
+			if (code != 0)
 				goto done;
-			}
-			if (strlist_add(&without, "agent:", optarg) < 0) {
-				code = cli_usage("cluster rotate", "too many --without");
-				goto done;
-			}
 			break;
 		case 'd':
 			if (cli_parse_uint("cluster rotate", "--days", optarg,

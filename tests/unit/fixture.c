@@ -9,11 +9,14 @@
 #include "fixture.h"
 
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <openssl/rsa.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "secmem.h"
@@ -181,4 +184,31 @@ const char *fx_fp_of(char c)
 	memset(b, c, 64);
 	b[64] = '\0';
 	return b;
+}
+
+int fx_run(char *const argv[], const char *out_path)
+{
+	int status, in, out;
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		in = open("/dev/null", O_RDONLY);
+		out = open(out_path ? out_path : "/dev/null",
+			   O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		if (in < 0 || out < 0 || dup2(in, STDIN_FILENO) < 0 ||
+		    dup2(out, STDOUT_FILENO) < 0 || dup2(out, STDERR_FILENO) < 0)
+			_exit(127);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) == 127)
+		return -1;
+	return WEXITSTATUS(status);
 }

@@ -87,6 +87,13 @@ unsigned char *fx_cert_der(X509 *cert, size_t *len);
 void fx_remove_tree(const char *dir);
 
 /*
+ * Runs argv[0] (looked up in PATH) with argv, no shell, standard output
+ * and error to out_path (NULL: /dev/null), standard input /dev/null.
+ * Its exit status, or -1 when it could not be started or was killed.
+ */
+int fx_run(char *const argv[], const char *out_path);
+
+/*
  * A certificate fingerprint (or tenant id) made of one repeated
  * character, for the store's tests, which keep fingerprints as opaque
  * text: stable storage per c, so several may be used at once.

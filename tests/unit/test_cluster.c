@@ -1027,7 +1027,9 @@ static void p12_refuses_non_cluster(void **state)
 
 static int have_openssl(void)
 {
-	return system("openssl version >/dev/null 2>&1") == 0;
+	char *const argv[] = { "openssl", "version", NULL };
+
+	return fx_run(argv, NULL) == 0;
 }
 
 static void write_file(const char *path, const void *data, size_t len)
@@ -1054,7 +1056,7 @@ static unsigned char *read_file(const char *path, size_t *len)
 static void p12_interoperates_with_openssl(void **state)
 {
 	char dir[] = "/tmp/test_cluster.XXXXXX";
-	char path[3][64], cmd[512], line[256];
+	char path[4][64], passin[80], line[256];
 	struct text t = { 0 };
 	cf_secret *pw = pass_of("s3same");
 	unsigned char *der = NULL;
@@ -1070,6 +1072,8 @@ static void p12_interoperates_with_openssl(void **state)
 	snprintf(path[0], sizeof(path[0]), "%s/bundle.pem", dir);
 	snprintf(path[1], sizeof(path[1]), "%s/pass", dir);
 	snprintf(path[2], sizeof(path[2]), "%s/f.p12", dir);
+	snprintf(path[3], sizeof(path[3]), "%s/info.txt", dir);
+	snprintf(passin, sizeof(passin), "file:%s", path[1]);
 	text_cert(&t, web);
 	text_key(&t, web_key, NULL);
 	write_file(path[0], t.buf, t.len);
@@ -1077,11 +1081,14 @@ static void p12_interoperates_with_openssl(void **state)
 	text_free(&t);
 
 	/* What `openssl pkcs12 -export` makes with the documented flags. */
-	snprintf(cmd, sizeof(cmd),
-		 "openssl pkcs12 -export -keypbe AES-256-CBC -certpbe AES-256-CBC"
-		 " -macalg sha256 -in %s -passout file:%s -out %s", path[0],
-		 path[1], path[2]);
-	assert_int_equal(system(cmd), 0);
+	{
+		char *const argv[] = { "openssl", "pkcs12", "-export",
+			"-keypbe", "AES-256-CBC", "-certpbe", "AES-256-CBC",
+			"-macalg", "sha256", "-in", path[0], "-passout", passin,
+			"-out", path[2], NULL };
+
+		assert_int_equal(fx_run(argv, NULL), 0);
+	}
 	der = read_file(path[2], &len);
 	assert_status(CF_OK, import(der, len, "s3same", "web", &err), &err);
 	free(der);
@@ -1091,10 +1098,13 @@ static void p12_interoperates_with_openssl(void **state)
 						   &len, &err), &err);
 	write_file(path[2], der, len);
 	OPENSSL_free(der);
-	snprintf(cmd, sizeof(cmd),
-		 "openssl pkcs12 -info -noout -in %s -passin file:%s 2>&1",
-		 path[2], path[1]);
-	out = popen(cmd, "r");
+	{
+		char *const argv[] = { "openssl", "pkcs12", "-info", "-noout",
+			"-in", path[2], "-passin", passin, NULL };
+
+		assert_int_equal(fx_run(argv, path[3]), 0);
+	}
+	out = fopen(path[3], "r");
 	assert_non_null(out);
 	while (fgets(line, sizeof(line), out) != NULL) {
 		if (strstr(line, "MAC: sha256") != NULL)
@@ -1104,7 +1114,7 @@ static void p12_interoperates_with_openssl(void **state)
 			prf_sha256++;
 		assert_null(strstr(line, "SHA1"));
 	}
-	assert_int_equal(pclose(out), 0);
+	fclose(out);
 	assert_int_equal(mac_sha256, 1);
 	assert_int_equal(prf_sha256, 2);
 	cf_secret_free(pw);

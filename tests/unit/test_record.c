@@ -327,6 +327,52 @@ static void targets_and_without(void **state)
 		    ",\"targets\":[\"group:web\"]");
 }
 
+/* member (a cluster member's proof) and cluster: targets. */
+static void member_and_cluster_targets(void **state)
+{
+	static const unsigned char value[] = "hi";
+	char *targets[] = { "cluster:cache-1" };
+	cf_record *rec = record_of(CF_TYPE_TEXT, value, 2), *back;
+	cf_secret *json = NULL;
+	cf_error err = { 0 };
+	char many[CF_RECORD_MEMBER_MAX + 40];
+
+	(void)state;
+	assert_status(CF_OK, cf_record_encode(rec, &json, &err), &err);
+	assert_null(strstr((const char *)cf_secret_cdata(json), "member"));
+	cf_secret_free(json);
+	rec->targets = targets;
+	rec->n_targets = 1;
+	snprintf(rec->member, sizeof(rec->member), "MEUCIQ+/abc=");
+	back = round_trip(rec);
+	assert_string_equal(back->member, "MEUCIQ+/abc=");
+	assert_string_equal(back->targets[0], "cluster:cache-1");
+	cf_record_free(back);
+	rec->targets = NULL;
+	rec->n_targets = 0;
+	cf_record_free(rec);
+	/* Refused: empty, not a string, not base64, too long, a bad name. */
+	expect_with(CF_ERR_RECORD, GOOD_V, GOOD_TENANT, GOOD_NAME, GOOD_VERSION,
+		    GOOD_CREATED, GOOD_TYPE, GOOD_VALUE, ",\"member\":\"\"");
+	expect_with(CF_ERR_RECORD, GOOD_V, GOOD_TENANT, GOOD_NAME, GOOD_VERSION,
+		    GOOD_CREATED, GOOD_TYPE, GOOD_VALUE, ",\"member\":7");
+	expect_with(CF_ERR_RECORD, GOOD_V, GOOD_TENANT, GOOD_NAME, GOOD_VERSION,
+		    GOOD_CREATED, GOOD_TYPE, GOOD_VALUE, ",\"member\":\"a b\"");
+	expect_with(CF_ERR_RECORD, GOOD_V, GOOD_TENANT, GOOD_NAME, GOOD_VERSION,
+		    GOOD_CREATED, GOOD_TYPE, GOOD_VALUE,
+		    ",\"member\":\"a\\u0000b\"");
+	memset(many, 'A', sizeof(many));
+	memcpy(many, ",\"member\":\"", 11);
+	memcpy(many + sizeof(many) - 2, "\"", 2);
+	expect_with(CF_ERR_RECORD, GOOD_V, GOOD_TENANT, GOOD_NAME, GOOD_VERSION,
+		    GOOD_CREATED, GOOD_TYPE, GOOD_VALUE, many);
+	expect_with(CF_ERR_RECORD, GOOD_V, GOOD_TENANT, GOOD_NAME, GOOD_VERSION,
+		    GOOD_CREATED, GOOD_TYPE, GOOD_VALUE,
+		    ",\"targets\":[\"cluster:..\"]");
+	expect_with(CF_OK, GOOD_V, GOOD_TENANT, GOOD_NAME, GOOD_VERSION,
+		    GOOD_CREATED, GOOD_TYPE, GOOD_VALUE, ",\"member\":\"QUJD\"");
+}
+
 static void wrong_format_version(void **state)
 {
 	static const char *const bad[] = { "2", "0", "-1", "1.0", "\"1\"", "true",
@@ -549,6 +595,7 @@ int main(void)
 		cmocka_unit_test(targets_and_without),
 		cmocka_unit_test(wrong_format_version),
 		cmocka_unit_test(bad_tenant),
+		cmocka_unit_test(member_and_cluster_targets),
 		cmocka_unit_test(bad_name),
 		cmocka_unit_test(bad_version_and_time),
 		cmocka_unit_test(bad_type),
